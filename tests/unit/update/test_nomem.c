@@ -1,0 +1,213 @@
+/*
+ * test_nomem.c — allocation failures, made on purpose.
+ *
+ * The program is linked with -Wl,--wrap=malloc,--wrap=calloc, so every
+ * malloc/calloc of the statically linked engine goes through the wrappers
+ * below, which can be armed to fail the N-th call (or every call).  Checked:
+ *   create and load fail with ISVD_ERR_NOMEM at every allocation, leave
+ *     *out alone and leak nothing (LeakSanitizer in the sanitizer build);
+ *   info, project and reconstruct report ISVD_ERR_NOMEM and leave the model
+ *     as it was;
+ *   update and reorthogonalize allocate nothing at all (the header: "all
+ *     workspaces are allocated here, so updates allocate nothing").
+ */
+#include "ref.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void *__real_malloc(size_t size);
+void *__real_calloc(size_t nmemb, size_t size);
+void *__wrap_malloc(size_t size);
+void *__wrap_calloc(size_t nmemb, size_t size);
+
+static long fail_at = -1;   /* fail the call with this index; -1: never */
+static int fail_all;        /* fail every call while set */
+static long ncalls;         /* calls since arming */
+
+static int should_fail(void)
+{
+	long i = ncalls++;
+	return fail_all || (fail_at >= 0 && i == fail_at);
+}
+
+void *__wrap_malloc(size_t size)
+{
+	return should_fail() ? NULL : __real_malloc(size);
+}
+
+void *__wrap_calloc(size_t nmemb, size_t size)
+{
+	return should_fail() ? NULL : __real_calloc(nmemb, size);
+}
+
+static void arm(long at, int all)
+{
+	ncalls = 0;
+	fail_at = at;
+	fail_all = all;
+}
+
+static void disarm(void)
+{
+	fail_at = -1;
+	fail_all = 0;
+}
+
+static struct isvd_options opts(void)
+{
+	struct isvd_options o = ref_options(12, 3, 2);
+	o.center = 1;
+	o.forget = 0.99;
+	o.max_block = 8;
+	return o;
+}
+
+static void test_create(void **state)
+{
+	(void)state;
+	struct isvd_options o = opts();
+	static int sentinel;
+	long i;
+	for (i = 0; i < 1000; i++) {
+		struct isvd_model *out = (struct isvd_model *)(void *)&sentinel;
+		arm(i, 0);
+		int rc = isvd_model_create(&o, &out);
+		disarm();
+		if (rc == ISVD_OK) {
+			assert_true(out != (struct isvd_model *)(void *)&sentinel);
+			isvd_model_destroy(out);
+			break;
+		}
+		REF_ASSERT_ERR(rc, ISVD_ERR_NOMEM);
+		assert_ptr_equal(out, (struct isvd_model *)(void *)&sentinel);
+	}
+	print_message("create survived failures at each of its %ld allocations\n", i);
+	assert_true(i >= 1 && i < 1000);
+}
+
+static void test_load(void **state)
+{
+	(void)state;
+	struct isvd_options o = opts();
+	struct isvd_model *md = ref_create(&o);
+	double *x = ref_make_rows(5, 40, 12, 12, 0.8, 0.1, 1.0);
+	ref_feed(md, x, 40, 12, 0, 9, 6);
+	size_t len;
+	unsigned char *img = ref_save(md, &len);
+	long i;
+	for (i = 0; i < 1000; i++) {
+		struct isvd_model *out = NULL;
+		arm(i, 0);
+		int rc = isvd_model_load(img, len, &out);
+		disarm();
+		if (rc == ISVD_OK) {
+			size_t len2;
+			unsigned char *img2 = ref_save(out, &len2);
+			assert_int_equal(len2, len);
+			assert_memory_equal(img2, img, len);
+			free(img2);
+			isvd_model_destroy(out);
+			break;
+		}
+		REF_ASSERT_ERR(rc, ISVD_ERR_NOMEM);
+		assert_null(out);
+	}
+	assert_true(i >= 1 && i < 1000);
+	free(img);
+	free(x);
+	isvd_model_destroy(md);
+}
+
+static void test_updates_allocate_nothing(void **state)
+{
+	(void)state;
+	struct isvd_options o = opts();
+	o.reorth_every = 50;   /* automatic re-orthogonalisations happen too */
+	struct isvd_model *md = ref_create(&o);
+	double *x = ref_make_rows(7, 300, 12, 12, 0.8, 0.1, 1.0);
+	arm(-1, 1);
+	/* Calls of 1..20 rows (split by max_block 8), straight to the engine. */
+	int rc = ISVD_OK;
+	for (size_t i = 0, b = 1; i < 300 && rc == ISVD_OK; i += b, b = b % 20 + 1) {
+		size_t nb = b < 300 - i ? b : 300 - i;
+		rc = isvd_model_update(md, x + i * 12, nb, 12);
+	}
+	int rc2 = isvd_model_reorthogonalize(md);
+	long used = ncalls;
+	disarm();
+	REF_ASSERT_OK(rc);
+	REF_ASSERT_OK(rc2);
+	assert_int_equal(used, 0);
+	assert_int_equal(isvd_model_rows_seen(md), 300);
+	struct isvd_info info;
+	REF_ASSERT_OK(isvd_model_info(md, &info));
+	assert_true(info.reorth_count >= 6);
+	free(x);
+	isvd_model_destroy(md);
+}
+
+static void test_queries(void **state)
+{
+	(void)state;
+	struct isvd_options o = opts();
+	struct isvd_model *md = ref_create(&o);
+	double *x = ref_make_rows(8, 40, 12, 12, 0.8, 0.1, 1.0);
+	ref_feed(md, x, 40, 12, 0, 9, 9);
+	size_t len;
+	unsigned char *before = ref_save(md, &len);
+	double coords[40 * 3], res[40], out[40 * 12];
+	double coords2[40 * 3], res2[40], out2[40 * 12];
+	struct isvd_info info, info2;
+	memset(&info, 0, sizeof info);
+	memset(&info2, 0, sizeof info2);
+
+	arm(-1, 1);
+	int rc_info = isvd_model_info(md, &info2);
+	int rc_proj = isvd_model_project(md, x, 40, 12, ISVD_SPACE_U, coords2, res2);
+	int rc_rec = isvd_model_reconstruct(md, x, 40, 12, out2);
+	disarm();
+
+	size_t len2;
+	unsigned char *after = ref_save(md, &len2);
+	assert_int_equal(len2, len);
+	assert_memory_equal(after, before, len);
+
+	/* Each either says it could not get memory, or — if it needs none —
+	 * gives exactly the answer it gives with memory. */
+	REF_ASSERT_OK(isvd_model_info(md, &info));
+	REF_ASSERT_OK(isvd_model_project(md, x, 40, 12, ISVD_SPACE_U, coords, res));
+	REF_ASSERT_OK(isvd_model_reconstruct(md, x, 40, 12, out));
+	if (rc_info != ISVD_OK) {
+		REF_ASSERT_ERR(rc_info, ISVD_ERR_NOMEM);
+	} else {
+		assert_int_equal(info2.rank, info.rank);
+		REF_ASSERT_CLOSE(info2.orthogonality_error, info.orthogonality_error, 0.0);
+		REF_ASSERT_CLOSE(info2.energy_captured, info.energy_captured, 0.0);
+	}
+	if (rc_proj != ISVD_OK) {
+		REF_ASSERT_ERR(rc_proj, ISVD_ERR_NOMEM);
+	} else {
+		assert_memory_equal(coords2, coords, sizeof coords);
+		assert_memory_equal(res2, res, sizeof res);
+	}
+	if (rc_rec != ISVD_OK)
+		REF_ASSERT_ERR(rc_rec, ISVD_ERR_NOMEM);
+	else
+		assert_memory_equal(out2, out, sizeof out);
+	free(before);
+	free(after);
+	free(x);
+	isvd_model_destroy(md);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_create),
+		cmocka_unit_test(test_load),
+		cmocka_unit_test(test_updates_allocate_nothing),
+		cmocka_unit_test(test_queries),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

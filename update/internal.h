@@ -1,0 +1,118 @@
+/*
+ * internal.h — the model's state, its invariants, and the functions shared
+ * between the engine's files.  Nothing here is public.
+ *
+ * FILES
+ *   model.c      create/destroy, validation, accessors, queries, info
+ *   truncated.c  the truncated update strategy (Brand's block update) and
+ *                re-orthogonalisation
+ *   image.c      save/load of the complete state
+ *   crc32c.c     checksum;  error.c  error texts
+ *
+ * STATE MACHINE OF ONE UPDATE CALL
+ *
+ *   isvd_model_update ──► upd_check_rows (finite? sizes?) ──► for each block:
+ *       upd_fold_block: weight + centre rows into Y ──► core or direct SVD
+ *       ──► truncate ──► commit (swap V, σ, μ, totals) ──► upd_sign_normalise
+ *       ──► upd_reorthogonalise when rows_since_reorth ≥ reorth_every
+ *
+ *   A block is atomic: everything is computed in workspaces and the state is
+ *   written only after every LAPACK call of the block has succeeded.
+ */
+#ifndef ISVD_UPDATE_INTERNAL_H
+#define ISVD_UPDATE_INTERNAL_H
+
+#include "isvd_model.h"
+
+/* Update strategies behind the one model interface.  Only the truncated one
+ * exists today; an exact (triangular-factor) strategy is planned. */
+enum upd_strategy {
+	UPD_TRUNCATED = 0,
+};
+
+struct isvd_model {
+	/* ---- options, fixed at creation ---- */
+	size_t n;              /* dimension */
+	size_t k;              /* requested rank */
+	size_t p;              /* extra components requested */
+	size_t kmax;           /* min(k, n): most components ever reported */
+	size_t m;              /* min(k + p, n): most components ever kept */
+	size_t B;              /* max rows per block */
+	int center;
+	double forget;         /* λ */
+	uint64_t reorth_every;
+	double rcond;
+	enum upd_strategy strategy;
+
+	/* ---- state ----
+	 * INVARIANTS (after every public call returns):
+	 *   0 ≤ r ≤ m;  r = 0 until the first non-zero row.
+	 *   V is n×m column-major (ld n); its first r columns are orthonormal:
+	 *     ‖VᵀV − I‖ grows by O(ε) per block and is reset below 1e-13 by
+	 *     every re-orthogonalisation (reorth_every rows).
+	 *   sigma[0..r) is finite, non-increasing and > rcond·sigma[0].
+	 *   Each column of V is sign-normalised: its largest-magnitude entry
+	 *     (lowest index on ties) is positive.
+	 *   mean (n values, only when center) is the weighted mean of every row
+	 *     seen; all zeros before the first row.
+	 *   weight = Σ λ^t over rows seen; energy = ‖weighted centred A‖_F²,
+	 *     both exact (not truncated), both finite.
+	 *   Nothing here is ever NaN: input is checked before it touches state.
+	 *   Memory is fixed at creation: O(n·(m + B)) and never grows.
+	 */
+	size_t r;
+	double *V;
+	double *sigma;
+	double *mean;
+	uint64_t rows_seen;
+	uint64_t rows_since_reorth;
+	uint64_t reorth_count;
+	double weight;
+	double energy;
+
+	/* ---- workspaces: allocated at creation, contents meaningless between
+	 * calls.  s = m + B + 1 is the largest core (r + block + correction). */
+	size_t s;
+	size_t c;         /* min(s, n): the largest square SVD either path runs */
+	double *Vnew;     /* n×m     rotated basis, swapped with V on commit */
+	double *Y;        /* n×(B+1) block (transposed), then residual, then Q */
+	double *P;        /* m×(B+1) projection coefficients VᵀY */
+	double *P2;       /* m×(B+1) second Gram–Schmidt pass */
+	double *R;        /* q², q = min(B+1, n): triangular factor of the residual
+	                     (the core path has bb < n columns, so bb ≤ q) */
+	double *R2;       /* q²  second CholeskyQR pass */
+	double *K;        /* s×c: the t×t core (core path: t = r+bb < n, so
+	                     t ≤ c), or the stacked t×n matrix of the direct
+	                     path (n ≤ t ≤ s, so n = c) */
+	double *Kcopy;    /* c×c copy kept for the gesvd fallback */
+	double *VT;       /* c×c right singular vectors of the core */
+	double *svals;    /* c   singular values of the core */
+	double *tau;      /* s   Householder scalars */
+	double *dw;       /* B   row weights sqrt(λ^age) of the current block */
+	double *mu_b;     /* n   weighted mean of the current block */
+	double *mu_new;   /* n   mean after the current block */
+	double *work;     /* lwork doubles for LAPACK */
+	int *iwork;       /* 8·c ints for gesdd */
+	size_t lwork;
+};
+
+/* model.c */
+int upd_validate_options(const struct isvd_options *o);
+int upd_alloc(const struct isvd_options *o, struct isvd_model **out);
+void upd_sign_normalise(struct isvd_model *m);
+/* ‖VᵀV − I‖_F over the r kept columns (O(n·r²)); allocates r² doubles. */
+int upd_orthogonality_error(const struct isvd_model *m, double *out);
+
+/* truncated.c: sizes workspaces (called by upd_alloc), folds one block of
+ * b ≤ B finite rows, re-orthogonalises.  Return isvd_err codes. */
+int upd_truncated_workspace(struct isvd_model *m);
+int upd_truncated_fold(struct isvd_model *m, const double *rows, size_t b, size_t ld);
+int upd_reorthogonalise(struct isvd_model *m);
+
+/* SVD of a column-major rows×cols matrix A (rows ≥ cols) computing σ and
+ * Vᵀ (cols×cols, ld ldvt) with gesdd; on non-convergence retries gesvd on
+ * the copy Acopy (which must hold A on entry).  A is destroyed. */
+int upd_svd(struct isvd_model *m, size_t rows, size_t cols, double *A, double *Acopy,
+            double *s, double *vt, size_t ldvt);
+
+#endif

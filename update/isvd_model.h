@@ -1,0 +1,198 @@
+/*
+ * isvd_model.h — the incremental SVD engine: public interface.
+ *
+ * A model keeps a rank-k truncated SVD of an unbounded stream of rows,
+ * A ≈ U Σ Vᵀ, without ever storing A or U.  Rows are folded in blocks with
+ * Brand's incremental update (project on V, QR of the residual, SVD of a
+ * small core, rotate, truncate).  Memory is O(n·(k+p+max_block)) and does
+ * not grow with the number of rows streamed.
+ *
+ * This library is pure numerics: it links CBLAS, LAPACKE and libm only and
+ * performs no I/O.  It owns the model state and nothing else; the daemon
+ * persists saved images, the protocol encodes what the accessors return.
+ *
+ * WHAT THE MODEL IS OF
+ *   Rows x_1 … x_N arrive in order.  With forgetting factor λ ∈ (0,1], a row
+ *   that is t rows old (t = 0 for the newest) has weight w_t = λ^t.  Weights
+ *   are weights in the weighted-least-squares sense: the model is the SVD of
+ *   the matrix whose rows are  sqrt(w_t)·(x_t − μ), where μ is the weighted
+ *   mean Σ w_t x_t / Σ w_t when centring is on and 0 when it is off.  So
+ *   σ_i² are the eigenvalues of the weighted scatter Σ w_t (x_t−μ)(x_t−μ)ᵀ
+ *   and V its eigenvectors: with centring on this is exactly (weighted) PCA.
+ *   The update is exact for every block size: the weights depend on a row's
+ *   age in rows, not on how rows were grouped into blocks.  Only truncation
+ *   to k + extra components loses information.
+ *
+ *   Choosing λ: a half-life of h rows (a row's weight halves after h newer
+ *   rows) is λ = 2^(−1/h); the effective window Σ w_t → 1/(1−λ) ≈ 1.44·h rows.
+ *   λ = 1 (the default) is no forgetting.
+ *
+ * CONVENTIONS
+ *   Matrices passed in and out are row-major with an explicit leading
+ *   dimension (ld ≥ the row length), one row per observation, because that is
+ *   how rows arrive on the wire.  Internally the engine is column-major.
+ *   Factors read out are sign-normalised: in each right singular vector the
+ *   entry of largest magnitude is positive (the lowest index wins a tie), so
+ *   the same rows in the same blocks give bit-identical factors.
+ *
+ * ERRORS AND OWNERSHIP
+ *   Every function returns an isvd_err (ISVD_OK = 0) and hands results back
+ *   through out-parameters.  Nothing aborts on bad input.  The caller owns
+ *   every buffer it passes; the engine never keeps a pointer to one.
+ *   A model is not thread-safe: calls on one model must be serialised by the
+ *   caller (const functions may run concurrently with each other).
+ */
+#ifndef ISVD_MODEL_H
+#define ISVD_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The one error enum of the engine; isvd_strerror() gives its text. */
+typedef enum isvd_err {
+	ISVD_OK = 0,
+	ISVD_ERR_INVALID,     /* an argument is out of range or NULL */
+	ISVD_ERR_DIM,         /* a row's length differs from the model's dimension */
+	ISVD_ERR_NONFINITE,   /* a value is NaN or ±Inf, or so large (about 1e150)
+	                         that its square could overflow; nothing applied */
+	ISVD_ERR_NOMEM,       /* allocation failed; the model is unchanged */
+	ISVD_ERR_LAPACK,      /* an SVD did not converge even after the gesvd fallback */
+	ISVD_ERR_NOT_READY,   /* the model has seen no rows yet */
+	ISVD_ERR_FORMAT,      /* a saved image has a bad magic, version or field */
+	ISVD_ERR_CORRUPT,     /* a saved image fails its CRC32C */
+	ISVD_ERR_TRUNCATED,   /* a saved image or buffer is shorter than it must be */
+	ISVD_ERR_TOO_LARGE,   /* sizes whose product would overflow or exceed limits */
+	ISVD_ERR_COUNT_       /* number of codes; not an error */
+} isvd_err;
+
+/* Static text for an error code; never NULL (unknown codes get a generic text). */
+const char *isvd_strerror(int err);
+
+/* Space of projected coordinates. */
+enum isvd_space {
+	ISVD_SPACE_SCORES = 0, /* Vₖᵀ(x − μ) */
+	ISVD_SPACE_U = 1       /* Σₖ⁺Vₖᵀ(x − μ); σ_j ≤ rcond·σ_1 gives 0, never inf */
+};
+
+/* Creation options.  Fill with isvd_options_default() and then override. */
+struct isvd_options {
+	size_t dim;            /* n ≥ 1, the row length */
+	size_t rank;           /* k ≥ 1; factors reported have min(k, n) components */
+	size_t extra;          /* p ≥ 0 components kept beyond k (default 10) */
+	size_t max_block;      /* rows folded per block; longer calls are split.
+	                          0 (the default) picks by dimension: 1024 for
+	                          n ≤ 128 (a QR of the stacked block is cheapest
+	                          there), 64 up to 4095 (Brand's core stays
+	                          small), 128 from 4096 */
+	int center;            /* non-zero: subtract the running (weighted) mean */
+	double forget;         /* λ ∈ (0, 1]; 1 = no forgetting (default) */
+	uint64_t reorth_every; /* re-orthogonalise V every this many rows; 0 = never
+	                          (default 100000) */
+	double rcond;          /* relative threshold (default 1e-12): components
+	                          with σ ≤ rcond·σ_1 are dropped, and give 0 in
+	                          U-coordinates */
+};
+
+/* Limits checked by isvd_model_create() and isvd_model_load(). */
+#define ISVD_MAX_DIM   ((size_t)1 << 24)
+#define ISVD_MAX_RANK  4096
+#define ISVD_MAX_BLOCK 65536
+
+struct isvd_model;
+
+/* Summary of a model, as reported by `info`. */
+struct isvd_info {
+	size_t dim;                    /* n */
+	size_t rank;                   /* components reported now: min(k, internal rank) */
+	size_t rank_max;               /* min(k, n) */
+	size_t rank_internal;          /* components kept, ≤ min(k + extra, n) */
+	uint64_t rows_seen;            /* rows folded in since creation */
+	double weight_total;           /* Σ w_t (= rows_seen when λ = 1) */
+	double energy_total;           /* ‖weighted, centred A‖_F², exact */
+	double energy_captured;        /* Σ_{i≤rank} σ_i² */
+	double explained_energy_ratio; /* energy_captured / energy_total (0 if none) */
+	double condition_number;       /* σ_1 / σ_rank (0 if rank = 0) */
+	double orthogonality_error;    /* ‖VᵀV − I‖_F over the kept components */
+	int center;                    /* options as created */
+	double forget;
+	uint64_t reorth_every;
+	uint64_t reorth_count;         /* re-orthogonalisations done */
+};
+
+/* Fills *o with the defaults above (dim and rank are 0 and must be set). */
+void isvd_options_default(struct isvd_options *o);
+
+/* Creates an empty model; all workspaces are allocated here, so updates
+ * allocate nothing.  *out is set only on success; the caller owns it and
+ * frees it with isvd_model_destroy(). */
+int isvd_model_create(const struct isvd_options *o, struct isvd_model **out);
+
+/* Frees the model.  destroy(NULL) is a no-op. */
+void isvd_model_destroy(struct isvd_model *m);
+
+/* Folds nrows rows (row-major, row i at rows + i*ld, ld ≥ dim) into the model
+ * in blocks of at most max_block rows.  nrows = 0 is a no-op.
+ * All or nothing against bad input: if any value is non-finite, or so large
+ * that the squares of the call's values could overflow the model's energy
+ * (|x| around 1e150 and beyond), the call returns ISVD_ERR_NONFINITE and the
+ * model is untouched.  Only on
+ * ISVD_ERR_LAPACK (both SVD drivers failed on a finite core) may a prefix of
+ * whole blocks have been applied; isvd_model_rows_seen() tells how many. */
+int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, size_t ld);
+
+/* Re-orthogonalises V now (also done automatically every reorth_every rows). */
+int isvd_model_reorthogonalize(struct isvd_model *m);
+
+/* Simple accessors. */
+size_t isvd_model_dim(const struct isvd_model *m);
+size_t isvd_model_rank(const struct isvd_model *m);      /* reported components now */
+uint64_t isvd_model_rows_seen(const struct isvd_model *m);
+/* The options the model runs with; max_block is the resolved block size,
+ * never 0. */
+int isvd_model_options(const struct isvd_model *m, struct isvd_options *o);
+
+/* Fills *info; computes the orthogonality error (O(n·r²)). */
+int isvd_model_info(const struct isvd_model *m, struct isvd_info *info);
+
+/* Copies out the reported factors.  sigma gets rank values (non-increasing);
+ * vt gets rank rows of dim values (row-major, ld = dim): the right singular
+ * vectors; mean gets dim values (zeros when centring is off).  Any pointer
+ * may be NULL.  *rank (may be NULL) receives the count.  Buffers must hold
+ * min(k, n) and min(k, n)·dim values. */
+int isvd_model_factors(const struct isvd_model *m, double *sigma, double *vt,
+                       double *mean, size_t *rank);
+
+/* Projects nrows rows (row-major, ld ≥ dim) onto the reported factors.
+ * coords (may be NULL) receives nrows × rank values row-major (ld = rank);
+ * residual (may be NULL) receives ‖(x−μ) − VₖVₖᵀ(x−μ)‖₂ per row.
+ * Returns ISVD_ERR_NOT_READY before the first row, ISVD_ERR_NONFINITE on
+ * non-finite input.  Allocates scratch proportional to dim per call. */
+int isvd_model_project(const struct isvd_model *m, const double *rows, size_t nrows,
+                       size_t ld, enum isvd_space space, double *coords, double *residual);
+
+/* Reconstructs nrows rows: out_i = μ + VₖVₖᵀ(x_i − μ), row-major (ld = dim). */
+int isvd_model_reconstruct(const struct isvd_model *m, const double *rows, size_t nrows,
+                           size_t ld, double *out);
+
+/* Saved images: magic "ISVDMODL", format version, the complete state in
+ * little-endian, and a CRC32C over everything before it.  Loading checks
+ * every field and the CRC and never returns a half-loaded model. */
+size_t isvd_model_saved_size(const struct isvd_model *m);
+/* Writes the image into buf (cap bytes); *len receives its size.
+ * ISVD_ERR_TOO_LARGE if cap is too small (nothing meaningful written). */
+int isvd_model_save(const struct isvd_model *m, void *buf, size_t cap, size_t *len);
+/* Creates a model from an image; *out is set only on success. */
+int isvd_model_load(const void *buf, size_t len, struct isvd_model **out);
+
+/* CRC32C (Castagnoli), shared with the daemon's log records.  Start with
+ * crc = 0; feeding a buffer in pieces gives the same result as at once. */
+uint32_t isvd_crc32c(uint32_t crc, const void *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ISVD_MODEL_H */
