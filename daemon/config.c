@@ -1,0 +1,748 @@
+/*
+ * config.c — the option table and the YAML loader of isvdd.
+ *
+ * DESIGN
+ *   cfg_options[] below is the only place an option is declared: its name
+ *   ("section.key"), type, default (written as it would be in YAML), range or
+ *   choices, and help text.  cfg_init_defaults() parses every default through
+ *   the same converter as the file, cfg_load() looks keys up in the table, and
+ *   cfg_print_help() prints it: parser, validation and documentation cannot
+ *   drift apart.  Cross-field rules (forget vs half_life, distinct endpoints)
+ *   sit in check_together(), after the table pass.
+ *
+ *   The file is read whole (at most CFG_MAX_FILE_BYTES) and walked with
+ *   libyaml's event parser, which keeps the line and column of every node:
+ *
+ *     stream → one document → mapping of sections → mapping of scalar values
+ *
+ *   Anything else is refused with file:line:col and the key it concerns:
+ *   unknown sections or keys, repeated keys, sequences, nested mappings,
+ *   aliases, anchors and explicit tags, a second document.  The loader keeps
+ *   going after a problem (skipping the offending node) so that `--check`
+ *   reports every problem at once; only a YAML syntax error ends the walk.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <yaml.h>
+
+#include "isvd_model.h"
+
+/* ------------------------------------------------------------- the table */
+
+enum cfg_type { CFG_UINT, CFG_REAL, CFG_BOOL, CFG_STRING, CFG_ENUM, CFG_ENDPOINT };
+
+#define CFG_MIN_EXCLUSIVE 1u   /* REAL: the value must be > min, not >= */
+#define CFG_NONEMPTY      2u   /* STRING: "" is refused */
+#define CFG_MAX_STRING    4096 /* bytes in a string value */
+
+struct cfg_option {
+	const char *name;            /* "section.key" */
+	enum cfg_type type;
+	size_t offset;               /* of the field in struct cfg */
+	const char *def;             /* default, as YAML text */
+	double min, max;             /* UINT and REAL */
+	unsigned flags;
+	const char *const *choices;  /* ENUM: NULL-terminated; the field is an int index */
+	const char *help;
+};
+
+static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
+static const char *const formats[] = { "text", "json", NULL };
+static const char *const fsyncs[] = { "always", "batch", "never", NULL };
+static const char *const missings[] = { "reject", NULL };
+
+#define OFF(f) offsetof(struct cfg, f)
+#define U64MAXD 1e15
+
+static const struct cfg_option cfg_options[] = {
+	{ "model.dim", CFG_UINT, OFF(model.dim), "0", 0, (double)ISVD_MAX_DIM, 0, NULL,
+	  "row length n; 0 takes it from the first accepted push" },
+	{ "model.rank", CFG_UINT, OFF(model.rank), "8", 1, ISVD_MAX_RANK, 0, NULL,
+	  "components reported (k)" },
+	{ "model.extra", CFG_UINT, OFF(model.extra), "10", 0, ISVD_MAX_RANK, 0, NULL,
+	  "components kept beyond k to keep the top k accurate" },
+	{ "model.center", CFG_BOOL, OFF(model.center), "false", 0, 0, 0, NULL,
+	  "subtract the running mean (PCA) before factoring" },
+	{ "model.forget", CFG_REAL, OFF(model.forget), "1", 0, 1, CFG_MIN_EXCLUSIVE, NULL,
+	  "forgetting factor lambda in (0, 1]; 1 = no forgetting; excludes half_life" },
+	{ "model.half_life", CFG_REAL, OFF(model.half_life), "0", 0, 1e12, 0, NULL,
+	  "rows after which a row's weight halves (lambda = 2^(-1/h)); 0 = off; excludes forget" },
+	{ "model.reorth_every", CFG_UINT, OFF(model.reorth_every), "100000", 0, U64MAXD, 0, NULL,
+	  "re-orthogonalise V every this many rows; 0 = never" },
+	{ "model.missing", CFG_ENUM, OFF(model.missing), "reject", 0, 0, 0, missings,
+	  "what a push with missing values (nil/NaN) gets: reject = NON_FINITE, nothing applied" },
+
+	{ "endpoints.ingest", CFG_ENDPOINT, OFF(endpoints.ingest), "tcp://127.0.0.1:5570", 0, 0, 0, NULL,
+	  "ROUTER socket for push (tcp://, ipc:// or inproc://)" },
+	{ "endpoints.query", CFG_ENDPOINT, OFF(endpoints.query), "tcp://127.0.0.1:5571", 0, 0, 0, NULL,
+	  "ROUTER socket for ping, info, project, reconstruct, factors, checkpoint" },
+	{ "endpoints.publish", CFG_ENDPOINT, OFF(endpoints.publish), "tcp://127.0.0.1:5572", 0, 0, 0, NULL,
+	  "PUB socket for the spectrum and factors snapshots" },
+
+	{ "batching.max_rows", CFG_UINT, OFF(batching.max_rows), "1024", 1, ISVD_MAX_BLOCK, 0, NULL,
+	  "rows gathered from pushes before they are folded as one engine update" },
+	{ "batching.max_delay_ms", CFG_UINT, OFF(batching.max_delay_ms), "5", 0, 60000, 0, NULL,
+	  "longest time rows wait while more pushes are read; a batch is also folded as soon as no more pushes are waiting" },
+
+	{ "publish.spectrum_every_ms", CFG_UINT, OFF(publish.spectrum_every_ms), "1000", 0, 86400000, 0, NULL,
+	  "publish `spectrum` at this interval when the model changed; 0 = off" },
+	{ "publish.spectrum_every_rows", CFG_UINT, OFF(publish.spectrum_every_rows), "0", 0, U64MAXD, 0, NULL,
+	  "also publish `spectrum` once this many rows arrived since the last one; 0 = off" },
+	{ "publish.factors_every_ms", CFG_UINT, OFF(publish.factors_every_ms), "10000", 0, 86400000, 0, NULL,
+	  "publish `factors` at this interval when the model changed; 0 = off" },
+
+	{ "storage.dir", CFG_STRING, OFF(storage.dir), "./data", 0, 0, CFG_NONEMPTY, NULL,
+	  "directory for the write-ahead log and checkpoints (not used yet: durability is issue 5)" },
+	{ "storage.fsync", CFG_ENUM, OFF(storage.fsync), "always", 0, 0, 0, fsyncs,
+	  "when log records are fsynced (not used yet)" },
+	{ "storage.checkpoint_every_rows", CFG_UINT, OFF(storage.checkpoint_every_rows), "1000000", 0, U64MAXD, 0, NULL,
+	  "write a checkpoint after this many rows; 0 = off (not used yet)" },
+	{ "storage.checkpoint_every_s", CFG_UINT, OFF(storage.checkpoint_every_s), "300", 0, 31536000, 0, NULL,
+	  "write a checkpoint at this interval; 0 = off (not used yet)" },
+
+	{ "limits.max_message_bytes", CFG_UINT, OFF(limits.max_message_bytes), "67108864", 1024, (double)(1u << 30), 0, NULL,
+	  "largest request body; larger ones get TOO_LARGE (far larger ones are dropped by zmq)" },
+	{ "limits.max_rows_per_push", CFG_UINT, OFF(limits.max_rows_per_push), "65536", 1, (double)(1u << 24), 0, NULL,
+	  "most rows in one request matrix; more is TOO_LARGE" },
+	{ "limits.max_clients", CFG_UINT, OFF(limits.max_clients), "1024", 1, 65536, 0, NULL,
+	  "clients whose last batches are remembered for duplicate detection (least recent forgotten; looked up linearly)" },
+	{ "limits.recv_hwm", CFG_UINT, OFF(limits.recv_hwm), "1000", 0, 10000000, 0, NULL,
+	  "zmq receive high-water mark of the ingest and query sockets (messages; 0 = none)" },
+	{ "limits.send_hwm", CFG_UINT, OFF(limits.send_hwm), "1000", 0, 10000000, 0, NULL,
+	  "zmq send high-water mark of the ingest and query sockets (messages; 0 = none)" },
+	{ "limits.publish_hwm", CFG_UINT, OFF(limits.publish_hwm), "100", 0, 10000000, 0, NULL,
+	  "zmq send high-water mark of the publish socket; a slow subscriber loses snapshots beyond it" },
+
+	{ "log.level", CFG_ENUM, OFF(log.level), "info", 0, 0, 0, levels,
+	  "least severe level written" },
+	{ "log.format", CFG_ENUM, OFF(log.format), "text", 0, 0, 0, formats,
+	  "text lines, or one JSON object per line" },
+	{ "log.file", CFG_STRING, OFF(log.file), "", 0, 0, 0, NULL,
+	  "log file, appended to and reopened on SIGHUP; empty = standard error" },
+	{ "log.warn_every_ms", CFG_UINT, OFF(log.warn_every_ms), "1000", 0, 3600000, 0, NULL,
+	  "at most one warning about refused requests per this interval; the rest are counted" },
+};
+
+#define N_OPTIONS (sizeof cfg_options / sizeof cfg_options[0])
+
+const char *cfg_log_level_name(int level)
+{
+	return level >= 0 && level <= CFG_LOG_ERROR ? levels[level] : "?";
+}
+
+const char *cfg_fsync_name(int fsync)
+{
+	return fsync >= 0 && fsync <= CFG_FSYNC_NEVER ? fsyncs[fsync] : "?";
+}
+
+/* ---------------------------------------------------------------- loader */
+
+struct loader {
+	const char *path;
+	FILE *errs;
+	int problems;
+	struct cfg *c;
+	yaml_parser_t parser;
+	bool set[N_OPTIONS];
+	yaml_mark_t where[N_OPTIONS];   /* of the key, when set[] */
+};
+
+static void problem(struct loader *L, yaml_mark_t m, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void problem(struct loader *L, yaml_mark_t m, const char *fmt, ...)
+{
+	va_list ap;
+
+	L->problems++;
+	if (!L->errs)
+		return;
+	fprintf(L->errs, "%s:%zu:%zu: ", L->path, m.line + 1, m.column + 1);
+	va_start(ap, fmt);
+	vfprintf(L->errs, fmt, ap);
+	va_end(ap);
+	fputc('\n', L->errs);
+}
+
+static void *field(struct cfg *c, const struct cfg_option *o)
+{
+	return (char *)c + o->offset;
+}
+
+static bool is_null_scalar(const yaml_event_t *ev)
+{
+	const char *v = (const char *)ev->data.scalar.value;
+
+	if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return false;
+	return !strcmp(v, "") || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") ||
+	       !strcmp(v, "NULL");
+}
+
+static void range_text(const struct cfg_option *o, char *buf, size_t cap)
+{
+	if (o->type == CFG_UINT)
+		snprintf(buf, cap, "between %.0f and %.0f", o->min, o->max);
+	else
+		snprintf(buf, cap, "in %c%.17g, %.17g]", (o->flags & CFG_MIN_EXCLUSIVE) ? '(' : '[',
+		         o->min, o->max);
+}
+
+/* Converts text (from the file, or a default) into the option's field.
+ * plain: the scalar was unquoted (numbers and booleans must be).
+ * Returns true on success; on failure reports a problem at m. */
+static bool set_value(struct loader *L, const struct cfg_option *o, const char *text, size_t len,
+                      bool plain, yaml_mark_t m)
+{
+	void *f = field(L->c, o);
+	char rng[96];
+
+	switch (o->type) {
+	case CFG_UINT: {
+		char *end;
+		unsigned long long v;
+
+		range_text(o, rng, sizeof rng);
+		errno = 0;
+		v = strtoull(text, &end, 10);
+		if (!plain || len == 0 || text[0] < '0' || text[0] > '9' || *end || errno) {
+			problem(L, m, "%s must be an integer %s, got '%.40s'", o->name, rng, text);
+			return false;
+		}
+		if ((double)v < o->min || (double)v > o->max) {
+			problem(L, m, "%s must be %s, got %llu", o->name, rng, v);
+			return false;
+		}
+		*(uint64_t *)f = v;
+		return true;
+	}
+	case CFG_REAL: {
+		char *end;
+		double v;
+
+		range_text(o, rng, sizeof rng);
+		errno = 0;
+		v = strtod(text, &end);
+		if (!plain || len == 0 || *end || errno || !isfinite(v)) {
+			problem(L, m, "%s must be a number %s, got '%.40s'", o->name, rng, text);
+			return false;
+		}
+		if (v < o->min || v > o->max || ((o->flags & CFG_MIN_EXCLUSIVE) && v <= o->min)) {
+			problem(L, m, "%s must be %s, got %.17g", o->name, rng, v);
+			return false;
+		}
+		*(double *)f = v;
+		return true;
+	}
+	case CFG_BOOL:
+		if (plain && !strcmp(text, "true")) {
+			*(bool *)f = true;
+			return true;
+		}
+		if (plain && !strcmp(text, "false")) {
+			*(bool *)f = false;
+			return true;
+		}
+		problem(L, m, "%s must be true or false, got '%.40s'", o->name, text);
+		return false;
+	case CFG_ENUM:
+		for (int i = 0; o->choices[i]; i++)
+			if (!strcmp(text, o->choices[i])) {
+				*(int *)f = i;
+				return true;
+			}
+		{
+			char list[128] = "";
+			for (int i = 0; o->choices[i]; i++) {
+				if (i)
+					strncat(list, ", ", sizeof list - strlen(list) - 1);
+				strncat(list, o->choices[i], sizeof list - strlen(list) - 1);
+			}
+			problem(L, m, "%s must be one of %s, got '%.40s'", o->name, list, text);
+		}
+		return false;
+	case CFG_STRING:
+	case CFG_ENDPOINT: {
+		char *copy;
+
+		if (strlen(text) != len) {
+			problem(L, m, "%s must not contain a NUL byte", o->name);
+			return false;
+		}
+		if (len > CFG_MAX_STRING) {
+			problem(L, m, "%s is %zu bytes long; the limit is %d", o->name, len, CFG_MAX_STRING);
+			return false;
+		}
+		if (o->type == CFG_ENDPOINT) {
+			static const char *const schemes[] = { "tcp://", "ipc://", "inproc://" };
+			bool ok = false;
+			for (size_t i = 0; i < 3; i++) {
+				size_t sl = strlen(schemes[i]);
+				if (!strncmp(text, schemes[i], sl) && len > sl)
+					ok = true;
+			}
+			if (!ok) {
+				problem(L, m, "%s must be a zmq endpoint (tcp://HOST:PORT, ipc://PATH or inproc://NAME), got '%.60s'",
+				        o->name, text);
+				return false;
+			}
+			if (len > 255) {
+				problem(L, m, "%s is longer than 255 bytes", o->name);
+				return false;
+			}
+		} else if ((o->flags & CFG_NONEMPTY) && len == 0) {
+			problem(L, m, "%s must not be empty", o->name);
+			return false;
+		}
+		copy = strdup(text);
+		if (!copy) {
+			problem(L, m, "out of memory: %s", strerror(errno));
+			return false;
+		}
+		free(*(char **)f);
+		*(char **)f = copy;
+		return true;
+	}
+	}
+	return false;
+}
+
+static const char *type_name(const struct cfg_option *o)
+{
+	switch (o->type) {
+	case CFG_UINT: return "integer";
+	case CFG_REAL: return "number";
+	case CFG_BOOL: return "bool";
+	case CFG_STRING: return "string";
+	case CFG_ENUM: return "choice";
+	case CFG_ENDPOINT: return "endpoint";
+	}
+	return "?";
+}
+
+int cfg_init_defaults(struct cfg *c)
+{
+	struct loader L;
+	yaml_mark_t none = { 0, 0, 0 };
+
+	memset(c, 0, sizeof *c);
+	memset(&L, 0, sizeof L);
+	L.path = "(default)";
+	L.errs = stderr;
+	L.c = c;
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const struct cfg_option *o = &cfg_options[i];
+		if (!set_value(&L, o, o->def, strlen(o->def), true, none))
+			return -1;
+	}
+	return 0;
+}
+
+void cfg_fini(struct cfg *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const struct cfg_option *o = &cfg_options[i];
+		if (o->type == CFG_STRING || o->type == CFG_ENDPOINT)
+			free(*(char **)field(c, o));
+	}
+	free(c->path);
+	memset(c, 0, sizeof *c);
+}
+
+/* Next event into *ev (the caller deletes it).  Returns false on a YAML
+ * syntax error, which has been reported. */
+static bool next_event(struct loader *L, yaml_event_t *ev)
+{
+	if (yaml_parser_parse(&L->parser, ev))
+		return true;
+	problem(L, L->parser.problem_mark, "YAML syntax error: %s%s%s",
+	        L->parser.problem ? L->parser.problem : "unknown",
+	        L->parser.context ? " " : "", L->parser.context ? L->parser.context : "");
+	return false;
+}
+
+/* Reports aliases, anchors and tags on ev (what names the place: what).
+ * Returns true when ev is free of them. */
+static bool plain_node(struct loader *L, const yaml_event_t *ev, const char *what)
+{
+	const yaml_char_t *anchor = NULL, *tag = NULL;
+
+	switch (ev->type) {
+	case YAML_ALIAS_EVENT:
+		problem(L, ev->start_mark, "%s: YAML aliases are not allowed (*%s)", what,
+		        (const char *)ev->data.alias.anchor);
+		return false;
+	case YAML_SCALAR_EVENT:
+		anchor = ev->data.scalar.anchor;
+		tag = ev->data.scalar.tag;
+		break;
+	case YAML_MAPPING_START_EVENT:
+		anchor = ev->data.mapping_start.anchor;
+		tag = ev->data.mapping_start.tag;
+		break;
+	case YAML_SEQUENCE_START_EVENT:
+		anchor = ev->data.sequence_start.anchor;
+		tag = ev->data.sequence_start.tag;
+		break;
+	default:
+		return true;
+	}
+	if (anchor) {
+		problem(L, ev->start_mark, "%s: YAML anchors are not allowed (&%s)", what, (const char *)anchor);
+		return false;
+	}
+	if (tag) {
+		problem(L, ev->start_mark, "%s: YAML tags are not allowed (%s)", what, (const char *)tag);
+		return false;
+	}
+	return true;
+}
+
+/* Consumes the rest of the node that first opened (a scalar or alias is
+ * already whole).  Returns false on a syntax error. */
+static bool skip_node(struct loader *L, const yaml_event_t *first)
+{
+	int depth;
+
+	if (first->type != YAML_MAPPING_START_EVENT && first->type != YAML_SEQUENCE_START_EVENT)
+		return true;
+	depth = 1;
+	while (depth > 0) {
+		yaml_event_t ev;
+		if (!next_event(L, &ev))
+			return false;
+		if (ev.type == YAML_MAPPING_START_EVENT || ev.type == YAML_SEQUENCE_START_EVENT)
+			depth++;
+		else if (ev.type == YAML_MAPPING_END_EVENT || ev.type == YAML_SEQUENCE_END_EVENT)
+			depth--;
+		yaml_event_delete(&ev);
+	}
+	return true;
+}
+
+static const struct cfg_option *find_option(const char *section, const char *key)
+{
+	size_t sl = strlen(section);
+
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		if (!strncmp(cfg_options[i].name, section, sl) && cfg_options[i].name[sl] == '.' &&
+		    !strcmp(cfg_options[i].name + sl + 1, key))
+			return &cfg_options[i];
+	return NULL;
+}
+
+static bool section_exists(const char *section)
+{
+	size_t sl = strlen(section);
+
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		if (!strncmp(cfg_options[i].name, section, sl) && cfg_options[i].name[sl] == '.')
+			return true;
+	return false;
+}
+
+/* Reads the body of section (its MAPPING_START has been consumed) up to and
+ * including its MAPPING_END.  Returns false on a syntax error. */
+static bool load_section(struct loader *L, const char *section)
+{
+	for (;;) {
+		yaml_event_t kev, vev;
+		char what[160];
+		bool ok = true;
+
+		if (!next_event(L, &kev))
+			return false;
+		if (kev.type == YAML_MAPPING_END_EVENT) {
+			yaml_event_delete(&kev);
+			return true;
+		}
+		if (kev.type != YAML_SCALAR_EVENT || !plain_node(L, &kev, section)) {
+			if (kev.type != YAML_ALIAS_EVENT && kev.type != YAML_SCALAR_EVENT)
+				problem(L, kev.start_mark, "%s: keys must be plain names", section);
+			ok = skip_node(L, &kev) && next_event(L, &vev);
+			yaml_event_delete(&kev);
+			if (!ok)
+				return false;
+			ok = skip_node(L, &vev);
+			yaml_event_delete(&vev);
+			if (!ok)
+				return false;
+			continue;
+		}
+		const char *key = (const char *)kev.data.scalar.value;
+		const struct cfg_option *o = find_option(section, key);
+		snprintf(what, sizeof what, "%s.%.100s", section, key);
+
+		if (!next_event(L, &vev)) {
+			yaml_event_delete(&kev);
+			return false;
+		}
+		if (!o) {
+			problem(L, kev.start_mark, "unknown key '%s'", what);
+		} else if (!plain_node(L, &vev, what)) {
+			/* reported */
+		} else if (vev.type != YAML_SCALAR_EVENT) {
+			problem(L, vev.start_mark, "%s must be a single %s value, not a %s", what, type_name(o),
+			        vev.type == YAML_MAPPING_START_EVENT ? "mapping" : "list");
+		} else {
+			size_t i = (size_t)(o - cfg_options);
+			if (L->set[i]) {
+				problem(L, kev.start_mark, "%s appears twice (first at line %zu)", what,
+				        L->where[i].line + 1);
+			} else if (is_null_scalar(&vev)) {
+				problem(L, kev.start_mark, "%s needs a value", what);
+			} else if (set_value(L, o, (const char *)vev.data.scalar.value, vev.data.scalar.length,
+			                     vev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE, kev.start_mark)) {
+				L->set[i] = true;
+				L->where[i] = kev.start_mark;
+			}
+		}
+		ok = skip_node(L, &vev);
+		yaml_event_delete(&kev);
+		yaml_event_delete(&vev);
+		if (!ok)
+			return false;
+	}
+}
+
+/* The top-level mapping (its MAPPING_START consumed) through its end. */
+static bool load_sections(struct loader *L)
+{
+	char seen[8][32];
+	yaml_mark_t seen_at[8];
+	size_t nseen = 0;
+
+	for (;;) {
+		yaml_event_t kev, vev;
+		bool ok = true;
+
+		if (!next_event(L, &kev))
+			return false;
+		if (kev.type == YAML_MAPPING_END_EVENT) {
+			yaml_event_delete(&kev);
+			return true;
+		}
+		const bool good_key = kev.type == YAML_SCALAR_EVENT && plain_node(L, &kev, "section");
+		if (!good_key && kev.type != YAML_SCALAR_EVENT && kev.type != YAML_ALIAS_EVENT)
+			problem(L, kev.start_mark, "section names must be plain names");
+		if (!skip_node(L, &kev) || !next_event(L, &vev)) {
+			yaml_event_delete(&kev);
+			return false;
+		}
+		const char *name = good_key ? (const char *)kev.data.scalar.value : NULL;
+		if (!name) {
+			/* reported above */
+		} else if (!section_exists(name)) {
+			problem(L, kev.start_mark, "unknown section '%.60s' (sections: model, endpoints, batching, publish, storage, limits, log)",
+			        name);
+		} else if (!plain_node(L, &vev, name)) {
+			/* reported */
+		} else if (vev.type != YAML_MAPPING_START_EVENT) {
+			if (vev.type == YAML_SCALAR_EVENT && is_null_scalar(&vev))
+				; /* an empty section: all defaults */
+			else
+				problem(L, vev.start_mark, "%s must be a mapping of keys to values", name);
+		} else {
+			size_t i;
+			for (i = 0; i < nseen; i++)
+				if (!strcmp(seen[i], name))
+					break;
+			if (i < nseen) {
+				problem(L, kev.start_mark, "section %s appears twice (first at line %zu)", name,
+				        seen_at[i].line + 1);
+			} else if (nseen < 8) {
+				snprintf(seen[nseen], sizeof seen[nseen], "%s", name);
+				seen_at[nseen++] = kev.start_mark;
+			}
+			ok = load_section(L, name);
+			yaml_event_delete(&kev);
+			yaml_event_delete(&vev);
+			if (!ok)
+				return false;
+			continue;
+		}
+		ok = skip_node(L, &vev);
+		yaml_event_delete(&kev);
+		yaml_event_delete(&vev);
+		if (!ok)
+			return false;
+	}
+}
+
+static size_t opt_index(const char *name)
+{
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		if (!strcmp(cfg_options[i].name, name))
+			return i;
+	return N_OPTIONS;   /* not reached for names in the table */
+}
+
+/* Rules that involve more than one option; reported at the later key. */
+static void check_together(struct loader *L)
+{
+	struct cfg *c = L->c;
+	const size_t fi = opt_index("model.forget"), hi = opt_index("model.half_life");
+
+	if (L->set[fi] && L->set[hi]) {
+		yaml_mark_t m = L->where[fi].index > L->where[hi].index ? L->where[fi] : L->where[hi];
+		problem(L, m, "model.forget and model.half_life both set; give one of them");
+	}
+	if (c->model.half_life > 0)
+		c->model.forget = pow(2.0, -1.0 / c->model.half_life);
+	if (!(c->model.forget > 0))
+		problem(L, L->where[hi], "model.half_life %g gives a forgetting factor of 0", c->model.half_life);
+
+	const char *names[3] = { "endpoints.ingest", "endpoints.query", "endpoints.publish" };
+	const char *vals[3] = { c->endpoints.ingest, c->endpoints.query, c->endpoints.publish };
+	for (int a = 0; a < 3; a++)
+		for (int b = a + 1; b < 3; b++)
+			if (vals[a] && vals[b] && !strcmp(vals[a], vals[b])) {
+				const size_t ia = opt_index(names[a]), ib = opt_index(names[b]);
+				yaml_mark_t m = L->set[ib] ? L->where[ib] : L->where[ia];
+				problem(L, m, "%s and %s are the same endpoint '%s'", names[a], names[b], vals[a]);
+			}
+}
+
+static char *read_file(struct loader *L, const char *path, size_t *len)
+{
+	yaml_mark_t top = { 0, 0, 0 };
+	struct stat st;
+	char *buf = NULL;
+	size_t n = 0;
+	FILE *f = fopen(path, "rb");
+
+	if (!f) {
+		problem(L, top, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
+		problem(L, top, "not a regular file");
+		goto fail;
+	}
+	buf = malloc(CFG_MAX_FILE_BYTES + 1);
+	if (!buf) {
+		problem(L, top, "out of memory: %s", strerror(errno));
+		goto fail;
+	}
+	n = fread(buf, 1, CFG_MAX_FILE_BYTES + 1, f);
+	if (ferror(f)) {
+		problem(L, top, "cannot read: %s", strerror(errno));
+		goto fail;
+	}
+	if (n > CFG_MAX_FILE_BYTES) {
+		problem(L, top, "the file is larger than the limit of %u bytes", CFG_MAX_FILE_BYTES);
+		goto fail;
+	}
+	fclose(f);
+	*len = n;
+	return buf;
+fail:
+	free(buf);
+	fclose(f);
+	return NULL;
+}
+
+int cfg_load(struct cfg *c, const char *path, FILE *errs)
+{
+	struct loader L;
+	yaml_event_t ev;
+	size_t len = 0;
+	char *text;
+	bool ok;
+
+	memset(&L, 0, sizeof L);
+	L.path = path;
+	L.errs = errs;
+	L.c = c;
+	free(c->path);
+	c->path = strdup(path);
+	if (!c->path) {
+		fprintf(errs, "%s: out of memory\n", path);
+		return 1;
+	}
+	text = read_file(&L, path, &len);
+	if (!text)
+		return L.problems;
+	if (!yaml_parser_initialize(&L.parser)) {
+		fprintf(errs, "%s: cannot initialise the YAML parser\n", path);
+		free(text);
+		return 1;
+	}
+	yaml_parser_set_input_string(&L.parser, (const unsigned char *)text, len);
+
+	/* stream start, then at most one document holding one mapping */
+	ok = next_event(&L, &ev);
+	if (ok)
+		yaml_event_delete(&ev);   /* STREAM_START */
+	if (ok && (ok = next_event(&L, &ev))) {
+		if (ev.type == YAML_DOCUMENT_START_EVENT) {
+			yaml_event_delete(&ev);
+			ok = next_event(&L, &ev);
+			if (ok && ev.type == YAML_MAPPING_START_EVENT && plain_node(&L, &ev, "top level")) {
+				yaml_event_delete(&ev);
+				ok = load_sections(&L);
+			} else if (ok) {
+				if (ev.type == YAML_SCALAR_EVENT && is_null_scalar(&ev))
+					; /* an empty document: all defaults */
+				else if (ev.type != YAML_MAPPING_START_EVENT)
+					problem(&L, ev.start_mark, "the top level must be a mapping of sections");
+				ok = skip_node(&L, &ev);
+				yaml_event_delete(&ev);
+			}
+			if (ok && (ok = next_event(&L, &ev))) {
+				yaml_event_delete(&ev);   /* DOCUMENT_END */
+				if ((ok = next_event(&L, &ev))) {
+					if (ev.type != YAML_STREAM_END_EVENT)
+						problem(&L, ev.start_mark, "only one YAML document is allowed");
+					yaml_event_delete(&ev);
+				}
+			}
+		} else {
+			yaml_event_delete(&ev);   /* STREAM_END: an empty file */
+		}
+	}
+	yaml_parser_delete(&L.parser);
+	free(text);
+	if (ok)
+		check_together(&L);
+	return L.problems;
+}
+
+void cfg_print_help(FILE *out)
+{
+	char section[32] = "";
+
+	fprintf(out, "Configuration keys (YAML, section: {key: value}); defaults in brackets:\n");
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const struct cfg_option *o = &cfg_options[i];
+		const char *dot = strchr(o->name, '.');
+		char rng[128] = "";
+
+		if (strlen(section) != (size_t)(dot - o->name) ||
+		    strncmp(section, o->name, (size_t)(dot - o->name))) {
+			snprintf(section, sizeof section, "%.*s", (int)(dot - o->name), o->name);
+			fprintf(out, "\n%s:\n", section);
+		}
+		if (o->type == CFG_UINT || o->type == CFG_REAL) {
+			char r[96];
+			range_text(o, r, sizeof r);
+			snprintf(rng, sizeof rng, ", %s", r);
+		} else if (o->type == CFG_ENUM) {
+			size_t at = (size_t)snprintf(rng, sizeof rng, ", one of");
+			for (int j = 0; o->choices[j] && at < sizeof rng; j++)
+				at += (size_t)snprintf(rng + at, sizeof rng - at, " %s", o->choices[j]);
+		}
+		fprintf(out, "  %-32s %s [%s]%s\n      %s\n", o->name, type_name(o),
+		        o->def[0] ? o->def : "\"\"", rng, o->help);
+	}
+}

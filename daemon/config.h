@@ -1,0 +1,85 @@
+/*
+ * config.h — isvdd's configuration: the values, and the loader that fills
+ * them from a YAML file.
+ *
+ * Every option is one row of the table in config.c (name, type, default,
+ * range or choices, help).  That table alone drives the parser, the
+ * validation, `isvdd --help` and the defaults, so none of them can drift
+ * from the others.  configs/default.yaml lists the same keys; an
+ * integration test checks that it does.
+ *
+ * A struct cfg owns its strings; release it with cfg_fini().
+ */
+#ifndef ISVDD_CONFIG_H
+#define ISVDD_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Largest configuration file read, in bytes. */
+#define CFG_MAX_FILE_BYTES (1u << 20)
+
+enum cfg_log_level { CFG_LOG_DEBUG, CFG_LOG_INFO, CFG_LOG_WARN, CFG_LOG_ERROR };
+enum cfg_log_format { CFG_LOG_TEXT, CFG_LOG_JSON };
+enum cfg_fsync { CFG_FSYNC_ALWAYS, CFG_FSYNC_BATCH, CFG_FSYNC_NEVER };
+enum cfg_missing { CFG_MISSING_REJECT };
+
+struct cfg {
+	char *path;                       /* the file loaded, or NULL for defaults only */
+	struct {
+		uint64_t dim;             /* 0: from the first push */
+		uint64_t rank, extra, reorth_every;
+		bool center;
+		double forget;            /* λ; derived from half_life when that is set */
+		double half_life;         /* rows; 0 = not set */
+		int missing;              /* enum cfg_missing */
+	} model;
+	struct {
+		char *ingest, *query, *publish;
+	} endpoints;
+	struct {
+		uint64_t max_rows, max_delay_ms;
+	} batching;
+	struct {
+		uint64_t spectrum_every_ms, spectrum_every_rows, factors_every_ms;
+	} publish;
+	struct {                          /* accepted and validated; used from issue 5 */
+		char *dir;
+		int fsync;                /* enum cfg_fsync */
+		uint64_t checkpoint_every_rows, checkpoint_every_s;
+	} storage;
+	struct {
+		uint64_t max_message_bytes, max_rows_per_push, max_clients;
+		uint64_t recv_hwm, send_hwm, publish_hwm;
+	} limits;
+	struct {
+		int level;                /* enum cfg_log_level */
+		int format;               /* enum cfg_log_format */
+		char *file;               /* "" = stderr */
+		uint64_t warn_every_ms;
+	} log;
+};
+
+/* Fills *c with every option's default.  Returns 0, or -1 when out of memory
+ * (a message has been printed to stderr).  *c must be released with
+ * cfg_fini() either way. */
+int cfg_init_defaults(struct cfg *c);
+
+/* Loads path over the defaults.  Every problem found is printed to errs as
+ * "path:line:col: message" (1-based); returns the number of problems (0 =
+ * the configuration is valid).  *c is filled either way and must be
+ * released with cfg_fini(). */
+int cfg_load(struct cfg *c, const char *path, FILE *errs);
+
+/* Frees the strings of *c and zeroes it.  cfg_fini(NULL) is a no-op. */
+void cfg_fini(struct cfg *c);
+
+/* Writes the documentation of every option (from the table) to out. */
+void cfg_print_help(FILE *out);
+
+/* Names for enum values, for logs. */
+const char *cfg_log_level_name(int level);
+const char *cfg_fsync_name(int fsync);
+
+#endif /* ISVDD_CONFIG_H */

@@ -1,0 +1,159 @@
+/*
+ * log.c — text or JSON log lines, the refused-request rate limit, and the
+ * clocks the daemon uses.
+ *
+ * A text line:  2026-11-23T11:15:39.123Z isvdd[4242] info: message
+ * A JSON line:  {"t":"2026-11-23T11:15:39.123Z","pid":4242,"level":"info","msg":"message"}
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+
+uint64_t srv_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+double srv_unix_time(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int srv_log_open(struct srv_log *log, const char *path, int level, int json,
+                 uint64_t warn_every_ms)
+{
+	memset(log, 0, sizeof *log);
+	log->f = stderr;
+	log->level = level;
+	log->json = json;
+	log->warn_every_ms = warn_every_ms;
+	if (!path || !*path)
+		return 0;
+	log->path = strdup(path);
+	if (!log->path) {
+		fprintf(stderr, "isvdd: out of memory: %s\n", strerror(errno));
+		return -1;
+	}
+	log->f = fopen(path, "a");
+	if (!log->f) {
+		fprintf(stderr, "isvdd: cannot open log file %s: %s\n", path, strerror(errno));
+		log->f = stderr;
+		free(log->path);
+		log->path = NULL;
+		return -1;
+	}
+	setvbuf(log->f, NULL, _IOLBF, 0);
+	return 0;
+}
+
+void srv_log_reopen(struct srv_log *log)
+{
+	FILE *f;
+
+	if (!log->path)
+		return;
+	f = fopen(log->path, "a");
+	if (!f) {
+		srv_logf(log, CFG_LOG_ERROR, "cannot reopen log file %s: %s; keeping the old one",
+		         log->path, strerror(errno));
+		return;
+	}
+	setvbuf(f, NULL, _IOLBF, 0);
+	fclose(log->f);
+	log->f = f;
+	srv_logf(log, CFG_LOG_INFO, "log reopened");
+}
+
+void srv_log_close(struct srv_log *log)
+{
+	if (log->f && log->f != stderr)
+		fclose(log->f);
+	free(log->path);
+	memset(log, 0, sizeof *log);
+}
+
+static void json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p < 0x20)
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f);
+	}
+	fputc('"', f);
+}
+
+static void vlog(struct srv_log *log, int level, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
+static void vlog(struct srv_log *log, int level, const char *fmt, va_list ap)
+{
+	char msg[1024], stamp[96];
+	struct timespec ts;
+	struct tm tm;
+	FILE *f = log->f ? log->f : stderr;
+
+	if (level < log->level)
+		return;
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+	if (log->json) {
+		fprintf(f, "{\"t\":\"%s\",\"pid\":%ld,\"level\":\"%s\",\"msg\":", stamp, (long)getpid(),
+		        cfg_log_level_name(level));
+		json_string(f, msg);
+		fputs("}\n", f);
+	} else {
+		fprintf(f, "%s isvdd[%ld] %s: %s\n", stamp, (long)getpid(), cfg_log_level_name(level), msg);
+	}
+	fflush(f);
+}
+
+void srv_logf(struct srv_log *log, int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(log, level, fmt, ap);
+	va_end(ap);
+}
+
+void srv_log_refused(struct srv_log *log, const char *fmt, ...)
+{
+	const uint64_t now = srv_now_ms();
+	char msg[768];
+	va_list ap;
+
+	if (log->last_warn_ms && now - log->last_warn_ms < log->warn_every_ms) {
+		log->suppressed++;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (log->suppressed)
+		srv_logf(log, CFG_LOG_WARN, "%s (and %llu more refused requests not logged)", msg,
+		         (unsigned long long)log->suppressed);
+	else
+		srv_logf(log, CFG_LOG_WARN, "%s", msg);
+	log->last_warn_ms = now ? now : 1;
+	log->suppressed = 0;
+}

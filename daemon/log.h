@@ -1,0 +1,50 @@
+/*
+ * log.h — isvdd's log: text lines or one JSON object per line, to standard
+ * error or to a file that SIGHUP reopens (for logrotate).
+ *
+ * A struct srv_log is owned by the daemon and passed explicitly; nothing
+ * here is global.  Writes are line-buffered and unlocked: the daemon is one
+ * thread.
+ */
+#ifndef ISVDD_LOG_H
+#define ISVDD_LOG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+struct srv_log {
+	FILE *f;             /* stderr, or the opened file */
+	char *path;          /* NULL when logging to stderr */
+	int level;           /* least severe level written (enum cfg_log_level) */
+	int json;            /* non-zero: JSON lines */
+	/* rate limit of srv_log_refused() */
+	uint64_t warn_every_ms;
+	uint64_t last_warn_ms;   /* monotonic ms of the last warning written */
+	uint64_t suppressed;     /* warnings not written since */
+};
+
+/* Opens the log: path NULL or "" means stderr.  Returns 0, or -1 after
+ * printing why to stderr (strerror(errno)). */
+int srv_log_open(struct srv_log *log, const char *path, int level, int json,
+                 uint64_t warn_every_ms);
+/* Reopens the file (after SIGHUP); keeps the old stream if that fails and
+ * logs why.  A no-op for stderr. */
+void srv_log_reopen(struct srv_log *log);
+/* Closes the file and frees the path.  close of a zeroed log is a no-op. */
+void srv_log_close(struct srv_log *log);
+
+/* Writes one record at level (enum cfg_log_level) when level is enabled. */
+void srv_logf(struct srv_log *log, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* A warning about a refused request, rate-limited to one per warn_every_ms;
+ * the next one written says how many were suppressed. */
+void srv_log_refused(struct srv_log *log, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Monotonic milliseconds. */
+uint64_t srv_now_ms(void);
+/* Unix time in seconds. */
+double srv_unix_time(void);
+
+#endif /* ISVDD_LOG_H */

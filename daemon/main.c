@@ -1,0 +1,167 @@
+/*
+ * main.c — isvdd's command line, signals and start-up.
+ *
+ *   isvdd --config FILE           run
+ *   isvdd --check --config FILE   validate FILE, print every problem, exit 0/1
+ *   isvdd --help | --version
+ *
+ * Exit codes: 0 clean stop (SIGTERM/SIGINT) or a valid --check; 1 a
+ * configuration with problems, or a start-up failure (e.g. an endpoint that
+ * cannot be bound); 2 bad command-line usage.
+ *
+ * The two signal flags below are the daemon's only globals: a handler can
+ * reach nothing else.  zmq_poll() returns EINTR on a signal, and the loop
+ * never waits more than 250 ms, so a flag is seen promptly.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "isvd_proto.h"
+#include "log.h"
+#include "server.h"
+
+#ifndef ISVD_VERSION
+#define ISVD_VERSION "0.0.0"
+#endif
+
+static volatile sig_atomic_t got_stop, got_hup;
+
+static void on_signal(int sig)
+{
+	if (sig == SIGHUP)
+		got_hup = 1;
+	else
+		got_stop = 1;
+}
+
+/* OpenBLAS, when that is the BLAS linked, runs single-threaded: the engine's
+ * matrices are small and threads only add overhead.  The environment
+ * variable covers BLAS libraries that read it lazily; OpenBLAS reads it at
+ * load time, so it is also told directly when its symbol is present. */
+extern void openblas_set_num_threads(int n) __attribute__((weak));
+
+static void blas_single_thread(void)
+{
+	setenv("OPENBLAS_NUM_THREADS", "1", 0);
+	if (openblas_set_num_threads)
+		openblas_set_num_threads(1);
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+	        "usage: isvdd --config FILE        serve\n"
+	        "       isvdd --check --config FILE  validate FILE and print every problem\n"
+	        "       isvdd --help | --version\n\n"
+	        "isvdd keeps a truncated SVD of the rows pushed to it over ZeroMQ (wire\n"
+	        "protocol v1, protocol/PROTOCOL.md).  SIGTERM/SIGINT stop it cleanly,\n"
+	        "SIGHUP reopens its log file.\n\n");
+}
+
+static int install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0;   /* no SA_RESTART: zmq_poll must return EINTR */
+	if (sigaction(SIGTERM, &sa, NULL) || sigaction(SIGINT, &sa, NULL) || sigaction(SIGHUP, &sa, NULL))
+		return -1;
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+static void log_start(struct srv_log *log, const struct cfg *c)
+{
+	srv_logf(log, CFG_LOG_INFO,
+	         "isvdd %s (protocol %d) starting: config %s; ingest %s, query %s, publish %s; "
+	         "dim %llu%s, rank %llu, extra %llu, center %s, forget %.17g; batching %llu rows / %llu ms; "
+	         "storage dir %s, fsync %s, checkpoint every %llu rows / %llu s: NOT USED YET, "
+	         "the model lives in memory only and is lost at exit",
+	         ISVD_VERSION, ISVD_PROTO_VERSION, c->path, c->endpoints.ingest, c->endpoints.query,
+	         c->endpoints.publish, (unsigned long long)c->model.dim,
+	         c->model.dim ? "" : " (from the first push)", (unsigned long long)c->model.rank,
+	         (unsigned long long)c->model.extra, c->model.center ? "yes" : "no", c->model.forget,
+	         (unsigned long long)c->batching.max_rows, (unsigned long long)c->batching.max_delay_ms,
+	         c->storage.dir, cfg_fsync_name(c->storage.fsync),
+	         (unsigned long long)c->storage.checkpoint_every_rows,
+	         (unsigned long long)c->storage.checkpoint_every_s);
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = NULL;
+	int check = 0, ret = 1, problems;
+	struct cfg cfg;
+	struct srv_log log;
+	struct isvdd *srv = NULL;
+
+	blas_single_thread();
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage(stdout);
+			cfg_print_help(stdout);
+			return 0;
+		} else if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V")) {
+			printf("isvdd %s (protocol %d)\n", ISVD_VERSION, ISVD_PROTO_VERSION);
+			return 0;
+		} else if (!strcmp(argv[i], "--check")) {
+			check = 1;
+		} else if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+			path = argv[++i];
+		} else if (!strncmp(argv[i], "--config=", 9)) {
+			path = argv[i] + 9;
+		} else {
+			fprintf(stderr, "isvdd: unknown or incomplete argument '%s'\n", argv[i]);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!path) {
+		fprintf(stderr, "isvdd: --config FILE is required\n");
+		usage(stderr);
+		return 2;
+	}
+
+	if (cfg_init_defaults(&cfg))
+		goto out_cfg;
+	problems = cfg_load(&cfg, path, stderr);
+	if (problems) {
+		fprintf(stderr, "%s: %d problem%s; %s\n", path, problems, problems == 1 ? "" : "s",
+		        check ? "the configuration is not valid" : "not starting");
+		goto out_cfg;
+	}
+	if (check) {
+		printf("%s: ok\n", path);
+		ret = 0;
+		goto out_cfg;
+	}
+
+	if (srv_log_open(&log, cfg.log.file, cfg.log.level, cfg.log.format == CFG_LOG_JSON,
+	                 cfg.log.warn_every_ms))
+		goto out_cfg;
+	if (install_signals()) {
+		srv_logf(&log, CFG_LOG_ERROR, "cannot install signal handlers");
+		goto out_log;
+	}
+	log_start(&log, &cfg);
+	if (srv_create(&cfg, &log, &srv)) {
+		srv_logf(&log, CFG_LOG_ERROR, "not starting");
+		if (log.path)   /* the reason is in the file; say where */
+			fprintf(stderr, "isvdd: not starting; see %s\n", log.path);
+		goto out_log;
+	}
+	srv_logf(&log, CFG_LOG_INFO, "ready");
+	ret = srv_run(srv, &got_stop, &got_hup) ? 1 : 0;
+	srv_destroy(srv);
+	srv_logf(&log, CFG_LOG_INFO, "stopped");
+out_log:
+	srv_log_close(&log);
+out_cfg:
+	cfg_fini(&cfg);
+	return ret;
+}

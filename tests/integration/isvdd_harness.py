@@ -1,0 +1,203 @@
+"""isvdd_harness — start the real isvdd on ipc:// endpoints in a temporary
+directory with a generated configuration, and speak protocol v1 to it.
+
+Every wait is bounded (zmq RCVTIMEO, subprocess timeouts), nothing listens on
+or connects to anything but ipc:// sockets inside the test's own directory
+(or, for the bind-failure test, 127.0.0.1), and Daemon.stop() always ends the
+process: SIGTERM first, SIGKILL if it does not exit in time.
+"""
+import os
+import signal
+import subprocess
+import time
+
+import msgpack
+import numpy as np
+import zmq
+
+ISVDD = os.environ.get("ISVDD", "")
+REPO = os.environ.get("ISVD_SOURCE_ROOT",
+                      os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+TIMEOUT_MS = 20000          # generous: sanitizer builds are slow
+
+
+def isvdd_path():
+    if not ISVDD or not os.access(ISVDD, os.X_OK):
+        raise RuntimeError("set ISVDD to the isvdd binary (meson test does)")
+    return ISVDD
+
+
+def yaml_config(sections):
+    """{'model': {'rank': 4}} -> YAML text (values written as given)."""
+    out = []
+    for sec, keys in sections.items():
+        out.append(f"{sec}:")
+        for k, v in keys.items():
+            if isinstance(v, bool):
+                v = "true" if v else "false"
+            out.append(f"  {k}: {v}")
+    return "\n".join(out) + "\n"
+
+
+def run_isvdd(*args, timeout=30):
+    return subprocess.run([isvdd_path(), *args], capture_output=True, text=True, timeout=timeout)
+
+
+# ------------------------------------------------------------------ codec
+
+def mat(a):
+    """A numpy matrix in wire form (b), f64 little-endian."""
+    a = np.ascontiguousarray(np.atleast_2d(np.asarray(a, dtype="<f8")))
+    return {"shape": [a.shape[0], a.shape[1]], "dtype": "f64", "data": a.tobytes()}
+
+
+def unmat(m):
+    r, c = m["shape"]
+    assert m["dtype"] == "f64"
+    return np.frombuffer(m["data"], dtype="<f8").reshape(r, c).copy()
+
+
+def pack(obj):
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpack(b):
+    return msgpack.unpackb(b, raw=False, strict_map_key=False)
+
+
+# ----------------------------------------------------------------- daemon
+
+class Daemon:
+    """A running isvdd.  Use as a context manager or call stop()."""
+
+    def __init__(self, tmpdir, model=None, extra_sections=None, name="isvdd"):
+        self.dir = str(tmpdir)
+        self.ingest = f"ipc://{self.dir}/{name}-ingest.sock"
+        self.query = f"ipc://{self.dir}/{name}-query.sock"
+        self.publish = f"ipc://{self.dir}/{name}-publish.sock"
+        self.log_path = os.path.join(self.dir, f"{name}.log")
+        sections = {
+            "model": {"dim": 0, "rank": 8},
+            "endpoints": {"ingest": self.ingest, "query": self.query, "publish": self.publish},
+            "storage": {"dir": os.path.join(self.dir, "data")},
+            "log": {"file": self.log_path, "level": "debug"},
+        }
+        sections["model"].update(model or {})
+        for sec, keys in (extra_sections or {}).items():
+            sections.setdefault(sec, {}).update(keys)
+        self.config_path = os.path.join(self.dir, f"{name}.yaml")
+        with open(self.config_path, "w") as f:
+            f.write(yaml_config(sections))
+        self.ctx = zmq.Context()
+        self.proc = subprocess.Popen([isvdd_path(), "--config", self.config_path],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._socks = []
+        self.q = self.dealer(self.query)
+        self.i = self.dealer(self.ingest)
+        # ready when ping answers
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"isvdd exited with {self.proc.returncode}: {self.log()}")
+            try:
+                r = self.call(self.q, {"op": "ping"}, timeout_ms=200)
+                assert r["ok"]
+                break
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
+                # the DEALER keeps the unanswered ping queued; a fresh socket is cleaner
+                self.q.close(0)
+                self._socks.remove(self.q)
+                self.q = self.dealer(self.query)
+
+    def dealer(self, endpoint, identity=None):
+        s = self.ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.RCVTIMEO, TIMEOUT_MS)
+        s.setsockopt(zmq.SNDTIMEO, TIMEOUT_MS)
+        if identity:
+            s.setsockopt(zmq.IDENTITY, identity)
+        s.connect(endpoint)
+        self._socks.append(s)
+        return s
+
+    def sub(self, topics=(b"spectrum", b"factors")):
+        s = self.ctx.socket(zmq.SUB)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.RCVTIMEO, TIMEOUT_MS)
+        for t in topics:
+            s.setsockopt(zmq.SUBSCRIBE, t)
+        s.connect(self.publish)
+        self._socks.append(s)
+        return s
+
+    def call_raw(self, sock, frames, timeout_ms=TIMEOUT_MS):
+        """Sends frames (the last is the body); returns the reply frames."""
+        sock.send_multipart(frames)
+        if not sock.poll(timeout_ms):
+            raise TimeoutError("no reply from isvdd")
+        return sock.recv_multipart()
+
+    def call(self, sock, body, timeout_ms=TIMEOUT_MS):
+        return unpack(self.call_raw(sock, [pack(body)], timeout_ms)[-1])
+
+    def push(self, rows, **kw):
+        return self.call(self.i, {"op": "push", "rows": mat(rows), **kw})
+
+    def info(self):
+        r = self.call(self.q, {"op": "info"})
+        assert r["ok"], r
+        return r
+
+    def factors(self):
+        r = self.call(self.q, {"op": "factors"})
+        assert r["ok"], r
+        return np.array(r["sigma"]), unmat(r["vt"]), (None if r["mean"] is None else np.array(r["mean"])), r["seq"]
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=20):
+        """SIGTERM, wait; returns the exit code (SIGKILL after timeout: returns None)."""
+        for s in self._socks:
+            s.close(0)
+        self._socks = []
+        rc = None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        else:
+            rc = self.proc.returncode
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        self.ctx.term()
+        return rc
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None or self._socks:
+            self.stop()
+
+
+def sign_normalise(vt):
+    """Rows flipped so that the largest-magnitude entry is positive (lowest index on ties)."""
+    vt = vt.copy()
+    for i in range(vt.shape[0]):
+        j = int(np.argmax(np.abs(vt[i])))
+        if vt[i, j] < 0:
+            vt[i] = -vt[i]
+    return vt
