@@ -56,7 +56,7 @@ struct cfg_option {
 
 static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const formats[] = { "text", "json", NULL };
-static const char *const fsyncs[] = { "always", "batch", "never", NULL };
+static const char *const fsyncs[] = { "always", "interval", "none", NULL };
 static const char *const missings[] = { "reject", NULL };
 
 #define OFF(f) offsetof(struct cfg, f)
@@ -100,13 +100,20 @@ static const struct cfg_option cfg_options[] = {
 	  "publish `factors` at this interval when the model changed; 0 = off" },
 
 	{ "storage.dir", CFG_STRING, OFF(storage.dir), "./data", 0, 0, CFG_NONEMPTY, NULL,
-	  "directory for the write-ahead log and checkpoints (not used yet: durability is issue 5)" },
+	  "directory for the write-ahead log and checkpoints (created if missing; one daemon per directory)" },
 	{ "storage.fsync", CFG_ENUM, OFF(storage.fsync), "always", 0, 0, 0, fsyncs,
-	  "when log records are fsynced (not used yet)" },
+	  "always: fsync the log before every ack (pushes waiting together share one fsync); "
+	  "interval: fsync at most every fsync_interval_ms (a power loss may lose that window, a crash "
+	  "of the process nothing); none: the OS decides" },
+	{ "storage.fsync_interval_ms", CFG_UINT, OFF(storage.fsync_interval_ms), "1000", 1, 3600000, 0, NULL,
+	  "with fsync: interval, the longest time an acknowledged push stays unsynced" },
 	{ "storage.checkpoint_every_rows", CFG_UINT, OFF(storage.checkpoint_every_rows), "1000000", 0, U64MAXD, 0, NULL,
-	  "write a checkpoint after this many rows; 0 = off (not used yet)" },
+	  "write a checkpoint after this many rows; 0 = off (then only the interval, the `checkpoint` "
+	  "op and SIGTERM write one, and the log grows until they do)" },
 	{ "storage.checkpoint_every_s", CFG_UINT, OFF(storage.checkpoint_every_s), "300", 0, 31536000, 0, NULL,
-	  "write a checkpoint at this interval; 0 = off (not used yet)" },
+	  "write a checkpoint at this interval when rows arrived since the last; 0 = off" },
+	{ "storage.segment_bytes", CFG_UINT, OFF(storage.segment_bytes), "67108864", 65536, (double)(1ull << 40), 0, NULL,
+	  "start a new log segment when the current one exceeds this size" },
 
 	{ "limits.max_message_bytes", CFG_UINT, OFF(limits.max_message_bytes), "67108864", 1024, (double)(1u << 30), 0, NULL,
 	  "largest request body; larger ones get TOO_LARGE (far larger ones are dropped by zmq)" },
@@ -140,7 +147,7 @@ const char *cfg_log_level_name(int level)
 
 const char *cfg_fsync_name(int fsync)
 {
-	return fsync >= 0 && fsync <= CFG_FSYNC_NEVER ? fsyncs[fsync] : "?";
+	return fsync >= 0 && fsync <= CFG_FSYNC_NONE ? fsyncs[fsync] : "?";
 }
 
 /* ---------------------------------------------------------------- loader */

@@ -22,7 +22,7 @@
 
 enum cfg_log_level { CFG_LOG_DEBUG, CFG_LOG_INFO, CFG_LOG_WARN, CFG_LOG_ERROR };
 enum cfg_log_format { CFG_LOG_TEXT, CFG_LOG_JSON };
-enum cfg_fsync { CFG_FSYNC_ALWAYS, CFG_FSYNC_BATCH, CFG_FSYNC_NEVER };
+enum cfg_fsync { CFG_FSYNC_ALWAYS, CFG_FSYNC_INTERVAL, CFG_FSYNC_NONE };
 enum cfg_missing { CFG_MISSING_REJECT };
 
 struct cfg {
@@ -44,10 +44,12 @@ struct cfg {
 	struct {
 		uint64_t spectrum_every_ms, spectrum_every_rows, factors_every_ms;
 	} publish;
-	struct {                          /* accepted and validated; used from issue 5 */
+	struct {                          /* storage.c */
 		char *dir;
 		int fsync;                /* enum cfg_fsync */
+		uint64_t fsync_interval_ms;
 		uint64_t checkpoint_every_rows, checkpoint_every_s;
+		uint64_t segment_bytes;
 	} storage;
 	struct {
 		uint64_t max_message_bytes, max_rows_per_push, max_clients;

@@ -1,13 +1,17 @@
 /*
  * main.c — isvdd's command line, signals and start-up.
  *
- *   isvdd --config FILE           run
- *   isvdd --check --config FILE   validate FILE, print every problem, exit 0/1
+ *   isvdd --config FILE [--repair]  recover from storage.dir and run
+ *   isvdd --check --config FILE     validate FILE, print every problem, exit 0/1
  *   isvdd --help | --version
  *
- * Exit codes: 0 clean stop (SIGTERM/SIGINT) or a valid --check; 1 a
- * configuration with problems, or a start-up failure (e.g. an endpoint that
- * cannot be bound); 2 bad command-line usage.
+ * Exit codes: 0 clean stop (SIGTERM/SIGINT, final checkpoint written) or a
+ * valid --check; 1 a configuration with problems, or a start-up or
+ * shutdown failure (e.g. an endpoint that cannot be bound, a stored model
+ * that does not match the configuration, a final checkpoint that failed);
+ * 2 bad command-line usage; 3 (STO_EXIT_CORRUPT) corruption in the middle
+ * of the log or no usable checkpoint, refused without --repair;
+ * 4 (STO_EXIT_UNUSABLE) storage.dir cannot be created, read or locked.
  *
  * The two signal flags below are the daemon's only globals: a handler can
  * reach nothing else.  zmq_poll() returns EINTR on a signal, and the loop
@@ -22,6 +26,7 @@
 #include "isvd_proto.h"
 #include "log.h"
 #include "server.h"
+#include "storage.h"
 
 #ifndef ISVD_VERSION
 #define ISVD_VERSION "0.0.0"
@@ -53,12 +58,19 @@ static void blas_single_thread(void)
 static void usage(FILE *out)
 {
 	fprintf(out,
-	        "usage: isvdd --config FILE        serve\n"
-	        "       isvdd --check --config FILE  validate FILE and print every problem\n"
+	        "usage: isvdd --config FILE [--repair]  recover from storage.dir and serve\n"
+	        "       isvdd --check --config FILE        validate FILE and print every problem\n"
 	        "       isvdd --help | --version\n\n"
 	        "isvdd keeps a truncated SVD of the rows pushed to it over ZeroMQ (wire\n"
-	        "protocol v1, protocol/PROTOCOL.md).  SIGTERM/SIGINT stop it cleanly,\n"
-	        "SIGHUP reopens its log file.\n\n");
+	        "protocol v1, protocol/PROTOCOL.md).  Every acknowledged push is in its\n"
+	        "write-ahead log under storage.dir; at start it loads the newest valid\n"
+	        "checkpoint there and replays the log after it.  SIGTERM/SIGINT stop it\n"
+	        "cleanly (with a final checkpoint), SIGHUP reopens its log file.\n\n"
+	        "  --repair  when the log is corrupt in the middle, drop the bad record and\n"
+	        "            everything after it (copies kept as *.corrupt) instead of\n"
+	        "            refusing to start\n\n"
+	        "exit codes: 0 clean stop; 1 configuration or start-up failure; 2 usage;\n"
+	        "            3 corrupt storage (see --repair); 4 storage.dir unusable or locked\n\n");
 }
 
 static int install_signals(void)
@@ -80,14 +92,14 @@ static void log_start(struct srv_log *log, const struct cfg *c)
 	srv_logf(log, CFG_LOG_INFO,
 	         "isvdd %s (protocol %d) starting: config %s; ingest %s, query %s, publish %s; "
 	         "dim %llu%s, rank %llu, extra %llu, center %s, forget %.17g; batching %llu rows / %llu ms; "
-	         "storage dir %s, fsync %s, checkpoint every %llu rows / %llu s: NOT USED YET, "
-	         "the model lives in memory only and is lost at exit",
+	         "storage dir %s, fsync %s (interval %llu ms), checkpoint every %llu rows / %llu s",
 	         ISVD_VERSION, ISVD_PROTO_VERSION, c->path, c->endpoints.ingest, c->endpoints.query,
 	         c->endpoints.publish, (unsigned long long)c->model.dim,
 	         c->model.dim ? "" : " (from the first push)", (unsigned long long)c->model.rank,
 	         (unsigned long long)c->model.extra, c->model.center ? "yes" : "no", c->model.forget,
 	         (unsigned long long)c->batching.max_rows, (unsigned long long)c->batching.max_delay_ms,
 	         c->storage.dir, cfg_fsync_name(c->storage.fsync),
+	         (unsigned long long)c->storage.fsync_interval_ms,
 	         (unsigned long long)c->storage.checkpoint_every_rows,
 	         (unsigned long long)c->storage.checkpoint_every_s);
 }
@@ -95,7 +107,7 @@ static void log_start(struct srv_log *log, const struct cfg *c)
 int main(int argc, char **argv)
 {
 	const char *path = NULL;
-	int check = 0, ret = 1, problems;
+	int check = 0, repair = 0, ret = 1, problems;
 	struct cfg cfg;
 	struct srv_log log;
 	struct isvdd *srv = NULL;
@@ -111,6 +123,8 @@ int main(int argc, char **argv)
 			return 0;
 		} else if (!strcmp(argv[i], "--check")) {
 			check = 1;
+		} else if (!strcmp(argv[i], "--repair")) {
+			repair = 1;
 		} else if (!strcmp(argv[i], "--config") && i + 1 < argc) {
 			path = argv[++i];
 		} else if (!strncmp(argv[i], "--config=", 9)) {
@@ -149,8 +163,8 @@ int main(int argc, char **argv)
 		goto out_log;
 	}
 	log_start(&log, &cfg);
-	if (srv_create(&cfg, &log, &srv)) {
-		srv_logf(&log, CFG_LOG_ERROR, "not starting");
+	if ((ret = srv_create(&cfg, &log, repair, &srv)) != 0) {
+		srv_logf(&log, CFG_LOG_ERROR, "not starting (exit code %d)", ret);
 		if (log.path)   /* the reason is in the file; say where */
 			fprintf(stderr, "isvdd: not starting; see %s\n", log.path);
 		goto out_log;

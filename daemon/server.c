@@ -8,25 +8,29 @@
  *     ingest ROUTER ──recv_msg()──► handle_push(): decode, refuse bad input
  *        whole (missing/huge values, wrong dim, duplicates), append its rows
  *        to the pending buffer and queue its ack
- *     pending ──flush()──► isvd_model_update() once for every pending row,
- *        then seq assigned per push, duplicate table updated, acks sent
+ *     pending ──flush()──► log_pending(): one log record for the block,
+ *        durable per storage.fsync (storage.c) ──► apply_pending(): one
+ *        isvd_model_update() for every pending row, seq per push, duplicate
+ *        table ──► answer_pending(): acks sent
  *
  *   flush() runs when the pending rows reach batching.max_rows (a push that
  *   would overflow the batch first flushes what is pending; a push is never
  *   split, so one larger than max_rows is a block of its own), when the
  *   batch has been gathering for batching.max_delay_ms, when no more pushes
- *   are waiting on the socket, before every query, and at shutdown.  A push
- *   is acknowledged only after its rows are in the model, so a query that
- *   arrives after an ack always sees that push's rows; `seq` in replies is
- *   the number of rows in the model when the answer was computed.
+ *   are waiting on the socket (so pushes that arrived together share one
+ *   fsync: group commit), before every query, before a checkpoint and at
+ *   shutdown.  A push is acknowledged only after its rows are logged and in
+ *   the model, so a query that arrives after an ack always sees them; `seq`
+ *   in replies is the number of rows in the model when it was computed.
  *
- *   Block boundaries depend on timing (how many pushes were waiting).  The
- *   engine's result depends on them: its update is exact at every block size
- *   only while the data's rank fits in k + extra; beyond that, truncation
- *   after each block makes the factors depend on the grouping.  They are
- *   logged at debug level; recording them for replay belongs to the
- *   write-ahead log of issue 5.
- *
+ *   Block boundaries depend on timing (how many pushes were waiting), and
+ *   the engine's result depends on them once the data's rank exceeds
+ *   k + extra.  So the log record is the block: replay_block() rebuilds the
+ *   same pending state from a record and runs the same apply_pending(),
+ *   which reproduces the live run exactly.  Checkpoints (do_checkpoint())
+ *   hold the engine image and the duplicate table and are taken between
+ *   blocks only.
+
  *   All or nothing per push: the engine refuses a whole update call on one
  *   bad value, so handle_push() checks each push for what the engine would
  *   refuse (missing values, |x| > 1e150) before it joins a batch; should the
@@ -35,10 +39,11 @@
  *
  *   Duplicates: a per-client ring of the last SRV_DUP_RING (batch, seq)
  *   pairs, for at most limits.max_clients clients (least recently used
- *   forgotten), in memory only.  A resend of one of those batches gets its
- *   original seq and `duplicate: true`; a batch number at or below the
- *   client's latest that is no longer remembered gets `duplicate: true` and
- *   seq 0 (unknown).  Pushes without both `client` and `batch` are never
+ *   forgotten).  It survives restarts: checkpoints store it and replaying
+ *   the log rebuilds what came after.  A resend of one of those batches gets
+ *   its original seq and `duplicate: true`; a batch number older than every
+ *   remembered one (of a full ring) gets `duplicate: true` and seq 0
+ *   (unknown); see client_seen().  Pushes without both `client` and `batch` are never
  *   duplicates.
  *
  * INVARIANTS
@@ -58,6 +63,8 @@
 
 #include "isvd_model.h"
 #include "isvd_proto.h"
+#include "storage.h"
+#include "wal.h"
 
 #ifndef ISVD_VERSION
 #define ISVD_VERSION "0.0.0"
@@ -119,6 +126,10 @@ struct isvdd {
 
 	uint64_t start_ms;
 	uint64_t rate_ms[2], rate_seq[2];    /* [0] older mark, [1] newer mark */
+
+	struct sto *sto;             /* storage.dir; NULL only inside srv_create() */
+	struct wal_push *wal_push;   /* log_pending()'s scratch, wal_push_cap entries */
+	size_t wal_push_cap;
 };
 
 /* ------------------------------------------------------------ messaging */
@@ -263,18 +274,30 @@ static struct srv_client *client_find(struct isvdd *srv, const char *name)
 	return NULL;
 }
 
-/* Is (client, batch) already applied?  Sets *seq (0 = not remembered). */
+/* Is (client, batch) already applied?  Sets *seq (0 = not remembered).
+ * A batch in the ring is; a batch above the client's largest is not; a
+ * batch between remembered ones but not among them is not either (it was
+ * refused or lost, e.g. while storage was failing, and may be resent); a
+ * batch older than everything remembered, once the ring is full, is taken
+ * as applied with seq unknown, so that a very late resend is never applied
+ * twice. */
 static bool client_seen(struct isvdd *srv, const char *name, uint64_t batch, uint64_t *seq)
 {
 	struct srv_client *c = client_find(srv, name);
+	uint64_t oldest = UINT64_MAX;
 
 	if (!c || batch > c->top)
 		return false;
-	*seq = 0;
-	for (size_t i = 0; i < c->n; i++)
-		if (c->batch[i] == batch)
+	for (size_t i = 0; i < c->n; i++) {
+		if (c->batch[i] == batch) {
 			*seq = c->seq[i];
-	return true;
+			return true;
+		}
+		if (c->batch[i] < oldest)
+			oldest = c->batch[i];
+	}
+	*seq = 0;
+	return c->n == SRV_DUP_RING && batch < oldest;
 }
 
 static void client_record(struct isvdd *srv, const char *name, uint64_t batch, uint64_t seq)
@@ -433,15 +456,17 @@ static void ack_refuse(struct srv_ack *a, int code, const char *msg)
 	a->errmsg = strdup(msg);
 }
 
-/* Folds the pending rows into the model and answers every queued push. */
-static void flush(struct isvdd *srv)
+/* Folds the pending rows into the model: one engine call for the whole
+ * block (push by push if the block as a whole would overflow), then seq per
+ * push and the duplicate table.  A pure function of the model, the table
+ * and the block, which is what makes a replay of the log reproduce the live
+ * run exactly; flush() and replay_block() both call it. */
+static void apply_pending(struct isvdd *srv)
 {
 	const uint64_t before = srv->seq;
 	uint64_t at;
 	int rc = ISVD_OK;
 
-	if (srv->nacks == 0)
-		return;
 	if (srv->pend_rows > 0) {
 		rc = isvd_model_update(srv->model, srv->pend, srv->pend_rows, srv->dim);
 		if (rc == ISVD_ERR_NONFINITE) {
@@ -450,7 +475,7 @@ static void flush(struct isvdd *srv)
 			rc = ISVD_OK;
 			for (size_t i = 0; i < srv->nacks; i++) {
 				struct srv_ack *a = &srv->acks[i];
-				if (a->rows == 0)
+				if (a->rows == 0 || a->err)
 					continue;
 				int r1 = isvd_model_update(srv->model, srv->pend + off * srv->dim, a->rows, srv->dim);
 				if (r1 == ISVD_ERR_NONFINITE) {
@@ -470,10 +495,6 @@ static void flush(struct isvdd *srv)
 		}
 	}
 	srv->seq = srv->model ? isvd_model_rows_seen(srv->model) : 0;
-	if (srv->seq > before)   /* the block boundary, for whoever replays the stream */
-		srv_logf(srv->log, CFG_LOG_DEBUG, "block: rows %llu..%llu (%llu) from %zu request%s",
-		         (unsigned long long)before + 1, (unsigned long long)srv->seq,
-		         (unsigned long long)(srv->seq - before), srv->nacks, srv->nacks == 1 ? "" : "s");
 
 	/* seq per push; when the engine failed part-way only whole pushes
 	 * inside the applied prefix count as accepted */
@@ -501,10 +522,73 @@ static void flush(struct isvdd *srv)
 				ack_refuse(a, orig->err, orig->errmsg ? orig->errmsg : "refused");
 		}
 	}
+}
+
+/* Writes the pending rows to the log as one block record.  0, or -1 after
+ * refusing every pending push with UNAVAILABLE (storage failed). */
+static int log_pending(struct isvdd *srv)
+{
+	struct wal_block b;
+	struct wal_push *p;
+	size_t n = 0, off = 0;
+	const char *why = NULL;
+
+	if (srv->pend_rows == 0)
+		return 0;
+	p = srv->wal_push;
+	if (srv->nacks > srv->wal_push_cap) {
+		p = realloc(srv->wal_push, srv->nacks * sizeof *p);
+		if (!p) {
+			srv_logf(srv->log, CFG_LOG_ERROR, "log record: %s", strerror(errno));
+			why = "out of memory assembling the log record";
+			goto refuse;
+		}
+		srv->wal_push = p;
+		srv->wal_push_cap = srv->nacks;
+	}
+	for (size_t i = 0; i < srv->nacks; i++) {
+		const struct srv_ack *a = &srv->acks[i];
+		if (a->rows == 0)
+			continue;
+		p[n].client = a->client;
+		p[n].client_len = a->client ? strlen(a->client) : 0;
+		p[n].has_batch = a->has_batch;
+		p[n].batch = a->batch;
+		p[n].rows = a->rows;
+		p[n].data = srv->pend + off * srv->dim;
+		off += a->rows;
+		n++;
+	}
+	b.lsn = 0;
+	b.first_seq = srv->seq + 1;
+	b.dim = srv->dim;
+	b.npush = n;
+	b.push = p;
+	if (sto_log_block(srv->sto, &b) == 0)
+		return 0;
+	sto_failed(srv->sto, &why);
+refuse:
+	{
+		char msg[700];
+		snprintf(msg, sizeof msg, "storage is failing, pushes are refused until it recovers: %s", why);
+		for (size_t i = 0; i < srv->nacks; i++)
+			if (srv->acks[i].rows)
+				ack_refuse(&srv->acks[i], ISVD_PROTO_UNAVAILABLE, msg);
+	}
+	return -1;
+}
+
+/* Sends every queued reply and empties the queue. */
+static void answer_pending(struct isvdd *srv)
+{
 	for (size_t i = 0; i < srv->nacks; i++) {
 		struct srv_ack *a = &srv->acks[i];
 		struct isvd_proto_reply rep;
 
+		if (a->nenv == 0) {   /* replayed from the log: nobody to answer */
+			ack_fini(a);
+			continue;
+		}
 		if (a->err) {
 			send_error(srv, srv->ingest, a->env, a->nenv, a->id, a->id_len, a->err, a->errmsg);
 			a->nenv = 0;
@@ -525,6 +609,29 @@ static void flush(struct isvdd *srv)
 	}
 	srv->nacks = 0;
 	srv->pend_rows = 0;
+}
+
+/* The ingest path's one transition: pending pushes → log record (durable
+ * per storage.fsync) → model → acks.  Rows the log could not take are
+ * neither applied nor acknowledged. */
+static void flush(struct isvdd *srv)
+{
+	const uint64_t before = srv->seq;
+
+	if (srv->nacks == 0)
+		return;
+	if (log_pending(srv) == 0)
+		apply_pending(srv);
+	else
+		for (size_t i = 0; i < srv->nacks; i++)   /* resends of refused pushes */
+			if (srv->acks[i].dup_of >= 0 && srv->acks[srv->acks[i].dup_of].err)
+				ack_refuse(&srv->acks[i], srv->acks[srv->acks[i].dup_of].err,
+				           srv->acks[srv->acks[i].dup_of].errmsg);
+	if (srv->seq > before)
+		srv_logf(srv->log, CFG_LOG_DEBUG, "block: rows %llu..%llu (%llu) from %zu request%s",
+		         (unsigned long long)before + 1, (unsigned long long)srv->seq,
+		         (unsigned long long)(srv->seq - before), srv->nacks, srv->nacks == 1 ? "" : "s");
+	answer_pending(srv);
 	if (srv->cfg->publish.spectrum_every_rows &&
 	    srv->seq - srv->spectrum_seq >= srv->cfg->publish.spectrum_every_rows)
 		publish_spectrum(srv);
@@ -671,6 +778,12 @@ static void handle_push(struct isvdd *srv, zmq_msg_t *env, size_t nenv, zmq_msg_
 		if (!dup)
 			dup = client_seen(srv, req.client, req.batch, &dup_seq);
 	}
+	const char *why;
+	if (!dup && sto_failed(srv->sto, &why)) {
+		code = ISVD_PROTO_UNAVAILABLE;
+		snprintf(msg, sizeof msg, "storage is failing, pushes are refused until it recovers: %s", why);
+		goto refuse;
+	}
 	if (!dup && srv->pend_rows && srv->pend_rows + req.rows.rows > srv->cfg->batching.max_rows)
 		flush(srv);
 	if (!dup && !reserve_rows(srv, req.rows.rows)) {
@@ -718,6 +831,270 @@ done:
 	isvd_proto_request_fini(&req);
 }
 
+/* ------------------------------------------------ storage: state and replay */
+
+/* The duplicate table as checkpoint bytes (little-endian):
+ *   u32 count, u32 0, u64 tick, then per client: u16 name length, name,
+ *   u64 last_used, u64 top, u32 n, u32 head, SRV_DUP_RING × u64 batch,
+ *   SRV_DUP_RING × u64 seq.
+ * The caller frees *out. */
+static int clients_encode(const struct isvdd *srv, uint8_t **out, size_t *len)
+{
+	size_t n = 16, at = 16;
+	uint8_t *p;
+
+	for (size_t i = 0; i < srv->nclients; i++)
+		n += 2 + strlen(srv->clients[i].name) + 24 + 16 * SRV_DUP_RING;
+	if (!(p = malloc(n)))
+		return -1;
+	wal_put32(p, (uint32_t)srv->nclients);
+	wal_put32(p + 4, 0);
+	wal_put64(p + 8, srv->tick);
+	for (size_t i = 0; i < srv->nclients; i++) {
+		const struct srv_client *c = &srv->clients[i];
+		const size_t nl = strlen(c->name);
+		p[at] = (uint8_t)nl;
+		p[at + 1] = (uint8_t)(nl >> 8);
+		memcpy(p + at + 2, c->name, nl);
+		at += 2 + nl;
+		wal_put64(p + at, c->last_used);
+		wal_put64(p + at + 8, c->top);
+		wal_put32(p + at + 16, (uint32_t)c->n);
+		wal_put32(p + at + 20, (uint32_t)c->head);
+		at += 24;
+		for (int j = 0; j < SRV_DUP_RING; j++, at += 8)
+			wal_put64(p + at, c->batch[j]);
+		for (int j = 0; j < SRV_DUP_RING; j++, at += 8)
+			wal_put64(p + at, c->seq[j]);
+	}
+	*out = p;
+	*len = at;
+	return 0;
+}
+
+static void clients_free(struct srv_client *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].name);
+	free(v);
+}
+
+/* Parses a table written by clients_encode() into a new array of cap
+ * entries.  0, or -1 with why. */
+static int clients_decode(const uint8_t *p, size_t len, size_t cap, struct srv_client **out,
+                          size_t *nout, uint64_t *tick, char *why, size_t whycap)
+{
+	struct srv_client *v;
+	size_t n, at = 16;
+
+	if (len < 16) {
+		snprintf(why, whycap, "client table shorter than its header");
+		return -1;
+	}
+	n = wal_get32(p);
+	if (!(v = calloc(cap, sizeof *v))) {
+		snprintf(why, whycap, "out of memory");
+		return -1;
+	}
+	*tick = wal_get64(p + 8);
+	for (size_t i = 0; i < n; i++) {
+		size_t nl;
+		struct srv_client c;
+		if (len - at < 2 || (nl = (size_t)p[at] | (size_t)p[at + 1] << 8) == 0 ||
+		    nl > ISVD_PROTO_MAX_CLIENT || len - at - 2 < nl + 24 + 16 * SRV_DUP_RING)
+			goto bad;
+		memset(&c, 0, sizeof c);
+		at += 2;
+		c.name = strndup((const char *)p + at, nl);
+		if (!c.name)
+			goto bad;
+		at += nl;
+		c.last_used = wal_get64(p + at);
+		c.top = wal_get64(p + at + 8);
+		c.n = wal_get32(p + at + 16);
+		c.head = wal_get32(p + at + 20);
+		at += 24;
+		for (int j = 0; j < SRV_DUP_RING; j++, at += 8)
+			c.batch[j] = wal_get64(p + at);
+		for (int j = 0; j < SRV_DUP_RING; j++, at += 8)
+			c.seq[j] = wal_get64(p + at);
+		if (c.n > SRV_DUP_RING || c.head >= SRV_DUP_RING) {
+			free(c.name);
+			goto bad;
+		}
+		if (i < cap) {
+			v[i] = c;
+		} else {   /* limits.max_clients shrank: forget the least recent */
+			size_t lru = 0;
+			for (size_t j = 1; j < cap; j++)
+				if (v[j].last_used < v[lru].last_used)
+					lru = j;
+			if (c.last_used > v[lru].last_used) {
+				free(v[lru].name);
+				v[lru] = c;
+			} else {
+				free(c.name);
+			}
+		}
+	}
+	if (at != len)
+		goto bad;
+	*out = v;
+	*nout = n < cap ? n : cap;
+	return 0;
+bad:
+	clients_free(v, n < cap ? n : cap);
+	snprintf(why, whycap, "client table malformed at byte %zu", at);
+	return -1;
+}
+
+/* sto_hooks.load: the model and duplicate table from a checkpoint. */
+static int hook_load(void *ctx, const struct ckpt *c, char *why, size_t cap)
+{
+	struct isvdd *srv = ctx;
+	const struct cfg *cfg = srv->cfg;
+	struct isvd_model *m = NULL;
+	struct isvd_options o;
+	struct srv_client *tab = NULL;
+	size_t ntab = 0;
+	uint64_t tick = 0;
+	int rc;
+
+	if (c->model) {
+		if ((rc = isvd_model_load(c->model, c->model_len, &m))) {
+			snprintf(why, cap, "model image: %s", isvd_strerror(rc));
+			return -1;
+		}
+		isvd_model_options(m, &o);
+		if (isvd_model_rows_seen(m) != c->seq) {
+			snprintf(why, cap, "model image holds %llu rows, the checkpoint says %llu",
+			         (unsigned long long)isvd_model_rows_seen(m), (unsigned long long)c->seq);
+			isvd_model_destroy(m);
+			return -1;
+		}
+		/* a checkpoint of another model must not be silently continued */
+		const char *key = NULL;
+		char was[64] = "", now[64] = "";
+		if (cfg->model.dim && cfg->model.dim != o.dim) {
+			key = "model.dim";
+			snprintf(was, sizeof was, "%zu", o.dim);
+			snprintf(now, sizeof now, "%llu", (unsigned long long)cfg->model.dim);
+		} else if (cfg->model.rank != o.rank) {
+			key = "model.rank";
+			snprintf(was, sizeof was, "%zu", o.rank);
+			snprintf(now, sizeof now, "%llu", (unsigned long long)cfg->model.rank);
+		} else if (cfg->model.extra != o.extra) {
+			key = "model.extra";
+			snprintf(was, sizeof was, "%zu", o.extra);
+			snprintf(now, sizeof now, "%llu", (unsigned long long)cfg->model.extra);
+		} else if ((cfg->model.center != 0) != (o.center != 0)) {
+			key = "model.center";
+			snprintf(was, sizeof was, "%s", o.center ? "true" : "false");
+			snprintf(now, sizeof now, "%s", cfg->model.center ? "true" : "false");
+		} else if (cfg->model.forget != o.forget) {
+			key = "model.forget";
+			snprintf(was, sizeof was, "%.17g", o.forget);
+			snprintf(now, sizeof now, "%.17g", cfg->model.forget);
+		}
+		if (key) {
+			snprintf(why, cap, "the checkpoint was written with %s %s, the configuration says %s; "
+			         "restore the configuration, or move storage.dir away to start a new model",
+			         key, was, now);
+			isvd_model_destroy(m);
+			return -2;
+		}
+	} else if (c->seq != 0) {
+		snprintf(why, cap, "no model image but %llu rows", (unsigned long long)c->seq);
+		return -1;
+	}
+	if (clients_decode(c->clients, c->clients_len, cfg->limits.max_clients, &tab, &ntab, &tick,
+	                   why, cap)) {
+		isvd_model_destroy(m);
+		return -1;
+	}
+	isvd_model_destroy(srv->model);
+	srv->model = NULL;
+	if (m) {
+		srv->model = m;
+		srv->dim = o.dim;
+		srv->kmax = o.rank < o.dim ? o.rank : o.dim;
+	}
+	clients_free(srv->clients, srv->nclients);
+	srv->clients = tab;
+	srv->nclients = ntab;
+	srv->tick = tick;
+	srv->seq = c->seq;
+	return 0;
+}
+
+/* sto_hooks.apply: replays one log record exactly as flush() applied it. */
+static int hook_apply(void *ctx, const struct wal_block *b, char *why, size_t cap)
+{
+	struct isvdd *srv = ctx;
+
+	if (b->first_seq != srv->seq + 1) {
+		snprintf(why, cap, "it starts at row %llu but the model holds %llu rows",
+		         (unsigned long long)b->first_seq, (unsigned long long)srv->seq);
+		return -1;
+	}
+	if (!srv->model && make_model(srv, b->dim)) {
+		snprintf(why, cap, "cannot create a model of dimension %zu", b->dim);
+		return -1;
+	}
+	if (b->dim != srv->dim) {
+		snprintf(why, cap, "its rows have %zu values, the model's dimension is %zu", b->dim, srv->dim);
+		return -1;
+	}
+	for (size_t i = 0; i < b->npush; i++) {
+		const struct wal_push *q = &b->push[i];
+		struct srv_ack *a;
+		if (!reserve_rows(srv, q->rows) || !(a = new_ack(srv)))
+			goto nomem;
+		srv->nacks++;
+		if (q->client && !(a->client = strndup(q->client, q->client_len)))
+			goto nomem;
+		a->has_batch = q->has_batch;
+		a->batch = q->batch;
+		a->rows = q->rows;
+		memcpy(srv->pend + srv->pend_rows * srv->dim, q->data, q->rows * srv->dim * sizeof(double));
+		srv->pend_rows += q->rows;
+	}
+	apply_pending(srv);
+	answer_pending(srv);   /* nothing to send: frees the replayed entries */
+	return 0;
+nomem:
+	answer_pending(srv);
+	snprintf(why, cap, "out of memory");
+	return -1;
+}
+
+/* Writes a checkpoint of everything acknowledged so far.  0, or -1 with
+ * storage failed (logged by storage.c). */
+static int do_checkpoint(struct isvdd *srv)
+{
+	uint8_t *img = NULL, *tab = NULL;
+	size_t img_len = 0, tab_len = 0;
+	int rc = -1;
+
+	flush(srv);
+	if (srv->model) {
+		size_t need = isvd_model_saved_size(srv->model);
+		if (!(img = malloc(need)) || isvd_model_save(srv->model, img, need, &img_len)) {
+			srv_logf(srv->log, CFG_LOG_ERROR, "checkpoint: cannot save the model image (%zu bytes)", need);
+			goto out;
+		}
+	}
+	if (clients_encode(srv, &tab, &tab_len)) {
+		srv_logf(srv->log, CFG_LOG_ERROR, "checkpoint: cannot encode the client table: %s", strerror(errno));
+		goto out;
+	}
+	rc = sto_checkpoint(srv->sto, srv->seq, img, img_len, tab, tab_len);
+out:
+	free(img);
+	free(tab);
+	return rc;
+}
+
 /* ---------------------------------------------------------------- queries */
 
 static double ingest_rate(struct isvdd *srv, uint64_t now)
@@ -745,7 +1122,7 @@ static int do_info(struct isvdd *srv, struct isvd_proto_reply *rep)
 	rep->rows_seen = srv->seq;
 	rep->center = srv->cfg->model.center;
 	rep->forget = srv->cfg->model.forget;
-	rep->last_checkpoint_seq = 0;
+	rep->last_checkpoint_seq = sto_last_checkpoint_seq(srv->sto);
 	rep->uptime_s = (double)(now - srv->start_ms) / 1000.0;
 	rep->ingest_rows_per_s = ingest_rate(srv, now);
 	if (!srv->model)
@@ -859,8 +1236,14 @@ static void handle_query(struct isvdd *srv, zmq_msg_t *env, size_t nenv, zmq_msg
 		code = get_factors(srv, &rep);
 		break;
 	case ISVD_OP_CHECKPOINT:
-		code = ISVD_PROTO_UNAVAILABLE;
-		snprintf(msg, sizeof msg, "checkpoints are not implemented yet: this daemon keeps the model in memory only");
+		if (do_checkpoint(srv)) {
+			const char *why;
+			sto_failed(srv->sto, &why);
+			code = ISVD_PROTO_UNAVAILABLE;
+			snprintf(msg, sizeof msg, "the checkpoint failed: %s", why);
+			break;
+		}
+		rep.seq = srv->seq;
 		break;
 	default:
 		code = ISVD_PROTO_UNKNOWN_OP;
@@ -908,6 +1291,8 @@ static int drain_ingest(struct isvdd *srv)
 			flush(srv);
 	}
 	flush(srv);
+	if (sto_checkpoint_due(srv->sto, srv->seq, srv_now_ms()))
+		do_checkpoint(srv);
 	return 0;
 }
 
@@ -939,6 +1324,9 @@ static long poll_timeout(struct isvdd *srv, uint64_t now)
 		long d = srv->next_factors_ms > now ? (long)(srv->next_factors_ms - now) : 0;
 		t = d < t ? d : t;
 	}
+	long d = sto_timeout_ms(srv->sto, now);
+	if (d >= 0 && d < t)
+		t = d;
 	return t;
 }
 
@@ -966,11 +1354,17 @@ int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_
 			drain_ingest(srv);
 		if (items[1].revents & ZMQ_POLLIN)
 			drain_query(srv);
-		publish_due(srv, srv_now_ms());
+		const uint64_t now = srv_now_ms();
+		sto_tick(srv->sto, now);
+		if (sto_checkpoint_due(srv->sto, srv->seq, now))
+			do_checkpoint(srv);
+		publish_due(srv, now);
 	}
 	flush(srv);
-	srv_logf(srv->log, CFG_LOG_INFO, "stopping: %llu rows in the model (seq %llu)",
-	         (unsigned long long)srv->seq, (unsigned long long)srv->seq);
+	srv_logf(srv->log, CFG_LOG_INFO, "stopping: %llu rows in the model; writing a checkpoint",
+	         (unsigned long long)srv->seq);
+	if (do_checkpoint(srv))
+		ret = -1;
 	return ret;
 }
 
@@ -1001,14 +1395,16 @@ static void *open_socket(struct isvdd *srv, int type, const char *what, const ch
 	return s;
 }
 
-int srv_create(const struct cfg *cfg, struct srv_log *log, struct isvdd **out)
+int srv_create(const struct cfg *cfg, struct srv_log *log, bool repair, struct isvdd **out)
 {
 	struct isvdd *srv = calloc(1, sizeof *srv);
 	const int hs = (int)cfg->limits.send_hwm, hr = (int)cfg->limits.recv_hwm;
+	const struct sto_hooks hooks = { srv, hook_load, hook_apply };
+	int ret = 1;
 
 	if (!srv) {
 		srv_logf(log, CFG_LOG_ERROR, "cannot allocate the server: %s", strerror(errno));
-		return -1;
+		return 1;
 	}
 	srv->cfg = cfg;
 	srv->log = log;
@@ -1022,6 +1418,10 @@ int srv_create(const struct cfg *cfg, struct srv_log *log, struct isvdd **out)
 	}
 	if (cfg->model.dim && make_model(srv, cfg->model.dim))
 		goto fail;
+	/* recover before binding: nobody is served a model still being rebuilt */
+	if ((ret = sto_open(cfg, log, repair, &hooks, &srv->sto)))
+		goto fail;
+	ret = 1;
 	srv->zctx = zmq_ctx_new();
 	if (!srv->zctx) {
 		srv_logf(log, CFG_LOG_ERROR, "zmq_ctx_new: %s", zmq_strerror(errno));
@@ -1042,7 +1442,7 @@ int srv_create(const struct cfg *cfg, struct srv_log *log, struct isvdd **out)
 	return 0;
 fail:
 	srv_destroy(srv);
-	return -1;
+	return ret;
 }
 
 void srv_destroy(struct isvdd *srv)
@@ -1053,6 +1453,8 @@ void srv_destroy(struct isvdd *srv)
 		ack_fini(&srv->acks[i]);
 	free(srv->acks);
 	free(srv->pend);
+	free(srv->wal_push);
+	sto_close(srv->sto);
 	for (size_t i = 0; i < srv->nclients; i++)
 		free(srv->clients[i].name);
 	free(srv->clients);

@@ -10,16 +10,20 @@
 #define ISVDD_SERVER_H
 
 #include <signal.h>
+#include <stdbool.h>
 
 #include "config.h"
 #include "log.h"
 
 struct isvdd;
 
-/* Creates the server for cfg (which must outlive it) logging to log.
- * Binds ingest (ROUTER), query (ROUTER) and publish (PUB).  Returns 0 and
- * sets *out, or -1 after logging why (e.g. an endpoint cannot be bound). */
-int srv_create(const struct cfg *cfg, struct srv_log *log, struct isvdd **out);
+/* Creates the server for cfg (which must outlive it) logging to log:
+ * recovers the model from storage.dir (repair: drop a corrupt log tail
+ * instead of refusing), then binds ingest (ROUTER), query (ROUTER) and
+ * publish (PUB).  Returns 0 and sets *out, or the exit code for main() after
+ * logging why: 1 (an endpoint cannot be bound, the stored model does not
+ * match the configuration, …), STO_EXIT_CORRUPT, STO_EXIT_UNUSABLE. */
+int srv_create(const struct cfg *cfg, struct srv_log *log, bool repair, struct isvdd **out);
 
 /* Serves until *stop becomes non-zero; reopens the log whenever *hup is set
  * (and clears it).  On stop, pending rows are folded and their pushes

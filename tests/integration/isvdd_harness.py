@@ -70,7 +70,13 @@ def unpack(b):
 class Daemon:
     """A running isvdd.  Use as a context manager or call stop()."""
 
-    def __init__(self, tmpdir, model=None, extra_sections=None, name="isvdd"):
+    def __init__(self, tmpdir, model=None, extra_sections=None, name="isvdd", args=(), env=None,
+                 wait_ready=True):
+        """A daemon on ipc:// endpoints in tmpdir, its storage in tmpdir/data.
+        A second Daemon with the same tmpdir and name is a restart of the
+        first (same configuration, endpoints and storage).  args: extra
+        command-line arguments; env: extra environment variables;
+        wait_ready=False returns as soon as the process is started."""
         self.dir = str(tmpdir)
         self.ingest = f"ipc://{self.dir}/{name}-ingest.sock"
         self.query = f"ipc://{self.dir}/{name}-query.sock"
@@ -89,9 +95,14 @@ class Daemon:
         with open(self.config_path, "w") as f:
             f.write(yaml_config(sections))
         self.ctx = zmq.Context()
-        self.proc = subprocess.Popen([isvdd_path(), "--config", self.config_path],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.data = sections["storage"]["dir"]
+        penv = dict(os.environ, **(env or {}))
+        self.proc = subprocess.Popen([isvdd_path(), "--config", self.config_path, *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=penv)
         self._socks = []
+        if not wait_ready:
+            self.q = self.i = None
+            return
         self.q = self.dealer(self.query)
         self.i = self.dealer(self.ingest)
         # ready when ping answers
@@ -164,6 +175,13 @@ class Daemon:
 
     def signal(self, sig):
         self.proc.send_signal(sig)
+
+    def kill(self):
+        """SIGKILL (no chance to flush or checkpoint) and release everything."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(20)
+        return self.stop()
 
     def stop(self, timeout=20):
         """SIGTERM, wait; returns the exit code (SIGKILL after timeout: returns None)."""

@@ -1,0 +1,215 @@
+/*
+ * ckpt.c — writing and reading checkpoint files (format in ckpt.h).
+ *
+ * DESIGN
+ *   Write: checkpoint.tmp (O_TRUNC) ← header, image, table, CRC; fsync;
+ *   rename to the final name; fsync the directory.  Any failure unlinks the
+ *   temporary file and leaves earlier checkpoints alone.  Read: the whole
+ *   file into memory (an image is O(n·r) doubles), then validate.
+ */
+#include "ckpt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "isvd_model.h"   /* isvd_crc32c */
+
+#define CKPT_HEADER 48
+#define CKPT_MAX_BYTES ((uint64_t)1 << 36)
+
+static const char magic[8] = { 'I', 'S', 'V', 'D', 'C', 'K', 'P', 'T' };
+
+void ckpt_name(char out[64], uint64_t seq, uint64_t lsn)
+{
+	snprintf(out, 64, "checkpoint-%020" PRIu64 "-%020" PRIu64 ".isvdc", seq, lsn);
+}
+
+static bool digits(const char *s, int n, uint64_t *v)
+{
+	*v = 0;
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		*v = *v * 10 + (uint64_t)(s[i] - '0');
+	}
+	return true;
+}
+
+bool ckpt_parse_name(const char *name, uint64_t *seq, uint64_t *lsn)
+{
+	/* "checkpoint-" 11 + 20 + "-" + 20 + ".isvdc" 6 = 58 */
+	return strlen(name) == 58 && !strncmp(name, "checkpoint-", 11) && name[31] == '-' &&
+	       !strcmp(name + 52, ".isvdc") && digits(name + 11, 20, seq) && digits(name + 32, 20, lsn);
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0) {
+			errno = EIO;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int ckpt_write(int dirfd, const struct ckpt *c, char name_out[64], struct wal_err *e)
+{
+	uint8_t h[CKPT_HEADER] = { 0 }, tail[4];
+	uint32_t crc;
+	const char *step = "create";
+	int fd, en;
+
+	ckpt_name(name_out, c->seq, c->lsn);
+	memcpy(h, magic, 8);
+	wal_put32(h + 8, 1);
+	wal_put64(h + 16, c->seq);
+	wal_put64(h + 24, c->lsn);
+	wal_put64(h + 32, c->model_len);
+	wal_put64(h + 40, c->clients_len);
+	crc = isvd_crc32c(0, h, sizeof h);
+	crc = isvd_crc32c(crc, c->model, c->model_len);
+	crc = isvd_crc32c(crc, c->clients, c->clients_len);
+	wal_put32(tail, crc);
+
+	fd = openat(dirfd, CKPT_TMP_NAME, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		goto fail_noclose;
+	step = "write";
+	if (write_all(fd, h, sizeof h) || write_all(fd, c->model, c->model_len) ||
+	    write_all(fd, c->clients, c->clients_len) || write_all(fd, tail, sizeof tail))
+		goto fail;
+	step = "fsync";
+	if (fsync(fd))
+		goto fail;
+	if (close(fd)) {
+		fd = -1;
+		goto fail;
+	}
+	fd = -1;
+	step = "rename";
+	if (renameat(dirfd, CKPT_TMP_NAME, dirfd, name_out))
+		goto fail;
+	if (fsync(dirfd)) {
+		en = errno;
+		e->errnum = en;
+		snprintf(e->msg, sizeof e->msg, "checkpoint %s: cannot fsync the storage directory: %s",
+		         name_out, strerror(en));
+		/* the file exists but its name may not be durable: treat as failed,
+		 * and remove it so it is never mistaken for a durable one */
+		unlinkat(dirfd, name_out, 0);
+		return -1;
+	}
+	return 0;
+fail:
+	en = errno;
+	if (fd >= 0)
+		close(fd);
+	unlinkat(dirfd, CKPT_TMP_NAME, 0);
+	e->errnum = en;
+	snprintf(e->msg, sizeof e->msg, "checkpoint %s: cannot %s %s: %s", name_out, step,
+	         CKPT_TMP_NAME, strerror(en));
+	return -1;
+fail_noclose:
+	en = errno;
+	e->errnum = en;
+	snprintf(e->msg, sizeof e->msg, "checkpoint %s: cannot create %s: %s", name_out,
+	         CKPT_TMP_NAME, strerror(en));
+	return -1;
+}
+
+static int bad(struct wal_err *e, const char *name, const char *why)
+{
+	e->errnum = 0;
+	snprintf(e->msg, sizeof e->msg, "checkpoint %s is not valid: %s", name, why);
+	return -1;
+}
+
+int ckpt_read(int dirfd, const char *name, struct ckpt *c, struct wal_err *e)
+{
+	struct stat st;
+	uint64_t size, ml, cl;
+	uint8_t *buf = NULL;
+	size_t got = 0;
+	int fd;
+
+	memset(c, 0, sizeof *c);
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st)) {
+		e->errnum = errno;
+		snprintf(e->msg, sizeof e->msg, "cannot open checkpoint %s: %s", name, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	size = (uint64_t)st.st_size;
+	if (size < CKPT_HEADER + 4 || size > CKPT_MAX_BYTES) {
+		close(fd);
+		return bad(e, name, size < CKPT_HEADER + 4 ? "shorter than its header" : "too large");
+	}
+	buf = malloc((size_t)size);
+	if (!buf) {
+		close(fd);
+		e->errnum = ENOMEM;
+		snprintf(e->msg, sizeof e->msg, "cannot read checkpoint %s: %s", name, strerror(ENOMEM));
+		return -1;
+	}
+	while (got < size) {
+		ssize_t n = read(fd, buf + got, (size_t)size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			e->errnum = n < 0 ? errno : EIO;
+			snprintf(e->msg, sizeof e->msg, "cannot read checkpoint %s: %s", name,
+			         n < 0 ? strerror(errno) : "it shrank while being read");
+			close(fd);
+			free(buf);
+			return -1;
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	ml = wal_get64(buf + 32);
+	cl = wal_get64(buf + 40);
+	if (memcmp(buf, magic, 8) || wal_get32(buf + 8) != 1) {
+		free(buf);
+		return bad(e, name, "bad magic or version");
+	}
+	if (ml > size || cl > size || CKPT_HEADER + ml + cl + 4 != size) {
+		free(buf);
+		return bad(e, name, "section sizes do not add up to the file size (truncated?)");
+	}
+	if (wal_get32(buf + size - 4) != isvd_crc32c(0, buf, (size_t)size - 4)) {
+		free(buf);
+		return bad(e, name, "checksum mismatch");
+	}
+	c->seq = wal_get64(buf + 16);
+	c->lsn = wal_get64(buf + 24);
+	c->model = ml ? buf + CKPT_HEADER : NULL;
+	c->model_len = (size_t)ml;
+	c->clients = buf + CKPT_HEADER + ml;
+	c->clients_len = (size_t)cl;
+	c->buf_ = buf;
+	return 0;
+}
+
+void ckpt_fini(struct ckpt *c)
+{
+	free(c->buf_);
+	memset(c, 0, sizeof *c);
+}

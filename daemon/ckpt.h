@@ -1,0 +1,48 @@
+/*
+ * ckpt.h — isvdd's checkpoint files: the engine's saved image plus where in
+ * the stream it stands and the duplicate table, written atomically.
+ *
+ * A checkpoint is storage.dir/checkpoint-<seq, 20 digits>-<lsn, 20>.isvdc:
+ *
+ *     0  "ISVDCKPT"            8  u32 version = 1      12 u32 0
+ *     16 u64 seq (rows in the model)                   24 u64 lsn (last log record covered)
+ *     32 u64 model image bytes (0: no model yet)       40 u64 client table bytes
+ *     48 model image (isvd_model_save), client table (opaque to this module)
+ *     end: u32 crc32c of everything before it
+ *
+ * ckpt_write() writes checkpoint.tmp, fsyncs it, renames it into place and
+ * fsyncs the directory, so a checkpoint file either is whole and durable or
+ * does not exist under its final name.  ckpt_read() checks size, magic,
+ * version and CRC before anything is handed out.  File I/O only; no logging.
+ */
+#ifndef ISVDD_CKPT_H
+#define ISVDD_CKPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wal.h"   /* struct wal_err */
+
+#define CKPT_TMP_NAME "checkpoint.tmp"
+
+struct ckpt {
+	uint64_t seq, lsn;
+	const uint8_t *model;    /* model image, or NULL */
+	size_t model_len;
+	const uint8_t *clients;  /* client table */
+	size_t clients_len;
+	uint8_t *buf_;           /* ckpt_read: the file's bytes, owned */
+};
+
+/* Writes c durably.  The final name is returned in name_out (64 bytes). */
+int ckpt_write(int dirfd, const struct ckpt *c, char name_out[64], struct wal_err *e);
+/* Reads and validates dir/name into *c (release with ckpt_fini()).  A file
+ * that fails validation gives -1 with e->errnum == 0 and a reason. */
+int ckpt_read(int dirfd, const char *name, struct ckpt *c, struct wal_err *e);
+void ckpt_fini(struct ckpt *c);
+
+void ckpt_name(char out[64], uint64_t seq, uint64_t lsn);
+bool ckpt_parse_name(const char *name, uint64_t *seq, uint64_t *lsn);
+
+#endif /* ISVDD_CKPT_H */
