@@ -85,7 +85,7 @@ class Daemon:
         sections = {
             "model": {"dim": 0, "rank": 8},
             "endpoints": {"ingest": self.ingest, "query": self.query, "publish": self.publish},
-            "storage": {"dir": os.path.join(self.dir, "data")},
+            "storage": {"dir": os.path.join(self.dir, "data" if name == "isvdd" else f"{name}-data")},
             "log": {"file": self.log_path, "level": "debug"},
         }
         sections["model"].update(model or {})

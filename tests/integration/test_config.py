@@ -143,7 +143,8 @@ def test_refuses_to_start_when_an_endpoint_cannot_be_bound(tmp_path):
     try:
         p = tmp_path / "busy.yaml"
         p.write_text(f"endpoints:\n  ingest: ipc://{tmp_path}/in.sock\n"
-                     f"  query: tcp://127.0.0.1:{port}\n  publish: ipc://{tmp_path}/pub.sock\n")
+                     f"  query: tcp://127.0.0.1:{port}\n  publish: ipc://{tmp_path}/pub.sock\n"
+                     f"storage:\n  dir: {tmp_path}/data\n")
         r = run_isvdd("--config", str(p), timeout=30)
         assert r.returncode != 0
         assert f"cannot bind the query endpoint tcp://127.0.0.1:{port}" in r.stderr
