@@ -1,0 +1,302 @@
+/*
+ * cli_output.c — what the `isvd` tool writes: CSV, NPY v1.0 files, JSON,
+ * the spectrum bar chart of `info`, snapshot lines and the push progress
+ * bar.  Numbers are written with %.17g so that a value read back is the
+ * value the daemon sent.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+void cli_put_double(FILE *f, double v)
+{
+	if (isnan(v))
+		fputs("nan", f);
+	else
+		fprintf(f, "%.17g", v);
+}
+
+void cli_json_double(FILE *f, double v)
+{
+	if (!isfinite(v))
+		fputs("null", f);
+	else
+		fprintf(f, "%.17g", v);
+}
+
+void cli_json_vec(FILE *f, const double *v, size_t n)
+{
+	fputc('[', f);
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			fputc(',', f);
+		cli_json_double(f, v[i]);
+	}
+	fputc(']', f);
+}
+
+void cli_json_matrix(FILE *f, const struct isvd_client_matrix *m)
+{
+	fputc('[', f);
+	for (size_t i = 0; i < m->rows; i++) {
+		if (i)
+			fputc(',', f);
+		cli_json_vec(f, m->data + i * m->cols, m->cols);
+	}
+	fputc(']', f);
+}
+
+/* A CSV field, quoted when it holds a comma, quote or newline. */
+static void put_field(FILE *f, const char *s)
+{
+	if (!strpbrk(s, ",\"\n\r")) {
+		fputs(s, f);
+		return;
+	}
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"')
+			fputc('"', f);
+		fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+int cli_write_csv(FILE *f, const char *const *head, size_t nhead, const struct isvd_client_matrix *m,
+                  const char *extra_name, const double *extra)
+{
+	if (nhead) {
+		for (size_t j = 0; j < nhead; j++) {
+			if (j)
+				fputc(',', f);
+			put_field(f, head[j]);
+		}
+		if (extra_name) {
+			fputc(',', f);
+			put_field(f, extra_name);
+		}
+		fputc('\n', f);
+	}
+	for (size_t i = 0; i < m->rows; i++) {
+		for (size_t j = 0; j < m->cols; j++) {
+			if (j)
+				fputc(',', f);
+			cli_put_double(f, m->data[i * m->cols + j]);
+		}
+		if (extra) {
+			if (m->cols)
+				fputc(',', f);
+			cli_put_double(f, extra[i]);
+		}
+		fputc('\n', f);
+	}
+	return ferror(f) ? -1 : 0;
+}
+
+int cli_write_npy(const char *path, const double *v, size_t rows, size_t cols)
+{
+	char dict[128];
+	unsigned char pre[10] = { 0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0, 0 };
+	size_t n = rows ? rows * cols : cols;
+	int len;
+
+	if (rows)
+		len = snprintf(dict, sizeof dict, "{'descr': '<f8', 'fortran_order': False, 'shape': (%zu, %zu), }",
+		               rows, cols);
+	else
+		len = snprintf(dict, sizeof dict, "{'descr': '<f8', 'fortran_order': False, 'shape': (%zu,), }",
+		               cols);
+	/* pad with spaces and end with '\n' so that the data starts at a
+	 * multiple of 64 (NPY format, version 1.0) */
+	size_t total = 10 + (size_t)len + 1;
+	size_t pad = (64 - total % 64) % 64;
+	size_t hlen = (size_t)len + pad + 1;
+	pre[8] = (unsigned char)(hlen & 0xff);
+	pre[9] = (unsigned char)(hlen >> 8);
+
+	FILE *f = fopen(path, "wb");
+	if (!f)
+		return -1;
+	fwrite(pre, 1, sizeof pre, f);
+	fwrite(dict, 1, (size_t)len, f);
+	for (size_t i = 0; i < pad; i++)
+		fputc(' ', f);
+	fputc('\n', f);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t u;
+		unsigned char b[8];
+		memcpy(&u, &v[i], 8);
+		for (int k = 0; k < 8; k++)
+			b[k] = (unsigned char)(u >> (8 * k));
+		fwrite(b, 1, 8, f);
+	}
+	int bad = ferror(f);
+	int e = errno;
+	if (fclose(f) || bad) {
+		if (bad)
+			errno = e ? e : EIO;
+		return -1;
+	}
+	return 0;
+}
+
+/* A bar of width w·frac characters (eighth blocks in UTF-8, else '#'). */
+static void bar(FILE *f, double frac, int width, bool utf8)
+{
+	static const char *const eighths[] = { "", "▏", "▎", "▍", "▌", "▋", "▊", "▉" };
+	if (!(frac > 0))
+		return;
+	if (frac > 1)
+		frac = 1;
+	if (!utf8) {
+		int n = (int)lround(frac * width);
+		for (int i = 0; i < n; i++)
+			fputc('#', f);
+		return;
+	}
+	int units = (int)lround(frac * width * 8);
+	for (int i = 0; i < units / 8; i++)
+		fputs("█", f);
+	fputs(eighths[units % 8], f);
+}
+
+void cli_print_info(FILE *f, const struct isvd_client_info *in, bool utf8)
+{
+	double sum2 = 0;
+	for (size_t i = 0; i < in->nsigma; i++)
+		sum2 += in->sigma[i] * in->sigma[i];
+
+	fprintf(f, "model      dim %" PRIu64 ", rank %" PRIu64 " of %" PRIu64 ", %s, forget %g\n", in->dim,
+	        in->rank, in->rank_max, in->center ? "centred" : "not centred", in->forget);
+	fprintf(f, "rows       %" PRIu64 " seen, seq %" PRIu64 ", last checkpoint seq %" PRIu64 "\n",
+	        in->rows_seen, in->seq, in->last_checkpoint_seq);
+	fprintf(f, "daemon     up %.1f s, ingest %.0f rows/s\n", in->uptime_s, in->ingest_rows_per_s);
+	fprintf(f, "quality    explained energy %.2f%%, condition number %.6g, orthogonality error %.3g\n",
+	        100 * in->explained_energy_ratio, in->condition_number, in->orthogonality_error);
+	if (in->nsigma == 0) {
+		fprintf(f, "\nno components yet: the model has seen no rows\n");
+		return;
+	}
+	/* share of the total energy: σᵢ² / Σσⱼ² × explained_energy_ratio */
+	fprintf(f, "\n%4s %14s %9s %9s\n", "i", "sigma", "energy", "cumul.");
+	double cum = 0;
+	for (size_t i = 0; i < in->nsigma; i++) {
+		double share = sum2 > 0 ? in->sigma[i] * in->sigma[i] / sum2 * in->explained_energy_ratio : 0;
+		cum += share;
+		fprintf(f, "%4zu %14.6g %8.2f%% %8.2f%%  ", i + 1, in->sigma[i], 100 * share, 100 * cum);
+		bar(f, in->sigma[0] > 0 ? in->sigma[i] / in->sigma[0] : 0, 40, utf8);
+		fputc('\n', f);
+	}
+}
+
+void cli_print_info_json(FILE *f, const struct isvd_client_info *in)
+{
+	fprintf(f, "{\"ok\":true,\"dim\":%" PRIu64 ",\"rank\":%" PRIu64 ",\"rank_max\":%" PRIu64
+	           ",\"rows_seen\":%" PRIu64 ",\"seq\":%" PRIu64 ",\"sigma\":",
+	        in->dim, in->rank, in->rank_max, in->rows_seen, in->seq);
+	cli_json_vec(f, in->sigma, in->nsigma);
+	fputs(",\"explained_energy_ratio\":", f);
+	cli_json_double(f, in->explained_energy_ratio);
+	fputs(",\"condition_number\":", f);
+	cli_json_double(f, in->condition_number);
+	fputs(",\"orthogonality_error\":", f);
+	cli_json_double(f, in->orthogonality_error);
+	fprintf(f, ",\"center\":%s,\"forget\":", in->center ? "true" : "false");
+	cli_json_double(f, in->forget);
+	fprintf(f, ",\"last_checkpoint_seq\":%" PRIu64 ",\"uptime_s\":", in->last_checkpoint_seq);
+	cli_json_double(f, in->uptime_s);
+	fputs(",\"ingest_rows_per_s\":", f);
+	cli_json_double(f, in->ingest_rows_per_s);
+	fputs("}\n", f);
+}
+
+static void put_vec_short(FILE *f, const double *v, size_t n)
+{
+	fputc('[', f);
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, i ? ", %.6g" : "%.6g", v[i]);
+	fputc(']', f);
+}
+
+void cli_print_snapshot(FILE *f, const struct isvd_client_snapshot *s, bool json)
+{
+	if (json) {
+		if (s->topic == ISVD_CLIENT_TOPIC_SPECTRUM) {
+			fprintf(f, "{\"topic\":\"spectrum\",\"seq\":%" PRIu64 ",\"rows_seen\":%" PRIu64 ",\"sigma\":",
+			        s->seq, s->rows_seen);
+			cli_json_vec(f, s->sigma, s->k);
+			fputs(",\"explained_energy_ratio\":", f);
+			cli_json_double(f, s->explained_energy_ratio);
+			fputs(",\"t\":", f);
+			cli_json_double(f, s->t);
+		} else {
+			fprintf(f, "{\"topic\":\"factors\",\"seq\":%" PRIu64 ",\"sigma\":", s->seq);
+			cli_json_vec(f, s->sigma, s->k);
+			fputs(",\"vt\":", f);
+			cli_json_matrix(f, &s->vt);
+			fputs(",\"mean\":", f);
+			if (s->mean)
+				cli_json_vec(f, s->mean, s->dim);
+			else
+				fputs("null", f);
+		}
+		fputs("}\n", f);
+	} else if (s->topic == ISVD_CLIENT_TOPIC_SPECTRUM) {
+		fprintf(f, "spectrum seq=%" PRIu64 " rows_seen=%" PRIu64 " energy=%.2f%% sigma=", s->seq,
+		        s->rows_seen, 100 * s->explained_energy_ratio);
+		put_vec_short(f, s->sigma, s->k);
+		fputc('\n', f);
+	} else {
+		fprintf(f, "factors seq=%" PRIu64 " k=%zu dim=%zu mean=%s sigma=", s->seq, s->k, s->dim,
+		        s->mean ? "yes" : "no");
+		put_vec_short(f, s->sigma, s->k);
+		fputc('\n', f);
+	}
+	fflush(f);
+}
+
+double cli_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void cli_progress_start(struct cli_progress *p, int64_t size)
+{
+	p->tty = isatty(STDERR_FILENO);
+	p->t0 = p->last = cli_now();
+	p->size = size;
+}
+
+void cli_progress_update(struct cli_progress *p, uint64_t rows, uint64_t bytes, bool final)
+{
+	double now = cli_now();
+	if (!p->tty || (!final && now - p->last < 0.1))
+		return;
+	p->last = now;
+	double el = now - p->t0;
+	double rate = el > 0 ? (double)rows / el : 0;
+	if (p->size > 0) {
+		double frac = (double)bytes / (double)p->size;
+		if (frac > 1)
+			frac = 1;
+		int filled = (int)(frac * 30);
+		fputs("\r\033[K[", stderr);
+		for (int i = 0; i < 30; i++)
+			fputc(i < filled ? '#' : '.', stderr);
+		fprintf(stderr, "] %3.0f%% %" PRIu64 " rows %.0f rows/s", 100 * frac, rows, rate);
+		if (!final && frac > 0 && el > 0.5)
+			fprintf(stderr, " ETA %.0fs", el / frac - el);
+	} else {
+		fprintf(stderr, "\r\033[K%" PRIu64 " rows %.0f rows/s", rows, rate);
+	}
+	if (final)
+		fputc('\n', stderr);
+	fflush(stderr);
+}

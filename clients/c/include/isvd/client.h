@@ -1,0 +1,322 @@
+/*
+ * isvd/client.h — libisvd, the C client of the isvd daemon (isvdd).  It
+ * speaks wire protocol v1 (protocol/PROTOCOL.md) over ZeroMQ: pushes rows to
+ * the ingest socket, asks the query socket (ping, info, project, reconstruct,
+ * factors, checkpoint) and receives the snapshots of the publish socket.
+ *
+ * DESIGN
+ *   One handle holds one ZeroMQ context and up to three sockets: a DEALER
+ *   on ingest, a DEALER on query (both connected at create time; ZeroMQ
+ *   connects in the background, so create succeeds while the daemon is
+ *   down) and, after isvd_client_subscribe(), a SUB on publish.
+ *
+ *   Every request carries an `id` (a per-handle counter) so replies are
+ *   matched to requests and stale replies are dropped.
+ *
+ *   Retries follow the "Lazy Pirate" pattern: when no reply arrives within
+ *   timeout_ms, the socket is closed (unsent messages dropped), a fresh one
+ *   connected, and the request sent again, at most `retries` times; then the
+ *   call fails with ISVD_CLIENT_TIMEOUT.  A push is resent with the same
+ *   (client, batch), which the daemon applies at most once, so a push that
+ *   reaches the daemon twice (the first reply lost in a stall or a restart)
+ *   is answered `duplicate` with its original seq and no row is doubled.
+ *
+ *   Pushes are numbered by the library: every push of a handle gets the next
+ *   batch number under the handle's client id.  Batch numbers start at
+ *   options.first_batch, by default the current Unix time in microseconds,
+ *   so that a process restarted under the same client id continues above
+ *   the batches it sent before (the daemon answers a batch older than the
+ *   8 it remembers per client as a duplicate, never applying it).  The default client id is random
+ *   ("isvd-c-" and 16 hex digits) and so unique per handle.
+ *
+ *   Pipelined pushes (isvd_client_push_send) keep up to max_in_flight pushes
+ *   outstanding on the ingest DEALER.  The pipeline stalls as a whole: when
+ *   no ack has arrived for timeout_ms, the socket is reconnected and every
+ *   outstanding push resent in order; after `retries` such resends in a row
+ *   without an ack in between, every outstanding push completes with
+ *   ISVD_CLIENT_TIMEOUT.  Acks go to the callback when one is set, else to a
+ *   queue read with isvd_client_push_recv().
+ *
+ * ERRORS
+ *   Every function returns an isvd_client_err (ISVD_CLIENT_OK = 0).  Codes 1
+ *   to 10 are the wire codes of PROTOCOL.md, in its order; the rest are
+ *   local.  After a failure, isvd_client_errmsg() gives the daemon's message
+ *   (for a wire code) or a local description.
+ *
+ * OWNERSHIP AND THREADS
+ *   A handle belongs to one thread at a time: use one handle per thread (or
+ *   lock around every call).  Distinct handles are independent.  Callbacks
+ *   run on the calling thread, inside the libisvd call that received the
+ *   ack; they must not call into the same handle.
+ *   Result structures (info, projection, matrix, factors, snapshot) are
+ *   filled by the library and own malloc'd buffers; the caller releases them
+ *   with the matching *_fini(), after success and after failure alike.
+ *   fini of a zeroed structure is a no-op, and a failed call leaves its
+ *   result zeroed.  Input buffers are only read during the call.
+ *
+ * This header does not expose the protocol codec (isvd_proto.h); the names
+ * here are prefixed isvd_client_ so that they never collide with the
+ * engine's isvd_ names.
+ */
+#ifndef ISVD_CLIENT_H
+#define ISVD_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ISVD_CLIENT_VERSION "0.1.0"
+
+/* Defaults of struct isvd_client_options. */
+#define ISVD_CLIENT_DEFAULT_TIMEOUT_MS 5000
+#define ISVD_CLIENT_DEFAULT_RETRIES    3
+#define ISVD_CLIENT_DEFAULT_IN_FLIGHT  16
+
+/* The one error enum of libisvd; isvd_client_strerror() gives its text and
+ * isvd_client_err_name() a short upper-case name. */
+typedef enum isvd_client_err {
+	ISVD_CLIENT_OK = 0,
+	/* wire codes, as the daemon sends them */
+	ISVD_CLIENT_BAD_REQUEST,     /* the daemon could not read the request */
+	ISVD_CLIENT_UNKNOWN_OP,      /* the daemon does not know the operation */
+	ISVD_CLIENT_BAD_MATRIX,      /* a matrix is malformed */
+	ISVD_CLIENT_DIM_MISMATCH,    /* rows are not the model's dimension */
+	ISVD_CLIENT_NON_FINITE,      /* ±Inf, or a missing value the operation cannot use */
+	ISVD_CLIENT_TOO_LARGE,       /* a frame or matrix exceeds the daemon's limits */
+	ISVD_CLIENT_NOT_READY,       /* the model has seen no rows yet */
+	ISVD_CLIENT_UNAVAILABLE,     /* the daemon cannot serve now (e.g. storage) */
+	ISVD_CLIENT_UNAUTHORIZED,    /* not allowed */
+	ISVD_CLIENT_INTERNAL,        /* the daemon failed, or sent a code unknown here */
+	/* local */
+	ISVD_CLIENT_TIMEOUT,         /* no reply after every retry */
+	ISVD_CLIENT_IO,              /* a ZeroMQ call failed (bad endpoint, ...) */
+	ISVD_CLIENT_NOMEM,           /* allocation failed */
+	ISVD_CLIENT_INVALID,         /* a bad argument, or a call out of order */
+	ISVD_CLIENT_PROTOCOL,        /* the reply could not be decoded */
+	ISVD_CLIENT_ERR_COUNT_       /* number of codes; not an error */
+} isvd_client_err;
+
+/* Text for a code ("unknown error" when out of range).  Never NULL. */
+const char *isvd_client_strerror(int err);
+/* "OK", "BAD_REQUEST" … "INTERNAL", "TIMEOUT", "IO", "NOMEM", "INVALID",
+ * "PROTOCOL"; "UNKNOWN" out of range.  Never NULL. */
+const char *isvd_client_err_name(int err);
+
+struct isvd_client;
+
+struct isvd_client_options {
+	/* Endpoints.  NULL: the environment (ISVD_INGEST, ISVD_QUERY,
+	 * ISVD_PUBLISH) when set and non-empty, else tcp://127.0.0.1:5570,
+	 * :5571, :5572.  Copied at create. */
+	const char *ingest, *query, *publish;
+	int timeout_ms;          /* per attempt; <= 0: ISVD_CLIENT_DEFAULT_TIMEOUT_MS */
+	int retries;             /* resends after a timeout; < 0 means 0 */
+	const char *client_id;   /* 1..255 bytes; NULL: random "isvd-c-<16 hex>"; copied */
+	uint64_t first_batch;    /* first batch number; 0: Unix time in µs */
+	unsigned max_in_flight;  /* pipelined pushes outstanding; 0: ISVD_CLIENT_DEFAULT_IN_FLIGHT */
+};
+
+/* Fills *o with the defaults (NULL endpoints, default timeout, retries and
+ * window, random client id). */
+void isvd_client_options_init(struct isvd_client_options *o);
+
+/* Creates a handle and connects its ingest and query sockets.  opts NULL
+ * means isvd_client_options_init()'s defaults.  On success the caller owns
+ * *out and releases it with isvd_client_destroy().  Fails with INVALID for a
+ * bad option, IO when ZeroMQ refuses an endpoint. */
+int isvd_client_create(struct isvd_client **out, const struct isvd_client_options *opts);
+/* Closes the sockets without waiting: pushes still in flight are abandoned
+ * (call isvd_client_push_flush() first).  destroy(NULL) is a no-op. */
+void isvd_client_destroy(struct isvd_client *c);
+
+/* The message of the last failed call on c: the daemon's message for a wire
+ * code, a local description otherwise; "" after success.  Owned by c, valid
+ * until the next call on c. */
+const char *isvd_client_errmsg(const struct isvd_client *c);
+/* The client id pushes are sent under (owned by c). */
+const char *isvd_client_id(const struct isvd_client *c);
+/* The endpoint in use for "ingest", "query" or "publish" (owned by c), NULL
+ * for any other name. */
+const char *isvd_client_endpoint(const struct isvd_client *c, const char *which);
+
+struct isvd_client_stats {
+	uint64_t requests;       /* requests sent, first attempts only */
+	uint64_t resends;        /* requests sent again after a timeout */
+	uint64_t reconnects;     /* sockets closed and connected again */
+	uint64_t acks;           /* push replies received */
+	uint64_t duplicates;     /* push replies saying `duplicate` */
+};
+void isvd_client_get_stats(const struct isvd_client *c, struct isvd_client_stats *st);
+
+/* ------------------------------------------------------------------ push */
+
+enum isvd_client_dtype {
+	ISVD_CLIENT_F64 = 0,     /* rows point to double */
+	ISVD_CLIENT_F32 = 1      /* rows point to float */
+};
+
+/* One push: nrows × dim values, row-major.  NaN is a missing value (which
+ * the daemon may refuse).  client NULL: the handle's id.  has_batch false:
+ * the handle's next batch number. */
+struct isvd_client_batch {
+	const void *rows;
+	size_t nrows, dim;
+	enum isvd_client_dtype dtype;
+	const char *client;
+	bool has_batch;
+	uint64_t batch;
+	void *user;              /* handed back in the ack */
+};
+
+/* The outcome of one push. */
+struct isvd_client_ack {
+	int err;                 /* ISVD_CLIENT_OK, or why this push failed */
+	uint64_t batch;          /* the batch number it was sent with */
+	uint64_t accepted;       /* rows applied by it (0 for a duplicate) */
+	uint64_t seq;            /* seq of its last row (0: a duplicate too old to be known) */
+	bool duplicate;          /* the daemon had applied this (client, batch) before */
+	void *user;              /* from the batch */
+	char message[256];       /* the daemon's message when err is a wire code */
+};
+
+typedef void (*isvd_client_ack_fn)(const struct isvd_client_ack *ack, void *user);
+
+/* Pushes and waits for its ack, retrying as the DESIGN says.  Returns the
+ * push's outcome (ack->err); ack may be NULL.  Acks of pipelined pushes that
+ * arrive meanwhile go to the callback or the queue as usual. */
+int isvd_client_push(struct isvd_client *c, const double *rows, size_t nrows, size_t dim,
+                     struct isvd_client_ack *ack);
+int isvd_client_push_f32(struct isvd_client *c, const float *rows, size_t nrows, size_t dim,
+                         struct isvd_client_ack *ack);
+int isvd_client_push_batch(struct isvd_client *c, const struct isvd_client_batch *b,
+                           struct isvd_client_ack *ack);
+
+/* Pipelined push: encodes and sends b, first waiting (and handling acks)
+ * while max_in_flight pushes are outstanding.  *batch_out (may be NULL)
+ * receives the batch number used.  Returns OK once sent; the push's outcome
+ * comes later as an ack.  Fails with TIMEOUT when the window stayed full
+ * through every retry (the outstanding pushes then complete with TIMEOUT). */
+int isvd_client_push_send(struct isvd_client *c, const struct isvd_client_batch *b,
+                          uint64_t *batch_out);
+/* Sets (or, with fn NULL, clears) the ack callback.  Acks already queued
+ * stay in the queue. */
+void isvd_client_set_ack_callback(struct isvd_client *c, isvd_client_ack_fn fn, void *user);
+/* The next ack from the queue, waiting at most timeout_ms (< 0: as long as
+ * pushes are outstanding).  Returns OK with *ack filled (ack->err is that
+ * push's outcome), TIMEOUT when none came in time, INVALID when nothing is
+ * queued or outstanding. */
+int isvd_client_push_recv(struct isvd_client *c, struct isvd_client_ack *ack, int timeout_ms);
+/* Waits until no push is outstanding (acks go to the callback or queue).
+ * Returns OK, or TIMEOUT when the pipeline stalled through every retry. */
+int isvd_client_push_flush(struct isvd_client *c);
+/* Pushes outstanding, and acks waiting in the queue. */
+size_t isvd_client_in_flight(const struct isvd_client *c);
+size_t isvd_client_acks_queued(const struct isvd_client *c);
+
+/* ---------------------------------------------------------------- queries */
+
+/* Row-major rows × cols; value (i, j) is data[i * cols + j]. */
+struct isvd_client_matrix {
+	double *data;
+	size_t rows, cols;
+};
+void isvd_client_matrix_fini(struct isvd_client_matrix *m);
+
+/* ping: the daemon's version ("x.y.z", NUL-terminated) and protocol. */
+int isvd_client_ping(struct isvd_client *c, char *version, size_t version_size, uint64_t *protocol);
+
+struct isvd_client_info {
+	uint64_t dim, rank, rank_max, rows_seen, seq;
+	double *sigma;           /* rank values, non-increasing; owned */
+	size_t nsigma;
+	double explained_energy_ratio, condition_number, orthogonality_error;
+	bool center;
+	double forget;
+	uint64_t last_checkpoint_seq;
+	double uptime_s, ingest_rows_per_s;
+};
+int isvd_client_info(struct isvd_client *c, struct isvd_client_info *info);
+void isvd_client_info_fini(struct isvd_client_info *info);
+
+enum isvd_client_space {
+	ISVD_CLIENT_SCORES = 0,  /* Vₖᵀ(x − μ) */
+	ISVD_CLIENT_U = 1        /* Σₖ⁺Vₖᵀ(x − μ) */
+};
+
+struct isvd_client_projection {
+	struct isvd_client_matrix coords;   /* nrows × k */
+	double *residual;                   /* nrows values */
+	size_t nresidual;
+	uint64_t seq;
+};
+/* Projects nrows × dim rows (row-major doubles). */
+int isvd_client_project(struct isvd_client *c, const double *rows, size_t nrows, size_t dim,
+                        enum isvd_client_space space, struct isvd_client_projection *out);
+void isvd_client_projection_fini(struct isvd_client_projection *p);
+
+/* Reconstructs nrows × dim rows into *out (nrows × dim); *seq may be NULL. */
+int isvd_client_reconstruct(struct isvd_client *c, const double *rows, size_t nrows, size_t dim,
+                            struct isvd_client_matrix *out, uint64_t *seq);
+
+struct isvd_client_factors {
+	double *sigma;                      /* k values */
+	size_t k;
+	struct isvd_client_matrix vt;       /* k × dim */
+	double *mean;                       /* dim values; NULL when the model does not centre */
+	size_t dim;
+	uint64_t seq;
+};
+int isvd_client_factors(struct isvd_client *c, struct isvd_client_factors *f);
+void isvd_client_factors_fini(struct isvd_client_factors *f);
+
+/* Asks for a durable checkpoint; *seq (may be NULL) is the row it covers. */
+int isvd_client_checkpoint(struct isvd_client *c, uint64_t *seq);
+
+/* -------------------------------------------------------------- snapshots */
+
+enum isvd_client_topic {
+	ISVD_CLIENT_TOPIC_SPECTRUM = 1,
+	ISVD_CLIENT_TOPIC_FACTORS = 2
+};
+
+/* A published snapshot.  spectrum: seq, rows_seen, sigma,
+ * explained_energy_ratio, t.  factors: seq, sigma, vt, mean (NULL when not
+ * centring), dim. */
+struct isvd_client_snapshot {
+	enum isvd_client_topic topic;
+	uint64_t seq, rows_seen;
+	double *sigma;
+	size_t k;
+	double explained_energy_ratio;
+	double t;                           /* Unix time, seconds */
+	struct isvd_client_matrix vt;
+	double *mean;
+	size_t dim;
+};
+void isvd_client_snapshot_fini(struct isvd_client_snapshot *s);
+
+/* Subscribes to topics (a mask of isvd_client_topic), connecting the SUB
+ * socket on first use.  Calling it again adds topics.  Snapshots published
+ * before the subscription reaches the daemon are not seen (ZeroMQ's "slow
+ * joiner"). */
+int isvd_client_subscribe(struct isvd_client *c, unsigned topics);
+/* The next snapshot, waiting at most timeout_ms (< 0: forever).  Returns OK,
+ * TIMEOUT, INVALID before isvd_client_subscribe(), PROTOCOL for a body that
+ * cannot be decoded (skip it and call again). */
+int isvd_client_snapshot_recv(struct isvd_client *c, struct isvd_client_snapshot *s, int timeout_ms);
+
+typedef int (*isvd_client_snapshot_fn)(const struct isvd_client_snapshot *s, void *user);
+/* Calls fn for each snapshot until fn returns non-zero, count snapshots were
+ * seen (0: no limit) or timeout_ms passed in all (< 0: no limit).  Returns
+ * OK when fn stopped it or count was reached, TIMEOUT otherwise. */
+int isvd_client_snapshot_loop(struct isvd_client *c, size_t count, int timeout_ms,
+                              isvd_client_snapshot_fn fn, void *user);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ISVD_CLIENT_H */

@@ -1,0 +1,779 @@
+/*
+ * isvd.c — `isvd`, the command-line client of isvdd, built on libisvd.
+ *
+ *   isvd push FILE|-           rows from CSV/TSV/text or raw f64/f32
+ *   isvd info [--json]         the model and its spectrum as a bar chart
+ *   isvd project FILE|-        coordinates + residual as CSV
+ *   isvd reconstruct FILE|-    reconstructed rows as CSV
+ *   isvd factors               σ, Vᵀ, μ as CSV or NPY files
+ *   isvd subscribe [TOPIC...]  published snapshots, one line each
+ *   isvd checkpoint | ping
+ *
+ * Endpoints come from --ingest/--query/--publish, else the environment
+ * (ISVD_INGEST, ISVD_QUERY, ISVD_PUBLISH), else the protocol's defaults
+ * (libisvd resolves the last two).
+ *
+ * Exit status: 0 success, 1 a failure (the daemon refused, no reply, bad
+ * input, I/O), 2 a usage error.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef ISVD_VERSION
+#define ISVD_VERSION "0.0.0"
+#endif
+
+#define EXIT_USAGE 2
+
+struct cli {
+	const char *cmd;
+	struct isvd_client_options o;
+	double timeout_s;          /* --timeout as given; < 0: not given */
+	int format;                /* --format: input format, or for factors 0 csv / 1 npy */
+	bool format_set;
+	size_t dim;
+	size_t batch;
+	unsigned in_flight;
+	const char *out;
+	enum isvd_client_space space;
+	bool json;
+	size_t count;
+};
+
+/* ------------------------------------------------------------------- help */
+
+static const char common_help[] =
+	"  --ingest EP       ingest endpoint (env ISVD_INGEST, default " "tcp://127.0.0.1:5570)\n"
+	"  --query EP        query endpoint (env ISVD_QUERY, default tcp://127.0.0.1:5571)\n"
+	"  --publish EP      publish endpoint (env ISVD_PUBLISH, default tcp://127.0.0.1:5572)\n"
+	"  --timeout SEC     seconds to wait for each reply (default 5)\n"
+	"  --retries N       resends after a timeout, reconnecting each time (default 3)\n"
+	"  -h, --help        this help\n";
+
+static const struct {
+	const char *name, *usage, *about, *options;
+} commands[] = {
+	{ "push", "isvd push [options] FILE|-",
+	  "Pushes the rows of FILE (- for standard input) to the daemon, --batch rows per\n"
+	  "push, keeping up to --in-flight pushes outstanding.  Text input is CSV, TSV or\n"
+	  "whitespace-separated, detected from the first row; a first row with no number\n"
+	  "in it is a header.  Empty fields and 'nan' are missing values; blank lines and\n"
+	  "lines starting with '#' are skipped.  A value that cannot be parsed, or a row\n"
+	  "of the wrong length, stops the push with FILE:LINE: ... (the batches before it\n"
+	  "were pushed).  Shows a progress bar on a terminal, a summary line otherwise.\n",
+	  "  -f, --format F    auto (default), csv, tsv, text, f64 or f32 (raw little-endian)\n"
+	  "  -d, --dim N       values per row (required for f64/f32; checked for text)\n"
+	  "  -b, --batch N     rows per push (default 1000)\n"
+	  "  -n, --in-flight N pushes outstanding at once (default 16)\n"
+	  "  -c, --client ID   client id for retries (default: a random one)\n" },
+	{ "info", "isvd info [options]",
+	  "Prints the model (dimension, rank, rows seen, ...) and its singular values as a\n"
+	  "bar chart with each component's share of the total energy, the cumulative\n"
+	  "share, and the condition number.\n",
+	  "  -j, --json        print the reply as one JSON object instead\n" },
+	{ "project", "isvd project [options] FILE|-",
+	  "Projects the rows of FILE onto the model and writes CSV: a header row, then per\n"
+	  "row its k coordinates and the residual norm ||(x-mu) - V V^T (x-mu)||.\n",
+	  "  -s, --space S     scores (default: V^T(x-mu)) or u (Sigma^-1 V^T(x-mu))\n"
+	  "  -o, --output FILE write to FILE instead of standard output\n"
+	  "  -f, --format F    input format, as for push\n"
+	  "  -d, --dim N       values per row, as for push\n"
+	  "  -b, --batch N     rows per request (default 4096)\n" },
+	{ "reconstruct", "isvd reconstruct [options] FILE|-",
+	  "Reconstructs the rows of FILE from the model (mu + V V^T (x-mu)) and writes them\n"
+	  "as CSV, with the input's header row when it had one.\n",
+	  "  -o, --output FILE write to FILE instead of standard output\n"
+	  "  -f, --format F    input format, as for push\n"
+	  "  -d, --dim N       values per row, as for push\n"
+	  "  -b, --batch N     rows per request (default 4096)\n" },
+	{ "factors", "isvd factors [options]",
+	  "Exports the factors: sigma (k), V^T (k x n) and, when the model centres, the\n"
+	  "mean mu (n).  With -o PREFIX it writes PREFIX_sigma.EXT, PREFIX_vt.EXT and\n"
+	  "PREFIX_mean.EXT (EXT csv or npy; no mean file when the model does not centre).\n"
+	  "NPY files are version 1.0, little-endian float64, shapes (k,), (k, n), (n,):\n"
+	  "numpy.load reads them.  CSV files hold plain numbers, one matrix row per line\n"
+	  "(sigma one value per line).  Without -o, CSV goes to standard output with a\n"
+	  "label first on each line: 'sigma', 'vt1'..'vtk', 'mean'.\n",
+	  "  -f, --format F    csv (default) or npy (npy needs -o)\n"
+	  "  -o, --output P    file name prefix\n" },
+	{ "subscribe", "isvd subscribe [options] [spectrum|factors]...",
+	  "Prints the snapshots the daemon publishes (both topics unless named), one line\n"
+	  "each, until --count snapshots arrived or --timeout seconds passed.  Exits 1 when\n"
+	  "--count was given and not reached.\n",
+	  "  -n, --count N     stop after N snapshots\n"
+	  "  -j, --json        one JSON object per snapshot\n"
+	  "  (--timeout SEC here is the total time to listen; default: no limit)\n" },
+	{ "checkpoint", "isvd checkpoint [options]",
+	  "Asks the daemon for a durable checkpoint and prints the seq it covers.\n", "" },
+	{ "ping", "isvd ping [options]",
+	  "Checks that the daemon answers; prints its version, protocol and round trip.\n", "" },
+};
+
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void main_help(FILE *f)
+{
+	fprintf(f, "usage: isvd COMMAND [options] [args]\n"
+	           "       isvd --help | --version\n"
+	           "       isvd COMMAND --help\n\n"
+	           "Command-line client of isvdd, the streaming SVD daemon.\n\ncommands:\n");
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].usage);
+	fprintf(f, "\ncommon options:\n%s", common_help);
+}
+
+static int cmd_help(const char *name, FILE *f)
+{
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (!strcmp(commands[i].name, name)) {
+			fprintf(f, "usage: %s\n\n%s\noptions:\n%s%s", commands[i].usage, commands[i].about,
+			        commands[i].options, common_help);
+			return 0;
+		}
+	return -1;
+}
+
+static int usage_error(const struct cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(const struct cli *c, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "isvd: %s: ", c->cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n(isvd %s --help for help)\n", c->cmd);
+	return EXIT_USAGE;
+}
+
+/* ---------------------------------------------------------------- parsing */
+
+static bool parse_size(const char *s, size_t *v, size_t min)
+{
+	char *end;
+	errno = 0;
+	unsigned long long u = strtoull(s, &end, 10);
+	if (!*s || *end || errno || s[0] == '-' || u < min || u > SIZE_MAX / 16)
+		return false;
+	*v = (size_t)u;
+	return true;
+}
+
+/* Option letters each command accepts (besides the common ones). */
+static const char *command_opts(const char *cmd)
+{
+	if (!strcmp(cmd, "push")) return "fdbnc";
+	if (!strcmp(cmd, "info")) return "j";
+	if (!strcmp(cmd, "project")) return "sofdb";
+	if (!strcmp(cmd, "reconstruct")) return "ofdb";
+	if (!strcmp(cmd, "factors")) return "fo";
+	if (!strcmp(cmd, "subscribe")) return "nCj";
+	return "";
+}
+
+/* Parses argv (argv[0] is the command).  Returns -1 to go on, else an exit
+ * status. */
+static int parse(struct cli *c, int argc, char **argv)
+{
+	static const struct option longs[] = {
+		{ "ingest", required_argument, NULL, 'I' },
+		{ "query", required_argument, NULL, 'Q' },
+		{ "publish", required_argument, NULL, 'P' },
+		{ "timeout", required_argument, NULL, 'T' },
+		{ "retries", required_argument, NULL, 'R' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "format", required_argument, NULL, 'f' },
+		{ "dim", required_argument, NULL, 'd' },
+		{ "batch", required_argument, NULL, 'b' },
+		{ "in-flight", required_argument, NULL, 'n' },
+		{ "count", required_argument, NULL, 'C' },
+		{ "client", required_argument, NULL, 'c' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "space", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *allowed = command_opts(c->cmd);
+	int opt, li;
+	size_t v;
+
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "hf:d:b:n:c:o:s:j", longs, &li)) != -1) {
+		if (opt == '?' || opt == ':')
+			return usage_error(c, "unknown option or missing value: %s", argv[optind - 1]);
+		if (strchr("fdbncosjC", opt) && !strchr(allowed, opt))
+			return usage_error(c, "option %s does not apply here", argv[optind - 1]);
+		switch (opt) {
+		case 'h':
+			cmd_help(c->cmd, stdout);
+			return 0;
+		case 'I': c->o.ingest = optarg; break;
+		case 'Q': c->o.query = optarg; break;
+		case 'P': c->o.publish = optarg; break;
+		case 'T': {
+			char *end;
+			double t = strtod(optarg, &end);
+			if (*end || !(t > 0) || t > 86400 * 365)
+				return usage_error(c, "--timeout wants seconds > 0, not '%s'", optarg);
+			c->timeout_s = t;
+			c->o.timeout_ms = (int)ceil(t * 1000 > 2e9 ? 2e9 : t * 1000);
+			break;
+		}
+		case 'R':
+			if (!parse_size(optarg, &v, 0) || v > 1000000)
+				return usage_error(c, "--retries wants a count, not '%s'", optarg);
+			c->o.retries = (int)v;
+			break;
+		case 'f':
+			if (!strcmp(c->cmd, "factors")) {
+				if (strcmp(optarg, "csv") && strcmp(optarg, "npy"))
+					return usage_error(c, "--format is csv or npy, not '%s'", optarg);
+				c->format = !strcmp(optarg, "npy");
+			} else {
+				int f = cli_format_parse(optarg);
+				if (f < 0)
+					return usage_error(c, "--format is auto, csv, tsv, text, f64 or f32, not '%s'", optarg);
+				c->format = f;
+			}
+			c->format_set = true;
+			break;
+		case 'd':
+			if (!parse_size(optarg, &c->dim, 1))
+				return usage_error(c, "--dim wants a positive count, not '%s'", optarg);
+			break;
+		case 'b':
+			if (!parse_size(optarg, &c->batch, 1) || c->batch > (1u << 24))
+				return usage_error(c, "--batch wants a positive count, not '%s'", optarg);
+			break;
+		case 'n':
+		case 'C':
+			if (!parse_size(optarg, &v, 1) || v > 1000000)
+				return usage_error(c, "%s wants a positive count", argv[optind - 1]);
+			if (!strcmp(c->cmd, "push"))
+				c->in_flight = (unsigned)v;
+			else
+				c->count = v;
+			break;
+		case 'c':
+			if (!*optarg || strlen(optarg) > 255)
+				return usage_error(c, "--client wants 1..255 bytes, not '%s'", optarg);
+			c->o.client_id = optarg;
+			break;
+		case 'o': c->out = optarg; break;
+		case 's':
+			if (!strcmp(optarg, "scores"))
+				c->space = ISVD_CLIENT_SCORES;
+			else if (!strcmp(optarg, "u"))
+				c->space = ISVD_CLIENT_U;
+			else
+				return usage_error(c, "--space is scores or u, not '%s'", optarg);
+			break;
+		case 'j': c->json = true; break;
+		default:
+			return usage_error(c, "unexpected option %s", argv[optind - 1]);
+		}
+	}
+	return -1;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static int daemon_error(const struct cli *c, struct isvd_client *cl, int err)
+{
+	const char *msg = isvd_client_errmsg(cl);
+	fprintf(stderr, "isvd: %s: %s: %s\n", c->cmd, isvd_client_err_name(err),
+	        *msg ? msg : isvd_client_strerror(err));
+	return EXIT_FAILURE;
+}
+
+static int connect_client(const struct cli *c, struct isvd_client **cl)
+{
+	int err = isvd_client_create(cl, &c->o);
+	if (err) {
+		fprintf(stderr, "isvd: %s: cannot connect: %s\n", c->cmd, isvd_client_strerror(err));
+		return EXIT_FAILURE;
+	}
+	return 0;
+}
+
+static FILE *open_out(const struct cli *c)
+{
+	if (!c->out || !strcmp(c->out, "-"))
+		return stdout;
+	FILE *f = fopen(c->out, "w");
+	if (!f)
+		fprintf(stderr, "isvd: %s: %s: %s\n", c->cmd, c->out, strerror(errno));
+	return f;
+}
+
+static int close_out(const struct cli *c, FILE *f)
+{
+	int bad = ferror(f);
+	if (f == stdout)
+		bad |= fflush(f);
+	else
+		bad |= fclose(f);
+	if (bad) {
+		fprintf(stderr, "isvd: %s: write %s: %s\n", c->cmd, c->out ? c->out : "<stdout>", strerror(errno));
+		return EXIT_FAILURE;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------- push */
+
+struct push_state {
+	uint64_t rows_acked, acks, duplicates, last_seq;
+	int err;                     /* first failed push */
+	size_t err_line;
+	char err_msg[256];
+};
+
+static void on_ack(const struct isvd_client_ack *a, void *user)
+{
+	struct push_state *s = user;
+	s->acks++;
+	if (a->err) {
+		if (!s->err) {
+			s->err = a->err;
+			s->err_line = (size_t)(uintptr_t)a->user;
+			snprintf(s->err_msg, sizeof s->err_msg, "%s", a->message);
+		}
+		return;
+	}
+	s->rows_acked += a->accepted;
+	if (a->duplicate)
+		s->duplicates++;
+	if (a->seq > s->last_seq)
+		s->last_seq = a->seq;
+}
+
+static int cmd_push(struct cli *c, int argc, char **argv)
+{
+	struct isvd_client *cl = NULL;
+	struct cli_reader r;
+	struct cli_progress pg;
+	struct push_state st = { 0 };
+	double *rows = NULL;
+	size_t cap = 0, n, line;
+	uint64_t sent_rows = 0, batches = 0;
+	int rc = EXIT_FAILURE, err;
+
+	if (argc - optind != 1)
+		return usage_error(c, "%s", "wants one FILE (- for standard input)");
+	if (cli_reader_open(&r, argv[optind], (enum cli_format)c->format, c->dim)) {
+		fprintf(stderr, "isvd: push: %s\n", r.err);
+		goto out_reader;
+	}
+	if (c->in_flight)
+		c->o.max_in_flight = c->in_flight;
+	if ((rc = connect_client(c, &cl)))
+		goto out_reader;
+	rc = EXIT_FAILURE;
+	isvd_client_set_ack_callback(cl, on_ack, &st);
+	cli_progress_start(&pg, r.size);
+	for (;;) {
+		if (cli_reader_next(&r, c->batch ? c->batch : 1000, &rows, &cap, &n, &line)) {
+			isvd_client_push_flush(cl);
+			cli_progress_update(&pg, st.rows_acked, r.bytes, true);
+			fprintf(stderr, "isvd: push: %s\n", r.err);
+			if (sent_rows)
+				fprintf(stderr, "isvd: push: %" PRIu64 " rows before it were pushed\n", st.rows_acked);
+			goto out_client;
+		}
+		if (n == 0)
+			break;
+		struct isvd_client_batch b = { .rows = rows, .nrows = n, .dim = r.dim, .dtype = ISVD_CLIENT_F64,
+		                               .user = (void *)(uintptr_t)line };
+		err = isvd_client_push_send(cl, &b, NULL);
+		if (err) {
+			cli_progress_update(&pg, st.rows_acked, r.bytes, true);
+			rc = daemon_error(c, cl, err);
+			goto out_client;
+		}
+		sent_rows += n;
+		batches++;
+		if (st.err)
+			break;
+		cli_progress_update(&pg, st.rows_acked, r.bytes, false);
+	}
+	err = isvd_client_push_flush(cl);
+	cli_progress_update(&pg, st.rows_acked, r.bytes, true);
+	if (st.err) {
+		if (r.fmt == CLI_FMT_F64 || r.fmt == CLI_FMT_F32)
+			fprintf(stderr, "isvd: push: %s: %s: %s\n", r.name, isvd_client_err_name(st.err), st.err_msg);
+		else
+			fprintf(stderr, "isvd: push: %s:%zu: batch starting here: %s: %s\n", r.name, st.err_line,
+			        isvd_client_err_name(st.err), st.err_msg);
+		goto out_client;
+	}
+	if (err) {
+		rc = daemon_error(c, cl, err);
+		goto out_client;
+	}
+	double el = cli_now() - pg.t0;
+	printf("pushed %" PRIu64 " rows in %" PRIu64 " batches (%" PRIu64 " duplicate%s), seq %" PRIu64
+	       ", %.2f s, %.0f rows/s\n",
+	       st.rows_acked, batches, st.duplicates, st.duplicates == 1 ? "" : "s", st.last_seq, el,
+	       el > 0 ? (double)st.rows_acked / el : 0.0);
+	rc = 0;
+out_client:
+	isvd_client_destroy(cl);
+out_reader:
+	free(rows);
+	cli_reader_close(&r);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ query */
+
+static int cmd_info(struct cli *c, int argc, char **argv)
+{
+	struct isvd_client *cl;
+	struct isvd_client_info in;
+	int rc, err;
+
+	if (argc != optind)
+		return usage_error(c, "unexpected argument '%s'", argv[optind]);
+	if ((rc = connect_client(c, &cl)))
+		return rc;
+	err = isvd_client_info(cl, &in);
+	if (err) {
+		rc = daemon_error(c, cl, err);
+	} else {
+		if (c->json)
+			cli_print_info_json(stdout, &in);
+		else
+			cli_print_info(stdout, &in, isatty(STDOUT_FILENO));
+		rc = fflush(stdout) ? EXIT_FAILURE : 0;
+	}
+	isvd_client_info_fini(&in);
+	isvd_client_destroy(cl);
+	return rc;
+}
+
+/* project and reconstruct: rows in, CSV out, --batch rows per request. */
+static int cmd_rows(struct cli *c, int argc, char **argv, bool project)
+{
+	struct isvd_client *cl = NULL;
+	struct cli_reader r;
+	double *rows = NULL;
+	FILE *out = NULL;
+	size_t n;
+	int rc = EXIT_FAILURE, err;
+	char **head = NULL;
+
+	if (argc - optind != 1)
+		return usage_error(c, "%s", "wants one FILE (- for standard input)");
+	if (cli_reader_open(&r, argv[optind], (enum cli_format)c->format, c->dim) ||
+	    cli_reader_all(&r, &rows, &n)) {
+		fprintf(stderr, "isvd: %s: %s\n", c->cmd, r.err);
+		goto out;
+	}
+	if ((rc = connect_client(c, &cl)))
+		goto out;
+	rc = EXIT_FAILURE;
+	if (!(out = open_out(c)))
+		goto out;
+	size_t step = c->batch ? c->batch : 4096;
+	for (size_t i = 0; i < n; i += step) {
+		size_t m = n - i < step ? n - i : step;
+		if (project) {
+			struct isvd_client_projection p;
+			err = isvd_client_project(cl, rows + i * r.dim, m, r.dim, c->space, &p);
+			if (err) {
+				isvd_client_projection_fini(&p);
+				rc = daemon_error(c, cl, err);
+				goto out;
+			}
+			if (i == 0) {
+				size_t k = p.coords.cols;
+				head = calloc(k + 1, sizeof *head);   /* NULL-terminated */
+				for (size_t j = 0; head && j < k; j++) {
+					head[j] = malloc(32);
+					if (head[j])
+						snprintf(head[j], 32, "%s%zu", c->space == ISVD_CLIENT_U ? "u" : "score", j + 1);
+				}
+				/* a rank-0 model: only the residual column */
+				if (k == 0) {
+					fputs("residual\n", out);
+				} else if (head) {
+					for (size_t j = 0; j < k; j++)
+						fprintf(out, "%s,", head[j] ? head[j] : "?");
+					fputs("residual\n", out);
+				}
+			}
+			cli_write_csv(out, NULL, 0, &p.coords, NULL, p.residual);
+			isvd_client_projection_fini(&p);
+		} else {
+			struct isvd_client_matrix m2;
+			err = isvd_client_reconstruct(cl, rows + i * r.dim, m, r.dim, &m2, NULL);
+			if (err) {
+				rc = daemon_error(c, cl, err);
+				goto out;
+			}
+			cli_write_csv(out, i == 0 ? (const char *const *)r.header : NULL, i == 0 ? r.nheader : 0, &m2,
+			              NULL, NULL);
+			isvd_client_matrix_fini(&m2);
+		}
+	}
+	rc = close_out(c, out);
+	out = NULL;
+out:
+	if (out && out != stdout)
+		fclose(out);
+	if (head) {
+		for (size_t j = 0; head[j]; j++)
+			free(head[j]);
+		free(head);
+	}
+	free(rows);
+	cli_reader_close(&r);
+	isvd_client_destroy(cl);
+	return rc;
+}
+
+static int cmd_project(struct cli *c, int argc, char **argv)
+{
+	return cmd_rows(c, argc, argv, true);
+}
+
+static int cmd_reconstruct(struct cli *c, int argc, char **argv)
+{
+	return cmd_rows(c, argc, argv, false);
+}
+
+static int write_csv_file(const char *path, const double *v, size_t rows, size_t cols)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return -1;
+	for (size_t i = 0; i < rows; i++) {
+		for (size_t j = 0; j < cols; j++) {
+			if (j)
+				fputc(',', f);
+			cli_put_double(f, v[i * cols + j]);
+		}
+		fputc('\n', f);
+	}
+	int bad = ferror(f);
+	return fclose(f) || bad ? -1 : 0;
+}
+
+static void put_labelled(FILE *f, const char *label, const double *v, size_t n)
+{
+	fputs(label, f);
+	for (size_t i = 0; i < n; i++) {
+		fputc(',', f);
+		cli_put_double(f, v[i]);
+	}
+	fputc('\n', f);
+}
+
+static int cmd_factors(struct cli *c, int argc, char **argv)
+{
+	struct isvd_client *cl;
+	struct isvd_client_factors fa;
+	int rc, err;
+	bool npy = c->format == 1;
+
+	if (argc != optind)
+		return usage_error(c, "unexpected argument '%s'", argv[optind]);
+	if (npy && (!c->out || !strcmp(c->out, "-")))
+		return usage_error(c, "%s", "--format npy needs -o PREFIX");
+	if ((rc = connect_client(c, &cl)))
+		return rc;
+	err = isvd_client_factors(cl, &fa);
+	if (err) {
+		rc = daemon_error(c, cl, err);
+		goto out;
+	}
+	rc = EXIT_FAILURE;
+	if (!c->out || !strcmp(c->out, "-")) {
+		put_labelled(stdout, "sigma", fa.sigma, fa.k);
+		for (size_t i = 0; i < fa.vt.rows; i++) {
+			char label[32];
+			snprintf(label, sizeof label, "vt%zu", i + 1);
+			put_labelled(stdout, label, fa.vt.data + i * fa.vt.cols, fa.vt.cols);
+		}
+		if (fa.mean)
+			put_labelled(stdout, "mean", fa.mean, fa.dim);
+		rc = fflush(stdout) ? EXIT_FAILURE : 0;
+		goto out;
+	}
+	const char *ext = npy ? "npy" : "csv";
+	const char *names[3] = { "sigma", "vt", "mean" };
+	for (int i = 0; i < 3; i++) {
+		char path[4096];
+		int w;
+		if (i == 2 && !fa.mean)
+			break;
+		w = snprintf(path, sizeof path, "%s_%s.%s", c->out, names[i], ext);
+		if (w < 0 || (size_t)w >= sizeof path) {
+			fprintf(stderr, "isvd: factors: -o prefix too long\n");
+			goto out;
+		}
+		if (npy)
+			w = i == 0 ? cli_write_npy(path, fa.sigma, 0, fa.k)
+			    : i == 1 ? cli_write_npy(path, fa.vt.data, fa.vt.rows, fa.vt.cols)
+			             : cli_write_npy(path, fa.mean, 0, fa.dim);
+		else
+			w = i == 0 ? write_csv_file(path, fa.sigma, fa.k, 1)
+			    : i == 1 ? write_csv_file(path, fa.vt.data, fa.vt.rows, fa.vt.cols)
+			             : write_csv_file(path, fa.mean, 1, fa.dim);
+		if (w) {
+			fprintf(stderr, "isvd: factors: %s: %s\n", path, strerror(errno));
+			goto out;
+		}
+		printf("wrote %s\n", path);
+	}
+	printf("factors seq %" PRIu64 ": k %zu, dim %zu, mean %s\n", fa.seq, fa.k, fa.dim,
+	       fa.mean ? "yes" : "no (model does not centre)");
+	rc = 0;
+out:
+	isvd_client_factors_fini(&fa);
+	isvd_client_destroy(cl);
+	return rc;
+}
+
+struct sub_state {
+	bool json;
+};
+
+static int on_snapshot(const struct isvd_client_snapshot *s, void *user)
+{
+	const struct sub_state *st = user;
+	cli_print_snapshot(stdout, s, st->json);
+	return 0;
+}
+
+static int cmd_subscribe(struct cli *c, int argc, char **argv)
+{
+	struct isvd_client *cl;
+	struct sub_state st = { c->json };
+	unsigned topics = 0;
+	int rc, err;
+
+	for (int i = optind; i < argc; i++) {
+		if (!strcmp(argv[i], "spectrum"))
+			topics |= ISVD_CLIENT_TOPIC_SPECTRUM;
+		else if (!strcmp(argv[i], "factors"))
+			topics |= ISVD_CLIENT_TOPIC_FACTORS;
+		else
+			return usage_error(c, "unknown topic '%s' (spectrum or factors)", argv[i]);
+	}
+	if (!topics)
+		topics = ISVD_CLIENT_TOPIC_SPECTRUM | ISVD_CLIENT_TOPIC_FACTORS;
+	/* --timeout is the total time to listen here, not a reply timeout */
+	int total_ms = c->timeout_s > 0 ? c->o.timeout_ms : -1;
+	c->o.timeout_ms = 0;
+	if ((rc = connect_client(c, &cl)))
+		return rc;
+	err = isvd_client_subscribe(cl, topics);
+	if (!err)
+		err = isvd_client_snapshot_loop(cl, c->count, total_ms, on_snapshot, &st);
+	if (err == ISVD_CLIENT_TIMEOUT && !c->count)
+		err = 0;                         /* listened for the time asked */
+	if (err == ISVD_CLIENT_TIMEOUT) {
+		fprintf(stderr, "isvd: subscribe: fewer than %zu snapshots within %g s\n", c->count, c->timeout_s);
+		rc = EXIT_FAILURE;
+	} else if (err) {
+		rc = daemon_error(c, cl, err);
+	}
+	isvd_client_destroy(cl);
+	return rc;
+}
+
+static int cmd_checkpoint(struct cli *c, int argc, char **argv)
+{
+	struct isvd_client *cl;
+	uint64_t seq = 0;
+	int rc, err;
+
+	if (argc != optind)
+		return usage_error(c, "unexpected argument '%s'", argv[optind]);
+	if ((rc = connect_client(c, &cl)))
+		return rc;
+	err = isvd_client_checkpoint(cl, &seq);
+	if (err)
+		rc = daemon_error(c, cl, err);
+	else
+		printf("checkpoint seq %" PRIu64 "\n", seq);
+	isvd_client_destroy(cl);
+	return rc;
+}
+
+static int cmd_ping(struct cli *c, int argc, char **argv)
+{
+	struct isvd_client *cl;
+	char version[64];
+	uint64_t proto = 0;
+	int rc, err;
+
+	if (argc != optind)
+		return usage_error(c, "unexpected argument '%s'", argv[optind]);
+	if ((rc = connect_client(c, &cl)))
+		return rc;
+	double t0 = cli_now();
+	err = isvd_client_ping(cl, version, sizeof version, &proto);
+	double dt = cli_now() - t0;
+	if (err)
+		rc = daemon_error(c, cl, err);
+	else
+		printf("isvdd %s, protocol %" PRIu64 ", %s, %.2f ms\n", version, proto,
+		       isvd_client_endpoint(cl, "query"), dt * 1000);
+	isvd_client_destroy(cl);
+	return rc;
+}
+
+/* ------------------------------------------------------------------- main */
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(struct cli *, int, char **);
+	} table[] = {
+		{ "push", cmd_push }, { "info", cmd_info }, { "project", cmd_project },
+		{ "reconstruct", cmd_reconstruct }, { "factors", cmd_factors }, { "subscribe", cmd_subscribe },
+		{ "checkpoint", cmd_checkpoint }, { "ping", cmd_ping },
+	};
+	struct cli c;
+
+	if (argc < 2) {
+		main_help(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		if (argc > 2 && !strcmp(argv[1], "help") && cmd_help(argv[2], stdout) == 0)
+			return 0;
+		main_help(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+		printf("isvd %s (libisvd %s, protocol 1)\n", ISVD_VERSION, ISVD_CLIENT_VERSION);
+		return 0;
+	}
+	memset(&c, 0, sizeof c);
+	isvd_client_options_init(&c.o);
+	c.timeout_s = -1;
+	c.cmd = argv[1];
+	for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+		if (strcmp(argv[1], table[i].name))
+			continue;
+		int rc = parse(&c, argc - 1, argv + 1);
+		if (rc >= 0)
+			return rc;
+		return table[i].fn(&c, argc - 1, argv + 1);
+	}
+	fprintf(stderr, "isvd: unknown command '%s' (isvd --help lists them)\n", argv[1]);
+	return EXIT_USAGE;
+}
