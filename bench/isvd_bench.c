@@ -87,7 +87,14 @@ struct bench_opts {
 	unsigned repeat;         /* streams timed; the fastest is reported */
 	int json;
 	int no_exact;
+	int mode;                /* -1 = both (truncated, then exact); else enum isvd_mode */
+	int run_mode;            /* the mode of the run in progress */
 };
+
+/* With --mode both, exact mode is skipped above this dimension: its n×n
+ * factor and O(n²) work per row make it the wrong tool there (and `auto`
+ * never picks it). */
+#define BOTH_EXACT_MAX_DIM 2048
 
 static void usage(FILE *f)
 {
@@ -117,7 +124,11 @@ static void usage(FILE *f)
 	"                   --dim values a row) instead of generating them\n"
 	"  --save-factors FILE  write the model's σ (k values) then Vₖ (k rows of n,\n"
 	"                   row-major) as raw little-endian float64 (one configuration)\n"
-	"  --no-exact       skip the exact SVD (no accuracy figures)\n"
+	"  --mode M         the engine's strategy: truncated, exact, auto, or both\n"
+	"                   (default: both, truncated then exact, exact only for\n"
+	"                   n <= 2048); exact's time includes the one SVD of R that\n"
+	"                   reading the factors costs at the end\n"
+	"  --no-exact       skip the reference SVD (no accuracy figures)\n"
 	"  --json           one JSON object per configuration instead of the table\n"
 	"  --help           this text\n");
 }
@@ -125,7 +136,7 @@ static void usage(FILE *f)
 static int parse_opts(int argc, char **argv, struct bench_opts *o)
 {
 	enum { O_DIM = 256, O_RANK, O_EXTRA, O_ROWS, O_BLOCK, O_CENTER, O_SEED, O_NOISE,
-	       O_SIGNAL, O_INPUT, O_SAVE, O_NOEXACT, O_JSON, O_REPEAT, O_HELP };
+	       O_SIGNAL, O_INPUT, O_SAVE, O_NOEXACT, O_JSON, O_REPEAT, O_MODE, O_HELP };
 	static const struct option longopts[] = {
 		{"dim", required_argument, NULL, O_DIM},
 		{"rank", required_argument, NULL, O_RANK},
@@ -141,6 +152,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 		{"no-exact", no_argument, NULL, O_NOEXACT},
 		{"json", no_argument, NULL, O_JSON},
 		{"repeat", required_argument, NULL, O_REPEAT},
+		{"mode", required_argument, NULL, O_MODE},
 		{"help", no_argument, NULL, O_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -152,6 +164,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 	o->noise = 1e-3;
 	o->seed = 1;
 	o->repeat = 1;
+	o->mode = -1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		const char *name = argv[optind - 1];
@@ -184,6 +197,21 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 		case O_SAVE: o->save_factors = optarg; break;
 		case O_NOEXACT: o->no_exact = 1; break;
 		case O_JSON: o->json = 1; break;
+		case O_MODE:
+			if (!strcmp(optarg, "both")) {
+				o->mode = -1;
+			} else if (!strcmp(optarg, "auto")) {
+				o->mode = ISVD_MODE_AUTO;
+			} else if (!strcmp(optarg, "exact")) {
+				o->mode = ISVD_MODE_EXACT;
+			} else if (!strcmp(optarg, "truncated")) {
+				o->mode = ISVD_MODE_TRUNCATED;
+			} else {
+				fprintf(stderr, "isvd-bench: --mode must be truncated, exact, auto or both, "
+				        "got '%s'\n", optarg);
+				rc = -1;
+			}
+			break;
 		case O_REPEAT: {
 			size_t v;
 			rc = parse_size(PROG, "--repeat", optarg, 1, 1000, &v);
@@ -518,6 +546,7 @@ out:
 
 struct bench_result {
 	size_t n, k, extra, block, rank_reported;
+	int mode;                       /* resolved: ISVD_MODE_EXACT or _TRUNCATED */
 	uint64_t rows;
 	double seconds, cpu_seconds, exact_seconds;
 	uint64_t peak_rss;
@@ -612,6 +641,7 @@ static int run_config(const struct bench_opts *o, size_t n, size_t k, uint64_t n
 		mo.extra = o->extra;
 	mo.max_block = o->block;
 	mo.center = o->center;
+	mo.mode = o->run_mode;
 	res->extra = mo.extra;
 	res->peak_rss_per_config = reset_peak_rss();
 	for (unsigned rep = 0; rep < o->repeat; rep++) {
@@ -635,6 +665,7 @@ static int run_config(const struct bench_opts *o, size_t n, size_t k, uint64_t n
 		}
 		block = resolved.max_block;
 		res->block = block;
+		res->mode = resolved.mode;
 		res->extra = resolved.extra;
 		heap1 = heap_in_use();
 		c0 = cpu_seconds();
@@ -648,6 +679,7 @@ static int run_config(const struct bench_opts *o, size_t n, size_t k, uint64_t n
 				goto out;
 			}
 		}
+		(void)isvd_model_rank(m);   /* exact mode: the SVD of R a reader pays for */
 		seconds = now_seconds() - t0;
 		c0 = cpu_seconds() - c0;
 		if (rep == 0 || seconds < res->seconds)
@@ -760,8 +792,8 @@ static void json_number(const char *key, double v)
 
 static void print_json(const struct bench_opts *o, const struct bench_result *r)
 {
-	printf("{\"n\":%zu,\"k\":%zu,\"extra\":%zu,\"block\":%zu,\"center\":%s,", r->n, r->k,
-	       r->extra, r->block, o->center ? "true" : "false");
+	printf("{\"n\":%zu,\"k\":%zu,\"mode\":\"%s\",\"extra\":%zu,\"block\":%zu,\"center\":%s,",
+	       r->n, r->k, isvd_mode_name(r->mode), r->extra, r->block, o->center ? "true" : "false");
 	if (o->input != NULL) {
 		printf("\"source\":\"file\",\"input\":");
 		json_string(o->input);
@@ -804,11 +836,11 @@ static void print_header(const struct bench_opts *o)
 		printf("  rows/s: the fastest of %u streams of the same rows\n", o->repeat);
 	printf("  rows/s: engine time only; peak RSS includes the rows held in memory (data);\n"
 	       "  model: malloc heap held by the model; errors vs LAPACK dgesdd of all rows\n\n");
-	printf("%6s %4s %3s %5s %7s %11s %9s %9s %9s %9s %10s %10s %9s\n", "n", "k", "p", "block",
-	       "rows", "rows/s", "engine s", "peakRSS", "data", "model", "sigma err",
+	printf("%6s %4s %-9s %3s %5s %7s %11s %9s %9s %9s %9s %10s %10s %9s\n", "n", "k", "mode",
+	       "p", "block", "rows", "rows/s", "engine s", "peakRSS", "data", "model", "sigma err",
 	       "subsp sin", "orth err");
-	printf("%6s %4s %3s %5s %7s %11s %9s %9s %9s %9s %10s %10s %9s\n", "", "", "", "", "",
-	       "", "", "MiB", "MiB", "MiB", "", "", "");
+	printf("%6s %4s %-9s %3s %5s %7s %11s %9s %9s %9s %9s %10s %10s %9s\n", "", "", "", "", "",
+	       "", "", "", "MiB", "MiB", "MiB", "", "", "");
 	fflush(stdout);
 }
 
@@ -827,8 +859,8 @@ static void print_row(const struct bench_result *r)
 		snprintf(mh, sizeof mh, "%.2f", r->model_heap / 1048576.0);
 	else
 		snprintf(mh, sizeof mh, "-");
-	printf("%6zu %4zu %3zu %5zu %7llu %11.0f %9.3f %9.1f %9.1f %9s %10s %10s %9.1e\n", r->n,
-	       r->k, r->extra, r->block, (unsigned long long)r->rows,
+	printf("%6zu %4zu %-9s %3zu %5zu %7llu %11.0f %9.3f %9.1f %9.1f %9s %10s %10s %9.1e\n", r->n,
+	       r->k, isvd_mode_name(r->mode), r->extra, r->block, (unsigned long long)r->rows,
 	       r->seconds > 0 ? (double)r->rows / r->seconds : 0.0, r->seconds,
 	       (double)r->peak_rss / 1048576.0, r->data_bytes / 1048576.0, mh, se, ss,
 	       r->orth_err);
@@ -867,15 +899,25 @@ int main(int argc, char **argv)
 		}
 		if (o.rows != 0)
 			rows = o.rows;
-		int rc = run_config(&o, n, k, rows, &res);
+		static const int both[] = { ISVD_MODE_TRUNCATED, ISVD_MODE_EXACT };
+		for (size_t mi = 0; mi < (o.mode < 0 ? 2u : 1u); mi++) {
+			o.run_mode = o.mode < 0 ? both[mi] : o.mode;
+			if (o.mode < 0 && o.run_mode == ISVD_MODE_EXACT && n > BOTH_EXACT_MAX_DIM) {
+				if (!o.json)
+					printf("%6zu %4zu %-9s (skipped: n > %d; --mode exact runs it)\n", n, k,
+					       "exact", BOTH_EXACT_MAX_DIM);
+				continue;
+			}
+			int rc = run_config(&o, n, k, rows, &res);
 
-		if (rc != 0)
-			failed = 1;
-		if (rc >= 0) {
-			if (o.json)
-				print_json(&o, &res);
-			else
-				print_row(&res);
+			if (rc != 0)
+				failed = 1;
+			if (rc >= 0) {
+				if (o.json)
+					print_json(&o, &res);
+				else
+					print_row(&res);
+			}
 		}
 	}
 	return failed;

@@ -58,6 +58,8 @@ static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const formats[] = { "text", "json", NULL };
 static const char *const fsyncs[] = { "always", "interval", "none", NULL };
 static const char *const missings[] = { "reject", NULL };
+/* in the order of enum isvd_mode, so the index is the engine's value */
+static const char *const modes[] = { "auto", "exact", "truncated", NULL };
 
 #define OFF(f) offsetof(struct cfg, f)
 #define U64MAXD 1e15
@@ -77,6 +79,10 @@ static const struct cfg_option cfg_options[] = {
 	  "rows after which a row's weight halves (lambda = 2^(-1/h)); 0 = off; excludes forget" },
 	{ "model.reorth_every", CFG_UINT, OFF(model.reorth_every), "100000", 0, U64MAXD, 0, NULL,
 	  "re-orthogonalise V every this many rows; 0 = never" },
+	{ "model.mode", CFG_ENUM, OFF(model.mode), "auto", 0, 0, 0, modes,
+	  "update strategy: exact (the stream's n×n triangular factor; exact for every k, O(n²) per row "
+	  "and memory), truncated (Brand's update, O(n·(k+extra)) memory), or auto (exact where "
+	  "cheaper: up to n ≈ 560 at rank 8, 970 at rank 50, 1500 at rank 100)" },
 	{ "model.missing", CFG_ENUM, OFF(model.missing), "reject", 0, 0, 0, missings,
 	  "what a push with missing values (nil/NaN) gets: reject = NON_FINITE, nothing applied" },
 

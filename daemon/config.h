@@ -34,6 +34,7 @@ struct cfg {
 		double forget;            /* λ; derived from half_life when that is set */
 		double half_life;         /* rows; 0 = not set */
 		int missing;              /* enum cfg_missing */
+		int mode;                 /* enum isvd_mode (update/isvd_model.h) */
 	} model;
 	struct {
 		char *ingest, *query, *publish;

@@ -253,6 +253,7 @@ static int make_model(struct isvdd *srv, size_t dim)
 	o.center = srv->cfg->model.center;
 	o.forget = srv->cfg->model.forget;
 	o.reorth_every = srv->cfg->model.reorth_every;
+	o.mode = srv->cfg->model.mode;
 	rc = isvd_model_create(&o, &srv->model);
 	if (rc) {
 		srv_logf(srv->log, CFG_LOG_ERROR, "cannot create a model of dimension %zu: %s", dim,
@@ -995,6 +996,10 @@ static int hook_load(void *ctx, const struct ckpt *c, char *why, size_t cap)
 			key = "model.forget";
 			snprintf(was, sizeof was, "%.17g", o.forget);
 			snprintf(now, sizeof now, "%.17g", cfg->model.forget);
+		} else if (cfg->model.mode != ISVD_MODE_AUTO && cfg->model.mode != o.mode) {
+			key = "model.mode";
+			snprintf(was, sizeof was, "%s", isvd_mode_name(o.mode));
+			snprintf(now, sizeof now, "%s", isvd_mode_name(cfg->model.mode));
 		}
 		if (key) {
 			snprintf(why, cap, "the checkpoint was written with %s %s, the configuration says %s; "
@@ -1131,6 +1136,7 @@ static int do_info(struct isvdd *srv, struct isvd_proto_reply *rep)
 		return err_from_engine(rc);
 	rep->rank = info.rank;
 	rep->rank_max = info.rank_max;
+	rep->mode = (char *)isvd_mode_name(info.mode);   /* static; the encoder only reads it */
 	rep->rows_seen = info.rows_seen;
 	rep->explained_energy_ratio = info.explained_energy_ratio;
 	rep->condition_number = info.condition_number;

@@ -708,6 +708,7 @@ void isvd_proto_reply_fini(struct isvd_proto_reply *rep)
 	proto_free(rep->id);
 	proto_free(rep->error_message);
 	proto_free(rep->version);
+	proto_free(rep->mode);
 	proto_free(rep->sigma.v);
 	proto_free(rep->coords.data);
 	proto_free(rep->residual.v);

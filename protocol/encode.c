@@ -76,6 +76,7 @@ static const struct proto_field rep_info[] = {
 	{ "orthogonality_error",    FT_F64,  REP(orthogonality_error),    NF, true, 0 },
 	{ "center",                 FT_BOOL, REP(center),                 NF, true, 0 },
 	{ "forget",                 FT_F64,  REP(forget),                 NF, true, 0 },
+	{ "mode",                   FT_STR,  REP(mode),                   NF, false, 16 },
 	{ "last_checkpoint_seq",    FT_U64,  REP(last_checkpoint_seq),    NF, true, 0 },
 	{ "uptime_s",               FT_F64,  REP(uptime_s),               NF, true, 0 },
 	{ "ingest_rows_per_s",      FT_F64,  REP(ingest_rows_per_s),      NF, true, 0 },

@@ -190,6 +190,7 @@ struct isvd_proto_reply {
 	double explained_energy_ratio, condition_number, orthogonality_error,
 	       forget, uptime_s, ingest_rows_per_s;                    /* info */
 	bool center;                     /* info */
+	char *mode;                      /* info: "exact" | "truncated" (optional on the wire) */
 	struct isvd_proto_vec sigma;     /* info, factors */
 	struct isvd_proto_matrix coords; /* project: r × k */
 	struct isvd_proto_vec residual;  /* project: r */

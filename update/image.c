@@ -7,7 +7,8 @@
  *   off  size  field
  *     0     8  magic "ISVDMODL"
  *     8     4  u32 format version (1)
- *    12     4  u32 flags: bit 0 = centring on; other bits must be 0
+ *    12     4  u32 flags: bit 0 = centring on, bit 1 = exact mode; other
+ *                bits must be 0
  *    16     8  u64 total image length in bytes, CRC included
  *    24     8  u64 n (dimension)           32  u64 k (rank)
  *    40     8  u64 p (extra)               48  u64 max_block
@@ -19,6 +20,8 @@
  *   128  8·r   f64 sigma[r]
  *        8·n·r f64 V, column by column (column j = right singular vector j)
  *        8·n   f64 mean (only when centring is on)
+ *   8·n(n+1)/2 f64 R's upper triangle, column by column (exact mode only;
+ *              sigma and V above are then its SVD)
  *         4    u32 CRC32C of every byte before it
  *
  * Loading checks, in order: length against the header (TRUNCATED), magic,
@@ -38,6 +41,7 @@
 #define IMAGE_VERSION 1u
 #define HEADER_LEN    128u
 #define FLAG_CENTER   1u
+#define FLAG_EXACT    2u
 /* Largest σ or |μ_j| a loaded image may hold: sqrt(DBL_MAX)/4, so that
  * sums of squares formed from them in queries and updates stay finite. */
 #define MAX_MAGNITUDE 3.35e153
@@ -86,31 +90,38 @@ static double get_f64(const unsigned char *p)
 }
 
 /* Image length for the given shape, or 0 on overflow. */
-static uint64_t image_len(uint64_t n, uint64_t r, int center)
+static uint64_t image_len(uint64_t n, uint64_t r, int center, int exact)
 {
 	const uint64_t lim = UINT64_MAX / 16;
-	if (n > lim || r > lim || (r && n > lim / r))
+	if (n > lim || r > lim || (r && n > lim / r) || (exact && n > (1u << 30)))
 		return 0;
-	return HEADER_LEN + 8 * r + 8 * n * r + (center ? 8 * n : 0) + 4;
+	return HEADER_LEN + 8 * r + 8 * n * r + (center ? 8 * n : 0) +
+	       (exact ? 4 * n * (n + 1) : 0) + 4;
 }
 
 size_t isvd_model_saved_size(const struct isvd_model *m)
 {
-	return m ? (size_t)image_len(m->n, m->r, m->center) : 0;
+	if (!m || upd_refresh(m))
+		return 0;
+	return (size_t)image_len(m->n, m->r, m->center, m->mode == ISVD_MODE_EXACT);
 }
 
 int isvd_model_save(const struct isvd_model *m, void *buf, size_t cap, size_t *len)
 {
 	if (!m || !buf)
 		return ISVD_ERR_INVALID;
+	const int err = upd_refresh(m);
+	if (err)
+		return err;
 	const size_t total = isvd_model_saved_size(m);
+	const int exact = m->mode == ISVD_MODE_EXACT;
 	unsigned char *p = buf, *q;
 
 	if (cap < total)
 		return ISVD_ERR_TOO_LARGE;
 	memcpy(p, IMAGE_MAGIC, 8);
 	put_u32(p + 8, IMAGE_VERSION);
-	put_u32(p + 12, m->center ? FLAG_CENTER : 0);
+	put_u32(p + 12, (m->center ? FLAG_CENTER : 0) | (exact ? FLAG_EXACT : 0));
 	put_u64(p + 16, total);
 	put_u64(p + 24, m->n);
 	put_u64(p + 32, m->k);
@@ -133,6 +144,10 @@ int isvd_model_save(const struct isvd_model *m, void *buf, size_t cap, size_t *l
 	if (m->center)
 		for (size_t i = 0; i < m->n; i++, q += 8)
 			put_f64(q, m->mean[i]);
+	if (exact)
+		for (size_t j = 0; j < m->n; j++)
+			for (size_t i = 0; i <= j; i++, q += 8)
+				put_f64(q, m->Rt[j * m->n + i]);
 	put_u32(q, isvd_crc32c(0, p, (size_t)(q - p)));
 	if (len)
 		*len = total;
@@ -153,7 +168,7 @@ int isvd_model_load(const void *buf, size_t len, struct isvd_model **out)
 	if (memcmp(p, IMAGE_MAGIC, 8) != 0 || get_u32(p + 8) != IMAGE_VERSION)
 		return ISVD_ERR_FORMAT;
 	const uint32_t flags = get_u32(p + 12);
-	if (flags & ~FLAG_CENTER)
+	if (flags & ~(FLAG_CENTER | FLAG_EXACT))
 		return ISVD_ERR_FORMAT;
 	const uint64_t total = get_u64(p + 16);
 	if (total < HEADER_LEN + 4)
@@ -166,8 +181,8 @@ int isvd_model_load(const void *buf, size_t len, struct isvd_model **out)
 		return ISVD_ERR_CORRUPT;
 
 	const uint64_t n = get_u64(p + 24), r = get_u64(p + 80);
-	const int center = (flags & FLAG_CENTER) != 0;
-	if (n < 1 || n > ISVD_MAX_DIM || image_len(n, r, center) != total)
+	const int center = (flags & FLAG_CENTER) != 0, exact = (flags & FLAG_EXACT) != 0;
+	if (n < 1 || n > ISVD_MAX_DIM || image_len(n, r, center, exact) != total)
 		return ISVD_ERR_FORMAT;
 	isvd_options_default(&o);
 	o.dim = (size_t)n;
@@ -178,6 +193,7 @@ int isvd_model_load(const void *buf, size_t len, struct isvd_model **out)
 	o.forget = get_f64(p + 56);
 	o.rcond = get_f64(p + 64);
 	o.reorth_every = get_u64(p + 72);
+	o.mode = exact ? ISVD_MODE_EXACT : ISVD_MODE_TRUNCATED;
 	if (get_u64(p + 32) > ISVD_MAX_RANK || get_u64(p + 40) > ISVD_MAX_RANK ||
 	    get_u64(p + 48) > ISVD_MAX_BLOCK || upd_validate_options(&o) != ISVD_OK)
 		return ISVD_ERR_FORMAT;
@@ -219,6 +235,15 @@ int isvd_model_load(const void *buf, size_t len, struct isvd_model **out)
 			if (!(fabs(m->mean[i]) <= MAX_MAGNITUDE))
 				goto fail;
 		}
+	if (exact) {   /* R; sigma and V above are its SVD, so not stale */
+		for (size_t j = 0; j < m->n; j++)
+			for (size_t i = 0; i <= j; i++, q += 8) {
+				m->Rt[j * m->n + i] = get_f64(q);
+				if (!(fabs(m->Rt[j * m->n + i]) <= MAX_MAGNITUDE))
+					goto fail;
+			}
+		m->stale = 0;
+	}
 	/* V must be orthonormal (loosely: a running model keeps ‖VᵀV − I‖_F
 	 * near 1e-12 and re-orthogonalises on schedule). */
 	double orth;

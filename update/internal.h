@@ -3,9 +3,12 @@
  * between the engine's files.  Nothing here is public.
  *
  * FILES
- *   model.c      create/destroy, validation, accessors, queries, info
+ *   model.c      create/destroy, validation, mode choice, accessors,
+ *                queries, info
+ *   block.c      weighting and centring of a block (both strategies)
  *   truncated.c  the truncated update strategy (Brand's block update) and
  *                re-orthogonalisation
+ *   exact.c      the exact strategy (the stream's triangular factor R)
  *   image.c      save/load of the complete state
  *   crc32c.c     checksum;  error.c  error texts
  *
@@ -18,17 +21,16 @@
  *
  *   A block is atomic: everything is computed in workspaces and the state is
  *   written only after every LAPACK call of the block has succeeded.
+ *
+ *   Exact mode: upd_weigh_block ──► R ← λ^{b/2}R ──► dtpqrt folds the block
+ *   into R ──► commit totals, mark the factors stale; the next reader calls
+ *   upd_exact_refresh (SVD of R ──► σ, V, sign-normalised).
  */
 #ifndef ISVD_UPDATE_INTERNAL_H
 #define ISVD_UPDATE_INTERNAL_H
 
 #include "isvd_model.h"
 
-/* Update strategies behind the one model interface.  Only the truncated one
- * exists today; an exact (triangular-factor) strategy is planned. */
-enum upd_strategy {
-	UPD_TRUNCATED = 0,
-};
 
 struct isvd_model {
 	/* ---- options, fixed at creation ---- */
@@ -42,7 +44,7 @@ struct isvd_model {
 	double forget;         /* λ */
 	uint64_t reorth_every;
 	double rcond;
-	enum upd_strategy strategy;
+	int mode;              /* ISVD_MODE_EXACT or ISVD_MODE_TRUNCATED, resolved */
 
 	/* ---- state ----
 	 * INVARIANTS (after every public call returns):
@@ -58,7 +60,13 @@ struct isvd_model {
 	 *   weight = Σ λ^t over rows seen; energy = ‖weighted centred A‖_F²,
 	 *     both exact (not truncated), both finite.
 	 *   Nothing here is ever NaN: input is checked before it touches state.
-	 *   Memory is fixed at creation: O(n·(m + B)) and never grows.
+	 *   Memory is fixed at creation: O(n·(m + B)) (exact mode: O(n² + n·B))
+	 *   and never grows.
+	 *   Exact mode: Rt (n×n, ld n, upper triangle; zeros below) satisfies
+	 *     RtᵀRt = the weighted, centred scatter of every row seen, exactly up
+	 *     to rounding; V, sigma and r are its SVD truncated to m components
+	 *     whenever stale == 0, and are refreshed before any read when
+	 *     stale == 1 (set by every fold).
 	 */
 	size_t r;
 	double *V;
@@ -69,6 +77,8 @@ struct isvd_model {
 	uint64_t reorth_count;
 	double weight;
 	double energy;
+	double *Rt;            /* exact mode only, see above */
+	int stale;
 
 	/* ---- workspaces: allocated at creation, contents meaningless between
 	 * calls.  s = m + B + 1 is the largest core (r + block + correction). */
@@ -94,14 +104,34 @@ struct isvd_model {
 	double *work;     /* lwork doubles for LAPACK */
 	int *iwork;       /* 8·c ints for gesdd */
 	size_t lwork;
+	/* exact mode: Bt ((B+1)×n, ld B+1) the block transposed for dtpqrt,
+	 * Tq (nb×n) its block reflectors; K, Kcopy, VT are n×n. */
+	double *Bt;
+	double *Tq;
+	size_t nb;
 };
 
 /* model.c */
 int upd_validate_options(const struct isvd_options *o);
+/* Exact mode: brings σ, V and r up to date with R (no-op otherwise). */
+int upd_refresh(const struct isvd_model *m);
 int upd_alloc(const struct isvd_options *o, struct isvd_model **out);
 void upd_sign_normalise(struct isvd_model *m);
 /* ‖VᵀV − I‖_F over the r kept columns (O(n·r²)); allocates r² doubles. */
 int upd_orthogonality_error(const struct isvd_model *m, double *out);
+
+/* block.c: fills m->Y (n × *bb, column-major) with the weighted, centred
+ * block (plus the mean-correction row when centring and rows came before)
+ * and computes the totals it would produce: m->mu_new, *w_new, *e_new and
+ * *lam_b = λ^b.  Touches no state.  Enters: b ≤ B finite rows. */
+void upd_weigh_block(struct isvd_model *m, const double *rows, size_t b, size_t ld,
+                     size_t *bb, double *w_new, double *e_new, double *lam_b);
+
+/* exact.c: sizes workspaces, folds one block, refreshes σ and V from R when
+ * stale (a no-op otherwise).  Return isvd_err codes. */
+int upd_exact_workspace(struct isvd_model *m);
+int upd_exact_fold(struct isvd_model *m, const double *rows, size_t b, size_t ld);
+int upd_exact_refresh(struct isvd_model *m);
 
 /* truncated.c: sizes workspaces (called by upd_alloc), folds one block of
  * b ≤ B finite rows, re-orthogonalises.  Return isvd_err codes. */
@@ -114,5 +144,7 @@ int upd_reorthogonalise(struct isvd_model *m);
  * the copy Acopy (which must hold A on entry).  A is destroyed. */
 int upd_svd(struct isvd_model *m, size_t rows, size_t cols, double *A, double *Acopy,
             double *s, double *vt, size_t ldvt);
+/* Number of singular values to keep: at most m, and only σ > rcond·σ_1. */
+size_t upd_keep_count(const struct isvd_model *m, const double *s, size_t len);
 
 #endif

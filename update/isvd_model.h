@@ -2,10 +2,21 @@
  * isvd_model.h — the incremental SVD engine: public interface.
  *
  * A model keeps a rank-k truncated SVD of an unbounded stream of rows,
- * A ≈ U Σ Vᵀ, without ever storing A or U.  Rows are folded in blocks with
- * Brand's incremental update (project on V, QR of the residual, SVD of a
- * small core, rotate, truncate).  Memory is O(n·(k+p+max_block)) and does
- * not grow with the number of rows streamed.
+ * A ≈ U Σ Vᵀ, without ever storing A or U.  Two update strategies sit behind
+ * this one interface (isvd_options.mode):
+ *   truncated  Brand's incremental block update (project on V, QR of the
+ *              residual, SVD of a small core, rotate, truncate to k + extra).
+ *              Memory O(n·(k+p+max_block)); approximate once the data's
+ *              rank exceeds k + extra.
+ *   exact      the n×n triangular factor R of the stream (A = QR, so A and R
+ *              share σ and V), each block folded in with LAPACK's
+ *              triangular-pentagonal QR (dtpqrt) at O(n²) per row, and the
+ *              SVD of R computed only when factors are read.  Memory O(n²);
+ *              exact for every k ≤ n; never forms AᵀA, so it does not square
+ *              the condition number.
+ *   auto       exact where it is cheaper, from a cost model measured with
+ *              isvd-bench (see upd_choose_mode() in model.c).
+ * Neither grows with the number of rows streamed.
  *
  * This library is pure numerics: it links CBLAS, LAPACKE and libm only and
  * performs no I/O.  It owns the model state and nothing else; the daemon
@@ -40,7 +51,8 @@
  *   through out-parameters.  Nothing aborts on bad input.  The caller owns
  *   every buffer it passes; the engine never keeps a pointer to one.
  *   A model is not thread-safe: calls on one model must be serialised by the
- *   caller (const functions may run concurrently with each other).
+ *   caller, const ones included (an exact-mode model computes its SVD on the
+ *   first read after an update and caches it).
  */
 #ifndef ISVD_MODEL_H
 #define ISVD_MODEL_H
@@ -78,6 +90,16 @@ enum isvd_space {
 	ISVD_SPACE_U = 1       /* Σₖ⁺Vₖᵀ(x − μ); σ_j ≤ rcond·σ_1 gives 0, never inf */
 };
 
+/* Update strategy; see the top of this file. */
+enum isvd_mode {
+	ISVD_MODE_AUTO = 0,     /* exact where cheaper (the default) */
+	ISVD_MODE_EXACT = 1,
+	ISVD_MODE_TRUNCATED = 2
+};
+
+/* "auto", "exact", "truncated"; NULL when out of range. */
+const char *isvd_mode_name(int mode);
+
 /* Creation options.  Fill with isvd_options_default() and then override. */
 struct isvd_options {
 	size_t dim;            /* n ≥ 1, the row length */
@@ -95,6 +117,10 @@ struct isvd_options {
 	double rcond;          /* relative threshold (default 1e-12): components
 	                          with σ ≤ rcond·σ_1 are dropped, and give 0 in
 	                          U-coordinates */
+	int mode;              /* enum isvd_mode (default AUTO).  In exact mode
+	                          reorth_every is kept but unused (V is recomputed
+	                          from R on every read) and max_block defaults to
+	                          1024 for n ≤ 128, 256 above */
 };
 
 /* Limits checked by isvd_model_create() and isvd_model_load(). */
@@ -120,7 +146,8 @@ struct isvd_info {
 	int center;                    /* options as created */
 	double forget;
 	uint64_t reorth_every;
-	uint64_t reorth_count;         /* re-orthogonalisations done */
+	uint64_t reorth_count;         /* re-orthogonalisations done (0 in exact mode) */
+	int mode;                      /* ISVD_MODE_EXACT or ISVD_MODE_TRUNCATED (resolved) */
 };
 
 /* Fills *o with the defaults above (dim and rank are 0 and must be set). */
@@ -144,15 +171,18 @@ void isvd_model_destroy(struct isvd_model *m);
  * whole blocks have been applied; isvd_model_rows_seen() tells how many. */
 int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, size_t ld);
 
-/* Re-orthogonalises V now (also done automatically every reorth_every rows). */
+/* Re-orthogonalises V now (also done automatically every reorth_every rows;
+ * a no-op in exact mode, whose V is recomputed from R). */
 int isvd_model_reorthogonalize(struct isvd_model *m);
 
 /* Simple accessors. */
 size_t isvd_model_dim(const struct isvd_model *m);
-size_t isvd_model_rank(const struct isvd_model *m);      /* reported components now */
+size_t isvd_model_rank(const struct isvd_model *m);      /* reported components now (in exact
+                                                            mode: after the SVD of R, which
+                                                            this may compute) */
 uint64_t isvd_model_rows_seen(const struct isvd_model *m);
 /* The options the model runs with; max_block is the resolved block size,
- * never 0. */
+ * never 0, and mode the resolved strategy, never AUTO. */
 int isvd_model_options(const struct isvd_model *m, struct isvd_options *o);
 
 /* Fills *info; computes the orthogonality error (O(n·r²)). */

@@ -1,10 +1,12 @@
 /*
  * model.c — the model's life cycle, input checks, accessors and queries.
  *
- * Everything here is independent of the update strategy: it validates what
- * enters, hands finite blocks to the strategy (truncated.c), and reads the
- * reported top-k factors out of the state for queries.  Queries allocate
- * scratch per call (bounded by QUERY_CHUNK rows); updates allocate nothing.
+ * Everything here is independent of the update strategy: it chooses the
+ * strategy (upd_choose_mode), validates what enters, hands finite blocks to
+ * the strategy (truncated.c or exact.c), and reads the reported top-k
+ * factors out of the state for queries — after upd_exact_refresh() in exact
+ * mode.  Queries allocate scratch per call (bounded by QUERY_CHUNK rows);
+ * updates allocate nothing.
  */
 #include <float.h>
 #include <math.h>
@@ -32,6 +34,17 @@ void isvd_options_default(struct isvd_options *o)
 	o->forget = 1.0;
 	o->reorth_every = 100000;
 	o->rcond = 1e-12;
+	o->mode = ISVD_MODE_AUTO;
+}
+
+const char *isvd_mode_name(int mode)
+{
+	switch (mode) {
+	case ISVD_MODE_AUTO: return "auto";
+	case ISVD_MODE_EXACT: return "exact";
+	case ISVD_MODE_TRUNCATED: return "truncated";
+	default: return NULL;
+	}
 }
 
 int upd_validate_options(const struct isvd_options *o)
@@ -48,7 +61,36 @@ int upd_validate_options(const struct isvd_options *o)
 		return ISVD_ERR_INVALID;
 	if (!(o->rcond >= 0 && o->rcond < 1))
 		return ISVD_ERR_INVALID;
+	if (o->mode != ISVD_MODE_AUTO && o->mode != ISVD_MODE_EXACT && o->mode != ISVD_MODE_TRUNCATED)
+		return ISVD_ERR_INVALID;
 	return ISVD_OK;
+}
+
+/*
+ * The strategy `auto` resolves to for dimension n, rank k and extra p: the
+ * cheaper per row by a cost model fitted to isvd-bench on the 2-core
+ * reference machine (one BLAS thread, default block sizes; `isvd-bench
+ * --mode both` prints both):
+ *   exact      ≈ 5e-11·n² s per row (dtpqrt's 2n² flops), measured
+ *              2.2e5 rows/s at n = 256, 5.5e4 at 512, 2.2e4 at 1000;
+ *   truncated  ≈ 7.4e-10·(m+64)³/64 + 2.07e-10·n·(m+64) s per row with
+ *              m = min(k + p, n) (Brand's core per 64-row block, and the
+ *              n-sized projections), within ~20% of the measurements at
+ *              n = 512…1000, m = 18…110.
+ * The curves cross near n ≈ 560 for k = 8, 970 for k = 50 and 1500 for
+ * k = 100 (p = 10), where the measured rates are within noise of each
+ * other.  Exact mode also needs ~3n² doubles, so auto never picks it above
+ * n = 4096.
+ */
+static int upd_choose_mode(size_t n, size_t k, size_t p)
+{
+	if (n > 4096)
+		return ISVD_MODE_TRUNCATED;
+	const double dn = (double)n;
+	const double m = (double)(k + p < n ? k + p : n) + 64.0;
+	const double t_exact = 5e-11 * dn * dn;
+	const double t_trunc = 7.4e-10 * m * m * m / 64.0 + 2.07e-10 * dn * m;
+	return t_exact <= t_trunc ? ISVD_MODE_EXACT : ISVD_MODE_TRUNCATED;
 }
 
 /* a·b, or SIZE_MAX on overflow. */
@@ -69,11 +111,47 @@ static size_t add_sat(size_t a, size_t b)
  * flat between 48 and 128 at n = 1000; at n ≥ 4096 the n-sized products
  * dominate and 128 is faster with two BLAS threads and more accurate
  * (fewer truncations per row). */
-static size_t upd_block_size(size_t n)
+static size_t upd_block_size(size_t n, int mode)
 {
 	if (n <= 128)
 		return 1024;
+	if (mode == ISVD_MODE_EXACT)   /* dtpqrt's cost per row does not depend on
+	                                  the block; larger blocks run more of it
+	                                  as BLAS-3 */
+		return 256;
 	return n >= 4096 ? 128 : 64;
+}
+
+/* Sizes, allocates and fills the truncated strategy's workspaces. */
+static int alloc_truncated(struct isvd_model *m)
+{
+	const size_t n = m->n, B = m->B, mm = m->m, s = m->s, c = m->c;
+	const size_t q = B + 1 < n ? B + 1 : n;  /* residual columns on the core path */
+
+	m->Vnew = calloc(n * mm, sizeof *m->Vnew);
+	m->P = calloc(mm * (B + 1), sizeof *m->P);
+	m->P2 = calloc(mm * (B + 1), sizeof *m->P2);
+	m->R = calloc(q * q, sizeof *m->R);
+	m->R2 = calloc(q * q, sizeof *m->R2);
+	m->K = calloc(s * c, sizeof *m->K);
+	m->tau = calloc(s, sizeof *m->tau);
+	if (!m->Vnew || !m->P || !m->P2 || !m->R || !m->R2 || !m->K || !m->tau)
+		return ISVD_ERR_NOMEM;
+	return upd_truncated_workspace(m);
+}
+
+/* Sizes, allocates and fills the exact strategy's workspaces. */
+static int alloc_exact(struct isvd_model *m)
+{
+	const size_t n = m->n, B = m->B;
+
+	m->Rt = calloc(n * n, sizeof *m->Rt);
+	m->K = calloc(n * n, sizeof *m->K);
+	m->Bt = calloc((B + 1) * n, sizeof *m->Bt);
+	m->Tq = calloc(m->nb * n, sizeof *m->Tq);
+	if (!m->Rt || !m->K || !m->Bt || !m->Tq)
+		return ISVD_ERR_NOMEM;
+	return upd_exact_workspace(m);
 }
 
 int upd_alloc(const struct isvd_options *o, struct isvd_model **out)
@@ -83,22 +161,32 @@ int upd_alloc(const struct isvd_options *o, struct isvd_model **out)
 
 	if (err)
 		return err;
-	const size_t n = o->dim, B = o->max_block ? o->max_block : upd_block_size(o->dim);
+	const size_t n = o->dim;
+	const int mode = o->mode == ISVD_MODE_AUTO ? upd_choose_mode(n, o->rank, o->extra) : o->mode;
+	const size_t B = o->max_block ? o->max_block : upd_block_size(n, mode);
 	const size_t kmax = o->rank < n ? o->rank : n;
 	const size_t mm = o->rank + o->extra < n ? o->rank + o->extra : n;
 	const size_t s = mm + B + 1;
-	const size_t c = s < n ? s : n;
-	const size_t q = B + 1 < n ? B + 1 : n;  /* residual columns on the core path */
-	const size_t tau_len = s;
+	const size_t c = mode == ISVD_MODE_EXACT ? n : (s < n ? s : n);
+	const size_t q = B + 1 < n ? B + 1 : n;
 
-	/* V, Vnew: 2nm; Y: n(B+1); P, P2: 2m(B+1); K: sc; Kcopy, VT: 2c²; vectors. */
-	size_t total = mul_sat(2 * n, mm);
+	/* V: nm; Y: n(B+1); Kcopy, VT: 2c²; vectors; then per strategy —
+	 * truncated: Vnew nm, P, P2 2m(B+1), R, R2 2q², K sc;
+	 * exact: Rt, K 2n², Bt n(B+1), Tq nb·n. */
+	size_t total = mul_sat(n, mm);
 	total = add_sat(total, mul_sat(n, B + 1));
-	total = add_sat(total, mul_sat(2 * mm, B + 1));
-	total = add_sat(total, mul_sat(2 * q, q));
-	total = add_sat(total, mul_sat(s, c));
 	total = add_sat(total, mul_sat(2 * c, c));
-	total = add_sat(total, 4 * n + s + tau_len + B);
+	total = add_sat(total, 4 * n + s + s + B);
+	if (mode == ISVD_MODE_EXACT) {
+		total = add_sat(total, mul_sat(2 * n, n));
+		total = add_sat(total, mul_sat(n, B + 1));
+		total = add_sat(total, mul_sat(32, n));
+	} else {
+		total = add_sat(total, mul_sat(n, mm));
+		total = add_sat(total, mul_sat(2 * mm, B + 1));
+		total = add_sat(total, mul_sat(2 * q, q));
+		total = add_sat(total, mul_sat(s, c));
+	}
 	if (total > MAX_TOTAL_DOUBLES)
 		return ISVD_ERR_TOO_LARGE;
 
@@ -113,37 +201,30 @@ int upd_alloc(const struct isvd_options *o, struct isvd_model **out)
 	m->B = B;
 	m->s = s;
 	m->c = c;
+	m->nb = n < 32 ? n : 32;
 	m->center = o->center != 0;
 	m->forget = o->forget;
 	m->reorth_every = o->reorth_every;
 	m->rcond = o->rcond;
-	m->strategy = UPD_TRUNCATED;
+	m->mode = mode;
 
 	m->V = calloc(n * mm, sizeof *m->V);
-	m->Vnew = calloc(n * mm, sizeof *m->Vnew);
 	m->sigma = calloc(mm, sizeof *m->sigma);
 	m->mean = m->center ? calloc(n, sizeof *m->mean) : NULL;
 	m->Y = calloc(n * (B + 1), sizeof *m->Y);
-	m->P = calloc(mm * (B + 1), sizeof *m->P);
-	m->P2 = calloc(mm * (B + 1), sizeof *m->P2);
-	m->R = calloc(q * q, sizeof *m->R);
-	m->R2 = calloc(q * q, sizeof *m->R2);
-	m->K = calloc(s * c, sizeof *m->K);
 	m->Kcopy = calloc(c * c, sizeof *m->Kcopy);
 	m->VT = calloc(c * c, sizeof *m->VT);
 	m->svals = calloc(c, sizeof *m->svals);
-	m->tau = calloc(tau_len, sizeof *m->tau);
 	m->dw = calloc(B, sizeof *m->dw);
 	m->mu_b = calloc(n, sizeof *m->mu_b);
 	m->mu_new = calloc(n, sizeof *m->mu_new);
 	m->iwork = calloc(8 * c, sizeof *m->iwork);
-	if (!m->V || !m->Vnew || !m->sigma || (m->center && !m->mean) || !m->Y || !m->P ||
-	    !m->P2 || !m->R || !m->R2 || !m->K || !m->Kcopy || !m->VT || !m->svals || !m->tau || !m->dw ||
-	    !m->mu_b || !m->mu_new || !m->iwork) {
+	if (!m->V || !m->sigma || (m->center && !m->mean) || !m->Y || !m->Kcopy || !m->VT ||
+	    !m->svals || !m->dw || !m->mu_b || !m->mu_new || !m->iwork) {
 		err = ISVD_ERR_NOMEM;
 		goto fail;
 	}
-	err = upd_truncated_workspace(m);
+	err = mode == ISVD_MODE_EXACT ? alloc_exact(m) : alloc_truncated(m);
 	if (err)
 		goto fail;
 	m->work = calloc(m->lwork, sizeof *m->work);
@@ -188,7 +269,27 @@ void isvd_model_destroy(struct isvd_model *m)
 	free(m->mu_new);
 	free(m->work);
 	free(m->iwork);
+	free(m->Rt);
+	free(m->Bt);
+	free(m->Tq);
 	free(m);
+}
+
+/* Readers of σ, V and r take a const model; in exact mode they first bring
+ * the cached SVD of R up to date.  Models are never defined const (they are
+ * heap objects from create/load), so writing the cache through this cast is
+ * well defined; it is why even const calls must be serialised (see the
+ * header). */
+static int refresh(const struct isvd_model *m)
+{
+	if (m->mode != ISVD_MODE_EXACT || !m->stale)
+		return ISVD_OK;
+	return upd_exact_refresh((struct isvd_model *)m);
+}
+
+int upd_refresh(const struct isvd_model *m)
+{
+	return refresh(m);
 }
 
 void upd_sign_normalise(struct isvd_model *m)
@@ -251,7 +352,8 @@ int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, si
 		return err;
 	for (size_t i = 0; i < nrows; i += m->B) {
 		const size_t b = nrows - i < m->B ? nrows - i : m->B;
-		err = upd_truncated_fold(m, rows + i * ld, b, ld);
+		err = m->mode == ISVD_MODE_EXACT ? upd_exact_fold(m, rows + i * ld, b, ld)
+		                                 : upd_truncated_fold(m, rows + i * ld, b, ld);
 		if (err)
 			return err;
 	}
@@ -262,6 +364,8 @@ int isvd_model_reorthogonalize(struct isvd_model *m)
 {
 	if (!m)
 		return ISVD_ERR_INVALID;
+	if (m->mode == ISVD_MODE_EXACT)
+		return ISVD_OK;   /* V is recomputed from R on every read */
 	return upd_reorthogonalise(m);
 }
 
@@ -271,6 +375,7 @@ size_t isvd_model_rank(const struct isvd_model *m)
 {
 	if (!m)
 		return 0;
+	refresh(m);   /* on failure the last computed rank stands */
 	return m->r < m->kmax ? m->r : m->kmax;
 }
 
@@ -289,6 +394,7 @@ int isvd_model_options(const struct isvd_model *m, struct isvd_options *o)
 	o->forget = m->forget;
 	o->reorth_every = m->reorth_every;
 	o->rcond = m->rcond;
+	o->mode = m->mode;
 	return ISVD_OK;
 }
 
@@ -296,9 +402,13 @@ int isvd_model_info(const struct isvd_model *m, struct isvd_info *info)
 {
 	if (!m || !info)
 		return ISVD_ERR_INVALID;
+	int err = refresh(m);
+	if (err)
+		return err;
 	const size_t kr = isvd_model_rank(m);
 
 	memset(info, 0, sizeof *info);
+	info->mode = m->mode;
 	info->dim = m->n;
 	info->rank = kr;
 	info->rank_max = m->kmax;
@@ -351,6 +461,9 @@ int isvd_model_factors(const struct isvd_model *m, double *sigma, double *vt,
 {
 	if (!m)
 		return ISVD_ERR_INVALID;
+	int err = refresh(m);
+	if (err)
+		return err;
 	const size_t kr = isvd_model_rank(m), n = m->n;
 
 	if (sigma)
@@ -394,7 +507,8 @@ static int project_rows(const struct isvd_model *m, const double *rows, size_t n
                         size_t ld, enum isvd_space space, double *coords,
                         double *residual, double *recon)
 {
-	const size_t n = m->n, kr = isvd_model_rank(m);
+	const size_t n = m->n;
+	size_t kr;
 	double *xc = NULL, *sc = NULL;
 	int err;
 
@@ -402,6 +516,10 @@ static int project_rows(const struct isvd_model *m, const double *rows, size_t n
 		return ISVD_ERR_NOT_READY;
 	if (space != ISVD_SPACE_SCORES && space != ISVD_SPACE_U)
 		return ISVD_ERR_INVALID;
+	err = refresh(m);
+	if (err)
+		return err;
+	kr = isvd_model_rank(m);
 	err = check_rows(m, rows, nrows, ld);
 	if (err || nrows == 0)
 		return err;

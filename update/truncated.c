@@ -12,14 +12,9 @@
  * σ' = S, truncated to m components and to σ > rcond·σ_1.
  *
  * DESIGN
- * - Weights: the newest row of a block has weight 1, the one before λ, …;
- *   a row's matrix row is scaled by sqrt(weight), and old rows by λ^{b/2}.
- *   This makes the result independent of how rows are grouped into blocks.
- * - Centring (Ross, Lim, Lin & Yang 2008, with weights): with W_a the old
- *   total weight scaled by λ^b, W_b the block's weight and μ_b its weighted
- *   mean, the block rows are centred on μ_b and one more row
- *   sqrt(W_a·W_b/(W_a+W_b))·(μ_b − μ_a) is appended.  The scatter of the
- *   result equals the scatter about the new mean exactly.
+ * - Weights and centring are block.c's (upd_weigh_block): Y holds the
+ *   block's weighted, centred rows plus the mean-correction row, and old
+ *   rows are scaled by λ^{b/2}.
  * - The residual is orthogonalised against V twice (classical Gram–Schmidt,
  *   "twice is enough") so Q is orthogonal to V to working precision, and
  *   then factored by CholeskyQR2 with a Householder fallback.
@@ -103,8 +98,7 @@ int upd_svd(struct isvd_model *m, size_t rows, size_t cols, double *A, double *A
 	return info == 0 ? ISVD_OK : ISVD_ERR_LAPACK;
 }
 
-/* Number of singular values to keep: at most m, and only σ > rcond·σ_1. */
-static size_t keep_count(const struct isvd_model *m, const double *s, size_t len)
+size_t upd_keep_count(const struct isvd_model *m, const double *s, size_t len)
 {
 	size_t r = 0;
 
@@ -113,67 +107,6 @@ static size_t keep_count(const struct isvd_model *m, const double *s, size_t len
 	while (r < len && r < m->m && s[r] > m->rcond * s[0])
 		r++;
 	return r;
-}
-
-/*
- * Fills m->Y (n × bb, column-major) with the weighted, centred block and
- * computes the totals the block would produce.  Enters: b ≤ B finite rows.
- * Leaves: *bb_out columns in Y, m->mu_new, *w_new, *e_new, *lam_b = λ^b.
- * Touches no state.
- */
-static void weigh_block(struct isvd_model *m, const double *rows, size_t b, size_t ld,
-                        size_t *bb_out, double *w_new, double *e_new, double *lam_b)
-{
-	const size_t n = m->n;
-	double w = 1, wb = 0, e = 0;
-	size_t bb = b;
-
-	/* Row i of the block is b-1-i rows old at the end of the block. */
-	for (size_t i = b; i-- > 0;) {
-		m->dw[i] = sqrt(w);
-		wb += w;
-		w *= m->forget;
-	}
-	*lam_b = w;
-	const double wa = w * m->weight;  /* old weight, aged by b rows */
-
-	if (m->center) {
-		memset(m->mu_b, 0, n * sizeof *m->mu_b);
-		for (size_t i = 0; i < b; i++) {
-			const double c = m->dw[i] * m->dw[i] / wb;
-			cblas_daxpy((int)n, c, rows + i * ld, 1, m->mu_b, 1);
-		}
-		for (size_t i = 0; i < b; i++) {
-			double *y = m->Y + i * n;
-			const double *x = rows + i * ld;
-			for (size_t j = 0; j < n; j++)
-				y[j] = m->dw[i] * (x[j] - m->mu_b[j]);
-		}
-		const double wt = wa + wb;
-		for (size_t j = 0; j < n; j++)
-			m->mu_new[j] = (wa * m->mean[j] + wb * m->mu_b[j]) / wt;
-		if (wa > 0) {
-			const double c = sqrt(wa * wb / wt);
-			double *y = m->Y + b * n;
-			for (size_t j = 0; j < n; j++)
-				y[j] = c * (m->mu_b[j] - m->mean[j]);
-			bb = b + 1;
-		}
-	} else {
-		for (size_t i = 0; i < b; i++) {
-			double *y = m->Y + i * n;
-			const double *x = rows + i * ld;
-			for (size_t j = 0; j < n; j++)
-				y[j] = m->dw[i] * x[j];
-		}
-	}
-	for (size_t i = 0; i < bb; i++) {
-		const double nrm = cblas_dnrm2((int)n, m->Y + i * n, 1);
-		e += nrm * nrm;
-	}
-	*bb_out = bb;
-	*w_new = wa + wb;
-	*e_new = w * m->energy + e;
 }
 
 /*
@@ -292,7 +225,7 @@ static int fold_core(struct isvd_model *m, size_t bb, double lam_half, size_t *r
 	err = upd_svd(m, t, t, m->K, m->Kcopy, m->svals, m->VT, t);
 	if (err)
 		return err;
-	const size_t rn = keep_count(m, m->svals, t);
+	const size_t rn = upd_keep_count(m, m->svals, t);
 
 	/* V' = V·W_R[0:r, 0:rn] + Q·W_R[r:t, 0:rn], with W_R = VTᵀ. */
 	if (rn > 0) {
@@ -335,7 +268,7 @@ static int fold_direct(struct isvd_model *m, size_t bb, double lam_half, size_t 
 	err = upd_svd(m, n, n, m->K, m->Kcopy, m->svals, m->VT, n);
 	if (err)
 		return err;
-	const size_t rn = keep_count(m, m->svals, n);
+	const size_t rn = upd_keep_count(m, m->svals, n);
 	for (size_t c = 0; c < rn; c++)
 		for (size_t j = 0; j < n; j++)
 			AT(m->Vnew, n, j, c) = AT(m->VT, n, c, j);
@@ -349,7 +282,7 @@ int upd_truncated_fold(struct isvd_model *m, const double *rows, size_t b, size_
 	double w_new, e_new, lam_b;
 	int err;
 
-	weigh_block(m, rows, b, ld, &bb, &w_new, &e_new, &lam_b);
+	upd_weigh_block(m, rows, b, ld, &bb, &w_new, &e_new, &lam_b);
 	if (!isfinite(e_new) || !isfinite(w_new))
 		return ISVD_ERR_NONFINITE;  /* overflow of finite but huge values */
 	const double lam_half = sqrt(lam_b);
@@ -414,7 +347,7 @@ int upd_reorthogonalise(struct isvd_model *m)
 	err = upd_svd(m, r, r, m->K, m->Kcopy, m->svals, m->VT, r);
 	if (err)
 		return err;
-	const size_t rn = keep_count(m, m->svals, r);
+	const size_t rn = upd_keep_count(m, m->svals, r);
 	if (rn > 0)
 		cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)n, (int)rn, (int)r,
 		            1.0, m->Vnew, (int)n, m->VT, (int)r, 0.0, m->V, (int)n);

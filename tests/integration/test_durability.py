@@ -115,7 +115,7 @@ def rows_in_seq_order(pushes):
     return np.vstack([p[1] for p in pushes]), at
 
 
-TRUNC = {"model": {"rank": 3, "extra": 1, "center": True},
+TRUNC = {"model": {"rank": 3, "extra": 1, "center": True, "mode": "truncated"},
          "storage": {"checkpoint_every_rows": 0, "checkpoint_every_s": 0},
          "batching": {"max_rows": 64, "max_delay_ms": 50}}
 

@@ -135,7 +135,7 @@ double ref_proj_error(const double *a, size_t m, size_t n, const double *vt, siz
 
 /* ---- engine helpers (assert success) ---- */
 
-/* Options with dim, rank and extra set, the rest default. */
+/* Options with dim, rank and extra set, mode TRUNCATED, the rest default. */
 struct isvd_options ref_options(size_t n, size_t k, size_t extra);
 
 struct isvd_model *ref_create(const struct isvd_options *o);

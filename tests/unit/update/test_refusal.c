@@ -370,6 +370,7 @@ static void test_defaults(void **state)
 	REF_ASSERT_CLOSE(o.forget, 1.0, 0.0);
 	assert_int_equal(o.reorth_every, 100000);
 	REF_ASSERT_CLOSE(o.rcond, 1e-12, 0.0);
+	assert_int_equal(o.mode, ISVD_MODE_AUTO);
 }
 
 int main(void)

@@ -1,0 +1,82 @@
+/*
+ * block.c — a block of rows as the matrix rows it adds, for both strategies.
+ *
+ * DESIGN
+ * - Weights: the newest row of a block has weight 1, the one before λ, …;
+ *   a row's matrix row is scaled by sqrt(weight), and old rows by λ^{b/2}
+ *   (the strategies apply that to Σ or to R).  This makes the result
+ *   independent of how rows are grouped into blocks.
+ * - Centring (Ross, Lim, Lin & Yang 2008, with weights): with W_a the old
+ *   total weight scaled by λ^b, W_b the block's weight and μ_b its weighted
+ *   mean, the block rows are centred on μ_b and one more row
+ *   sqrt(W_a·W_b/(W_a+W_b))·(μ_b − μ_a) is appended.  The scatter of the
+ *   result equals the scatter about the new mean exactly.
+ */
+#include <math.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "internal.h"
+
+/*
+ * Fills m->Y (n × bb, column-major) with the weighted, centred block and
+ * computes the totals the block would produce.  Enters: b ≤ B finite rows.
+ * Leaves: *bb_out columns in Y, m->mu_new, *w_new, *e_new, *lam_b = λ^b.
+ * Touches no state.
+ */
+void upd_weigh_block(struct isvd_model *m, const double *rows, size_t b, size_t ld,
+                     size_t *bb_out, double *w_new, double *e_new, double *lam_b)
+{
+	const size_t n = m->n;
+	double w = 1, wb = 0, e = 0;
+	size_t bb = b;
+
+	/* Row i of the block is b-1-i rows old at the end of the block. */
+	for (size_t i = b; i-- > 0;) {
+		m->dw[i] = sqrt(w);
+		wb += w;
+		w *= m->forget;
+	}
+	*lam_b = w;
+	const double wa = w * m->weight;  /* old weight, aged by b rows */
+
+	if (m->center) {
+		memset(m->mu_b, 0, n * sizeof *m->mu_b);
+		for (size_t i = 0; i < b; i++) {
+			const double c = m->dw[i] * m->dw[i] / wb;
+			cblas_daxpy((int)n, c, rows + i * ld, 1, m->mu_b, 1);
+		}
+		for (size_t i = 0; i < b; i++) {
+			double *y = m->Y + i * n;
+			const double *x = rows + i * ld;
+			for (size_t j = 0; j < n; j++)
+				y[j] = m->dw[i] * (x[j] - m->mu_b[j]);
+		}
+		const double wt = wa + wb;
+		for (size_t j = 0; j < n; j++)
+			m->mu_new[j] = (wa * m->mean[j] + wb * m->mu_b[j]) / wt;
+		if (wa > 0) {
+			const double c = sqrt(wa * wb / wt);
+			double *y = m->Y + b * n;
+			for (size_t j = 0; j < n; j++)
+				y[j] = c * (m->mu_b[j] - m->mean[j]);
+			bb = b + 1;
+		}
+	} else {
+		for (size_t i = 0; i < b; i++) {
+			double *y = m->Y + i * n;
+			const double *x = rows + i * ld;
+			for (size_t j = 0; j < n; j++)
+				y[j] = m->dw[i] * x[j];
+		}
+	}
+	for (size_t i = 0; i < bb; i++) {
+		const double nrm = cblas_dnrm2((int)n, m->Y + i * n, 1);
+		e += nrm * nrm;
+	}
+	*bb_out = bb;
+	*w_new = wa + wb;
+	*e_new = w * m->energy + e;
+}
+
