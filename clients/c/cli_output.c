@@ -171,8 +171,9 @@ void cli_print_info(FILE *f, const struct isvd_client_info *in, bool utf8)
 	for (size_t i = 0; i < in->nsigma; i++)
 		sum2 += in->sigma[i] * in->sigma[i];
 
-	fprintf(f, "model      dim %" PRIu64 ", rank %" PRIu64 " of %" PRIu64 ", %s, forget %g\n", in->dim,
-	        in->rank, in->rank_max, in->center ? "centred" : "not centred", in->forget);
+	fprintf(f, "model      dim %" PRIu64 ", rank %" PRIu64 " of %" PRIu64 ", %s, forget %g%s%s\n",
+	        in->dim, in->rank, in->rank_max, in->center ? "centred" : "not centred", in->forget,
+	        in->mode[0] ? ", mode " : "", in->mode);
 	fprintf(f, "rows       %" PRIu64 " seen, seq %" PRIu64 ", last checkpoint seq %" PRIu64 "\n",
 	        in->rows_seen, in->seq, in->last_checkpoint_seq);
 	fprintf(f, "daemon     up %.1f s, ingest %.0f rows/s\n", in->uptime_s, in->ingest_rows_per_s);
@@ -208,6 +209,8 @@ void cli_print_info_json(FILE *f, const struct isvd_client_info *in)
 	cli_json_double(f, in->orthogonality_error);
 	fprintf(f, ",\"center\":%s,\"forget\":", in->center ? "true" : "false");
 	cli_json_double(f, in->forget);
+	if (in->mode[0])   /* "exact" or "truncated" (the library admits no other): no escaping */
+		fprintf(f, ",\"mode\":\"%s\"", in->mode);
 	fprintf(f, ",\"last_checkpoint_seq\":%" PRIu64 ",\"uptime_s\":", in->last_checkpoint_seq);
 	cli_json_double(f, in->uptime_s);
 	fputs(",\"ingest_rows_per_s\":", f);

@@ -518,6 +518,9 @@ int isvd_client_info(struct isvd_client *c, struct isvd_client_info *info)
 		info->orthogonality_error = rep.orthogonality_error;
 		info->center = rep.center;
 		info->forget = rep.forget;
+		/* only the modes this library knows, so callers may print it raw */
+		if (rep.mode && (!strcmp(rep.mode, "exact") || !strcmp(rep.mode, "truncated")))
+			snprintf(info->mode, sizeof info->mode, "%s", rep.mode);
 		info->last_checkpoint_seq = rep.last_checkpoint_seq;
 		info->uptime_s = rep.uptime_s;
 		info->ingest_rows_per_s = rep.ingest_rows_per_s;

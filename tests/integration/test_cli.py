@@ -207,7 +207,7 @@ def test_info_text_and_json(tmp_path, rng):
         j = json.loads(ok(run(d, "info", "--json")).stdout)
         raw = d.info()
         for k in ("dim", "rank", "rank_max", "rows_seen", "seq", "center", "forget", "last_checkpoint_seq",
-                  "explained_energy_ratio", "condition_number", "orthogonality_error"):
+                  "explained_energy_ratio", "condition_number", "orthogonality_error", "mode"):
             assert j[k] == raw[k], k
         assert j["ok"] is True and j["rows_seen"] == 60 and j["center"] is True
         s, _, _ = svd_of(x, center=True)
@@ -215,6 +215,7 @@ def test_info_text_and_json(tmp_path, rng):
         assert abs(j["condition_number"] - s[0] / s[-1]) < 1e-8 * s[0] / s[-1]
         text = ok(run(d, "info", env_endpoints=True)).stdout       # endpoints from the environment
         assert "dim 5, rank 5 of 5, centred" in text and "60 seen" in text
+        assert raw["mode"] == "exact" and ", mode exact" in text       # auto picks exact at n = 5
         m = re.search(r"condition number ([0-9.e+]+)", text)
         assert m and abs(float(m.group(1)) - s[0] / s[-1]) < 1e-4 * s[0] / s[-1]
         lines = [ln for ln in text.splitlines() if re.match(r"\s+\d+\s", ln)]

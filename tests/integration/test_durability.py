@@ -430,3 +430,33 @@ def test_crash_loop(tmp_path):
     assert np.max(np.abs(vt.T @ vt - vt_ref.T @ vt_ref)) <= 1e-9
     assert np.max(np.abs(mean - X.mean(0))) <= 1e-9 * np.max(np.abs(X))
     d.stop()
+
+
+def test_exact_mode_survives_checkpoint_and_replay(tmp_path):
+    """An exact-mode model (the triangular factor R) through a checkpoint,
+    a log replay after kill -9, and a refused change of model.mode."""
+    conf = {"model": {"dim": 10, "rank": 4, "center": True, "mode": "exact"},
+            "storage": {"checkpoint_every_rows": 0, "checkpoint_every_s": 0}}
+    rng = np.random.default_rng(9)
+    d = daemon(tmp_path, conf)
+    a = push_many(d, rng, 40, 10)
+    d.call(d.q, {"op": "checkpoint"})
+    b = push_many(d, rng, 40, 10, batch0=500)
+    live = d.factors()
+    assert d.info()["mode"] == "exact"
+    d.kill()
+    d = daemon(tmp_path, conf)
+    info = d.info()
+    assert info["mode"] == "exact" and info["last_checkpoint_seq"] > 0
+    factors_close(live, d.factors(), 1e-12)
+    X, n = rows_in_seq_order(a + b)
+    assert info["rows_seen"] == n
+    _, s_ref, vt_ref = np.linalg.svd(X - X.mean(0), full_matrices=False)
+    sigma, vt, _, _ = d.factors()
+    assert np.max(np.abs(sigma - s_ref[:4])) <= 1e-12 * s_ref[0]
+    assert np.max(np.abs(vt.T @ vt - vt_ref[:4].T @ vt_ref[:4])) <= 1e-10
+    assert d.stop() == 0
+    conf["model"]["mode"] = "truncated"
+    rc, log = start_exit(tmp_path, model=conf["model"],
+                         extra_sections={"storage": conf["storage"]})
+    assert rc == 1 and "model.mode exact, the configuration says truncated" in log, log

@@ -236,6 +236,8 @@ struct isvd_client_info {
 	double explained_energy_ratio, condition_number, orthogonality_error;
 	bool center;
 	double forget;
+	char mode[16];           /* "exact", "truncated", or "" (no model yet, or a value
+	                            this library does not know) */
 	uint64_t last_checkpoint_seq;
 	double uptime_s, ingest_rows_per_s;
 };
