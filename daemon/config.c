@@ -7,8 +7,10 @@
  *   choices, and help text.  cfg_init_defaults() parses every default through
  *   the same converter as the file, cfg_load() looks keys up in the table, and
  *   cfg_print_help() prints it: parser, validation and documentation cannot
- *   drift apart.  Cross-field rules (forget vs half_life, distinct endpoints)
- *   sit in check_together(), after the table pass.
+ *   drift apart.  Cross-field rules (forget vs half_life, distinct endpoints,
+ *   security.curve needing a secret key file and a keys directory) sit in
+ *   check_together(), after the table pass; what the files named hold is
+ *   checked by security.c (sec_check()), which `--check` also runs.
  *
  *   The file is read whole (at most CFG_MAX_FILE_BYTES) and walked with
  *   libyaml's event parser, which keeps the line and column of every node:
@@ -133,6 +135,28 @@ static const struct cfg_option cfg_options[] = {
 	  "zmq send high-water mark of the ingest and query sockets (messages; 0 = none)" },
 	{ "limits.publish_hwm", CFG_UINT, OFF(limits.publish_hwm), "100", 0, 10000000, 0, NULL,
 	  "zmq send high-water mark of the publish socket; a slow subscriber loses snapshots beyond it" },
+	{ "limits.max_pending_pushes", CFG_UINT, OFF(limits.max_pending_pushes), "1024", 1, 65536, 0, NULL,
+	  "pushes queued awaiting their flush; one more first flushes the queue early (a smaller group commit, "
+	  "never a refusal), so memory per batch stays bounded whatever the peers send" },
+	{ "limits.handshake_ms", CFG_UINT, OFF(limits.handshake_ms), "10000", 0, 3600000, 0, NULL,
+	  "a connection that has not completed the ZMTP (and CURVE) handshake within this time is dropped "
+	  "(ZMQ_HANDSHAKE_IVL, every socket); 0 = never" },
+
+	{ "security.curve", CFG_BOOL, OFF(security.curve), "false", 0, 0, 0, NULL,
+	  "CurveZMQ encryption and authentication on all three sockets; only clients whose public key is in "
+	  "a keys directory below get in (README, Security); false = anyone who can connect is served" },
+	{ "security.secret_key_file", CFG_STRING, OFF(security.secret_key_file), "", 0, 0, 0, NULL,
+	  "with curve: the server's secret key file (Z85, from `isvd keygen`); must exist and not be "
+	  "accessible by group or others (chmod 600), or isvdd refuses to start" },
+	{ "security.client_keys_dir", CFG_STRING, OFF(security.client_keys_dir), "", 0, 0, 0, NULL,
+	  "with curve: directory of client public key files (one Z85 key per file) admitted on every "
+	  "socket; re-read on SIGHUP; empty = none" },
+	{ "security.ingest_keys_dir", CFG_STRING, OFF(security.ingest_keys_dir), "", 0, 0, 0, NULL,
+	  "with curve: directory of public keys admitted on the ingest socket only (push, no reading); "
+	  "empty = none" },
+	{ "security.query_keys_dir", CFG_STRING, OFF(security.query_keys_dir), "", 0, 0, 0, NULL,
+	  "with curve: directory of public keys admitted on the query and publish sockets only (read, no "
+	  "push); empty = none" },
 
 	{ "log.level", CFG_ENUM, OFF(log.level), "info", 0, 0, 0, levels,
 	  "least severe level written" },
@@ -531,8 +555,8 @@ static bool load_section(struct loader *L, const char *section)
 /* The top-level mapping (its MAPPING_START consumed) through its end. */
 static bool load_sections(struct loader *L)
 {
-	char seen[8][32];
-	yaml_mark_t seen_at[8];
+	char seen[16][32];
+	yaml_mark_t seen_at[16];
 	size_t nseen = 0;
 
 	for (;;) {
@@ -556,7 +580,7 @@ static bool load_sections(struct loader *L)
 		if (!name) {
 			/* reported above */
 		} else if (!section_exists(name)) {
-			problem(L, kev.start_mark, "unknown section '%.60s' (sections: model, endpoints, batching, publish, storage, limits, log)",
+			problem(L, kev.start_mark, "unknown section '%.60s' (sections: model, endpoints, batching, publish, storage, limits, security, log)",
 			        name);
 		} else if (!plain_node(L, &vev, name)) {
 			/* reported */
@@ -573,7 +597,7 @@ static bool load_sections(struct loader *L)
 			if (i < nseen) {
 				problem(L, kev.start_mark, "section %s appears twice (first at line %zu)", name,
 				        seen_at[i].line + 1);
-			} else if (nseen < 8) {
+			} else if (nseen < 16) {
 				snprintf(seen[nseen], sizeof seen[nseen], "%s", name);
 				seen_at[nseen++] = kev.start_mark;
 			}
@@ -624,6 +648,15 @@ static void check_together(struct loader *L)
 				yaml_mark_t m = L->set[ib] ? L->where[ib] : L->where[ia];
 				problem(L, m, "%s and %s are the same endpoint '%s'", names[a], names[b], vals[a]);
 			}
+
+	const size_t ci = opt_index("security.curve");
+	if (c->security.curve && !c->security.secret_key_file[0])
+		problem(L, L->where[ci], "security.curve is true but security.secret_key_file is not set "
+		        "(create one with `isvd keygen`)");
+	if (c->security.curve && !c->security.client_keys_dir[0] && !c->security.ingest_keys_dir[0] &&
+	    !c->security.query_keys_dir[0])
+		problem(L, L->where[ci], "security.curve is true but no keys directory is set (client_keys_dir, "
+		        "ingest_keys_dir or query_keys_dir): nobody could connect");
 }
 
 static char *read_file(struct loader *L, const char *path, size_t *len)

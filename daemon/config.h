@@ -55,7 +55,16 @@ struct cfg {
 	struct {
 		uint64_t max_message_bytes, max_rows_per_push, max_clients;
 		uint64_t recv_hwm, send_hwm, publish_hwm;
+		uint64_t max_pending_pushes;  /* queued pushes before an early flush (server.c) */
+		uint64_t handshake_ms;        /* ZMQ_HANDSHAKE_IVL of every socket; 0 = none */
 	} limits;
+	struct {                          /* security.c */
+		bool curve;               /* CurveZMQ + the ZAP handler on all three sockets */
+		char *secret_key_file;    /* the server's secret key (Z85), mode 0600 */
+		char *client_keys_dir;    /* public keys admitted on every socket */
+		char *ingest_keys_dir;    /* public keys admitted on ingest only */
+		char *query_keys_dir;     /* public keys admitted on query and publish only */
+	} security;
 	struct {
 		int level;                /* enum cfg_log_level */
 		int format;               /* enum cfg_log_format */

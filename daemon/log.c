@@ -142,6 +142,7 @@ void srv_log_refused(struct srv_log *log, const char *fmt, ...)
 	char msg[768];
 	va_list ap;
 
+	log->refused_total++;
 	if (log->last_warn_ms && now - log->last_warn_ms < log->warn_every_ms) {
 		log->suppressed++;
 		return;

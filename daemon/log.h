@@ -21,6 +21,7 @@ struct srv_log {
 	uint64_t warn_every_ms;
 	uint64_t last_warn_ms;   /* monotonic ms of the last warning written */
 	uint64_t suppressed;     /* warnings not written since */
+	uint64_t refused_total;  /* every srv_log_refused() call, written or not */
 };
 
 /* Opens the log: path NULL or "" means stderr.  Returns 0, or -1 after

@@ -6,7 +6,8 @@
  *   isvdd --help | --version
  *
  * Exit codes: 0 clean stop (SIGTERM/SIGINT, final checkpoint written) or a
- * valid --check; 1 a configuration with problems, or a start-up or
+ * valid --check; 1 a configuration with problems (with security.curve: a
+ * missing or too readable key file, a libzmq without CURVE), or a start-up or
  * shutdown failure (e.g. an endpoint that cannot be bound, a stored model
  * that does not match the configuration, a final checkpoint that failed);
  * 2 bad command-line usage; 3 (STO_EXIT_CORRUPT) corruption in the middle
@@ -25,6 +26,7 @@
 #include "config.h"
 #include "isvd_proto.h"
 #include "log.h"
+#include "security.h"
 #include "server.h"
 #include "storage.h"
 
@@ -144,6 +146,8 @@ int main(int argc, char **argv)
 	if (cfg_init_defaults(&cfg))
 		goto out_cfg;
 	problems = cfg_load(&cfg, path, stderr);
+	if (!problems)   /* key files and directories, CURVE in libzmq */
+		problems = sec_check(&cfg, stderr);
 	if (problems) {
 		fprintf(stderr, "%s: %d problem%s; %s\n", path, problems, problems == 1 ? "" : "s",
 		        check ? "the configuration is not valid" : "not starting");

@@ -46,6 +46,14 @@
  *   (unknown); see client_seen().  Pushes without both `client` and `batch` are never
  *   duplicates.
  *
+ *   Hostile peers (security.c has CURVE and the ZAP handler, which this
+ *   loop also serves): every socket bounds message size (ZMQ_MAXMSGSIZE),
+ *   queues (high-water marks) and handshake time (limits.handshake_ms);
+ *   requests are bounded by the decoder's limits; and the ack queue never
+ *   holds more than limits.max_pending_pushes pushes — one more first
+ *   flushes it (a smaller group commit, never a refusal).  Refusals are
+ *   counted and summed up in the log by report_limits().
+ *
  * INVARIANTS
  *   srv->seq == isvd_model_rows_seen(srv->model) outside flush().
  *   pend holds pend_rows × dim values, the rows of the queued acks with
@@ -63,6 +71,7 @@
 
 #include "isvd_model.h"
 #include "isvd_proto.h"
+#include "security.h"
 #include "storage.h"
 #include "wal.h"
 
@@ -130,6 +139,11 @@ struct isvdd {
 	struct sto *sto;             /* storage.dir; NULL only inside srv_create() */
 	struct wal_push *wal_push;   /* log_pending()'s scratch, wal_push_cap entries */
 	size_t wal_push_cap;
+
+	struct sec *sec;             /* CURVE keys and the ZAP handler (security.c) */
+	uint64_t early_flushes;      /* flushes forced by limits.max_pending_pushes */
+	uint64_t next_report_ms;     /* of the security/limits summary line */
+	uint64_t reported[3];        /* refused requests, CURVE refusals, early flushes at the last one */
 };
 
 /* ------------------------------------------------------------ messaging */
@@ -763,6 +777,13 @@ static void handle_push(struct isvdd *srv, zmq_msg_t *env, size_t nenv, zmq_msg_
 		goto refuse;
 	}
 
+	/* limits.max_pending_pushes: a full queue is flushed early (before the
+	 * duplicate scan below, whose indices point into the queue) */
+	if (srv->nacks >= srv->cfg->limits.max_pending_pushes) {
+		flush(srv);
+		srv->early_flushes++;
+	}
+
 	/* a duplicate: of a queued push, or of an applied one */
 	long dup_of = -1;
 	uint64_t dup_seq = 0;
@@ -1336,31 +1357,65 @@ static long poll_timeout(struct isvdd *srv, uint64_t now)
 	return t;
 }
 
+/* Logs, at most once a minute and at stop (final), what was refused or
+ * limited since start, when anything changed. */
+static void report_limits(struct isvdd *srv, uint64_t now, bool final)
+{
+	struct sec_counts sc;
+	uint64_t cur[3];
+
+	if (!final && now < srv->next_report_ms)
+		return;
+	srv->next_report_ms = now + 60000;
+	sec_get_counts(srv->sec, &sc);
+	cur[0] = srv->log->refused_total;
+	cur[1] = sc.refused[SEC_INGEST] + sc.refused[SEC_QUERY] + sc.refused[SEC_PUBLISH];
+	cur[2] = srv->early_flushes;
+	if (!memcmp(cur, srv->reported, sizeof cur) && !final)
+		return;
+	memcpy(srv->reported, cur, sizeof cur);
+	srv_logf(srv->log, CFG_LOG_INFO, "refusals since start: %llu requests and clients refused; CURVE "
+	         "clients admitted %llu/%llu/%llu, refused %llu/%llu/%llu (ingest/query/publish); "
+	         "%llu early flushes at limits.max_pending_pushes",
+	         (unsigned long long)cur[0], (unsigned long long)sc.admitted[SEC_INGEST],
+	         (unsigned long long)sc.admitted[SEC_QUERY], (unsigned long long)sc.admitted[SEC_PUBLISH],
+	         (unsigned long long)sc.refused[SEC_INGEST], (unsigned long long)sc.refused[SEC_QUERY],
+	         (unsigned long long)sc.refused[SEC_PUBLISH], (unsigned long long)cur[2]);
+}
+
 int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_t *hup)
 {
-	zmq_pollitem_t items[2] = {
+	/* the ZAP handler (security.c) is served here too, first, so that
+	 * handshakes are not starved by a busy ingest socket */
+	zmq_pollitem_t items[3] = {
 		{ srv->ingest, 0, ZMQ_POLLIN, 0 },
 		{ srv->query, 0, ZMQ_POLLIN, 0 },
+		{ sec_zap_socket(srv->sec), 0, ZMQ_POLLIN, 0 },
 	};
+	const int nitems = items[2].socket ? 3 : 2;
 	int ret = 0;
 
 	while (!*stop) {
 		if (*hup) {
 			*hup = 0;
 			srv_log_reopen(srv->log);
+			sec_reload(srv->sec);
 		}
-		if (zmq_poll(items, 2, poll_timeout(srv, srv_now_ms())) < 0) {
+		if (zmq_poll(items, nitems, poll_timeout(srv, srv_now_ms())) < 0) {
 			if (errno == EINTR)
 				continue;
 			srv_logf(srv->log, CFG_LOG_ERROR, "zmq_poll: %s", zmq_strerror(errno));
 			ret = -1;
 			break;
 		}
+		if (nitems > 2 && (items[2].revents & ZMQ_POLLIN))
+			sec_zap_serve(srv->sec);
 		if (items[0].revents & ZMQ_POLLIN)
 			drain_ingest(srv);
 		if (items[1].revents & ZMQ_POLLIN)
 			drain_query(srv);
 		const uint64_t now = srv_now_ms();
+		report_limits(srv, now, false);
 		sto_tick(srv->sto, now);
 		if (sto_checkpoint_due(srv->sto, srv->seq, now))
 			do_checkpoint(srv);
@@ -1371,14 +1426,17 @@ int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_
 	         (unsigned long long)srv->seq);
 	if (do_checkpoint(srv))
 		ret = -1;
+	report_limits(srv, srv_now_ms(), true);
 	return ret;
 }
 
 /* --------------------------------------------------------- create/destroy */
 
-static void *open_socket(struct isvdd *srv, int type, const char *what, const char *endpoint,
+static void *open_socket(struct isvdd *srv, int type, enum sec_role role, const char *endpoint,
                          int sndhwm, int rcvhwm)
 {
+	static const char *const names[SEC_ROLES_] = { "ingest", "query", "publish" };
+	const char *what = names[role];
 	const int linger = 1000;
 	const int64_t maxmsg = (int64_t)srv->cfg->limits.max_message_bytes + 65536;
 	void *s = zmq_socket(srv->zctx, type);
@@ -1390,8 +1448,12 @@ static void *open_socket(struct isvdd *srv, int type, const char *what, const ch
 	zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
 	zmq_setsockopt(s, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
 	zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
-	if (type != ZMQ_PUB)
-		zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+	/* a PUB reads subscriptions: they are bounded too */
+	zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+	if (sec_apply(srv->sec, s, role) < 0) {
+		zmq_close(s);
+		return NULL;
+	}
 	if (zmq_bind(s, endpoint) < 0) {
 		srv_logf(srv->log, CFG_LOG_ERROR, "cannot bind the %s endpoint %s: %s", what, endpoint,
 		         zmq_strerror(errno));
@@ -1433,17 +1495,21 @@ int srv_create(const struct cfg *cfg, struct srv_log *log, bool repair, struct i
 		srv_logf(log, CFG_LOG_ERROR, "zmq_ctx_new: %s", zmq_strerror(errno));
 		goto fail;
 	}
-	if (!(srv->ingest = open_socket(srv, ZMQ_ROUTER, "ingest", cfg->endpoints.ingest, hs, hr)))
+	/* the ZAP handler is bound before the sockets that need it */
+	if (sec_create(cfg, log, srv->zctx, &srv->sec))
 		goto fail;
-	if (!(srv->query = open_socket(srv, ZMQ_ROUTER, "query", cfg->endpoints.query, hs, hr)))
+	if (!(srv->ingest = open_socket(srv, ZMQ_ROUTER, SEC_INGEST, cfg->endpoints.ingest, hs, hr)))
 		goto fail;
-	if (!(srv->publish = open_socket(srv, ZMQ_PUB, "publish", cfg->endpoints.publish,
+	if (!(srv->query = open_socket(srv, ZMQ_ROUTER, SEC_QUERY, cfg->endpoints.query, hs, hr)))
+		goto fail;
+	if (!(srv->publish = open_socket(srv, ZMQ_PUB, SEC_PUBLISH, cfg->endpoints.publish,
 	                                 (int)cfg->limits.publish_hwm, hr)))
 		goto fail;
 	srv->start_ms = srv_now_ms();
 	srv->rate_ms[0] = srv->rate_ms[1] = srv->start_ms;
 	srv->next_spectrum_ms = srv->start_ms + cfg->publish.spectrum_every_ms;
 	srv->next_factors_ms = srv->start_ms + cfg->publish.factors_every_ms;
+	srv->next_report_ms = srv->start_ms + 60000;
 	*out = srv;
 	return 0;
 fail:
@@ -1470,6 +1536,7 @@ void srv_destroy(struct isvdd *srv)
 		zmq_close(srv->query);
 	if (srv->publish)
 		zmq_close(srv->publish);
+	sec_destroy(srv->sec);   /* the ZAP socket, before the context ends */
 	if (srv->zctx)
 		zmq_ctx_term(srv->zctx);
 	isvd_model_destroy(srv->model);

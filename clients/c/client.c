@@ -113,6 +113,9 @@ struct isvd_client {
 
 	struct isvd_client_stats st;
 	char errmsg[512];
+
+	bool curve;                      /* CURVE keys below are set */
+	char server_pub[41], client_pub[41], client_sec[41];
 };
 
 static int64_t now_ms(void)
@@ -179,6 +182,161 @@ void isvd_client_options_init(struct isvd_client_options *o)
 	o->max_in_flight = ISVD_CLIENT_DEFAULT_IN_FLIGHT;
 }
 
+/* ----------------------------------------------------------------- keys */
+
+#define CURVE_HINT " (with CURVE also: is this client's key admitted on that socket, the server key right?)"
+
+int isvd_client_key_read(const char *path, bool secret, char z85[41], char *why, size_t why_size)
+{
+	char buf[4097], dummy[256];
+	size_t got = 0, keys = 0;
+	bool marked_secret = false;
+	FILE *f;
+
+	if (!why) {
+		why = dummy;
+		why_size = sizeof dummy;
+	}
+	if (!path || !(f = fopen(path, "r"))) {
+		snprintf(why, why_size, "%s: %s", path ? path : "(null)", strerror(path ? errno : EINVAL));
+		return ISVD_CLIENT_IO;
+	}
+	got = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	if (got == sizeof buf - 1) {
+		snprintf(why, why_size, "%s: larger than 4096 bytes; not a key file", path);
+		return ISVD_CLIENT_INVALID;
+	}
+	buf[got] = '\0';
+	for (char *line = buf, *next; line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		size_t len = strlen(line);
+		while (len && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
+			line[--len] = '\0';
+		while (*line == ' ' || *line == '\t')
+			line++, len--;
+		if (!len)
+			continue;
+		if (line[0] == '#') {
+			marked_secret |= strstr(line, "secret") != NULL;
+			continue;
+		}
+		uint8_t bin[32];
+		if (++keys > 1 || len != 40 || !zmq_z85_decode(bin, line)) {
+			snprintf(why, why_size, "%s: not a key file (one line of 40 Z85 characters expected)", path);
+			return ISVD_CLIENT_INVALID;
+		}
+		memcpy(z85, line, 41);
+	}
+	if (!keys) {
+		snprintf(why, why_size, "%s: no key in the file", path);
+		return ISVD_CLIENT_INVALID;
+	}
+	if (!secret && marked_secret) {
+		snprintf(why, why_size, "%s: a secret key file; the daemon's public key (.pub) is needed here", path);
+		return ISVD_CLIENT_INVALID;
+	}
+	return ISVD_CLIENT_OK;
+}
+
+/* Writes text to path, created exclusively with mode; 0 or -1 (errno). */
+static int write_new(const char *path, mode_t mode, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	size_t len = strlen(text), off = 0;
+
+	if (fd < 0)
+		return -1;
+	while (off < len) {
+		ssize_t n = write(fd, text + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			goto fail;
+		off += (size_t)n;
+	}
+	if (fsync(fd) || close(fd)) {
+		fd = -1;
+		goto fail;
+	}
+	return 0;
+fail:;
+	int e = errno ? errno : EIO;
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
+	errno = e;
+	return -1;
+}
+
+int isvd_client_keygen(const char *secret_path, const char *public_path, char public_z85[41])
+{
+	char pub[41], sec[41], text[256];
+
+	if (!secret_path || !public_path || !zmq_has("curve"))
+		return ISVD_CLIENT_INVALID;
+	if (zmq_curve_keypair(pub, sec))
+		return ISVD_CLIENT_INVALID;
+	snprintf(text, sizeof text, "# isvd CURVE secret key: keep it private (mode 0600)\n"
+	         "# public key: %s\n%s\n", pub, sec);
+	memset(sec, 0, sizeof sec);
+	if (write_new(secret_path, 0600, text)) {
+		memset(text, 0, sizeof text);
+		return ISVD_CLIENT_IO;
+	}
+	memset(text, 0, sizeof text);
+	snprintf(text, sizeof text, "# isvd CURVE public key\n%s\n", pub);
+	if (write_new(public_path, 0644, text)) {
+		int e = errno;
+		unlink(secret_path);
+		errno = e;
+		return ISVD_CLIENT_IO;
+	}
+	if (public_z85)
+		memcpy(public_z85, pub, 41);
+	return ISVD_CLIENT_OK;
+}
+
+/* Reads the keys of o (or the environment) into c.  OK, or INVALID / IO. */
+static int load_keys(struct isvd_client *c, const struct isvd_client_options *o)
+{
+	const char *sk = pick_endpoint(o->server_key_file, "ISVD_SERVER_KEY", NULL);
+	const char *ck = pick_endpoint(o->client_key_file, "ISVD_CLIENT_KEY", NULL);
+	int err;
+
+	if (!sk && !ck)
+		return ISVD_CLIENT_OK;
+	if (!sk || !ck) {
+		snprintf(c->errmsg, sizeof c->errmsg, "CURVE needs both the server key and the client key");
+		return ISVD_CLIENT_INVALID;
+	}
+	if (!zmq_has("curve")) {
+		snprintf(c->errmsg, sizeof c->errmsg, "this libzmq has no CURVE support");
+		return ISVD_CLIENT_INVALID;
+	}
+	if ((err = isvd_client_key_read(sk, false, c->server_pub, c->errmsg, sizeof c->errmsg)) ||
+	    (err = isvd_client_key_read(ck, true, c->client_sec, c->errmsg, sizeof c->errmsg)))
+		return err;
+	if (zmq_curve_public(c->client_pub, c->client_sec)) {
+		snprintf(c->errmsg, sizeof c->errmsg, "%s: cannot derive the public key", ck);
+		return ISVD_CLIENT_INVALID;
+	}
+	c->curve = true;
+	return ISVD_CLIENT_OK;
+}
+
+/* Sets the CURVE client options on s when c has keys; 0 or -1. */
+static int apply_keys(const struct isvd_client *c, void *s)
+{
+	if (!c->curve)
+		return 0;
+	return zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, c->server_pub, 40) ||
+	       zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, c->client_pub, 40) ||
+	       zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, c->client_sec, 40) ? -1 : 0;
+}
+
 /* A fresh DEALER or SUB connected to ep, or NULL (errno set by zmq). */
 static void *open_socket(struct isvd_client *c, int type, const char *ep)
 {
@@ -187,7 +345,7 @@ static void *open_socket(struct isvd_client *c, int type, const char *ep)
 		return NULL;
 	int linger = 0;
 	int tmo = c->timeout_ms;
-	if (zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) ||
+	if (zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) || apply_keys(c, s) ||
 	    zmq_setsockopt(s, ZMQ_SNDTIMEO, &tmo, sizeof tmo) || zmq_connect(s, ep)) {
 		int e = errno;
 		zmq_close(s);
@@ -230,6 +388,11 @@ int isvd_client_create(struct isvd_client **out, const struct isvd_client_option
 		c->next_batch = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 	}
 	c->next_id = 1;
+	if ((err = load_keys(c, opts)) != ISVD_CLIENT_OK) {
+		memset(c->client_sec, 0, sizeof c->client_sec);
+		free(c);
+		return err;
+	}
 
 	err = ISVD_CLIENT_NOMEM;
 	c->ep_ingest = xstrdup(pick_endpoint(opts->ingest, "ISVD_INGEST", ISVD_PROTO_INGEST_ENDPOINT));
@@ -242,6 +405,10 @@ int isvd_client_create(struct isvd_client **out, const struct isvd_client_option
 	c->ctx = zmq_ctx_new();
 	if (!c->ctx)
 		goto fail_alloc;
+	if (c->curve) {   /* opened on first use: see ensure_socket() */
+		*out = c;
+		return ok(c);
+	}
 	c->ingest = open_socket(c, ZMQ_DEALER, c->ep_ingest);
 	if (!c->ingest)
 		goto fail_ctx;
@@ -282,6 +449,7 @@ void isvd_client_destroy(struct isvd_client *c)
 	free(c->ep_ingest);
 	free(c->ep_query);
 	free(c->ep_publish);
+	memset(c->client_sec, 0, sizeof c->client_sec);
 	free(c);
 }
 
@@ -387,6 +555,19 @@ static int reconnect(struct isvd_client *c, void **sp, const char *ep)
 	return ISVD_CLIENT_OK;
 }
 
+/* Opens *sp when it is not open yet (with CURVE, sockets are opened on
+ * first use: a key admitted on one socket only would otherwise be refused,
+ * and logged, on the other all the time the handle lives). */
+static int ensure_socket(struct isvd_client *c, void **sp, const char *ep)
+{
+	if (*sp)
+		return ISVD_CLIENT_OK;
+	*sp = open_socket(c, ZMQ_DEALER, ep);
+	if (!*sp)
+		return fail(c, ISVD_CLIENT_IO, "connect %s: %s", ep, zmq_strerror(errno));
+	return ISVD_CLIENT_OK;
+}
+
 /* Copies a decoded proto matrix into a library matrix (taking its buffer). */
 static void take_matrix(struct isvd_client_matrix *dst, struct isvd_proto_matrix *src)
 {
@@ -427,6 +608,8 @@ static int query_call(struct isvd_client *c, struct isvd_proto_request *req, str
 		return fail(c, err == ISVD_PROTO_NOMEM ? ISVD_CLIENT_NOMEM : ISVD_CLIENT_INVALID,
 		            "encode %s: %s", isvd_proto_op_name(req->op), isvd_proto_strerror(err));
 	c->st.requests++;
+	if ((err = ensure_socket(c, &c->query, c->ep_query)))
+		goto out;
 	for (int attempt = 0; attempt <= c->retries; attempt++) {
 		if (attempt) {
 			c->st.resends++;
@@ -473,9 +656,9 @@ static int query_call(struct isvd_client *c, struct isvd_proto_request *req, str
 			goto out;
 		}
 	}
-	err = fail(c, ISVD_CLIENT_TIMEOUT, "%s: no reply from %s in %d attempt%s of %d ms",
+	err = fail(c, ISVD_CLIENT_TIMEOUT, "%s: no reply from %s in %d attempt%s of %d ms%s",
 	           isvd_proto_op_name(req->op), c->ep_query, c->retries + 1, c->retries ? "s" : "",
-	           c->timeout_ms);
+	           c->timeout_ms, c->curve ? CURVE_HINT : "");
 out:
 	free(frame);
 	return err;
@@ -769,8 +952,9 @@ static int give_up(struct isvd_client *c)
 	int err = ISVD_CLIENT_OK;
 	while (c->nfl) {
 		struct isvd_client_ack a = { .err = ISVD_CLIENT_TIMEOUT };
-		snprintf(a.message, sizeof a.message, "no reply from %s after %d resend%s of %d ms",
-		         c->ep_ingest, c->retries, c->retries == 1 ? "" : "s", c->timeout_ms);
+		snprintf(a.message, sizeof a.message, "no reply from %s after %d resend%s of %d ms%s",
+		         c->ep_ingest, c->retries, c->retries == 1 ? "" : "s", c->timeout_ms,
+		         c->curve ? CURVE_HINT : "");
 		int e = complete(c, 0, &a);
 		if (e && !err)
 			err = e;
@@ -833,8 +1017,9 @@ static int ingest_pump(struct isvd_client *c, enum pump_until u, int user_ms)
 					return fail(c, err, "out of memory queueing acks");
 				if (pump_done(c, u))
 					return ok(c);
-				return fail(c, ISVD_CLIENT_TIMEOUT, "no reply from %s after %d resend%s of %d ms",
-				            c->ep_ingest, c->retries, c->retries == 1 ? "" : "s", c->timeout_ms);
+				return fail(c, ISVD_CLIENT_TIMEOUT, "no reply from %s after %d resend%s of %d ms%s",
+				            c->ep_ingest, c->retries, c->retries == 1 ? "" : "s", c->timeout_ms,
+				            c->curve ? CURVE_HINT : "");
 			}
 			c->stalls++;
 			if ((err = resend_all(c)))
@@ -878,6 +1063,8 @@ static int send_push(struct isvd_client *c, const struct isvd_client_batch *b, u
 	if (!b)
 		return fail(c, ISVD_CLIENT_INVALID, "push: no batch");
 	if ((err = check_rows(c, b->rows, b->nrows, b->dim)))
+		return err;
+	if ((err = ensure_socket(c, &c->ingest, c->ep_ingest)))
 		return err;
 	if (b->client && (!*b->client || strlen(b->client) > ISVD_PROTO_MAX_CLIENT))
 		return fail(c, ISVD_CLIENT_INVALID, "push: client must be 1..%d bytes", ISVD_PROTO_MAX_CLIENT);
@@ -1032,7 +1219,7 @@ int isvd_client_subscribe(struct isvd_client *c, unsigned topics)
 		c->sub = zmq_socket(c->ctx, ZMQ_SUB);
 		int linger = 0;
 		if (!c->sub || zmq_setsockopt(c->sub, ZMQ_LINGER, &linger, sizeof linger) ||
-		    zmq_connect(c->sub, c->ep_publish)) {
+		    apply_keys(c, c->sub) || zmq_connect(c->sub, c->ep_publish)) {
 			int e = errno;
 			if (c->sub)
 				zmq_close(c->sub);

@@ -8,10 +8,12 @@
  *   isvd factors               σ, Vᵀ, μ as CSV or NPY files
  *   isvd subscribe [TOPIC...]  published snapshots, one line each
  *   isvd checkpoint | ping
+ *   isvd keygen NAME           a CURVE key pair: NAME.key (secret), NAME.pub
  *
  * Endpoints come from --ingest/--query/--publish, else the environment
  * (ISVD_INGEST, ISVD_QUERY, ISVD_PUBLISH), else the protocol's defaults
- * (libisvd resolves the last two).
+ * (libisvd resolves the last two).  CURVE keys likewise: --server-key and
+ * --client-key, else ISVD_SERVER_KEY and ISVD_CLIENT_KEY, else none.
  *
  * Exit status: 0 success, 1 a failure (the daemon refused, no reply, bad
  * input, I/O), 2 a usage error.
@@ -56,6 +58,10 @@ static const char common_help[] =
 	"  --publish EP      publish endpoint (env ISVD_PUBLISH, default tcp://127.0.0.1:5572)\n"
 	"  --timeout SEC     seconds to wait for each reply (default 5)\n"
 	"  --retries N       resends after a timeout, reconnecting each time (default 3)\n"
+	"  --server-key FILE the daemon's CURVE public key (env ISVD_SERVER_KEY)\n"
+	"  --client-key FILE this client's CURVE secret key (env ISVD_CLIENT_KEY); both\n"
+	"                    or neither: with them every socket is encrypted and\n"
+	"                    authenticated (the daemon's security.curve)\n"
 	"  -h, --help        this help\n";
 
 static const struct {
@@ -115,6 +121,12 @@ static const struct {
 	  "Asks the daemon for a durable checkpoint and prints the seq it covers.\n", "" },
 	{ "ping", "isvd ping [options]",
 	  "Checks that the daemon answers; prints its version, protocol and round trip.\n", "" },
+	{ "keygen", "isvd keygen NAME",
+	  "Writes a new CURVE key pair: NAME.key, the secret key (mode 0600; give it to the\n"
+	  "daemon as security.secret_key_file, or to a client as --client-key) and NAME.pub,\n"
+	  "the public key (give the daemon's to clients as --server-key; put a client's in\n"
+	  "one of the daemon's keys directories).  Existing files are never overwritten.\n"
+	  "Prints the public key.  Contacts nothing; the common options do not apply.\n", "" },
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -198,6 +210,8 @@ static int parse(struct cli *c, int argc, char **argv)
 		{ "output", required_argument, NULL, 'o' },
 		{ "space", required_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "server-key", required_argument, NULL, 'S' },
+		{ "client-key", required_argument, NULL, 'K' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *allowed = command_opts(c->cmd);
@@ -227,6 +241,8 @@ static int parse(struct cli *c, int argc, char **argv)
 			c->o.timeout_ms = (int)ceil(t * 1000 > 2e9 ? 2e9 : t * 1000);
 			break;
 		}
+		case 'S': c->o.server_key_file = optarg; break;
+		case 'K': c->o.client_key_file = optarg; break;
 		case 'R':
 			if (!parse_size(optarg, &v, 0) || v > 1000000)
 				return usage_error(c, "--retries wants a count, not '%s'", optarg);
@@ -298,7 +314,20 @@ static int connect_client(const struct cli *c, struct isvd_client **cl)
 {
 	int err = isvd_client_create(cl, &c->o);
 	if (err) {
-		fprintf(stderr, "isvd: %s: cannot connect: %s\n", c->cmd, isvd_client_strerror(err));
+		/* a key problem: say which file and why */
+		const char *sk = c->o.server_key_file ? c->o.server_key_file : getenv("ISVD_SERVER_KEY");
+		const char *ck = c->o.client_key_file ? c->o.client_key_file : getenv("ISVD_CLIENT_KEY");
+		char z85[41], why[512] = "";
+		if (sk && !*sk)
+			sk = NULL;
+		if (ck && !*ck)
+			ck = NULL;
+		if ((sk || ck) && !(sk && ck))
+			snprintf(why, sizeof why, "CURVE needs both --server-key and --client-key "
+			         "(or ISVD_SERVER_KEY and ISVD_CLIENT_KEY)");
+		else if (sk && isvd_client_key_read(sk, false, z85, why, sizeof why) == ISVD_CLIENT_OK)
+			isvd_client_key_read(ck, true, z85, why, sizeof why);
+		fprintf(stderr, "isvd: %s: cannot connect: %s\n", c->cmd, why[0] ? why : isvd_client_strerror(err));
 		return EXIT_FAILURE;
 	}
 	return 0;
@@ -734,6 +763,35 @@ static int cmd_ping(struct cli *c, int argc, char **argv)
 	return rc;
 }
 
+/* ----------------------------------------------------------------- keygen */
+
+static int cmd_keygen(const char *name)
+{
+	char *sec = malloc(strlen(name) + 5), *pub = malloc(strlen(name) + 5), z85[41];
+	int rc = EXIT_FAILURE, err;
+
+	if (!sec || !pub) {
+		fprintf(stderr, "isvd: keygen: out of memory\n");
+		goto out;
+	}
+	sprintf(sec, "%s.key", name);
+	sprintf(pub, "%s.pub", name);
+	err = isvd_client_keygen(sec, pub, z85);
+	if (err == ISVD_CLIENT_IO)
+		fprintf(stderr, "isvd: keygen: cannot write %s / %s: %s\n", sec, pub, strerror(errno));
+	else if (err)
+		fprintf(stderr, "isvd: keygen: this libzmq has no CURVE support (it needs libsodium)\n");
+	else {
+		printf("%s\n", z85);
+		fprintf(stderr, "isvd: keygen: wrote %s (secret, mode 0600) and %s (public)\n", sec, pub);
+		rc = 0;
+	}
+out:
+	free(sec);
+	free(pub);
+	return rc;
+}
+
 /* ------------------------------------------------------------------- main */
 
 int main(int argc, char **argv)
@@ -757,6 +815,18 @@ int main(int argc, char **argv)
 			return 0;
 		main_help(stdout);
 		return 0;
+	}
+	if (!strcmp(argv[1], "keygen")) {
+		if (argc == 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+			cmd_help("keygen", stdout);
+			return 0;
+		}
+		if (argc != 3 || !argv[2][0] || argv[2][0] == '-') {
+			fprintf(stderr, "isvd: keygen: wants one NAME (writes NAME.key and NAME.pub)\n"
+			        "(isvd keygen --help for help)\n");
+			return EXIT_USAGE;
+		}
+		return cmd_keygen(argv[2]);
 	}
 	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
 		printf("isvd %s (libisvd %s, protocol 1)\n", ISVD_VERSION, ISVD_CLIENT_VERSION);

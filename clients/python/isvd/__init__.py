@@ -21,7 +21,7 @@ replies) and the exception hierarchy rooted at IsvdError (ServerError
 carries the protocol's code and message; Timeout is also a TimeoutError).
 Only the ZeroMQ (pyzmq), msgpack and numpy packages are needed.
 """
-from .client import DEFAULT_ENDPOINTS, TOPICS, Ack, Client, Subscription
+from .client import DEFAULT_ENDPOINTS, TOPICS, Ack, Client, Subscription, keygen, read_key_file
 from .codec import as_rows, decode_matrix, encode_matrix
 from .errors import (BadMatrix, BadRequest, ClosedError, DimMismatch, InputError, InternalError,
                      IsvdError, NonFinite, NotReady, ProtocolError, ServerError, Timeout,
@@ -32,7 +32,8 @@ __version__ = "0.1.0"
 PROTOCOL_VERSION = 1
 
 __all__ = [
-    "Client", "Subscription", "Factors", "Ack", "DEFAULT_ENDPOINTS", "TOPICS",
+    "Client", "Subscription", "Factors", "Ack", "DEFAULT_ENDPOINTS", "TOPICS", "keygen",
+    "read_key_file",
     "as_rows", "encode_matrix", "decode_matrix",
     "IsvdError", "ServerError", "BadRequest", "UnknownOp", "BadMatrix", "DimMismatch",
     "NonFinite", "TooLarge", "NotReady", "Unavailable", "Unauthorized", "InternalError",

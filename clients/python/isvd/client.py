@@ -29,6 +29,11 @@ DESIGN
     the counter past it.  A refused push (an error reply) still uses up its
     number, which is harmless.
 
+    CURVE.  With server_key and client_key (key files from `isvd keygen`)
+    every socket, subscriptions included, is a CurveZMQ client: encrypted,
+    and authenticated by the daemon's ZAP handler.  A key the daemon does not
+    admit on a socket gets no reply at all, so it shows as Timeout.
+
     Sockets are created on first use, so constructing a Client contacts
     nothing.  A Client and its subscriptions are not thread-safe (ZeroMQ
     sockets are not): use one Client per thread.
@@ -41,12 +46,14 @@ from typing import NamedTuple
 
 import numpy as np
 import zmq
+from zmq.utils import z85 as _z85
 
 from .codec import decode_matrix, decode_vector, encode_matrix, pack, unpack
 from .errors import ClosedError, InputError, ProtocolError, Timeout, server_error
 from .factors import Factors
 
-__all__ = ["Client", "Ack", "Subscription", "DEFAULT_ENDPOINTS", "TOPICS"]
+__all__ = ["Client", "Ack", "Subscription", "DEFAULT_ENDPOINTS", "TOPICS", "read_key_file",
+           "keygen"]
 
 DEFAULT_ENDPOINTS = {
     "ingest": "tcp://127.0.0.1:5570",
@@ -86,6 +93,81 @@ def _endpoint(given, which):
     return os.environ.get("ISVD_" + which.upper()) or DEFAULT_ENDPOINTS[which]
 
 
+def read_key_file(path, secret=False):
+    """The Z85 key (bytes, 40 characters) in a key file written by `isvd keygen`
+    or keygen(): '#' comment lines, then one key line.  secret=False refuses a
+    file whose comment marks it secret (the .key file given where the .pub
+    belongs).  Raises InputError for a file that is not a key file."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(4097)
+    except OSError as e:
+        raise InputError(f"{path}: {e.strerror}") from None
+    if len(text) > 4096:
+        raise InputError(f"{path}: larger than 4096 bytes; not a key file")
+    keys, marked_secret = [], False
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith(b"#"):
+            marked_secret |= b"secret" in line
+            continue
+        keys.append(line)
+    if len(keys) != 1 or len(keys[0]) != 40:
+        raise InputError(f"{path}: not a key file (one line of 40 Z85 characters expected)")
+    try:
+        _z85.decode(keys[0])
+    except Exception:
+        raise InputError(f"{path}: not a valid Z85 key") from None
+    if marked_secret and not secret:
+        raise InputError(f"{path}: a secret key file; the daemon's public key (.pub) is needed here")
+    return keys[0]
+
+
+def keygen(name):
+    """Writes a new CURVE key pair, NAME.key (secret, mode 0600) and NAME.pub,
+    as `isvd keygen NAME` does; never overwrites.  Returns the public key (str)."""
+    public, secret = zmq.curve_keypair()
+    fd = os.open(name + ".key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(b"# isvd CURVE secret key: keep it private (mode 0600)\n# public key: "
+                + public + b"\n" + secret + b"\n")
+    try:
+        fd = os.open(name + ".pub", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"# isvd CURVE public key\n" + public + b"\n")
+    except OSError:
+        os.unlink(name + ".key")
+        raise
+    return public.decode()
+
+
+class _Curve:
+    """The CURVE client keys of a Client, applied to every socket it makes."""
+
+    def __init__(self, server_key, client_key):
+        server_key = server_key or os.environ.get("ISVD_SERVER_KEY") or None
+        client_key = client_key or os.environ.get("ISVD_CLIENT_KEY") or None
+        self.on = bool(server_key or client_key)
+        if not self.on:
+            return
+        if not (server_key and client_key):
+            raise InputError("CURVE needs both server_key and client_key "
+                             "(or ISVD_SERVER_KEY and ISVD_CLIENT_KEY)")
+        if not zmq.has("curve"):
+            raise InputError("this libzmq has no CURVE support")
+        self.server = read_key_file(server_key)
+        self.secret = read_key_file(client_key, secret=True)
+        self.public = zmq.curve_public(self.secret)
+
+    def apply(self, sock):
+        if self.on:
+            sock.curve_serverkey = self.server
+            sock.curve_publickey = self.public
+            sock.curve_secretkey = self.secret
+
+
 def _check_timeout(timeout, name="timeout"):
     if timeout is None:
         return None
@@ -119,6 +201,11 @@ class Client:
             across Client objects only if their batch numbers keep rising.
         context: a zmq.Context to use; by default the client makes its own
             and terminates it on close().
+        server_key, client_key: CURVE key files (README, Security): the
+            daemon's public key (its .pub) and this client's secret key (its
+            .key).  Each defaults to the environment variable ISVD_SERVER_KEY
+            or ISVD_CLIENT_KEY; none at all means no CURVE.  Read here, so a
+            bad file raises InputError at once.
 
     Use as a context manager, or call close() when done::
 
@@ -132,7 +219,7 @@ class Client:
     """
 
     def __init__(self, ingest=None, query=None, publish=None, timeout=5.0, retries=3,
-                 client_id=None, context=None):
+                 client_id=None, context=None, server_key=None, client_key=None):
         """Checks the arguments and records the endpoints; connects nothing yet (see the class)."""
         self.endpoints = {"ingest": _endpoint(ingest, "ingest"),
                           "query": _endpoint(query, "query"),
@@ -147,6 +234,7 @@ class Client:
                 or "\0" in client_id:
             raise InputError("client_id must be a string of 1-255 UTF-8 bytes without NUL")
         self.client_id = client_id
+        self._curve = _Curve(server_key, client_key)
         self.last_seq = None       #: seq of the last reply that carried one
         self._next_batch = 1
         self._next_id = 0
@@ -282,7 +370,7 @@ class Client:
         """
         self._check_open()
         self._subs = [s for s in self._subs if not s.closed]
-        sub = Subscription(self._ctx, self.endpoints["publish"], topic, timeout)
+        sub = Subscription(self._ctx, self.endpoints["publish"], topic, timeout, _curve=self._curve)
         self._subs.append(sub)
         return sub
 
@@ -328,6 +416,7 @@ class Client:
         if s is None:
             s = self._ctx.socket(zmq.DEALER)
             s.setsockopt(zmq.LINGER, 0)
+            self._curve.apply(s)
             if self.timeout is not None:
                 s.setsockopt(zmq.SNDTIMEO, int(math.ceil(self.timeout * 1000)))
             s.connect(self.endpoints[which])
@@ -399,7 +488,7 @@ class Subscription:
     A snapshot is a dict for topic `spectrum` and a Factors for `factors`.
     """
 
-    def __init__(self, ctx, endpoint, topic="spectrum", timeout=None):
+    def __init__(self, ctx, endpoint, topic="spectrum", timeout=None, _curve=None):
         """Connects a SUB socket to endpoint for topic (a name or a list of names)."""
         topics = [topic] if isinstance(topic, (str, bytes)) else list(topic)
         topics = [t.decode() if isinstance(t, bytes) else t for t in topics]
@@ -410,6 +499,8 @@ class Subscription:
         self.timeout = _check_timeout(timeout)
         self._sock = ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
+        if _curve is not None:
+            _curve.apply(self._sock)
         for t in self.topics:
             self._sock.setsockopt(zmq.SUBSCRIBE, t.encode())
         self._sock.connect(endpoint)

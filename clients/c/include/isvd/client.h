@@ -13,6 +13,14 @@
  *   Every request carries an `id` (a per-handle counter) so replies are
  *   matched to requests and stale replies are dropped.
  *
+ *   With CURVE (options.server_key_file and client_key_file) every socket
+ *   encrypts and authenticates.  A daemon that refuses the key (unknown,
+ *   or not admitted on that socket) never answers: the call ends in
+ *   TIMEOUT, and the message then names the keys as a possible cause.
+ *   With CURVE the ingest and query sockets are connected on first use
+ *   rather than at create, so a key admitted on one socket only is never
+ *   presented to the other.
+ *
  *   Retries follow the "Lazy Pirate" pattern: when no reply arrives within
  *   timeout_ms, the socket is closed (unsent messages dropped), a fresh one
  *   connected, and the request sent again, at most `retries` times; then the
@@ -118,11 +126,33 @@ struct isvd_client_options {
 	const char *client_id;   /* 1..255 bytes; NULL: random "isvd-c-<16 hex>"; copied */
 	uint64_t first_batch;    /* first batch number; 0: Unix time in µs */
 	unsigned max_in_flight;  /* pipelined pushes outstanding; 0: ISVD_CLIENT_DEFAULT_IN_FLIGHT */
+	/* CurveZMQ (the daemon's security.curve; README, Security).  Key
+	 * files as `isvd keygen` writes them: server_key_file holds the
+	 * daemon's PUBLIC key, client_key_file this client's SECRET key (its
+	 * public key is derived from it).  NULL: the environment
+	 * (ISVD_SERVER_KEY, ISVD_CLIENT_KEY) when set and non-empty.  Both
+	 * unset: no CURVE.  One without the other, or a file that does not
+	 * read as a key, fails create with INVALID.  Read at create. */
+	const char *server_key_file, *client_key_file;
 };
 
 /* Fills *o with the defaults (NULL endpoints, default timeout, retries and
  * window, random client id). */
 void isvd_client_options_init(struct isvd_client_options *o);
+
+/* Reads a key file written by isvd_client_keygen(): one Z85 key line,
+ * '#' comment lines.  secret: whether a secret key is expected (a secret
+ * file given where a public key belongs is refused).  Fills z85 (40
+ * characters and a NUL).  Returns OK, or IO (cannot read) / INVALID (not a
+ * key) with a reason in why (may be NULL). */
+int isvd_client_key_read(const char *path, bool secret, char z85[41], char *why, size_t why_size);
+
+/* Writes a new CURVE key pair: the secret key to secret_path (created with
+ * mode 0600, never overwriting an existing file) and the public key to
+ * public_path (mode 0644).  public_z85 (may be NULL) receives the public
+ * key.  Returns OK, INVALID (no CURVE in this libzmq) or IO (errno set;
+ * EEXIST when a file exists; nothing is left behind on failure). */
+int isvd_client_keygen(const char *secret_path, const char *public_path, char public_z85[41]);
 
 /* Creates a handle and connects its ingest and query sockets.  opts NULL
  * means isvd_client_options_init()'s defaults.  On success the caller owns

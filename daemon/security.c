@@ -1,0 +1,600 @@
+/*
+ * security.c — CurveZMQ on isvdd's sockets: key files, authorised key sets
+ * and the ZAP handler (ZeroMQ RFC 27) that admits clients.
+ *
+ * DESIGN
+ *   With security.curve every socket (ingest and query ROUTERs, publish
+ *   PUB) is a CURVE server with the secret key of security.secret_key_file.
+ *   A CURVE handshake proves that the client holds the secret key of the
+ *   public key it presents; whether that key may come in is asked of the
+ *   ZAP handler, which libzmq reaches at inproc://zeromq.zap.01 in the
+ *   daemon's own context:
+ *
+ *     client ──HELLO/INITIATE──► libzmq (I/O thread) ──ZAP request──►
+ *        REP "inproc://zeromq.zap.01" ──sec_zap_serve()──► "200" admitted
+ *                                                         "400" refused (logged)
+ *
+ *   Each socket has its own ZAP domain ("isvd-ingest", "isvd-query",
+ *   "isvd-publish"), and the handler admits a key when it is in
+ *   client_keys_dir, or in ingest_keys_dir for the ingest domain, or in
+ *   query_keys_dir for the query and publish domains.  So a pipeline host
+ *   can push but read nothing, and a dashboard read but never push.
+ *
+ *   The handler is served by the daemon's one thread, in srv_run()'s
+ *   zmq_poll() loop (no second thread, so no locking of the log or the key
+ *   sets).  A handshake therefore waits while the loop is busy (a flush,
+ *   a checkpoint); it is bounded by limits.handshake_ms.
+ *
+ *   Fail closed.  ZMQ_ZAP_DOMAIN plus ZMQ_ZAP_ENFORCE_DOMAIN make libzmq
+ *   refuse every CURVE client when no handler is bound (without enforce it
+ *   would let any key in); the handler refuses any mechanism but CURVE; a
+ *   NULL or PLAIN client never gets as far as ZAP, since a CURVE server
+ *   speaks only CURVE.  The handler is bound before the sockets, so there
+ *   is no window without it.  The environment variable ISVDD_TEST_NO_ZAP=1
+ *   leaves it unbound, for the test that proves the fail-closed claim; it
+ *   can only ever refuse clients, never admit one.
+ *
+ *   Keys are read at start (every problem refuses the start) and again on
+ *   SIGHUP (a problem then keeps the sets in force).  A key set is a sorted
+ *   array of 32-byte keys searched with bsearch().
+ */
+#include "security.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#ifndef ZMQ_ZAP_ENFORCE_DOMAIN
+#define ZMQ_ZAP_ENFORCE_DOMAIN 93   /* libzmq >= 4.3 (a draft option in its header) */
+#endif
+
+#define SEC_ZAP_ENDPOINT  "inproc://zeromq.zap.01"
+#define SEC_MAX_KEY_FILE  4096      /* bytes read from a key file */
+#define SEC_ZAP_BURST     256       /* ZAP requests answered per loop turn */
+#define SEC_ZAP_FRAMES    8
+
+static const char *const role_names[SEC_ROLES_] = { "ingest", "query", "publish" };
+static const char *const role_domains[SEC_ROLES_] = { "isvd-ingest", "isvd-query", "isvd-publish" };
+
+struct keyset {
+	uint8_t (*k)[SEC_KEY_BYTES];     /* sorted, owned */
+	size_t n;
+};
+
+struct sec {
+	const struct cfg *cfg;
+	struct srv_log *log;
+	bool curve;
+	uint8_t secret[SEC_KEY_BYTES];
+	struct keyset all, ingest, query;   /* client_, ingest_, query_keys_dir */
+	void *zap;                          /* REP, or NULL */
+	struct sec_counts counts;
+};
+
+/* Where problems go: a stream (--check) or the log (start-up, SIGHUP). */
+struct report {
+	FILE *errs;
+	struct srv_log *log;
+	int problems;
+};
+
+static void report(struct report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void report(struct report *r, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	r->problems++;
+	if (r->errs)
+		fprintf(r->errs, "%s\n", msg);
+	if (r->log)
+		srv_logf(r->log, CFG_LOG_ERROR, "%s", msg);
+}
+
+/* ------------------------------------------------------------- key files */
+
+static bool z85_char(int c)
+{
+	return c > 0 && strchr("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#",
+	                       c) != NULL;
+}
+
+int sec_read_key_file(const char *path, bool want_secret, uint8_t key[SEC_KEY_BYTES],
+                      char *why, size_t cap)
+{
+	char buf[SEC_MAX_KEY_FILE + 2];   /* one byte more than allowed tells a larger file */
+	char z85[SEC_Z85_LEN + 1];
+	struct stat st;
+	ssize_t n;
+	size_t got = 0, lines = 0;
+	bool secret_mark = false;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		snprintf(why, cap, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) != 0) {
+		snprintf(why, cap, "%s: cannot stat: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(why, cap, "%s: not a regular file", path);
+		goto fail;
+	}
+	if (want_secret && (st.st_mode & 077)) {
+		snprintf(why, cap, "%s: a secret key must not be accessible by group or others "
+		         "(mode %04o); chmod 600 it", path, (unsigned)(st.st_mode & 07777));
+		goto fail;
+	}
+	while (got < SEC_MAX_KEY_FILE + 1 && (n = read(fd, buf + got, SEC_MAX_KEY_FILE + 1 - got)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			snprintf(why, cap, "%s: cannot read: %s", path, strerror(errno));
+			goto fail;
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	fd = -1;
+	if (got > SEC_MAX_KEY_FILE) {
+		snprintf(why, cap, "%s: larger than %d bytes; not a key file", path, SEC_MAX_KEY_FILE);
+		return -1;
+	}
+	buf[got] = '\0';
+	if (memchr(buf, '\0', got)) {
+		snprintf(why, cap, "%s: contains a NUL byte; not a key file", path);
+		return -1;
+	}
+	for (char *line = buf, *next; line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		size_t len = strlen(line);
+		while (len && isspace((unsigned char)line[len - 1]))
+			line[--len] = '\0';
+		while (isspace((unsigned char)*line))
+			line++, len--;
+		if (len == 0)
+			continue;
+		if (line[0] == '#') {
+			if (strstr(line, "secret") || strstr(line, "SECRET"))
+				secret_mark = true;
+			continue;
+		}
+		if (++lines > 1) {
+			snprintf(why, cap, "%s: more than one key line; a key file holds one Z85 key", path);
+			return -1;
+		}
+		if (len != SEC_Z85_LEN) {
+			snprintf(why, cap, "%s: the key line is %zu characters long; a Z85 key has %d", path,
+			         len, SEC_Z85_LEN);
+			return -1;
+		}
+		for (size_t i = 0; i < len; i++)
+			if (!z85_char((unsigned char)line[i])) {
+				snprintf(why, cap, "%s: character %zu of the key is not Z85", path, i + 1);
+				return -1;
+			}
+		memcpy(z85, line, SEC_Z85_LEN + 1);
+	}
+	if (lines == 0) {
+		snprintf(why, cap, "%s: no key in the file", path);
+		return -1;
+	}
+	if (!want_secret && secret_mark) {
+		snprintf(why, cap, "%s: this is a secret key file; a public key (the .pub file) belongs here",
+		         path);
+		return -1;
+	}
+	if (!zmq_z85_decode(key, z85)) {
+		snprintf(why, cap, "%s: not a valid Z85 key", path);
+		return -1;
+	}
+	return 0;
+fail:
+	close(fd);
+	return -1;
+}
+
+/* ------------------------------------------------------------- key sets */
+
+static int key_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, SEC_KEY_BYTES);
+}
+
+static void keyset_fini(struct keyset *ks)
+{
+	free(ks->k);
+	ks->k = NULL;
+	ks->n = 0;
+}
+
+static bool keyset_has(const struct keyset *ks, const uint8_t *key)
+{
+	return ks->n && bsearch(key, ks->k, ks->n, SEC_KEY_BYTES, key_cmp) != NULL;
+}
+
+/* Reads every regular file of dir not starting with '.' as a public key
+ * into *out (empty when dir is ""), reporting each problem under name.
+ * Returns the number of problems; *out is filled only when there were none. */
+static int load_dir(const char *name, const char *dir, struct keyset *out, struct report *r)
+{
+	struct keyset ks = { NULL, 0 };
+	size_t cap = 0;
+	const int before = r->problems;
+	DIR *d;
+	struct dirent *e;
+
+	if (!dir[0]) {
+		*out = ks;
+		return 0;
+	}
+	if (!(d = opendir(dir))) {
+		report(r, "%s: cannot open directory %s: %s", name, dir, strerror(errno));
+		return 1;
+	}
+	while ((errno = 0, e = readdir(d)) != NULL) {
+		char path[8192], why[1024];
+		struct stat st;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+			continue;   /* sub-directories and dangling links are not keys */
+		if (ks.n == cap) {
+			size_t nc = cap ? 2 * cap : 16;
+			void *p = realloc(ks.k, nc * SEC_KEY_BYTES);
+			if (!p) {
+				report(r, "%s: out of memory", name);
+				break;
+			}
+			ks.k = p;
+			cap = nc;
+		}
+		if (sec_read_key_file(path, false, ks.k[ks.n], why, sizeof why) == 0)
+			ks.n++;
+		else
+			report(r, "%s: %s", name, why);
+	}
+	if (errno)
+		report(r, "%s: cannot read directory %s: %s", name, dir, strerror(errno));
+	closedir(d);
+	if (r->problems != before) {
+		keyset_fini(&ks);
+		return r->problems - before;
+	}
+	if (ks.n)
+		qsort(ks.k, ks.n, SEC_KEY_BYTES, key_cmp);
+	*out = ks;
+	return 0;
+}
+
+/* Loads the three directories of c; on success replaces *all, *in, *q. */
+static int load_dirs(const struct cfg *c, struct keyset *all, struct keyset *in, struct keyset *q,
+                     struct report *r)
+{
+	struct keyset a = { NULL, 0 }, i = { NULL, 0 }, k = { NULL, 0 };
+	int problems = load_dir("security.client_keys_dir", c->security.client_keys_dir, &a, r) +
+	               load_dir("security.ingest_keys_dir", c->security.ingest_keys_dir, &i, r) +
+	               load_dir("security.query_keys_dir", c->security.query_keys_dir, &k, r);
+
+	if (problems) {
+		keyset_fini(&a);
+		keyset_fini(&i);
+		keyset_fini(&k);
+		return problems;
+	}
+	keyset_fini(all);
+	keyset_fini(in);
+	keyset_fini(q);
+	*all = a;
+	*in = i;
+	*q = k;
+	return 0;
+}
+
+static int check_into(const struct cfg *cfg, struct report *r, uint8_t secret[SEC_KEY_BYTES],
+                      struct keyset *all, struct keyset *in, struct keyset *q)
+{
+	char why[1024];
+
+	if (!cfg->security.curve)
+		return 0;
+	if (!zmq_has("curve")) {
+		report(r, "security.curve: this libzmq was built without CURVE support (it needs libsodium or "
+		       "tweetnacl); install a libzmq with CURVE or set security.curve: false");
+		return r->problems;
+	}
+	if (sec_read_key_file(cfg->security.secret_key_file, true, secret, why, sizeof why))
+		report(r, "security.secret_key_file: %s", why);
+	load_dirs(cfg, all, in, q, r);
+	return r->problems;
+}
+
+int sec_check(const struct cfg *cfg, FILE *errs)
+{
+	struct report r = { errs, NULL, 0 };
+	struct keyset a = { NULL, 0 }, i = { NULL, 0 }, q = { NULL, 0 };
+	uint8_t secret[SEC_KEY_BYTES];
+	int n = check_into(cfg, &r, secret, &a, &i, &q);
+
+	memset(secret, 0, sizeof secret);
+	keyset_fini(&a);
+	keyset_fini(&i);
+	keyset_fini(&q);
+	return n;
+}
+
+/* ------------------------------------------------------------ the server */
+
+/* Is endpoint reachable only from this host (ipc, inproc, tcp on loopback)? */
+static bool local_only(const char *ep)
+{
+	const char *h;
+
+	if (strncmp(ep, "tcp://", 6))
+		return true;
+	h = ep + 6;
+	return !strncmp(h, "127.", 4) || !strncmp(h, "localhost:", 10) || !strncmp(h, "[::1]:", 6) ||
+	       !strncmp(h, "::1:", 4);
+}
+
+static void z85_of(const uint8_t *key, char out[SEC_Z85_LEN + 1])
+{
+	if (!zmq_z85_encode(out, key, SEC_KEY_BYTES))
+		snprintf(out, SEC_Z85_LEN + 1, "?");
+}
+
+int sec_create(const struct cfg *cfg, struct srv_log *log, void *zctx, struct sec **out)
+{
+	struct sec *s = calloc(1, sizeof *s);
+	struct report r = { NULL, log, 0 };
+
+	if (!s) {
+		srv_logf(log, CFG_LOG_ERROR, "cannot allocate the security state: %s", strerror(errno));
+		return -1;
+	}
+	s->cfg = cfg;
+	s->log = log;
+	s->curve = cfg->security.curve;
+	if (!s->curve) {
+		const char *eps[3] = { cfg->endpoints.ingest, cfg->endpoints.query, cfg->endpoints.publish };
+		for (int i = 0; i < 3; i++)
+			if (!local_only(eps[i]))
+				srv_logf(log, CFG_LOG_WARN, "the %s endpoint %s is reachable from the network and "
+				         "security.curve is false: anyone who can connect can %s", role_names[i],
+				         eps[i], i == SEC_INGEST ? "push rows" : "read the model");
+		if (cfg->security.client_keys_dir[0] || cfg->security.ingest_keys_dir[0] ||
+		    cfg->security.query_keys_dir[0] || cfg->security.secret_key_file[0])
+			srv_logf(log, CFG_LOG_WARN, "security.* keys are set but security.curve is false: "
+			         "they have no effect");
+		*out = s;
+		return 0;
+	}
+	if (check_into(cfg, &r, s->secret, &s->all, &s->ingest, &s->query))
+		goto fail;
+
+	char z85s[SEC_Z85_LEN + 1], z85p[SEC_Z85_LEN + 1];
+	z85_of(s->secret, z85s);
+	if (zmq_curve_public(z85p, z85s) != 0) {
+		srv_logf(log, CFG_LOG_ERROR, "security.secret_key_file: cannot derive the public key: %s",
+		         zmq_strerror(errno));
+		goto fail;
+	}
+	memset(z85s, 0, sizeof z85s);
+	srv_logf(log, CFG_LOG_INFO, "CURVE on: server public key %s; %zu client key%s on every socket, "
+	         "%zu ingest-only, %zu query-only", z85p, s->all.n, s->all.n == 1 ? "" : "s",
+	         s->ingest.n, s->query.n);
+	if (s->all.n + s->ingest.n + s->query.n == 0)
+		srv_logf(log, CFG_LOG_WARN, "the keys directories are empty: every client is refused "
+		         "until keys are added (SIGHUP re-reads them)");
+
+	const char *test_off = getenv("ISVDD_TEST_NO_ZAP");
+	if (test_off && !strcmp(test_off, "1")) {
+		srv_logf(log, CFG_LOG_WARN, "ISVDD_TEST_NO_ZAP=1: the ZAP handler is not started, so every "
+		         "client is refused (a test of failing closed)");
+		*out = s;
+		return 0;
+	}
+	s->zap = zmq_socket(zctx, ZMQ_REP);
+	if (!s->zap) {
+		srv_logf(log, CFG_LOG_ERROR, "cannot create the ZAP socket: %s", zmq_strerror(errno));
+		goto fail;
+	}
+	const int linger = 0;
+	zmq_setsockopt(s->zap, ZMQ_LINGER, &linger, sizeof linger);
+	if (zmq_bind(s->zap, SEC_ZAP_ENDPOINT) < 0) {
+		srv_logf(log, CFG_LOG_ERROR, "cannot bind the ZAP handler %s: %s", SEC_ZAP_ENDPOINT,
+		         zmq_strerror(errno));
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	sec_destroy(s);
+	return -1;
+}
+
+int sec_apply(struct sec *s, void *sock, enum sec_role role)
+{
+	const int ivl = (int)s->cfg->limits.handshake_ms, one = 1;
+	const char *dom = role_domains[role];
+
+	if (zmq_setsockopt(sock, ZMQ_HANDSHAKE_IVL, &ivl, sizeof ivl) < 0) {
+		srv_logf(s->log, CFG_LOG_ERROR, "%s socket: ZMQ_HANDSHAKE_IVL: %s", role_names[role],
+		         zmq_strerror(errno));
+		return -1;
+	}
+	if (!s->curve)
+		return 0;
+	if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one) < 0 ||
+	    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, s->secret, SEC_KEY_BYTES) < 0 ||
+	    zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, dom, strlen(dom)) < 0 ||
+	    zmq_setsockopt(sock, ZMQ_ZAP_ENFORCE_DOMAIN, &one, sizeof one) < 0) {
+		srv_logf(s->log, CFG_LOG_ERROR, "%s socket: cannot set up CURVE with an enforced ZAP domain "
+		         "(libzmq >= 4.3 is needed): %s", role_names[role], zmq_strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+void *sec_zap_socket(const struct sec *s)
+{
+	return s ? s->zap : NULL;
+}
+
+/* Is key (from a ZAP request of domain) admitted?  *role is set. */
+static bool admitted(const struct sec *s, const char *domain, size_t dlen, const uint8_t *key,
+                     int *role)
+{
+	*role = -1;
+	for (int i = 0; i < SEC_ROLES_; i++)
+		if (strlen(role_domains[i]) == dlen && !memcmp(role_domains[i], domain, dlen))
+			*role = i;
+	if (*role < 0)
+		return false;
+	if (keyset_has(&s->all, key))
+		return true;
+	return *role == SEC_INGEST ? keyset_has(&s->ingest, key) : keyset_has(&s->query, key);
+}
+
+static void zap_reply(struct sec *s, zmq_msg_t *reqid, const char *code, const char *text,
+                      const char *user)
+{
+	zmq_send(s->zap, "1.0", 3, ZMQ_SNDMORE);
+	zmq_msg_send(reqid, s->zap, ZMQ_SNDMORE);
+	zmq_send(s->zap, code, strlen(code), ZMQ_SNDMORE);
+	zmq_send(s->zap, text, strlen(text), ZMQ_SNDMORE);
+	zmq_send(s->zap, user, strlen(user), ZMQ_SNDMORE);
+	zmq_send(s->zap, "", 0, 0);
+}
+
+void sec_zap_serve(struct sec *s)
+{
+	if (!s || !s->zap)
+		return;
+	for (int n = 0; n < SEC_ZAP_BURST; n++) {
+		zmq_msg_t f[SEC_ZAP_FRAMES];
+		size_t nf = 0;
+		int more = 1;
+
+		zmq_msg_init(&f[0]);
+		if (zmq_msg_recv(&f[0], s->zap, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&f[0]);
+			return;
+		}
+		nf = 1;
+		more = zmq_msg_more(&f[0]);
+		while (more) {   /* the rest of the request is already here */
+			zmq_msg_t extra;
+			zmq_msg_t *m = nf < SEC_ZAP_FRAMES ? &f[nf] : &extra;
+			zmq_msg_init(m);
+			if (zmq_msg_recv(m, s->zap, 0) < 0) {
+				zmq_msg_close(m);
+				break;
+			}
+			more = zmq_msg_more(m);
+			if (m == &extra)
+				zmq_msg_close(m);
+			else
+				nf++;
+		}
+		/* version, request id, domain, address, routing id, mechanism, credentials... */
+		const char *mech = nf > 5 ? zmq_msg_data(&f[5]) : "";
+		const size_t mlen = nf > 5 ? zmq_msg_size(&f[5]) : 0;
+		const bool curve = mlen == 5 && !memcmp(mech, "CURVE", 5) && nf == 7 &&
+		                   zmq_msg_size(&f[6]) == SEC_KEY_BYTES;
+		char z85[SEC_Z85_LEN + 1] = "-", addr[64] = "?";
+		int role = -1;
+		bool ok = false;
+
+		if (nf > 3)
+			snprintf(addr, sizeof addr, "%.*s", (int)(zmq_msg_size(&f[3]) < 60 ? zmq_msg_size(&f[3]) : 60),
+			         (const char *)zmq_msg_data(&f[3]));
+		if (curve) {
+			const uint8_t *key = zmq_msg_data(&f[6]);
+			z85_of(key, z85);
+			ok = admitted(s, zmq_msg_data(&f[2]), zmq_msg_size(&f[2]), key, &role);
+		}
+		{   /* REP must answer every request, even a malformed one */
+			zmq_msg_t id;
+			zmq_msg_init(&id);
+			if (nf >= 2)
+				zmq_msg_copy(&id, &f[1]);
+			if (ok)
+				zap_reply(s, &id, "200", "OK", z85);
+			else
+				zap_reply(s, &id, "400", "not authorised", "");
+			zmq_msg_close(&id);
+		}
+		if (role >= 0) {
+			if (ok)
+				s->counts.admitted[role]++;
+			else
+				s->counts.refused[role]++;
+		}
+		if (ok)
+			srv_logf(s->log, CFG_LOG_DEBUG, "CURVE client %s admitted on the %s socket (peer %s)", z85,
+			         role_names[role], addr);
+		else if (!curve)
+			srv_log_refused(s->log, "client refused (peer %s): mechanism %.*s, only CURVE is accepted",
+			                addr, (int)(mlen < 16 ? mlen : 16), mech);
+		else
+			srv_log_refused(s->log, "CURVE client %s refused on the %s socket (peer %s): key not "
+			                "authorised for it", z85, role >= 0 ? role_names[role] : "unknown", addr);
+		for (size_t i = 0; i < nf; i++)
+			zmq_msg_close(&f[i]);
+	}
+}
+
+void sec_reload(struct sec *s)
+{
+	struct report r = { NULL, s ? s->log : NULL, 0 };
+
+	if (!s || !s->curve)
+		return;
+	if (load_dirs(s->cfg, &s->all, &s->ingest, &s->query, &r)) {
+		srv_logf(s->log, CFG_LOG_ERROR, "keys not reloaded (%d problem%s); the previous keys stay in force",
+		         r.problems, r.problems == 1 ? "" : "s");
+		return;
+	}
+	srv_logf(s->log, CFG_LOG_INFO, "keys reloaded: %zu on every socket, %zu ingest-only, %zu query-only",
+	         s->all.n, s->ingest.n, s->query.n);
+}
+
+void sec_get_counts(const struct sec *s, struct sec_counts *c)
+{
+	if (s)
+		*c = s->counts;
+	else
+		memset(c, 0, sizeof *c);
+}
+
+void sec_destroy(struct sec *s)
+{
+	if (!s)
+		return;
+	if (s->zap)
+		zmq_close(s->zap);
+	keyset_fini(&s->all);
+	keyset_fini(&s->ingest);
+	keyset_fini(&s->query);
+	memset(s->secret, 0, sizeof s->secret);
+	free(s);
+}
