@@ -144,6 +144,11 @@ int upd_reorthogonalise(struct isvd_model *m);
  * the copy Acopy (which must hold A on entry).  A is destroyed. */
 int upd_svd(struct isvd_model *m, size_t rows, size_t cols, double *A, double *Acopy,
             double *s, double *vt, size_t ldvt);
+/* crc32c.c: the table path of isvd_crc32c(), and whether isvd_crc32c()
+ * uses the CPU's crc32 instruction instead (for the tests of both). */
+uint32_t upd_crc32c_portable(uint32_t crc, const void *buf, size_t len);
+int upd_crc32c_accelerated(void);
+
 /* Number of singular values to keep: at most m, and only σ > rcond·σ_1. */
 size_t upd_keep_count(const struct isvd_model *m, const double *s, size_t len);
 

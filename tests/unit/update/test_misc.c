@@ -8,6 +8,7 @@
  *     up to 300 and every alignment, and pieces giving the same result as
  *     the whole (as the header promises).
  */
+#include "internal.h"
 #include "ref.h"
 
 #include <limits.h>
@@ -62,9 +63,15 @@ static void test_crc32c(void **state)
 	for (size_t i = 0; i < sizeof buf; i++)
 		buf[i] = (unsigned char)ref_rng_u64(&g);
 	for (size_t off = 0; off < 8; off++)
-		for (size_t len = 0; len <= 300; len++)
+		for (size_t len = 0; len <= 300; len++) {
 			assert_int_equal(isvd_crc32c(0, buf + off, len),
 			                 crc32c_bitwise(0, buf + off, len));
+			assert_int_equal(upd_crc32c_portable(0, buf + off, len),
+			                 crc32c_bitwise(0, buf + off, len));
+		}
+	print_message("isvd_crc32c uses %s\n", upd_crc32c_accelerated() ? "the SSE4.2 instruction"
+	                                                                : "the table");
+	assert_int_equal(upd_crc32c_portable(0, "123456789", 9), 0xE3069283u);
 	/* Pieces: every split point of a 300-byte buffer, and three pieces. */
 	uint32_t whole = isvd_crc32c(0, buf, 300);
 	for (size_t cut = 0; cut <= 300; cut++) {
