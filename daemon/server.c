@@ -19,7 +19,10 @@
  *   batch has been gathering for batching.max_delay_ms, when no more pushes
  *   are waiting on the socket (so pushes that arrived together share one
  *   fsync: group commit), before every query, before a checkpoint and at
- *   shutdown.  A push is acknowledged only after its rows are logged and in
+ *   shutdown.  Between two blocks of a long ingest burst the loop also
+ *   answers waiting queries and handshakes, and does the interval fsync,
+ *   due checkpoints and snapshots (between_blocks()), so that none waits
+ *   for more than one block.  A push is acknowledged only after its rows are logged and in
  *   the model, so a query that arrives after an ack always sees them; `seq`
  *   in replies is the number of rows in the model when it was computed.
  *
@@ -137,6 +140,7 @@ struct isvdd {
 	uint64_t rate_ms[2], rate_seq[2];    /* [0] older mark, [1] newer mark */
 
 	struct sto *sto;             /* storage.dir; NULL only inside srv_create() */
+	uint64_t blocks;             /* flush() calls that answered pushes, ever */
 	struct wal_push *wal_push;   /* log_pending()'s scratch, wal_push_cap entries */
 	size_t wal_push_cap;
 
@@ -635,6 +639,7 @@ static void flush(struct isvdd *srv)
 
 	if (srv->nacks == 0)
 		return;
+	srv->blocks++;
 	if (log_pending(srv) == 0)
 		apply_pending(srv);
 	else
@@ -1300,29 +1305,6 @@ static void handle_query(struct isvdd *srv, zmq_msg_t *env, size_t nenv, zmq_msg
 
 /* ------------------------------------------------------------ the loop */
 
-static int drain_ingest(struct isvdd *srv)
-{
-	const uint64_t max_delay = srv->cfg->batching.max_delay_ms;
-
-	for (int n = 0; n < SRV_BURST; n++) {
-		zmq_msg_t env[SRV_MAX_FRAMES], body;
-		size_t nenv = 0;
-		int rc = recv_msg(srv, srv->ingest, env, &nenv, &body);
-		if (rc == 0)
-			break;               /* no more waiting */
-		if (rc < 0)
-			continue;
-		handle_push(srv, env, nenv, &body);
-		zmq_msg_close(&body);
-		if (srv->nacks && srv_now_ms() - srv->batch_since_ms >= max_delay)
-			flush(srv);
-	}
-	flush(srv);
-	if (sto_checkpoint_due(srv->sto, srv->seq, srv_now_ms()))
-		do_checkpoint(srv);
-	return 0;
-}
-
 static void drain_query(struct isvdd *srv)
 {
 	for (int n = 0; n < SRV_BURST; n++) {
@@ -1336,6 +1318,49 @@ static void drain_query(struct isvdd *srv)
 		handle_query(srv, env, nenv, &body);
 		zmq_msg_close(&body);
 	}
+}
+
+/* What the loop owes everything but ingest, done between two blocks of a
+ * long ingest burst too: otherwise a burst of SRV_BURST pushes of many rows
+ * (seconds of engine time) would starve queries, handshakes, the interval
+ * fsync, checkpoints and snapshots for its whole length. */
+static void between_blocks(struct isvdd *srv)
+{
+	const uint64_t now = srv_now_ms();
+
+	if (sec_zap_socket(srv->sec))
+		sec_zap_serve(srv->sec);
+	drain_query(srv);
+	sto_tick(srv->sto, now);
+	if (sto_checkpoint_due(srv->sto, srv->seq, now))
+		do_checkpoint(srv);
+	publish_due(srv, now);
+}
+
+static int drain_ingest(struct isvdd *srv)
+{
+	const uint64_t max_delay = srv->cfg->batching.max_delay_ms;
+
+	for (int n = 0; n < SRV_BURST; n++) {
+		zmq_msg_t env[SRV_MAX_FRAMES], body;
+		size_t nenv = 0;
+		const uint64_t blocks = srv->blocks;
+		int rc = recv_msg(srv, srv->ingest, env, &nenv, &body);
+		if (rc == 0)
+			break;               /* no more waiting */
+		if (rc < 0)
+			continue;
+		handle_push(srv, env, nenv, &body);
+		zmq_msg_close(&body);
+		if (srv->nacks && srv_now_ms() - srv->batch_since_ms >= max_delay)
+			flush(srv);
+		if (srv->blocks != blocks)
+			between_blocks(srv);
+	}
+	flush(srv);
+	if (sto_checkpoint_due(srv->sto, srv->seq, srv_now_ms()))
+		do_checkpoint(srv);
+	return 0;
 }
 
 static long poll_timeout(struct isvdd *srv, uint64_t now)
