@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""compare.py — isvd against scikit-learn's IncrementalPCA on the same data.
+"""compare.py — isvd against IncrementalPCA, gensim and LAPACK on the same data.
 
 For each (n, k) this generates seeded low-rank-plus-noise rows with numpy
 (rank-k signal with spectrum s_j = 10^(-j/k) along a random orthonormal basis,
@@ -12,29 +12,53 @@ and in the same run:
     triangular factor; for n <= 2048), each reporting its rows/s (engine
     time, plus the one SVD of R exact mode pays when factors are read) and
     saving its factors;
+  * streams them through the daemon isvdd with the Python client (isvd
+    package, clients/python): isvdd on ipc:// in the temporary directory,
+    centring on, mode auto, fsync none, pushes of 256 rows one after the
+    other (the Python client waits for each ack); rows/s = rows / wall time
+    from the first push to the last ack; then its factors over the query
+    socket;
   * fits sklearn.decomposition.IncrementalPCA at batch size k, and at a
     handful of other batch sizes to find its fastest;
+  * fits gensim's LsiModel (streaming randomized SVD with merges, Řehůřek
+    2011) chunk by chunk with add_documents(), at chunk sizes 256 and 2000;
+  * computes one full LAPACK SVD of all rows (numpy.linalg.svd of the
+    centred matrix, centring included in the time): the batch alternative,
+    which needs every row in memory at once.  It is also the reference, so
+    its errors are 0 by definition;
   * scores every method against numpy's exact SVD of the centred full matrix:
     σ error max_i |σ_i − σ̂_i| / σ_1 over the top k, and the sine of the
     largest principal angle between the estimated and exact top-k right
     singular vectors.
 
 Like is compared with like: IncrementalPCA always centres, so isvd runs with
-mean-centring on and both are PCA of the same rows.  IncrementalPCA is timed
+mean-centring on and both are PCA of the same rows.  gensim centres nothing
+(LSI is an SVD of the raw term-document matrix), so it is given the rows
+minus the TRUE column mean of all rows, computed before it starts.  That is
+an advantage no streaming method has (isvd and IncrementalPCA learn the mean
+as rows arrive, and isvd's mean-correction row makes that exact); it makes
+gensim's figures a best case.  gensim is also handed each chunk already as
+the scipy CSC matrix (terms × documents) it works on, converted untimed, so
+its time is its update and merge only, not the conversion of a dense corpus
+into (id, value) pairs that its usual iterable API would cost.  IncrementalPCA is timed
 the way its own fit() runs it: the data is copied once (untimed), then
 partial_fit(check_input=False) on consecutive batches (a short tail is merged
 into the last batch, as sklearn's gen_batches does).  Its best batch size is
 searched among k, 2k, 5k, 10k, 500 and 2000, keeping at least two batches.
 
-It prints numbers, asserts nothing, and needs Debian's numpy and scikit-learn:
-run it with /usr/bin/python3.
+It prints numbers, asserts nothing, and needs Debian's numpy and scikit-learn
+(and python3-gensim, python3-zmq, python3-msgpack for the gensim and daemon
+columns, which are skipped with a note when missing): run it with
+/usr/bin/python3.  --skip leaves out slow methods.
 
-Usage: bench/compare.py [--quick] [--sizes 64x8,1000x50] [--bench PATH] ...
+Usage: bench/compare.py [--quick] [--sizes 64x8,1000x50] [--bench PATH]
+                        [--isvdd PATH] [--skip gensim,daemon,...] ...
 """
 
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -51,6 +75,26 @@ except ImportError as e:  # pragma: no cover - environment problem
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_BENCH = os.path.join(HERE, "..", "build", "bench", "isvd-bench")
+DEFAULT_ISVDD = os.path.join(HERE, "..", "build", "daemon", "isvdd")
+
+# Optional peers: a missing one is skipped with a note, never an error.
+try:
+    import scipy.sparse
+    from gensim.models import LsiModel
+    import gensim
+except ImportError as e:  # pragma: no cover - environment problem
+    LsiModel = None
+    GENSIM_MISSING = str(e)
+try:
+    sys.path.insert(0, os.path.join(HERE, "..", "clients", "python"))
+    import isvd as isvd_client
+except ImportError as e:  # pragma: no cover - environment problem
+    isvd_client = None
+    CLIENT_MISSING = str(e)
+
+SKIPPABLE = ("exact", "ipca-search", "daemon", "gensim", "lapack")
+DAEMON_PUSH_ROWS = 256
+GENSIM_CHUNKS = (256, 2000)
 
 # (n, k) -> rows: IncrementalPCA does ~1700 rows/s at (1000, 50) batch 50 on
 # two cores, so these keep the whole run to a few minutes.
@@ -75,6 +119,15 @@ def parse_sizes(text):
     if not sizes:
         raise argparse.ArgumentTypeError("--sizes is empty")
     return sizes
+
+
+def parse_skip(text):
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    for t in items:
+        if t not in SKIPPABLE:
+            raise argparse.ArgumentTypeError("--skip: unknown method %r (one of %s)"
+                                             % (t, ", ".join(SKIPPABLE)))
+    return tuple(items)
 
 
 def positive_int(text):
@@ -149,6 +202,108 @@ def run_ipca(x, k, batch, repeat, clock):
     return x.shape[0] / best, ipca.singular_values_, ipca.components_
 
 
+class Daemon:
+    """isvdd on ipc:// endpoints in tmpdir: centring on, mode auto, fsync none.
+    Killed (SIGKILL) by stop(), also when anything failed on the way."""
+
+    def __init__(self, exe, tmpdir, n, k):
+        self.root = tempfile.mkdtemp(prefix="isvdd-", dir=tmpdir)
+        ep = {w: "ipc://%s/%s.sock" % (self.root, w) for w in ("ingest", "query", "publish")}
+        self.endpoints = ep
+        self.log = os.path.join(self.root, "isvdd.log")
+        cfg = os.path.join(self.root, "isvdd.yaml")
+        with open(cfg, "w") as f:
+            f.write("model:\n  dim: %d\n  rank: %d\n  center: true\n  mode: auto\n"
+                    "endpoints:\n  ingest: %s\n  query: %s\n  publish: %s\n"
+                    "storage:\n  dir: %s/data\n  fsync: none\n"
+                    "log:\n  file: %s\n  level: info\n"
+                    % (n, k, ep["ingest"], ep["query"], ep["publish"], self.root, self.log))
+        self.proc = subprocess.Popen([exe, "--config", cfg], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.STDOUT)
+        self.client = None
+        try:
+            self.client = isvd_client.Client(ingest=ep["ingest"], query=ep["query"],
+                                             publish=ep["publish"], timeout=60.0, retries=0)
+            t0 = time.monotonic()
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("isvdd exited with status %d; see %s"
+                                       % (self.proc.returncode, self.log))
+                try:
+                    probe = isvd_client.Client(query=ep["query"], timeout=0.2, retries=0)
+                    probe.ping()
+                    probe.close()
+                    break
+                except isvd_client.Timeout:
+                    probe.close()
+                if time.monotonic() - t0 > 60:
+                    raise RuntimeError("isvdd did not answer ping within 60 s")
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self):
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+
+def run_daemon(exe, tmpdir, x, k):
+    """Pushes x through isvdd with the Python client in pushes of
+    DAEMON_PUSH_ROWS; returns (rows/s, mode, sigma, vt)."""
+    n = x.shape[1]
+    d = Daemon(exe, tmpdir, n, k)
+    try:
+        c = d.client
+        t0 = time.perf_counter()
+        for i in range(0, x.shape[0], DAEMON_PUSH_ROWS):
+            c.push(x[i:i + DAEMON_PUSH_ROWS])
+        seconds = time.perf_counter() - t0
+        f = c.factors()
+        mode = c.info().get("mode", "?")
+        if f.seq != x.shape[0]:
+            sys.exit("compare.py: the daemon holds %d rows, expected %d" % (f.seq, x.shape[0]))
+        return x.shape[0] / seconds, mode, f.sigma, f.vt
+    finally:
+        d.stop()
+
+
+def run_gensim(xc, k, chunk, repeat, clock, seed):
+    """gensim LsiModel fed chunk by chunk (add_documents of a CSC terms × docs
+    matrix, converted untimed) on rows already centred on the true mean.
+    The fastest of `repeat` fits is reported."""
+    n = xc.shape[1]
+    chunks = [scipy.sparse.csc_matrix(xc[i:i + chunk].T) for i in range(0, xc.shape[0], chunk)]
+    id2word = {i: str(i) for i in range(n)}
+    best = None
+    for _ in range(repeat):
+        lsi = LsiModel(num_topics=k, id2word=id2word, chunksize=chunk, random_seed=seed)
+        t0 = clock()
+        for c in chunks:
+            lsi.add_documents(c)
+        seconds = clock() - t0
+        best = seconds if best is None else min(best, seconds)
+    u = lsi.projection.u          # n × k, columns = right singular vectors of rows
+    return xc.shape[0] / best, np.asarray(lsi.projection.s), np.asarray(u).T.copy()
+
+
+def run_lapack(x, repeat, clock):
+    """One LAPACK SVD of the centred matrix (centring timed): rows/s and the
+    factors, which are the reference."""
+    best = None
+    for _ in range(repeat):
+        t0 = clock()
+        xc = x - x.mean(axis=0)
+        _, s, vt = np.linalg.svd(xc, full_matrices=False)
+        seconds = clock() - t0
+        del xc
+        best = seconds if best is None else min(best, seconds)
+    return x.shape[0] / best, s, vt
+
+
 def batch_candidates(k, rows):
     """k, 2k, 5k, 10k, 500, 2000 — each leaving at least two batches, since one
     batch of all rows would be plain batch PCA, not streaming."""
@@ -166,8 +321,9 @@ def fmt_err(v):
 
 def main():
     ap = argparse.ArgumentParser(
-        description="isvd (isvd-bench) against scikit-learn IncrementalPCA on the same "
-                    "seeded data: rows/s, accuracy against the exact centred SVD, ratios.")
+        description="isvd (isvd-bench, and isvdd through the Python client) against "
+                    "scikit-learn IncrementalPCA, gensim LsiModel and one LAPACK SVD on the "
+                    "same seeded data: rows/s, accuracy against the exact centred SVD, ratios.")
     ap.add_argument("--quick", action="store_true",
                     help="smaller row counts for a fast look")
     ap.add_argument("--sizes", type=parse_sizes, default=None, metavar="NxK[,NxK...]",
@@ -188,6 +344,11 @@ def main():
     ap.add_argument("--repeat", type=positive_int, default=1,
                     help="time every method this many times and keep the fastest "
                          "(for a busy machine; default 1)")
+    ap.add_argument("--isvdd", default=None, metavar="PATH",
+                    help="isvdd binary for the daemon column (default build/daemon/isvdd)")
+    ap.add_argument("--skip", type=parse_skip, default=(), metavar="LIST",
+                    help="methods to leave out, comma list of: %s (ipca-search: only "
+                         "IncrementalPCA at batch k)" % ", ".join(SKIPPABLE))
     args = ap.parse_args()
 
     bench = os.path.normpath(args.bench or DEFAULT_BENCH)
@@ -196,9 +357,35 @@ def main():
                  "--bench PATH" % bench)
     sizes = args.sizes or list(DEFAULT_ROWS)
     clock = time.process_time if args.cpu_time else time.perf_counter
+    skip = set(args.skip)
+    isvdd = os.path.normpath(args.isvdd or DEFAULT_ISVDD)
+    notes = []
+    if "daemon" not in skip:
+        if isvd_client is None:
+            notes.append("daemon column skipped: the isvd Python client does not import (%s)"
+                         % CLIENT_MISSING)
+            skip.add("daemon")
+        elif not (os.path.isfile(isvdd) and os.access(isvdd, os.X_OK)):
+            notes.append("daemon column skipped: no isvdd at %s (build it or pass --isvdd)"
+                         % isvdd)
+            skip.add("daemon")
+    if "gensim" not in skip and LsiModel is None:
+        notes.append("gensim column skipped: %s (apt-get install python3-gensim)" % GENSIM_MISSING)
+        skip.add("gensim")
 
-    print("compare.py: isvd (--center) vs scikit-learn %s IncrementalPCA, numpy %s, seed %d"
-          % (sklearn.__version__, np.__version__, args.seed))
+    print("compare.py: isvd (--center) vs scikit-learn %s IncrementalPCA, gensim %s LsiModel, "
+          "numpy %s LAPACK SVD, seed %d"
+          % (sklearn.__version__, gensim.__version__ if LsiModel else "(missing)",
+             np.__version__, args.seed))
+    for note in notes:
+        print("note: " + note)
+    print("isvd daemon: isvdd over ipc:// through the Python client, centring on, mode auto, "
+          "fsync none, pushes of %d rows waiting for each ack; rows/s = rows / wall time "
+          "from the first push to the last ack (client, protocol, log and engine)"
+          % DAEMON_PUSH_ROWS)
+    print("gensim: fed rows minus the TRUE mean of all rows (a head start no streaming method "
+          "has), chunk by chunk as CSC matrices converted untimed; LAPACK: one "
+          "numpy.linalg.svd of all rows, centring included, and the reference (errors 0)")
     print("data: rank-k signal, s_j = 10^(-j/k), noise %g, random mean offset; errors vs "
           "numpy's exact SVD of the centred matrix" % NOISE)
     print("rows/s: rows per %s of update/partial_fit only%s; ratio = isvd rows/s / IPCA "
@@ -219,50 +406,85 @@ def main():
             path = os.path.join(tmpdir, "rows-%dx%d.f64" % (n, k))
             x.astype("<f8").tofile(path)
 
-            xc = x - x.mean(axis=0)
-            _, s_ref, vt_ref = np.linalg.svd(xc, full_matrices=False)
-            del xc
+            lapack_rate, s_ref, vt_ref = run_lapack(x, args.repeat, clock)
             s_ref, vt_ref = s_ref[:k], vt_ref[:k]
 
             isvd = {}
             for mode in ("truncated", "exact"):
-                if mode == "exact" and n > EXACT_MAX_DIM:
+                if mode == "exact" and (n > EXACT_MAX_DIM or "exact" in skip):
                     continue
                 res, s_i, vt_i = run_isvd(bench, path, n, k, rows, args.block, args.repeat,
                                           tmpdir, mode)
                 rate = rows / res["cpu_seconds"] if args.cpu_time else res["rows_per_s"]
                 isvd[mode] = (res["block"], (rate,) + scores(s_ref, vt_ref, s_i, vt_i))
 
+            others = []    # (name, block/batch label, (rows/s, σ err, sin θ))
+            if "daemon" not in skip:
+                rate, dmode, s_d, vt_d = run_daemon(isvdd, tmpdir, x, k)
+                others.append(("isvd daemon, Python client (%s)" % dmode, str(DAEMON_PUSH_ROWS),
+                               (rate,) + scores(s_ref, vt_ref, s_d, vt_d)))
+                print("  %dx%d isvd daemon        %9.0f rows/s" % (n, k, rate),
+                      file=sys.stderr, flush=True)
+            gens, gcomp = {}, {}
+            if "gensim" not in skip:
+                xc = x - x.mean(axis=0)
+                for c in [c for c in GENSIM_CHUNKS if c <= max(rows // 2, GENSIM_CHUNKS[0])]:
+                    rate, s_g, vt_g = run_gensim(xc, k, c, args.repeat, clock, args.seed)
+                    gens[c] = (rate,) + scores(s_ref, vt_ref, s_g, vt_g)
+                    gcomp[c] = len(s_g)
+                    print("  %dx%d gensim chunk %-5d %9.0f rows/s" % (n, k, c, rate),
+                          file=sys.stderr, flush=True)
+                del xc
+            if "lapack" not in skip:
+                others.append(("LAPACK SVD of all rows (batch)", "all", (lapack_rate, 0.0, 0.0)))
+
             ipca = {}
-            for b in batch_candidates(k, rows):
+            cands = batch_candidates(k, rows)
+            if "ipca-search" in skip:
+                cands = [k]
+            for b in cands:
                 rate, s_p, vt_p = run_ipca(x, k, b, args.repeat, clock)
                 ipca[b] = (rate,) + scores(s_ref, vt_ref, s_p, vt_p)
                 print("  %dx%d IPCA batch %-5d %9.0f rows/s" % (n, k, b, rate),
                       file=sys.stderr, flush=True)
             best = max(ipca, key=lambda b: ipca[b][0])
-            table.append((n, k, rows, isvd, ipca[k], best, ipca[best]))
-            searches.append((n, k, ipca, best))
+            gbest = max(gens, key=lambda c: gens[c][0]) if gens else None
+            table.append((n, k, rows, isvd, ipca[k], best, ipca[best], others, gens, gbest, gcomp))
+            searches.append((n, k, ipca, best, gens, gbest))
             os.unlink(path)
 
     print("| n | k | rows | method | block / batch | rows/s | σ err | sin θ "
-          "| vs IPCA b=k | vs IPCA best |")
-    print("|---:|---:|---:|:---|---:|---:|---:|---:|---:|---:|")
-    for n, k, rows, isvd, pk, best, pb in table:
+          "| vs IPCA b=k | vs IPCA best | vs gensim best |")
+    print("|---:|---:|---:|:---|---:|---:|---:|---:|---:|---:|---:|")
+    for n, k, rows, isvd, pk, best, pb, others, gens, gbest, gcomp in table:
         lines = [("isvd " + mode, block, v) for mode, (block, v) in isvd.items()]
-        lines += [("IncrementalPCA", k, pk), ("IncrementalPCA (fastest)", best, pb)]
+        lines += others
+        lines += [("IncrementalPCA", k, pk)]
+        if best != k:
+            lines += [("IncrementalPCA (fastest)", best, pb)]
+        lines += [("gensim LsiModel%s%s" % (" (fastest)" if c == gbest and len(gens) > 1 else "",
+                                             "" if gcomp[c] >= k else
+                                             ", %d of %d components" % (gcomp[c], k)),
+                   c, v) for c, v in sorted(gens.items())]
         for name, b, v in lines:
-            print("| %d | %d | %d | %s | %d | %s | %s | %s | %.1f× | %.1f× |"
+            vs_g = "%.1f×" % (v[0] / gens[gbest][0]) if gens else "–"
+            print("| %d | %d | %d | %s | %s | %s | %s | %s | %.1f× | %.1f× | %s |"
                   % (n, k, rows, name, b, fmt_rate(v[0]), fmt_err(v[1]), fmt_err(v[2]),
-                     v[0] / pk[0], v[0] / pb[0]))
+                     v[0] / pk[0], v[0] / pb[0], vs_g))
         if "exact" not in isvd:
-            print("| %d | %d | %d | isvd exact | – | not run: n > %d | | | | |"
-                  % (n, k, rows, EXACT_MAX_DIM))
+            print("| %d | %d | %d | isvd exact | – | not run: %s | | | | | |"
+                  % (n, k, rows, "skipped" if "exact" in skip else "n > %d" % EXACT_MAX_DIM))
+    if any(c < k for row in table for c in row[10].values() for k in [row[1]]):
+        print()
+        print("gensim returns fewer than k components when the last ones hold less than 0.1% "
+              "of the energy (its clip_spectrum); a missing component counts as sin θ = 1 and "
+              "σ̂ = 0, as for every method.")
     print()
     print("IncrementalPCA batch-size search (rows/s; * = fastest):")
     print()
     print("| n | k | " + " | ".join(["batch: rows/s, σ err, sin θ"]) + " |")
     print("|---:|---:|:---|")
-    for n, k, ipca, best in searches:
+    for n, k, ipca, best, _, _ in searches:
         cells = ["%d%s: %s, %s, %s" % (b, "*" if b == best else "", fmt_rate(v[0]),
                                         fmt_err(v[1]), fmt_err(v[2]))
                  for b, v in sorted(ipca.items())]
