@@ -101,14 +101,14 @@ static uint64_t image_len(uint64_t n, uint64_t r, int center, int exact)
 
 size_t isvd_model_saved_size(const struct isvd_model *m)
 {
-	if (!m || upd_refresh(m))
+	if (!m || m->frozen || upd_refresh(m))
 		return 0;
 	return (size_t)image_len(m->n, m->r, m->center, m->mode == ISVD_MODE_EXACT);
 }
 
 int isvd_model_save(const struct isvd_model *m, void *buf, size_t cap, size_t *len)
 {
-	if (!m || !buf)
+	if (!m || !buf || m->frozen)
 		return ISVD_ERR_INVALID;
 	const int err = upd_refresh(m);
 	if (err)

@@ -79,6 +79,8 @@ struct isvd_model {
 	double energy;
 	double *Rt;            /* exact mode only, see above */
 	int stale;
+	int frozen;            /* a snapshot (isvd_model_snapshot): only V's r
+	                          columns, sigma and mean exist; readers only */
 
 	/* ---- workspaces: allocated at creation, contents meaningless between
 	 * calls.  s = m + B + 1 is the largest core (r + block + correction). */

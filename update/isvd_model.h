@@ -208,6 +208,15 @@ int isvd_model_project(const struct isvd_model *m, const double *rows, size_t nr
 int isvd_model_reconstruct(const struct isvd_model *m, const double *rows, size_t nrows,
                            size_t ld, double *out);
 
+/* A read-only copy of what the readers below use (σ, V, μ, totals,
+ * options), for answering queries on another thread while this model keeps
+ * updating.  *out is a model that isvd_model_info/factors/project/
+ * reconstruct/rank/rows_seen/dim/options accept and that refuses updates,
+ * re-orthogonalisation and save (ISVD_ERR_INVALID).  Costs one copy of the
+ * n×r basis; the caller frees it with isvd_model_destroy().  In exact mode
+ * the SVD of R is brought up to date first (see the thread note above). */
+int isvd_model_snapshot(const struct isvd_model *m, struct isvd_model **out);
+
 /* Saved images: magic "ISVDMODL", format version, the complete state in
  * little-endian, and a CRC32C over everything before it.  Loading checks
  * every field and the CRC and never returns a half-loaded model. */

@@ -275,6 +275,40 @@ void isvd_model_destroy(struct isvd_model *m)
 	free(m);
 }
 
+int isvd_model_snapshot(const struct isvd_model *m, struct isvd_model **out)
+{
+	struct isvd_model *s;
+	int err;
+
+	if (!m || !out)
+		return ISVD_ERR_INVALID;
+	if ((err = upd_refresh(m)))
+		return err;
+	if (!(s = calloc(1, sizeof *s)))
+		return ISVD_ERR_NOMEM;
+	/* the scalars (options, totals, r); then the three arrays readers use */
+	*s = *m;
+	s->V = s->Vnew = s->sigma = s->mean = s->Y = s->P = s->P2 = s->R = s->R2 = NULL;
+	s->K = s->Kcopy = s->VT = s->svals = s->tau = s->dw = s->mu_b = s->mu_new = NULL;
+	s->work = s->Rt = s->Bt = s->Tq = NULL;
+	s->iwork = NULL;
+	s->stale = 0;
+	s->frozen = 1;
+	s->V = malloc((m->r ? m->r : 1) * m->n * sizeof *s->V);
+	s->sigma = malloc((m->r ? m->r : 1) * sizeof *s->sigma);
+	s->mean = m->center ? malloc(m->n * sizeof *s->mean) : NULL;
+	if (!s->V || !s->sigma || (m->center && !s->mean)) {
+		isvd_model_destroy(s);
+		return ISVD_ERR_NOMEM;
+	}
+	memcpy(s->V, m->V, m->r * m->n * sizeof *s->V);
+	memcpy(s->sigma, m->sigma, m->r * sizeof *s->sigma);
+	if (m->center)
+		memcpy(s->mean, m->mean, m->n * sizeof *s->mean);
+	*out = s;
+	return ISVD_OK;
+}
+
 /* Readers of σ, V and r take a const model; in exact mode they first bring
  * the cached SVD of R up to date.  Models are never defined const (they are
  * heap objects from create/load), so writing the cache through this cast is
@@ -345,7 +379,7 @@ int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, si
 {
 	int err;
 
-	if (!m)
+	if (!m || m->frozen)
 		return ISVD_ERR_INVALID;
 	err = check_rows(m, rows, nrows, ld);
 	if (err)
@@ -362,7 +396,7 @@ int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, si
 
 int isvd_model_reorthogonalize(struct isvd_model *m)
 {
-	if (!m)
+	if (!m || m->frozen)
 		return ISVD_ERR_INVALID;
 	if (m->mode == ISVD_MODE_EXACT)
 		return ISVD_OK;   /* V is recomputed from R on every read */

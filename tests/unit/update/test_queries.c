@@ -561,9 +561,71 @@ static void test_dim_one(void **state)
 	free(x);
 }
 
+/* A snapshot answers every reader exactly as the model did when it was
+ * taken, keeps doing so while the model moves on, and refuses writes. */
+static void snapshot_case(int mode)
+{
+	const size_t n = 16, m1 = 300;
+	double *x = ref_make_rows(31, 2 * m1, n, 6, 0.7, 0.01, 2.0);
+	struct isvd_options o = ref_options(n, 4, 3);
+	o.center = 1;
+	o.mode = mode;
+	struct isvd_model *md = ref_create(&o), *snap = NULL;
+	double c1[10 * 4], r1[10], c2[10 * 4], r2[10], rec1[10 * 16], rec2[10 * 16];
+	struct isvd_info i1, i2;
+	size_t len;
+
+	ref_feed(md, x, m1, n, 0, 25, 4);
+	REF_ASSERT_OK(isvd_model_snapshot(md, &snap));
+	REF_ASSERT_OK(isvd_model_project(md, x, 10, n, ISVD_SPACE_U, c1, r1));
+	REF_ASSERT_OK(isvd_model_reconstruct(md, x, 10, n, rec1));
+	REF_ASSERT_OK(isvd_model_info(md, &i1));
+	unsigned char *img = ref_save(md, &len);
+	ref_feed(md, x + m1 * n, m1, n, 0, 25, 5);          /* the model moves on */
+	REF_ASSERT_OK(isvd_model_project(snap, x, 10, n, ISVD_SPACE_U, c2, r2));
+	REF_ASSERT_OK(isvd_model_reconstruct(snap, x, 10, n, rec2));
+	REF_ASSERT_OK(isvd_model_info(snap, &i2));
+	assert_memory_equal(c1, c2, sizeof c1);
+	assert_memory_equal(r1, r2, sizeof r1);
+	assert_memory_equal(rec1, rec2, sizeof rec1);
+	assert_int_equal(i2.rows_seen, m1);
+	assert_int_equal(i2.rank, i1.rank);
+	assert_int_equal(i2.mode, mode);
+	REF_ASSERT_CLOSE(i2.energy_total, i1.energy_total, 0.0);
+	REF_ASSERT_CLOSE(i2.orthogonality_error, i1.orthogonality_error, 0.0);
+	/* identical factors to the saved model's */
+	struct isvd_model *back = NULL;
+	REF_ASSERT_OK(isvd_model_load(img, len, &back));
+	double *s1, *v1, *mu1, *s2, *v2, *mu2;
+	size_t k1, k2;
+	ref_factors(back, &s1, &v1, &mu1, &k1);
+	ref_factors(snap, &s2, &v2, &mu2, &k2);
+	assert_int_equal(k1, k2);
+	assert_memory_equal(s1, s2, k1 * sizeof *s1);
+	assert_memory_equal(v1, v2, k1 * n * sizeof *v1);
+	assert_memory_equal(mu1, mu2, n * sizeof *mu1);
+	/* read-only */
+	REF_ASSERT_ERR(isvd_model_update(snap, x, 1, n), ISVD_ERR_INVALID);
+	REF_ASSERT_ERR(isvd_model_reorthogonalize(snap), ISVD_ERR_INVALID);
+	assert_int_equal(isvd_model_saved_size(snap), 0);
+	unsigned char buf[64];
+	REF_ASSERT_ERR(isvd_model_save(snap, buf, sizeof buf, &len), ISVD_ERR_INVALID);
+	free(s1); free(v1); free(mu1); free(s2); free(v2); free(mu2);
+	free(img);
+	free(x);
+	isvd_model_destroy(back);
+	isvd_model_destroy(snap);
+	isvd_model_destroy(md);
+}
+
+static void test_snapshot_truncated(void **state) { (void)state; snapshot_case(ISVD_MODE_TRUNCATED); }
+static void test_snapshot_exact(void **state) { (void)state; snapshot_case(ISVD_MODE_EXACT); }
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_snapshot_truncated),
+		cmocka_unit_test(test_snapshot_exact),
 		cmocka_unit_test(test_determinism),
 		cmocka_unit_test(test_sign_normalisation),
 		cmocka_unit_test(test_sign_tie),
