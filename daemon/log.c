@@ -35,7 +35,13 @@ double srv_unix_time(void)
 int srv_log_open(struct srv_log *log, const char *path, int level, int json,
                  uint64_t warn_every_ms)
 {
+	pthread_mutexattr_t a;
+
 	memset(log, 0, sizeof *log);
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&log->mu, &a);
+	pthread_mutexattr_destroy(&a);
 	log->f = stderr;
 	log->level = level;
 	log->json = json;
@@ -72,8 +78,10 @@ void srv_log_reopen(struct srv_log *log)
 		return;
 	}
 	setvbuf(f, NULL, _IOLBF, 0);
+	pthread_mutex_lock(&log->mu);
 	fclose(log->f);
 	log->f = f;
+	pthread_mutex_unlock(&log->mu);
 	srv_logf(log, CFG_LOG_INFO, "log reopened");
 }
 
@@ -82,6 +90,8 @@ void srv_log_close(struct srv_log *log)
 	if (log->f && log->f != stderr)
 		fclose(log->f);
 	free(log->path);
+	if (log->f)   /* opened: the mutex was initialised */
+		pthread_mutex_destroy(&log->mu);
 	memset(log, 0, sizeof *log);
 }
 
@@ -107,7 +117,7 @@ static void vlog(struct srv_log *log, int level, const char *fmt, va_list ap)
 	char msg[1024], stamp[96];
 	struct timespec ts;
 	struct tm tm;
-	FILE *f = log->f ? log->f : stderr;
+	FILE *f;
 
 	if (level < log->level)
 		return;
@@ -116,6 +126,8 @@ static void vlog(struct srv_log *log, int level, const char *fmt, va_list ap)
 	gmtime_r(&ts.tv_sec, &tm);
 	snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
 	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+	pthread_mutex_lock(&log->mu);
+	f = log->f ? log->f : stderr;
 	if (log->json) {
 		fprintf(f, "{\"t\":\"%s\",\"pid\":%ld,\"level\":\"%s\",\"msg\":", stamp, (long)getpid(),
 		        cfg_log_level_name(level));
@@ -125,6 +137,7 @@ static void vlog(struct srv_log *log, int level, const char *fmt, va_list ap)
 		fprintf(f, "%s isvdd[%ld] %s: %s\n", stamp, (long)getpid(), cfg_log_level_name(level), msg);
 	}
 	fflush(f);
+	pthread_mutex_unlock(&log->mu);
 }
 
 void srv_logf(struct srv_log *log, int level, const char *fmt, ...)
@@ -142,9 +155,11 @@ void srv_log_refused(struct srv_log *log, const char *fmt, ...)
 	char msg[768];
 	va_list ap;
 
+	pthread_mutex_lock(&log->mu);
 	log->refused_total++;
 	if (log->last_warn_ms && now - log->last_warn_ms < log->warn_every_ms) {
 		log->suppressed++;
+		pthread_mutex_unlock(&log->mu);
 		return;
 	}
 	va_start(ap, fmt);
@@ -157,4 +172,15 @@ void srv_log_refused(struct srv_log *log, const char *fmt, ...)
 		srv_logf(log, CFG_LOG_WARN, "%s", msg);
 	log->last_warn_ms = now ? now : 1;
 	log->suppressed = 0;
+	pthread_mutex_unlock(&log->mu);
+}
+
+uint64_t srv_log_refused_count(struct srv_log *log)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&log->mu);
+	n = log->refused_total;
+	pthread_mutex_unlock(&log->mu);
+	return n;
 }

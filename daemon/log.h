@@ -3,16 +3,18 @@
  * error or to a file that SIGHUP reopens (for logrotate).
  *
  * A struct srv_log is owned by the daemon and passed explicitly; nothing
- * here is global.  Writes are line-buffered and unlocked: the daemon is one
- * thread.
+ * here is global.  Lines are written whole under a (recursive) mutex, so
+ * the event loop and the query thread (reader.c) may both log.
  */
 #ifndef ISVDD_LOG_H
 #define ISVDD_LOG_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 
 struct srv_log {
+	pthread_mutex_t mu;  /* guards everything below and the writes */
 	FILE *f;             /* stderr, or the opened file */
 	char *path;          /* NULL when logging to stderr */
 	int level;           /* least severe level written (enum cfg_log_level) */
@@ -42,6 +44,9 @@ void srv_logf(struct srv_log *log, int level, const char *fmt, ...)
  * the next one written says how many were suppressed. */
 void srv_log_refused(struct srv_log *log, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* refused_total, read under the lock (another thread may be counting). */
+uint64_t srv_log_refused_count(struct srv_log *log);
 
 /* Monotonic milliseconds. */
 uint64_t srv_now_ms(void);

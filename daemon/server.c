@@ -1,9 +1,12 @@
 /*
- * server.c — isvdd's event loop: ingest, batching, queries and snapshots.
+ * server.c — isvdd's event loop: ingest, batching, storage, snapshots.
  *
  * DESIGN
- *   One thread, one model, one zmq_poll() over the ingest ROUTER and the
- *   query ROUTER (the PUB socket is only written).  A push travels:
+ *   One model, owned by one thread: the event loop, one zmq_poll() over the
+ *   ingest ROUTER, the query thread's control pair (checkpoint requests)
+ *   and the ZAP socket (the PUB socket is only written).  Queries are
+ *   answered by the query thread (reader.c) from a snapshot the loop
+ *   publishes after every block.  A push travels:
  *
  *     ingest ROUTER ──recv_msg()──► handle_push(): decode, refuse bad input
  *        whole (missing/huge values, wrong dim, duplicates), append its rows
@@ -18,13 +21,14 @@
  *   split, so one larger than max_rows is a block of its own), when the
  *   batch has been gathering for batching.max_delay_ms, when no more pushes
  *   are waiting on the socket (so pushes that arrived together share one
- *   fsync: group commit), before every query, before a checkpoint and at
- *   shutdown.  Between two blocks of a long ingest burst the loop also
- *   answers waiting queries and handshakes, and does the interval fsync,
- *   due checkpoints and snapshots (between_blocks()), so that none waits
- *   for more than one block.  A push is acknowledged only after its rows are logged and in
- *   the model, so a query that arrives after an ack always sees them; `seq`
- *   in replies is the number of rows in the model when it was computed.
+ *   fsync: group commit), before a checkpoint and at shutdown.  Between two
+ *   blocks of a long ingest burst the loop also serves checkpoint requests
+ *   and handshakes, and does the interval fsync, due checkpoints and
+ *   snapshots (between_blocks()), so that none waits for more than one
+ *   block.  A push is acknowledged only after its rows are logged and in
+ *   the model and the query thread's view includes them (rdr_publish()),
+ *   so a query that arrives after an ack always sees them; `seq` in replies
+ *   is the number of rows in the view that answered.
  *
  *   Block boundaries depend on timing (how many pushes were waiting), and
  *   the engine's result depends on them once the data's rank exceeds
@@ -33,7 +37,7 @@
  *   which reproduces the live run exactly.  Checkpoints (do_checkpoint())
  *   hold the engine image and the duplicate table and are taken between
  *   blocks only.
-
+ *
  *   All or nothing per push: the engine refuses a whole update call on one
  *   bad value, so handle_push() checks each push for what the engine would
  *   refuse (missing values, |x| > 1e150) before it joins a batch; should the
@@ -75,6 +79,7 @@
 #include "isvd_model.h"
 #include "isvd_proto.h"
 #include "security.h"
+#include "reader.h"
 #include "storage.h"
 #include "wal.h"
 
@@ -141,6 +146,7 @@ struct isvdd {
 
 	struct sto *sto;             /* storage.dir; NULL only inside srv_create() */
 	uint64_t blocks;             /* flush() calls that answered pushes, ever */
+	struct rdr *rdr;             /* the query thread; NULL until srv_create() starts it */
 	struct wal_push *wal_push;   /* log_pending()'s scratch, wal_push_cap entries */
 	size_t wal_push_cap;
 
@@ -475,6 +481,20 @@ static void ack_refuse(struct srv_ack *a, int code, const char *msg)
 	a->errmsg = strdup(msg);
 }
 
+/* Rows per second over the last 10 to 20 s (two marks, moved every 10 s). */
+static double ingest_rate(struct isvdd *srv, uint64_t now)
+{
+	if (now - srv->rate_ms[1] >= 10000) {
+		srv->rate_ms[0] = srv->rate_ms[1];
+		srv->rate_seq[0] = srv->rate_seq[1];
+		srv->rate_ms[1] = now;
+		srv->rate_seq[1] = srv->seq;
+	}
+	if (now <= srv->rate_ms[0])
+		return 0;
+	return (double)(srv->seq - srv->rate_seq[0]) * 1000.0 / (double)(now - srv->rate_ms[0]);
+}
+
 /* Folds the pending rows into the model: one engine call for the whole
  * block (push by push if the block as a whole would overflow), then seq per
  * push and the duplicate table.  A pure function of the model, the table
@@ -640,9 +660,13 @@ static void flush(struct isvdd *srv)
 	if (srv->nacks == 0)
 		return;
 	srv->blocks++;
-	if (log_pending(srv) == 0)
+	if (log_pending(srv) == 0) {
 		apply_pending(srv);
-	else
+		/* before the acks: a query that follows an ack sees its rows */
+		if (srv->rdr)
+			rdr_publish(srv->rdr, srv->model, srv->seq, sto_last_checkpoint_seq(srv->sto),
+			            ingest_rate(srv, srv_now_ms()));
+	} else
 		for (size_t i = 0; i < srv->nacks; i++)   /* resends of refused pushes */
 			if (srv->acks[i].dup_of >= 0 && srv->acks[srv->acks[i].dup_of].err)
 				ack_refuse(&srv->acks[i], srv->acks[srv->acks[i].dup_of].err,
@@ -671,8 +695,7 @@ static void first_nan(const struct isvd_proto_matrix *m, size_t *row, size_t *co
 	*row = *col = 0;
 }
 
-/* Refuses rows the engine would refuse (message into buf); 0 when fine. */
-static int check_values(const struct isvd_proto_matrix *m, char *buf, size_t cap)
+int srv_check_values(const struct isvd_proto_matrix *m, char *buf, size_t cap)
 {
 	size_t r, c;
 
@@ -768,7 +791,7 @@ static void handle_push(struct isvdd *srv, zmq_msg_t *env, size_t nenv, zmq_msg_
 		send_error(srv, srv->ingest, env, nenv, req.id, req.id_len, code, perr.message);
 		goto done;
 	}
-	if ((code = check_values(&req.rows, msg, sizeof msg)) != 0)
+	if ((code = srv_check_values(&req.rows, msg, sizeof msg)) != 0)
 		goto refuse;
 	if (!srv->model && make_model(srv, req.rows.cols)) {
 		code = req.rows.cols > ISVD_MAX_DIM ? ISVD_PROTO_TOO_LARGE : ISVD_PROTO_INTERNAL;
@@ -1120,217 +1143,45 @@ static int do_checkpoint(struct isvdd *srv)
 		goto out;
 	}
 	rc = sto_checkpoint(srv->sto, srv->seq, img, img_len, tab, tab_len);
+	if (rc == 0 && srv->rdr)   /* last_checkpoint_seq moved */
+		rdr_publish(srv->rdr, srv->model, srv->seq, sto_last_checkpoint_seq(srv->sto),
+		            ingest_rate(srv, srv_now_ms()));
 out:
 	free(img);
 	free(tab);
 	return rc;
 }
 
-/* ---------------------------------------------------------------- queries */
-
-static double ingest_rate(struct isvdd *srv, uint64_t now)
+/* rdr_hooks.checkpoint: the `checkpoint` op, forwarded by the query thread. */
+static int hook_checkpoint(void *ctx, uint64_t *seq, char *why, size_t cap)
 {
-	if (now - srv->rate_ms[1] >= 10000) {
-		srv->rate_ms[0] = srv->rate_ms[1];
-		srv->rate_seq[0] = srv->rate_seq[1];
-		srv->rate_ms[1] = now;
-		srv->rate_seq[1] = srv->seq;
+	struct isvdd *srv = ctx;
+	const char *reason;
+
+	if (do_checkpoint(srv)) {
+		sto_failed(srv->sto, &reason);
+		snprintf(why, cap, "the checkpoint failed: %s", reason);
+		return -1;
 	}
-	if (now <= srv->rate_ms[0])
-		return 0;
-	return (double)(srv->seq - srv->rate_seq[0]) * 1000.0 / (double)(now - srv->rate_ms[0]);
+	*seq = srv->seq;
+	return 0;
 }
 
-/* Fills rep for op `info`; sigma is malloc'd into rep->sigma.v. */
-static int do_info(struct isvdd *srv, struct isvd_proto_reply *rep)
-{
-	const uint64_t now = srv_now_ms();
-	struct isvd_info info;
-	int rc;
-
-	rep->dim = srv->model ? srv->dim : srv->cfg->model.dim;
-	rep->seq = srv->seq;
-	rep->rows_seen = srv->seq;
-	rep->center = srv->cfg->model.center;
-	rep->forget = srv->cfg->model.forget;
-	rep->last_checkpoint_seq = sto_last_checkpoint_seq(srv->sto);
-	rep->uptime_s = (double)(now - srv->start_ms) / 1000.0;
-	rep->ingest_rows_per_s = ingest_rate(srv, now);
-	if (!srv->model)
-		return ISVD_PROTO_OK;
-	if ((rc = isvd_model_info(srv->model, &info)))
-		return err_from_engine(rc);
-	rep->rank = info.rank;
-	rep->rank_max = info.rank_max;
-	rep->mode = (char *)isvd_mode_name(info.mode);   /* static; the encoder only reads it */
-	rep->rows_seen = info.rows_seen;
-	rep->explained_energy_ratio = info.explained_energy_ratio;
-	rep->condition_number = info.condition_number;
-	rep->orthogonality_error = info.orthogonality_error;
-	rep->center = info.center;
-	rep->forget = info.forget;
-	rep->sigma.v = malloc((srv->kmax ? srv->kmax : 1) * sizeof(double));
-	if (!rep->sigma.v)
-		return ISVD_PROTO_NOMEM;
-	if ((rc = isvd_model_factors(srv->model, rep->sigma.v, NULL, NULL, &rep->sigma.n)))
-		return err_from_engine(rc);
-	return ISVD_PROTO_OK;
-}
-
-/* Checks query rows against the model; 0 or a code with msg filled. */
-static int check_query_rows(struct isvdd *srv, const struct isvd_proto_matrix *m, char *msg, size_t cap)
-{
-	if (!srv->model || srv->seq == 0) {
-		snprintf(msg, cap, "the model has seen no rows yet");
-		return ISVD_PROTO_NOT_READY;
-	}
-	if (m->cols != srv->dim) {
-		snprintf(msg, cap, "rows: rows have %zu values; the model's dimension is %zu", m->cols, srv->dim);
-		return ISVD_PROTO_DIM_MISMATCH;
-	}
-	return check_values(m, msg, cap);
-}
-
-static void handle_query(struct isvdd *srv, zmq_msg_t *env, size_t nenv, zmq_msg_t *body)
-{
-	struct isvd_proto_request req;
-	struct isvd_proto_reply rep;
-	struct isvd_proto_error perr;
-	char msg[256] = "";
-	int code, rc;
-
-	memset(&rep, 0, sizeof rep);
-	code = isvd_proto_request_decode(zmq_msg_data(body), zmq_msg_size(body), &srv->lim, &req, &perr);
-	if (req.op == ISVD_OP_PUSH) {
-		code = ISVD_PROTO_UNKNOWN_OP;
-		snprintf(perr.message, sizeof perr.message,
-		         "op 'push' belongs on the ingest socket");
-	}
-	if (code) {
-		srv_log_refused(srv->log, "query refused: %s: %s", isvd_proto_err_name(code), perr.message);
-		send_error(srv, srv->query, env, nenv, req.id, req.id_len, code, perr.message);
-		isvd_proto_request_fini(&req);
-		return;
-	}
-	flush(srv);   /* every acknowledged row is in the model before we answer */
-	rep.op = req.op;
-	rep.ok = true;
-	rep.id = req.id;
-	rep.id_len = req.id_len;
-	switch (req.op) {
-	case ISVD_OP_PING:
-		rep.version = (char *)ISVD_VERSION;
-		rep.protocol = ISVD_PROTO_VERSION;
-		break;
-	case ISVD_OP_INFO:
-		code = do_info(srv, &rep);
-		break;
-	case ISVD_OP_PROJECT:
-		if ((code = check_query_rows(srv, &req.rows, msg, sizeof msg)))
-			break;
-		rep.coords.rows = req.rows.rows;
-		rep.coords.cols = isvd_model_rank(srv->model);
-		rep.coords.data = malloc((rep.coords.rows * rep.coords.cols + 1) * sizeof(double));
-		rep.residual.v = malloc(req.rows.rows * sizeof(double));
-		rep.residual.n = req.rows.rows;
-		if (!rep.coords.data || !rep.residual.v) {
-			code = ISVD_PROTO_NOMEM;
-			break;
-		}
-		rc = isvd_model_project(srv->model, req.rows.data, req.rows.rows, srv->dim,
-		                        req.space == ISVD_PROTO_SPACE_U ? ISVD_SPACE_U : ISVD_SPACE_SCORES,
-		                        rep.coords.data, rep.residual.v);
-		if (rc)
-			code = err_from_engine(rc);
-		rep.seq = srv->seq;
-		break;
-	case ISVD_OP_RECONSTRUCT:
-		if ((code = check_query_rows(srv, &req.rows, msg, sizeof msg)))
-			break;
-		rep.rows.rows = req.rows.rows;
-		rep.rows.cols = srv->dim;
-		rep.rows.data = malloc(req.rows.rows * srv->dim * sizeof(double));
-		if (!rep.rows.data) {
-			code = ISVD_PROTO_NOMEM;
-			break;
-		}
-		if ((rc = isvd_model_reconstruct(srv->model, req.rows.data, req.rows.rows, srv->dim,
-		                                 rep.rows.data)))
-			code = err_from_engine(rc);
-		rep.seq = srv->seq;
-		break;
-	case ISVD_OP_FACTORS:
-		if (!srv->model || srv->seq == 0) {
-			code = ISVD_PROTO_NOT_READY;
-			snprintf(msg, sizeof msg, "the model has seen no rows yet");
-			break;
-		}
-		code = get_factors(srv, &rep);
-		break;
-	case ISVD_OP_CHECKPOINT:
-		if (do_checkpoint(srv)) {
-			const char *why;
-			sto_failed(srv->sto, &why);
-			code = ISVD_PROTO_UNAVAILABLE;
-			snprintf(msg, sizeof msg, "the checkpoint failed: %s", why);
-			break;
-		}
-		rep.seq = srv->seq;
-		break;
-	default:
-		code = ISVD_PROTO_UNKNOWN_OP;
-		snprintf(msg, sizeof msg, "unknown op");
-		break;
-	}
-	if (code) {
-		if (!msg[0])
-			snprintf(msg, sizeof msg, "%s", isvd_proto_strerror(code));
-		if (code == ISVD_PROTO_NOMEM || code == ISVD_PROTO_INTERNAL)
-			srv_logf(srv->log, CFG_LOG_ERROR, "%s failed: %s", isvd_proto_op_name(req.op), msg);
-		else
-			srv_log_refused(srv->log, "%s refused: %s: %s", isvd_proto_op_name(req.op),
-			                isvd_proto_err_name(code), msg);
-		send_error(srv, srv->query, env, nenv, req.id, req.id_len, code, msg);
-	} else {
-		send_ok(srv, srv->query, env, nenv, &rep);
-	}
-	free(rep.sigma.v);
-	free(rep.vt.data);
-	free(rep.mean.v);
-	free(rep.coords.data);
-	free(rep.residual.v);
-	free(rep.rows.data);
-	isvd_proto_request_fini(&req);
-}
 
 /* ------------------------------------------------------------ the loop */
 
-static void drain_query(struct isvdd *srv)
-{
-	for (int n = 0; n < SRV_BURST; n++) {
-		zmq_msg_t env[SRV_MAX_FRAMES], body;
-		size_t nenv = 0;
-		int rc = recv_msg(srv, srv->query, env, &nenv, &body);
-		if (rc == 0)
-			break;
-		if (rc < 0)
-			continue;
-		handle_query(srv, env, nenv, &body);
-		zmq_msg_close(&body);
-	}
-}
-
 /* What the loop owes everything but ingest, done between two blocks of a
  * long ingest burst too: otherwise a burst of SRV_BURST pushes of many rows
- * (seconds of engine time) would starve queries, handshakes, the interval
- * fsync, checkpoints and snapshots for its whole length. */
+ * (seconds of engine time) would starve checkpoint requests, handshakes,
+ * the interval fsync, checkpoints and snapshots for its whole length.
+ * (Queries are the query thread's, reader.c.) */
 static void between_blocks(struct isvdd *srv)
 {
 	const uint64_t now = srv_now_ms();
 
 	if (sec_zap_socket(srv->sec))
 		sec_zap_serve(srv->sec);
-	drain_query(srv);
+	rdr_serve_ctl(srv->rdr);
 	sto_tick(srv->sto, now);
 	if (sto_checkpoint_due(srv->sto, srv->seq, now))
 		do_checkpoint(srv);
@@ -1393,7 +1244,7 @@ static void report_limits(struct isvdd *srv, uint64_t now, bool final)
 		return;
 	srv->next_report_ms = now + 60000;
 	sec_get_counts(srv->sec, &sc);
-	cur[0] = srv->log->refused_total;
+	cur[0] = srv_log_refused_count(srv->log);
 	cur[1] = sc.refused[SEC_INGEST] + sc.refused[SEC_QUERY] + sc.refused[SEC_PUBLISH];
 	cur[2] = srv->early_flushes;
 	if (!memcmp(cur, srv->reported, sizeof cur) && !final)
@@ -1414,7 +1265,7 @@ int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_
 	 * handshakes are not starved by a busy ingest socket */
 	zmq_pollitem_t items[3] = {
 		{ srv->ingest, 0, ZMQ_POLLIN, 0 },
-		{ srv->query, 0, ZMQ_POLLIN, 0 },
+		{ rdr_ctl_socket(srv->rdr), 0, ZMQ_POLLIN, 0 },   /* checkpoint requests */
 		{ sec_zap_socket(srv->sec), 0, ZMQ_POLLIN, 0 },
 	};
 	const int nitems = items[2].socket ? 3 : 2;
@@ -1438,7 +1289,7 @@ int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_
 		if (items[0].revents & ZMQ_POLLIN)
 			drain_ingest(srv);
 		if (items[1].revents & ZMQ_POLLIN)
-			drain_query(srv);
+			rdr_serve_ctl(srv->rdr);
 		const uint64_t now = srv_now_ms();
 		report_limits(srv, now, false);
 		sto_tick(srv->sto, now);
@@ -1535,6 +1386,11 @@ int srv_create(const struct cfg *cfg, struct srv_log *log, bool repair, struct i
 	srv->next_spectrum_ms = srv->start_ms + cfg->publish.spectrum_every_ms;
 	srv->next_factors_ms = srv->start_ms + cfg->publish.factors_every_ms;
 	srv->next_report_ms = srv->start_ms + 60000;
+	const struct rdr_hooks rh = { srv, hook_checkpoint };
+	if (rdr_start(cfg, log, srv->zctx, srv->query, &rh, srv->model, srv->seq,
+	              sto_last_checkpoint_seq(srv->sto), &srv->rdr))
+		goto fail;
+	srv->query = NULL;   /* the query thread's now */
 	*out = srv;
 	return 0;
 fail:
@@ -1546,6 +1402,7 @@ void srv_destroy(struct isvdd *srv)
 {
 	if (!srv)
 		return;
+	rdr_stop(srv->rdr);   /* first: it closes the query socket */
 	for (size_t i = 0; i < srv->nacks; i++)
 		ack_fini(&srv->acks[i]);
 	free(srv->acks);

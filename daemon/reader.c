@@ -1,0 +1,627 @@
+/*
+ * reader.c — the query thread (see reader.h for the shape).
+ *
+ * DESIGN
+ *   One thread polls the query ROUTER and its end of the control PAIR.  A
+ *   query takes a reference on the current view under the mutex, computes
+ *   its answer from the view's snapshot without any lock, and drops the
+ *   reference; rdr_publish() swaps the view under the same mutex.  So the
+ *   engine's update (in the loop's thread) and a query never touch the same
+ *   memory, and a query costs its own arithmetic only: at (1000, 50) a
+ *   one-row `project` is ~0.1 ms whatever the ingest load.
+ *
+ *   Control pair frames: thread → loop: the request's envelope frames and
+ *   body (a `checkpoint`); loop → thread: "R", the envelope frames and the
+ *   reply body, or "S" (stop).
+ *
+ * INVARIANTS
+ *   r->view is never NULL after rdr_start(); view->refs counts r->view's own
+ *   reference plus every query in progress; a view is freed by whoever
+ *   drops its last reference.
+ */
+#include "reader.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "isvd_proto.h"
+#include "server.h"
+
+#ifndef ISVD_VERSION
+#define ISVD_VERSION "0.0.0"
+#endif
+
+#define RDR_CTL_ENDPOINT "inproc://isvdd-reader-ctl"
+#define RDR_MAX_FRAMES   8       /* as the ingest side: envelope + body */
+#define RDR_POLL_MS      250
+
+struct rdr_view {
+	int refs;                    /* under rdr.mu */
+	struct isvd_model *snap;     /* NULL until the model exists */
+	uint64_t seq, last_checkpoint_seq;
+	double ingest_rows_per_s;
+};
+
+struct rdr {
+	const struct cfg *cfg;
+	struct srv_log *log;
+	void *zctx;
+	void *query;                 /* owned by the thread once started */
+	void *ctl_loop;              /* the loop's end of the PAIR */
+	struct rdr_hooks hooks;
+	struct isvd_proto_limits lim;
+	uint64_t start_ms;
+
+	pthread_mutex_t mu;
+	struct rdr_view *view;
+
+	pthread_t thread;
+	bool started;
+	int start_rc;                /* the thread's set-up result, under mu */
+	pthread_cond_t started_cv;
+	bool start_done;
+};
+
+/* ----------------------------------------------------------------- views */
+
+static void view_free(struct rdr_view *v)
+{
+	if (!v)
+		return;
+	isvd_model_destroy(v->snap);
+	free(v);
+}
+
+static struct rdr_view *view_make(const struct isvd_model *model, uint64_t seq, uint64_t lcs,
+                                  double rate, int *err)
+{
+	struct rdr_view *v = calloc(1, sizeof *v);
+
+	*err = ISVD_OK;
+	if (!v) {
+		*err = ISVD_ERR_NOMEM;
+		return NULL;
+	}
+	v->refs = 1;
+	v->seq = seq;
+	v->last_checkpoint_seq = lcs;
+	v->ingest_rows_per_s = rate;
+	if (model && (*err = isvd_model_snapshot(model, &v->snap))) {
+		free(v);
+		return NULL;
+	}
+	return v;
+}
+
+static struct rdr_view *view_get(struct rdr *r)
+{
+	struct rdr_view *v;
+
+	pthread_mutex_lock(&r->mu);
+	v = r->view;
+	v->refs++;
+	pthread_mutex_unlock(&r->mu);
+	return v;
+}
+
+static void view_put(struct rdr *r, struct rdr_view *v)
+{
+	bool last;
+
+	pthread_mutex_lock(&r->mu);
+	last = --v->refs == 0;
+	pthread_mutex_unlock(&r->mu);
+	if (last)
+		view_free(v);
+}
+
+int rdr_publish(struct rdr *r, const struct isvd_model *model, uint64_t seq,
+                uint64_t last_checkpoint_seq, double ingest_rows_per_s)
+{
+	int err;
+	struct rdr_view *v = view_make(model, seq, last_checkpoint_seq, ingest_rows_per_s, &err), *old;
+
+	if (!v) {
+		srv_logf(r->log, CFG_LOG_ERROR, "cannot publish the model to the query thread: %s; queries "
+		         "answer from the previous view", isvd_strerror(err));
+		return -1;
+	}
+	pthread_mutex_lock(&r->mu);
+	old = r->view;
+	r->view = v;
+	pthread_mutex_unlock(&r->mu);
+	if (old)
+		view_put(r, old);
+	return 0;
+}
+
+/* ------------------------------------------------------------- messaging */
+
+/* Receives one whole message: frames[0..*n) (the last is the body).
+ * 1 with a message, 0 none waiting, -1 dropped. */
+static int recv_frames(struct rdr *r, void *sock, zmq_msg_t *frames, size_t *n)
+{
+	size_t k = 0;
+
+	for (;;) {
+		zmq_msg_init(&frames[k]);
+		if (zmq_msg_recv(&frames[k], sock, k == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+			int en = errno;
+			zmq_msg_close(&frames[k]);
+			for (size_t i = 0; i < k; i++)
+				zmq_msg_close(&frames[i]);
+			if (k == 0 && (en == EAGAIN || en == EINTR))
+				return 0;
+			return -1;
+		}
+		const bool more = zmq_msg_more(&frames[k]);
+		k++;
+		if (!more)
+			break;
+		if (k == RDR_MAX_FRAMES) {   /* drain and drop */
+			zmq_msg_t t;
+			zmq_msg_init(&t);
+			while (zmq_msg_recv(&t, sock, 0) >= 0 && zmq_msg_more(&t))
+				;
+			zmq_msg_close(&t);
+			for (size_t i = 0; i < k; i++)
+				zmq_msg_close(&frames[i]);
+			srv_log_refused(r->log, "dropped a query of more than %d frames", RDR_MAX_FRAMES);
+			return -1;
+		}
+	}
+	*n = k;
+	return 1;
+}
+
+/* Sends env[0..nenv) (consumed) then body on sock. */
+static void send_frames(struct rdr *r, void *sock, zmq_msg_t *env, size_t nenv,
+                        const void *body, size_t len)
+{
+	for (size_t i = 0; i < nenv; i++)
+		if (zmq_msg_send(&env[i], sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+			srv_logf(r->log, CFG_LOG_DEBUG, "reply dropped: %s", zmq_strerror(errno));
+			for (size_t j = i; j < nenv; j++)
+				zmq_msg_close(&env[j]);
+			return;
+		}
+	if (zmq_send(sock, body, len, ZMQ_DONTWAIT) < 0)
+		srv_logf(r->log, CFG_LOG_DEBUG, "reply dropped: %s", zmq_strerror(errno));
+}
+
+static void reply_error(struct rdr *r, void *sock, zmq_msg_t *env, size_t nenv,
+                        const uint8_t *id, size_t id_len, int code, const char *msg)
+{
+	uint8_t *out = NULL;
+	size_t len = 0;
+
+	if (isvd_proto_error_encode(id, id_len, code, msg, &out, &len)) {
+		srv_logf(r->log, CFG_LOG_ERROR, "cannot encode an error reply");
+		for (size_t i = 0; i < nenv; i++)
+			zmq_msg_close(&env[i]);
+		return;
+	}
+	send_frames(r, sock, env, nenv, out, len);
+	free(out);
+}
+
+static void reply_ok(struct rdr *r, void *sock, zmq_msg_t *env, size_t nenv,
+                     const struct isvd_proto_reply *rep)
+{
+	uint8_t *out = NULL;
+	size_t len = 0;
+	int rc = isvd_proto_reply_encode(rep, &out, &len);
+
+	if (rc) {
+		srv_logf(r->log, CFG_LOG_ERROR, "cannot encode a %s reply: %s", isvd_proto_op_name(rep->op),
+		         isvd_proto_strerror(rc));
+		reply_error(r, sock, env, nenv, rep->id, rep->id_len, ISVD_PROTO_INTERNAL,
+		            "the reply could not be encoded");
+		return;
+	}
+	send_frames(r, sock, env, nenv, out, len);
+	free(out);
+}
+
+static int err_from_engine(int e)
+{
+	switch (e) {
+	case ISVD_ERR_DIM: return ISVD_PROTO_DIM_MISMATCH;
+	case ISVD_ERR_NONFINITE: return ISVD_PROTO_NON_FINITE;
+	case ISVD_ERR_NOT_READY: return ISVD_PROTO_NOT_READY;
+	case ISVD_ERR_TOO_LARGE: return ISVD_PROTO_TOO_LARGE;
+	case ISVD_ERR_NOMEM: return ISVD_PROTO_NOMEM;
+	default: return ISVD_PROTO_INTERNAL;
+	}
+}
+
+/* --------------------------------------------------------------- queries */
+
+static int do_info(struct rdr *r, const struct rdr_view *v, struct isvd_proto_reply *rep)
+{
+	struct isvd_info info;
+	int rc;
+
+	rep->dim = v->snap ? isvd_model_dim(v->snap) : r->cfg->model.dim;
+	rep->seq = v->seq;
+	rep->rows_seen = v->seq;
+	rep->center = r->cfg->model.center;
+	rep->forget = r->cfg->model.forget;
+	rep->last_checkpoint_seq = v->last_checkpoint_seq;
+	rep->uptime_s = (double)(srv_now_ms() - r->start_ms) / 1000.0;
+	rep->ingest_rows_per_s = v->ingest_rows_per_s;
+	if (!v->snap)
+		return ISVD_PROTO_OK;
+	if ((rc = isvd_model_info(v->snap, &info)))
+		return err_from_engine(rc);
+	rep->rank = info.rank;
+	rep->rank_max = info.rank_max;
+	rep->mode = (char *)isvd_mode_name(info.mode);   /* static; the encoder only reads it */
+	rep->rows_seen = info.rows_seen;
+	rep->explained_energy_ratio = info.explained_energy_ratio;
+	rep->condition_number = info.condition_number;
+	rep->orthogonality_error = info.orthogonality_error;
+	rep->center = info.center;
+	rep->forget = info.forget;
+	rep->sigma.v = malloc((info.rank_max ? info.rank_max : 1) * sizeof(double));
+	if (!rep->sigma.v)
+		return ISVD_PROTO_NOMEM;
+	if ((rc = isvd_model_factors(v->snap, rep->sigma.v, NULL, NULL, &rep->sigma.n)))
+		return err_from_engine(rc);
+	return ISVD_PROTO_OK;
+}
+
+static int check_rows(const struct rdr_view *v, const struct isvd_proto_matrix *m, char *msg,
+                      size_t cap)
+{
+	if (!v->snap || v->seq == 0) {
+		snprintf(msg, cap, "the model has seen no rows yet");
+		return ISVD_PROTO_NOT_READY;
+	}
+	if (m->cols != isvd_model_dim(v->snap)) {
+		snprintf(msg, cap, "rows: rows have %zu values; the model's dimension is %zu", m->cols,
+		         isvd_model_dim(v->snap));
+		return ISVD_PROTO_DIM_MISMATCH;
+	}
+	return srv_check_values(m, msg, cap);
+}
+
+/* Answers one query from the current view; a `checkpoint` goes to the loop
+ * (env ownership moves there). */
+static void handle_query(struct rdr *r, void *ctl, zmq_msg_t *frames, size_t nframes)
+{
+	zmq_msg_t *env = frames, *body = &frames[nframes - 1];
+	const size_t nenv = nframes - 1;
+	struct isvd_proto_request req;
+	struct isvd_proto_reply rep;
+	struct isvd_proto_error perr;
+	struct rdr_view *v = NULL;
+	char msg[256] = "";
+	int code, rc;
+
+	memset(&rep, 0, sizeof rep);
+	code = isvd_proto_request_decode(zmq_msg_data(body), zmq_msg_size(body), &r->lim, &req, &perr);
+	if (req.op == ISVD_OP_PUSH) {
+		code = ISVD_PROTO_UNKNOWN_OP;
+		snprintf(perr.message, sizeof perr.message, "op 'push' belongs on the ingest socket");
+	}
+	if (code) {
+		srv_log_refused(r->log, "query refused: %s: %s", isvd_proto_err_name(code), perr.message);
+		reply_error(r, r->query, env, nenv, req.id, req.id_len, code, perr.message);
+		goto out;
+	}
+	if (req.op == ISVD_OP_CHECKPOINT) {   /* the loop answers; we relay */
+		for (size_t i = 0; i < nframes; i++)
+			if (zmq_msg_send(&frames[i], ctl, i + 1 < nframes ? ZMQ_SNDMORE : 0) < 0) {
+				srv_logf(r->log, CFG_LOG_ERROR, "cannot forward a checkpoint request: %s",
+				         zmq_strerror(errno));
+				for (size_t j = i; j < nframes; j++)
+					zmq_msg_close(&frames[j]);
+				break;
+			}
+		isvd_proto_request_fini(&req);
+		return;   /* every frame consumed */
+	}
+	v = view_get(r);
+	rep.op = req.op;
+	rep.ok = true;
+	rep.id = req.id;
+	rep.id_len = req.id_len;
+	rep.seq = v->seq;
+	switch (req.op) {
+	case ISVD_OP_PING:
+		rep.version = (char *)ISVD_VERSION;
+		rep.protocol = ISVD_PROTO_VERSION;
+		break;
+	case ISVD_OP_INFO:
+		code = do_info(r, v, &rep);
+		break;
+	case ISVD_OP_PROJECT:
+		if ((code = check_rows(v, &req.rows, msg, sizeof msg)))
+			break;
+		rep.coords.rows = req.rows.rows;
+		rep.coords.cols = isvd_model_rank(v->snap);
+		rep.coords.data = malloc((rep.coords.rows * rep.coords.cols + 1) * sizeof(double));
+		rep.residual.v = malloc(req.rows.rows * sizeof(double));
+		rep.residual.n = req.rows.rows;
+		if (!rep.coords.data || !rep.residual.v) {
+			code = ISVD_PROTO_NOMEM;
+			break;
+		}
+		rc = isvd_model_project(v->snap, req.rows.data, req.rows.rows, req.rows.cols,
+		                        req.space == ISVD_PROTO_SPACE_U ? ISVD_SPACE_U : ISVD_SPACE_SCORES,
+		                        rep.coords.data, rep.residual.v);
+		if (rc)
+			code = err_from_engine(rc);
+		break;
+	case ISVD_OP_RECONSTRUCT:
+		if ((code = check_rows(v, &req.rows, msg, sizeof msg)))
+			break;
+		rep.rows.rows = req.rows.rows;
+		rep.rows.cols = req.rows.cols;
+		rep.rows.data = malloc(req.rows.rows * req.rows.cols * sizeof(double));
+		if (!rep.rows.data) {
+			code = ISVD_PROTO_NOMEM;
+			break;
+		}
+		if ((rc = isvd_model_reconstruct(v->snap, req.rows.data, req.rows.rows, req.rows.cols,
+		                                 rep.rows.data)))
+			code = err_from_engine(rc);
+		break;
+	case ISVD_OP_FACTORS: {
+		size_t k = 0;
+		if (!v->snap || v->seq == 0) {
+			code = ISVD_PROTO_NOT_READY;
+			snprintf(msg, sizeof msg, "the model has seen no rows yet");
+			break;
+		}
+		const size_t n = isvd_model_dim(v->snap), kmax = isvd_model_rank(v->snap);
+		rep.sigma.v = malloc((kmax ? kmax : 1) * sizeof(double));
+		rep.vt.data = malloc((kmax ? kmax : 1) * n * sizeof(double));
+		rep.mean.v = malloc(n * sizeof(double));
+		if (!rep.sigma.v || !rep.vt.data || !rep.mean.v) {
+			code = ISVD_PROTO_NOMEM;
+			break;
+		}
+		if ((rc = isvd_model_factors(v->snap, rep.sigma.v, rep.vt.data, rep.mean.v, &k))) {
+			code = err_from_engine(rc);
+			break;
+		}
+		rep.sigma.n = k;
+		rep.vt.rows = k;
+		rep.vt.cols = n;
+		rep.has_mean = r->cfg->model.center;
+		rep.mean.n = rep.has_mean ? n : 0;
+		break;
+	}
+	default:
+		code = ISVD_PROTO_UNKNOWN_OP;
+		snprintf(msg, sizeof msg, "unknown op");
+		break;
+	}
+	if (code) {
+		if (!msg[0])
+			snprintf(msg, sizeof msg, "%s", isvd_proto_strerror(code));
+		if (code == ISVD_PROTO_NOMEM || code == ISVD_PROTO_INTERNAL)
+			srv_logf(r->log, CFG_LOG_ERROR, "%s failed: %s", isvd_proto_op_name(req.op), msg);
+		else
+			srv_log_refused(r->log, "%s refused: %s: %s", isvd_proto_op_name(req.op),
+			                isvd_proto_err_name(code), msg);
+		reply_error(r, r->query, env, nenv, req.id, req.id_len, code, msg);
+	} else {
+		reply_ok(r, r->query, env, nenv, &rep);
+	}
+	free(rep.sigma.v);
+	free(rep.vt.data);
+	free(rep.mean.v);
+	free(rep.coords.data);
+	free(rep.residual.v);
+	free(rep.rows.data);
+	view_put(r, v);
+out:
+	zmq_msg_close(body);
+	isvd_proto_request_fini(&req);
+}
+
+/* ------------------------------------------------------------ the thread */
+
+static void *run(void *arg)
+{
+	struct rdr *r = arg;
+	void *ctl = zmq_socket(r->zctx, ZMQ_PAIR);
+	int rc = ctl && zmq_connect(ctl, RDR_CTL_ENDPOINT) == 0 ? 0 : -1;
+
+	if (rc)
+		srv_logf(r->log, CFG_LOG_ERROR, "query thread: cannot connect its control pair: %s",
+		         zmq_strerror(errno));
+	pthread_mutex_lock(&r->mu);
+	r->start_rc = rc;
+	r->start_done = true;
+	pthread_cond_signal(&r->started_cv);
+	pthread_mutex_unlock(&r->mu);
+	if (rc) {
+		if (ctl)
+			zmq_close(ctl);
+		return NULL;
+	}
+	zmq_pollitem_t items[2] = {
+		{ r->query, 0, ZMQ_POLLIN, 0 },
+		{ ctl, 0, ZMQ_POLLIN, 0 },
+	};
+	for (;;) {
+		zmq_msg_t frames[RDR_MAX_FRAMES + 1];
+		size_t n = 0;
+
+		if (zmq_poll(items, 2, RDR_POLL_MS) < 0) {
+			if (errno == EINTR)
+				continue;
+			srv_logf(r->log, CFG_LOG_ERROR, "query thread: zmq_poll: %s", zmq_strerror(errno));
+			break;
+		}
+		if (items[1].revents & ZMQ_POLLIN) {   /* from the loop: a reply or stop */
+			int got = recv_frames(r, ctl, frames, &n);
+			if (got == 1) {
+				const bool stop = zmq_msg_size(&frames[0]) == 1 &&
+				                  *(const char *)zmq_msg_data(&frames[0]) == 'S';
+				zmq_msg_close(&frames[0]);
+				if (stop) {
+					for (size_t i = 1; i < n; i++)
+						zmq_msg_close(&frames[i]);
+					break;
+				}
+				if (n >= 2) {
+					send_frames(r, r->query, frames + 1, n - 2, zmq_msg_data(&frames[n - 1]),
+					            zmq_msg_size(&frames[n - 1]));
+					zmq_msg_close(&frames[n - 1]);
+				} else {
+					for (size_t i = 1; i < n; i++)
+						zmq_msg_close(&frames[i]);
+				}
+			}
+		}
+		if (items[0].revents & ZMQ_POLLIN)
+			for (int burst = 0; burst < 1024; burst++) {
+				int got = recv_frames(r, r->query, frames, &n);
+				if (got == 0)
+					break;
+				if (got == 1)
+					handle_query(r, ctl, frames, n);
+			}
+	}
+	zmq_close(ctl);
+	zmq_close(r->query);
+	r->query = NULL;
+	return NULL;
+}
+
+int rdr_start(const struct cfg *cfg, struct srv_log *log, void *zctx, void *query_sock,
+              const struct rdr_hooks *hooks, const struct isvd_model *model, uint64_t seq,
+              uint64_t last_checkpoint_seq, struct rdr **out)
+{
+	struct rdr *r = calloc(1, sizeof *r);
+	int err;
+
+	if (!r) {
+		srv_logf(log, CFG_LOG_ERROR, "cannot allocate the query thread: %s", strerror(errno));
+		return -1;
+	}
+	r->cfg = cfg;
+	r->log = log;
+	r->zctx = zctx;
+	r->hooks = *hooks;
+	r->start_ms = srv_now_ms();
+	r->lim.max_frame = cfg->limits.max_message_bytes;
+	r->lim.max_rows = cfg->limits.max_rows_per_push;
+	r->lim.max_cols = ISVD_MAX_DIM;
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->started_cv, NULL);
+	r->view = view_make(model, seq, last_checkpoint_seq, 0.0, &err);
+	if (!r->view) {
+		srv_logf(log, CFG_LOG_ERROR, "cannot snapshot the model for the query thread: %s",
+		         isvd_strerror(err));
+		goto fail;
+	}
+	r->ctl_loop = zmq_socket(zctx, ZMQ_PAIR);
+	if (!r->ctl_loop || zmq_bind(r->ctl_loop, RDR_CTL_ENDPOINT) < 0) {
+		srv_logf(log, CFG_LOG_ERROR, "cannot bind the query thread's control pair: %s",
+		         zmq_strerror(errno));
+		goto fail;
+	}
+	r->query = query_sock;
+	if ((err = pthread_create(&r->thread, NULL, run, r))) {
+		srv_logf(log, CFG_LOG_ERROR, "cannot start the query thread: %s", strerror(err));
+		r->query = NULL;
+		goto fail;
+	}
+	r->started = true;
+	pthread_mutex_lock(&r->mu);
+	while (!r->start_done)
+		pthread_cond_wait(&r->started_cv, &r->mu);
+	err = r->start_rc;
+	pthread_mutex_unlock(&r->mu);
+	if (err) {   /* the thread has returned without touching query_sock */
+		pthread_join(r->thread, NULL);
+		r->started = false;
+		r->query = NULL;
+		goto fail;
+	}
+	*out = r;
+	return 0;
+fail:
+	if (r->ctl_loop)
+		zmq_close(r->ctl_loop);
+	view_free(r->view);
+	pthread_cond_destroy(&r->started_cv);
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+	return -1;
+}
+
+void *rdr_ctl_socket(struct rdr *r)
+{
+	return r->ctl_loop;
+}
+
+void rdr_serve_ctl(struct rdr *r)
+{
+	for (int burst = 0; burst < 64; burst++) {
+		zmq_msg_t frames[RDR_MAX_FRAMES + 1];
+		size_t n = 0;
+		struct isvd_proto_request req;
+		struct isvd_proto_reply rep;
+		struct isvd_proto_error perr;
+		uint8_t *out = NULL;
+		size_t len = 0;
+		char why[600] = "";
+		uint64_t seq = 0;
+
+		if (recv_frames(r, r->ctl_loop, frames, &n) != 1)
+			return;
+		zmq_msg_t *body = &frames[n - 1];
+		isvd_proto_request_decode(zmq_msg_data(body), zmq_msg_size(body), &r->lim, &req, &perr);
+		memset(&rep, 0, sizeof rep);
+		rep.op = ISVD_OP_CHECKPOINT;
+		rep.id = req.id;
+		rep.id_len = req.id_len;
+		if (r->hooks.checkpoint(r->hooks.ctx, &seq, why, sizeof why) == 0) {
+			rep.ok = true;
+			rep.seq = seq;
+			isvd_proto_reply_encode(&rep, &out, &len);
+		} else {
+			isvd_proto_error_encode(req.id, req.id_len, ISVD_PROTO_UNAVAILABLE, why, &out, &len);
+		}
+		isvd_proto_request_fini(&req);
+		zmq_msg_close(body);
+		/* "R", the envelope, the reply */
+		if (zmq_send(r->ctl_loop, "R", 1, ZMQ_SNDMORE) < 0) {
+			for (size_t i = 0; i + 1 < n; i++)
+				zmq_msg_close(&frames[i]);
+			free(out);
+			continue;
+		}
+		for (size_t i = 0; i + 1 < n; i++)
+			zmq_msg_send(&frames[i], r->ctl_loop, ZMQ_SNDMORE);
+		zmq_send(r->ctl_loop, out ? (const void *)out : "", out ? len : 0, 0);
+		free(out);
+	}
+}
+
+void rdr_stop(struct rdr *r)
+{
+	if (!r)
+		return;
+	if (r->started) {
+		zmq_send(r->ctl_loop, "S", 1, 0);
+		pthread_join(r->thread, NULL);
+	}
+	zmq_close(r->ctl_loop);
+	view_free(r->view);
+	pthread_cond_destroy(&r->started_cv);
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
