@@ -413,6 +413,57 @@ def test_retries_against_a_stopped_daemon_apply_a_push_once(tmp_path):
         assert d.stop() == 0
 
 
+def test_push_many_pipelines_and_survives_a_stall(tmp_path):
+    rng = np.random.default_rng(11)
+    d = Daemon(tmp_path, model={"dim": 5, "rank": 5})
+    timer = None
+    try:
+        with client(d, timeout=0.3, retries=40) as c:
+            X = rng.standard_normal((1000, 5)) * np.arange(1.0, 6.0)
+            acks = c.push_many(X, rows_per_push=37, window=8)
+            assert len(acks) == 28 and [a.batch for a in acks] == list(range(1, 29))
+            # every row once, in order: the pushes' seqs tile 1..1000
+            assert [a.seq for a in acks] == [min(37 * (i + 1), 1000) for i in range(28)]
+            assert all(a.accepted == (37 if i < 27 else 1000 - 27 * 37) for i, a in enumerate(acks))
+            f = c.factors()
+            s_ref = np.linalg.svd(X, compute_uv=False)
+            assert np.allclose(f.sigma, s_ref, rtol=1e-10)
+
+            # a stall: the window is resent on a fresh socket, nothing doubled
+            Y = rng.standard_normal((400, 5))
+            d.signal(signal.SIGSTOP)
+            timer = threading.Timer(1.0, d.signal, (signal.SIGCONT,))
+            timer.start()
+            acks = c.push_many([Y[i:i + 50] for i in range(0, 400, 50)], window=4)
+            timer.join(10)
+            assert len(acks) == 8 and max(a.attempts for a in acks) > 1
+            seen, deadline = -1, time.monotonic() + 5
+            while time.monotonic() < deadline:      # late copies settle as duplicates
+                now = c.info()["rows_seen"]
+                if now == seen:
+                    break
+                seen = now
+                time.sleep(0.3)
+            assert seen == 1400
+            s_ref = np.linalg.svd(np.vstack([X, Y]), compute_uv=False)
+            assert np.allclose(c.factors().sigma, s_ref, rtol=1e-10)
+
+            # a refused push stops the stream; the error carries what was acked
+            Z = rng.standard_normal((100, 5))
+            Z[55, 2] = np.nan
+            with pytest.raises(isvd.ServerError) as e:
+                c.push_many(Z, rows_per_push=10, window=1)
+            assert e.value.code == "NON_FINITE" and len(e.value.acks) == 5
+            assert c.info()["rows_seen"] == 1450
+            with pytest.raises(isvd.InputError):
+                c.push_many(Z, window=0)
+    finally:
+        if timer is not None:
+            timer.cancel()
+        d.signal(signal.SIGCONT)
+        assert d.stop() == 0
+
+
 def run_example(*args, env=None, timeout=120):
     e = dict(os.environ, OPENBLAS_NUM_THREADS="1", **(env or {}))
     return subprocess.run([sys.executable, EXAMPLE, *args], capture_output=True, text=True,

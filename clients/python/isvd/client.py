@@ -296,6 +296,91 @@ class Client:
         except (KeyError, TypeError, ValueError) as e:
             raise ProtocolError(f"push: malformed reply ({e!r})") from None
 
+    def push_many(self, X, rows_per_push=256, window=16):
+        """Pushes many rows with up to `window` pushes in flight; returns their Acks.
+
+        X: a 2-D array, sent in pushes of `rows_per_push` rows, or an
+        iterable of arrays, one push each.  Each push gets the next batch
+        number, as push() does.  Pipelining hides the round trip, which is
+        what limits push() on small pushes.  When no reply arrives for
+        `timeout` seconds, every outstanding push is resent with the same
+        (client, batch) on a fresh socket (at most `retries` times in a row),
+        so nothing is lost or applied twice.  If the daemon refuses a push,
+        no more are sent, the ones in flight are awaited, and that push's
+        ServerError is raised with ``.acks`` (those received, in batch order).
+        """
+        self._check_open()
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise InputError(f"window must be a positive integer, got {window!r}")
+        if isinstance(X, np.ndarray) or (isinstance(X, (list, tuple)) and X and
+                                         not isinstance(X[0], np.ndarray)):
+            A = np.asarray(X)
+            if A.ndim != 2:
+                raise InputError("push_many: X must be 2-D (or an iterable of arrays)")
+            if isinstance(rows_per_push, bool) or not isinstance(rows_per_push, int) \
+                    or rows_per_push < 1:
+                raise InputError(f"rows_per_push must be a positive integer, got {rows_per_push!r}")
+            blocks = (A[i:i + rows_per_push] for i in range(0, A.shape[0], rows_per_push))
+        else:
+            blocks = iter(X)
+        pending = {}                     # id -> [frame, batch, sends]
+        acks, failure, timeouts = {}, None, 0
+        while True:
+            while failure is None and len(pending) < window:
+                x = next(blocks, None)
+                if x is None:
+                    break
+                batch = self._next_batch
+                self._next_batch += 1
+                self._next_id += 1
+                frame = pack({"op": "push", "rows": encode_matrix(x, "rows"),
+                              "client": self.client_id, "batch": batch, "id": self._next_id})
+                pending[self._next_id] = [frame, batch, 1]
+                try:
+                    self._socket("ingest").send(frame)
+                except zmq.Again:        # high-water mark: resent below on timeout
+                    pass
+            if not pending:
+                break
+            sock = self._socket("ingest")
+            if not sock.poll(None if self.timeout is None else int(self.timeout * 1000)):
+                timeouts += 1
+                self._drop("ingest")
+                if self.timeout is None or timeouts > self.retries:
+                    raise Timeout(f"push: no reply from {self.ingest} for {len(pending)} "
+                                  f"push(es) after {timeouts} attempt(s)", "push", self.ingest,
+                                  timeouts)
+                for p in pending.values():   # the Lazy Pirate, for the whole window
+                    p[2] += 1
+                    try:
+                        self._socket("ingest").send(p[0])
+                    except zmq.Again:
+                        pass
+                continue
+            timeouts = 0
+            r = unpack(sock.recv_multipart()[-1])
+            rid = r.get("id")
+            if rid not in pending:
+                continue                 # a stale reply to a resent push
+            _, batch, sends = pending.pop(rid)
+            if r.get("ok") is True:
+                try:
+                    acks[batch] = Ack(int(r["accepted"]), int(r["seq"]), bool(r["duplicate"]),
+                                      self.client_id, batch, sends)
+                except (KeyError, TypeError, ValueError) as e:
+                    raise ProtocolError(f"push: malformed reply ({e!r})") from None
+                self.last_seq = acks[batch].seq
+            elif failure is None:
+                err = r.get("error")
+                if not isinstance(err, dict):
+                    raise ProtocolError("push: error reply without an error map")
+                failure = server_error(err.get("code"), str(err.get("message", "")), "push")
+        result = [acks[b] for b in sorted(acks)]
+        if failure is not None:
+            failure.acks = result
+            raise failure
+        return result
+
     def project(self, X, space="scores"):
         """Projects rows X on the model: returns (coords, residual).
 
