@@ -479,12 +479,17 @@ def test_hostile_flood_leaves_legitimate_client_whole(tmp_path):
 
         for _ in range(IDLE):        # idle raw TCP connections, held throughout
             idle.append(socket.create_connection(("127.0.0.1", random.choice(dm.ports[:2])), timeout=5))
-        # HOSTILE peers in two processes: half raw TCP, half zmq DEALERs
+        # HOSTILE peers in two processes: half raw TCP, half zmq DEALERs.
+        # They run at the lowest CPU priority: a real attacker's CPU is on
+        # its own machine, so here it should take only what the daemon and
+        # the legitimate client leave (2 cores shared by all of them).
         helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostile_peers.py")
         procs.append(subprocess.Popen([sys.executable, helper, str(ATTACK_S), "1", "raw",
-                                       str(HOSTILE // 2), *map(str, dm.ports)]))
+                                       str(HOSTILE // 2), *map(str, dm.ports)],
+                                      preexec_fn=lambda: os.nice(19)))
         procs.append(subprocess.Popen([sys.executable, helper, str(ATTACK_S), "2", "zmq",
-                                       str(HOSTILE - HOSTILE // 2), dm.ingest, dm.query]))
+                                       str(HOSTILE - HOSTILE // 2), dm.ingest, dm.query],
+                                      preexec_fn=lambda: os.nice(19)))
         time.sleep(0.3)   # let them start
         loud = legit_pushes(c, ATTACK_S - 0.5, dim, tally)
         for p in procs:
