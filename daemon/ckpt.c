@@ -48,26 +48,6 @@ bool ckpt_parse_name(const char *name, uint64_t *seq, uint64_t *lsn)
 	       !strcmp(name + 52, ".isvdc") && digits(name + 11, 20, seq) && digits(name + 32, 20, lsn);
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (n == 0) {
-			errno = EIO;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int ckpt_write(int dirfd, const struct ckpt *c, char name_out[64], struct wal_err *e)
 {
 	uint8_t h[CKPT_HEADER] = { 0 }, tail[4];
@@ -91,8 +71,10 @@ int ckpt_write(int dirfd, const struct ckpt *c, char name_out[64], struct wal_er
 	if (fd < 0)
 		goto fail_noclose;
 	step = "write";
-	if (write_all(fd, h, sizeof h) || write_all(fd, c->model, c->model_len) ||
-	    write_all(fd, c->clients, c->clients_len) || write_all(fd, tail, sizeof tail))
+	if (wal_pwrite_all(fd, h, sizeof h, 0) ||
+	    wal_pwrite_all(fd, c->model, c->model_len, sizeof h) ||
+	    wal_pwrite_all(fd, c->clients, c->clients_len, sizeof h + c->model_len) ||
+	    wal_pwrite_all(fd, tail, sizeof tail, sizeof h + c->model_len + c->clients_len))
 		goto fail;
 	step = "fsync";
 	if (fsync(fd))

@@ -30,6 +30,7 @@
 #include <zmq.h>
 
 #include "isvd_proto.h"
+#include "reply.h"
 #include "server.h"
 
 #ifndef ISVD_VERSION
@@ -179,55 +180,6 @@ static int recv_frames(struct rdr *r, void *sock, zmq_msg_t *frames, size_t *n)
 	return 1;
 }
 
-/* Sends env[0..nenv) (consumed) then body on sock. */
-static void send_frames(struct rdr *r, void *sock, zmq_msg_t *env, size_t nenv,
-                        const void *body, size_t len)
-{
-	for (size_t i = 0; i < nenv; i++)
-		if (zmq_msg_send(&env[i], sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-			srv_logf(r->log, CFG_LOG_DEBUG, "reply dropped: %s", zmq_strerror(errno));
-			for (size_t j = i; j < nenv; j++)
-				zmq_msg_close(&env[j]);
-			return;
-		}
-	if (zmq_send(sock, body, len, ZMQ_DONTWAIT) < 0)
-		srv_logf(r->log, CFG_LOG_DEBUG, "reply dropped: %s", zmq_strerror(errno));
-}
-
-static void reply_error(struct rdr *r, void *sock, zmq_msg_t *env, size_t nenv,
-                        const uint8_t *id, size_t id_len, int code, const char *msg)
-{
-	uint8_t *out = NULL;
-	size_t len = 0;
-
-	if (isvd_proto_error_encode(id, id_len, code, msg, &out, &len)) {
-		srv_logf(r->log, CFG_LOG_ERROR, "cannot encode an error reply");
-		for (size_t i = 0; i < nenv; i++)
-			zmq_msg_close(&env[i]);
-		return;
-	}
-	send_frames(r, sock, env, nenv, out, len);
-	free(out);
-}
-
-static void reply_ok(struct rdr *r, void *sock, zmq_msg_t *env, size_t nenv,
-                     const struct isvd_proto_reply *rep)
-{
-	uint8_t *out = NULL;
-	size_t len = 0;
-	int rc = isvd_proto_reply_encode(rep, &out, &len);
-
-	if (rc) {
-		srv_logf(r->log, CFG_LOG_ERROR, "cannot encode a %s reply: %s", isvd_proto_op_name(rep->op),
-		         isvd_proto_strerror(rc));
-		reply_error(r, sock, env, nenv, rep->id, rep->id_len, ISVD_PROTO_INTERNAL,
-		            "the reply could not be encoded");
-		return;
-	}
-	send_frames(r, sock, env, nenv, out, len);
-	free(out);
-}
-
 static int err_from_engine(int e)
 {
 	switch (e) {
@@ -312,7 +264,7 @@ static void handle_query(struct rdr *r, void *ctl, zmq_msg_t *frames, size_t nfr
 	}
 	if (code) {
 		srv_log_refused(r->log, "query refused: %s: %s", isvd_proto_err_name(code), perr.message);
-		reply_error(r, r->query, env, nenv, req.id, req.id_len, code, perr.message);
+		srv_send_error(r->log, r->query, env, nenv, req.id, req.id_len, code, perr.message);
 		goto out;
 	}
 	if (req.op == ISVD_OP_CHECKPOINT) {   /* the loop answers; we relay */
@@ -412,9 +364,9 @@ static void handle_query(struct rdr *r, void *ctl, zmq_msg_t *frames, size_t nfr
 		else
 			srv_log_refused(r->log, "%s refused: %s: %s", isvd_proto_op_name(req.op),
 			                isvd_proto_err_name(code), msg);
-		reply_error(r, r->query, env, nenv, req.id, req.id_len, code, msg);
+		srv_send_error(r->log, r->query, env, nenv, req.id, req.id_len, code, msg);
 	} else {
-		reply_ok(r, r->query, env, nenv, &rep);
+		srv_send_ok(r->log, r->query, env, nenv, &rep);
 	}
 	free(rep.sigma.v);
 	free(rep.vt.data);
@@ -475,7 +427,7 @@ static void *run(void *arg)
 					break;
 				}
 				if (n >= 2) {
-					send_frames(r, r->query, frames + 1, n - 2, zmq_msg_data(&frames[n - 1]),
+					srv_send_frames(r->log, r->query, frames + 1, n - 2, zmq_msg_data(&frames[n - 1]),
 					            zmq_msg_size(&frames[n - 1]));
 					zmq_msg_close(&frames[n - 1]);
 				} else {

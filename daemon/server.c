@@ -80,6 +80,7 @@
 #include "isvd_proto.h"
 #include "security.h"
 #include "reader.h"
+#include "reply.h"
 #include "storage.h"
 #include "wal.h"
 
@@ -157,56 +158,6 @@ struct isvdd {
 };
 
 /* ------------------------------------------------------------ messaging */
-
-/* Sends the envelope frames (consuming them) and then body. */
-static void send_reply(struct isvdd *srv, void *sock, zmq_msg_t *env, size_t nenv,
-                       const uint8_t *body, size_t len)
-{
-	for (size_t i = 0; i < nenv; i++) {
-		if (zmq_msg_send(&env[i], sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-			srv_logf(srv->log, CFG_LOG_DEBUG, "reply dropped: %s", zmq_strerror(errno));
-			for (size_t j = i; j < nenv; j++)
-				zmq_msg_close(&env[j]);
-			return;
-		}
-	}
-	if (zmq_send(sock, body, len, ZMQ_DONTWAIT) < 0)
-		srv_logf(srv->log, CFG_LOG_DEBUG, "reply dropped: %s", zmq_strerror(errno));
-}
-
-static void send_error(struct isvdd *srv, void *sock, zmq_msg_t *env, size_t nenv,
-                       const uint8_t *id, size_t id_len, int code, const char *message)
-{
-	uint8_t *out = NULL;
-	size_t len = 0;
-
-	if (isvd_proto_error_encode(id, id_len, code, message, &out, &len)) {
-		srv_logf(srv->log, CFG_LOG_ERROR, "cannot encode an error reply");
-		for (size_t i = 0; i < nenv; i++)
-			zmq_msg_close(&env[i]);
-		return;
-	}
-	send_reply(srv, sock, env, nenv, out, len);
-	free(out);
-}
-
-static void send_ok(struct isvdd *srv, void *sock, zmq_msg_t *env, size_t nenv,
-                    const struct isvd_proto_reply *rep)
-{
-	uint8_t *out = NULL;
-	size_t len = 0;
-	int rc = isvd_proto_reply_encode(rep, &out, &len);
-
-	if (rc) {
-		srv_logf(srv->log, CFG_LOG_ERROR, "cannot encode a %s reply: %s",
-		         isvd_proto_op_name(rep->op), isvd_proto_strerror(rc));
-		send_error(srv, sock, env, nenv, rep->id, rep->id_len, ISVD_PROTO_INTERNAL,
-		           "the reply could not be encoded");
-		return;
-	}
-	send_reply(srv, sock, env, nenv, out, len);
-	free(out);
-}
 
 /* Receives one whole message without waiting: envelope frames into env,
  * the last frame into *body.  Returns 1 with a message, 0 when none is
@@ -629,7 +580,7 @@ static void answer_pending(struct isvdd *srv)
 			continue;
 		}
 		if (a->err) {
-			send_error(srv, srv->ingest, a->env, a->nenv, a->id, a->id_len, a->err, a->errmsg);
+			srv_send_error(srv->log, srv->ingest, a->env, a->nenv, a->id, a->id_len, a->err, a->errmsg);
 			a->nenv = 0;
 			ack_fini(a);
 			continue;
@@ -642,7 +593,7 @@ static void answer_pending(struct isvdd *srv)
 		rep.accepted = a->duplicate ? 0 : a->rows;
 		rep.seq = a->seq;
 		rep.duplicate = a->duplicate;
-		send_ok(srv, srv->ingest, a->env, a->nenv, &rep);
+		srv_send_ok(srv->log, srv->ingest, a->env, a->nenv, &rep);
 		a->nenv = 0;
 		ack_fini(a);
 	}
@@ -788,7 +739,7 @@ static void handle_push(struct isvdd *srv, zmq_msg_t *env, size_t nenv, zmq_msg_
 	if (code) {
 		srv_log_refused(srv->log, "push refused (client %s): %s: %s", who,
 		                isvd_proto_err_name(code), perr.message);
-		send_error(srv, srv->ingest, env, nenv, req.id, req.id_len, code, perr.message);
+		srv_send_error(srv->log, srv->ingest, env, nenv, req.id, req.id_len, code, perr.message);
 		goto done;
 	}
 	if ((code = srv_check_values(&req.rows, msg, sizeof msg)) != 0)
@@ -876,7 +827,7 @@ static void handle_push(struct isvdd *srv, zmq_msg_t *env, size_t nenv, zmq_msg_
 
 refuse:
 	srv_log_refused(srv->log, "push refused (client %s): %s: %s", who, isvd_proto_err_name(code), msg);
-	send_error(srv, srv->ingest, env, nenv, req.id, req.id_len, code, msg);
+	srv_send_error(srv->log, srv->ingest, env, nenv, req.id, req.id_len, code, msg);
 done:
 	isvd_proto_request_fini(&req);
 }

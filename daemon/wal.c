@@ -124,8 +124,10 @@ void wal_writer_fini(struct wal_writer *w)
 	w->cap = 0;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len, uint64_t off)
+int wal_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 {
+	const uint8_t *p = buf;
+
 	while (len) {
 		ssize_t n = pwrite(fd, p, len, (off_t)off);
 		if (n < 0) {
@@ -159,7 +161,7 @@ int wal_create_segment(struct wal_writer *w, uint64_t first_lsn, struct wal_err 
 	wal_put32(h + 8, 1);
 	wal_put64(h + 16, first_lsn);
 	wal_put32(h + 24, isvd_crc32c(0, h, 24));
-	if (write_all(fd, h, sizeof h, 0) || fdatasync(fd)) {
+	if (wal_pwrite_all(fd, h, sizeof h, 0) || fdatasync(fd)) {
 		int en = errno;
 		close(fd);
 		unlinkat(w->dirfd, name, 0);
@@ -257,7 +259,7 @@ int wal_append(struct wal_writer *w, const struct wal_block *b, struct wal_err *
 	wal_put64(w->buf + 8, len);
 	wal_put32(w->buf + 16, isvd_crc32c(0, p, len));
 	wal_put32(w->buf + 20, isvd_crc32c(0, w->buf, 20));
-	if (write_all(w->fd, w->buf, WAL_RECORD_HEADER + len, w->off)) {
+	if (wal_pwrite_all(w->fd, w->buf, WAL_RECORD_HEADER + len, w->off)) {
 		int en = errno;
 		if (ftruncate(w->fd, (off_t)w->off)) {
 			e->errnum = en;

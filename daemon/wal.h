@@ -140,6 +140,10 @@ int wal_next(const struct wal_segment *s, uint64_t off, struct wal_block *b,
 void wal_segment_name(char out[64], uint64_t first_lsn);
 bool wal_parse_name(const char *name, uint64_t *first_lsn);
 
+/* pwrite() of all len bytes at off, retrying short writes and EINTR.
+ * 0, or -1 with errno set.  Shared with the checkpoint writer. */
+int wal_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+
 /* Little-endian helpers shared with the checkpoint format. */
 void wal_put32(uint8_t *p, uint32_t v);
 void wal_put64(uint8_t *p, uint64_t v);

@@ -1,0 +1,58 @@
+/*
+ * reply.c — encoding and sending replies on a ROUTER socket (reply.h).
+ */
+#include "reply.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "config.h"
+
+void srv_send_frames(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv,
+                     const void *body, size_t len)
+{
+	for (size_t i = 0; i < nenv; i++) {
+		if (zmq_msg_send(&env[i], sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+			srv_logf(log, CFG_LOG_DEBUG, "reply dropped: %s", zmq_strerror(errno));
+			for (size_t j = i; j < nenv; j++)
+				zmq_msg_close(&env[j]);
+			return;
+		}
+	}
+	if (zmq_send(sock, body, len, ZMQ_DONTWAIT) < 0)
+		srv_logf(log, CFG_LOG_DEBUG, "reply dropped: %s", zmq_strerror(errno));
+}
+
+void srv_send_error(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv,
+                    const uint8_t *id, size_t id_len, int code, const char *message)
+{
+	uint8_t *out = NULL;
+	size_t len = 0;
+
+	if (isvd_proto_error_encode(id, id_len, code, message, &out, &len)) {
+		srv_logf(log, CFG_LOG_ERROR, "cannot encode an error reply");
+		for (size_t i = 0; i < nenv; i++)
+			zmq_msg_close(&env[i]);
+		return;
+	}
+	srv_send_frames(log, sock, env, nenv, out, len);
+	free(out);
+}
+
+void srv_send_ok(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv,
+                 const struct isvd_proto_reply *rep)
+{
+	uint8_t *out = NULL;
+	size_t len = 0;
+	int rc = isvd_proto_reply_encode(rep, &out, &len);
+
+	if (rc) {
+		srv_logf(log, CFG_LOG_ERROR, "cannot encode a %s reply: %s", isvd_proto_op_name(rep->op),
+		         isvd_proto_strerror(rc));
+		srv_send_error(log, sock, env, nenv, rep->id, rep->id_len, ISVD_PROTO_INTERNAL,
+		               "the reply could not be encoded");
+		return;
+	}
+	srv_send_frames(log, sock, env, nenv, out, len);
+	free(out);
+}
