@@ -180,17 +180,6 @@ static int recv_frames(struct rdr *r, void *sock, zmq_msg_t *frames, size_t *n)
 	return 1;
 }
 
-static int err_from_engine(int e)
-{
-	switch (e) {
-	case ISVD_ERR_DIM: return ISVD_PROTO_DIM_MISMATCH;
-	case ISVD_ERR_NONFINITE: return ISVD_PROTO_NON_FINITE;
-	case ISVD_ERR_NOT_READY: return ISVD_PROTO_NOT_READY;
-	case ISVD_ERR_TOO_LARGE: return ISVD_PROTO_TOO_LARGE;
-	case ISVD_ERR_NOMEM: return ISVD_PROTO_NOMEM;
-	default: return ISVD_PROTO_INTERNAL;
-	}
-}
 
 /* --------------------------------------------------------------- queries */
 
@@ -210,7 +199,7 @@ static int do_info(struct rdr *r, const struct rdr_view *v, struct isvd_proto_re
 	if (!v->snap)
 		return ISVD_PROTO_OK;
 	if ((rc = isvd_model_info(v->snap, &info)))
-		return err_from_engine(rc);
+		return srv_err_from_engine(rc);
 	rep->rank = info.rank;
 	rep->rank_max = info.rank_max;
 	rep->mode = (char *)isvd_mode_name(info.mode);   /* static; the encoder only reads it */
@@ -224,7 +213,7 @@ static int do_info(struct rdr *r, const struct rdr_view *v, struct isvd_proto_re
 	if (!rep->sigma.v)
 		return ISVD_PROTO_NOMEM;
 	if ((rc = isvd_model_factors(v->snap, rep->sigma.v, NULL, NULL, &rep->sigma.n)))
-		return err_from_engine(rc);
+		return srv_err_from_engine(rc);
 	return ISVD_PROTO_OK;
 }
 
@@ -309,7 +298,7 @@ static void handle_query(struct rdr *r, void *ctl, zmq_msg_t *frames, size_t nfr
 		                        req.space == ISVD_PROTO_SPACE_U ? ISVD_SPACE_U : ISVD_SPACE_SCORES,
 		                        rep.coords.data, rep.residual.v);
 		if (rc)
-			code = err_from_engine(rc);
+			code = srv_err_from_engine(rc);
 		break;
 	case ISVD_OP_RECONSTRUCT:
 		if ((code = check_rows(v, &req.rows, msg, sizeof msg)))
@@ -323,7 +312,7 @@ static void handle_query(struct rdr *r, void *ctl, zmq_msg_t *frames, size_t nfr
 		}
 		if ((rc = isvd_model_reconstruct(v->snap, req.rows.data, req.rows.rows, req.rows.cols,
 		                                 rep.rows.data)))
-			code = err_from_engine(rc);
+			code = srv_err_from_engine(rc);
 		break;
 	case ISVD_OP_FACTORS: {
 		size_t k = 0;
@@ -341,7 +330,7 @@ static void handle_query(struct rdr *r, void *ctl, zmq_msg_t *frames, size_t nfr
 			break;
 		}
 		if ((rc = isvd_model_factors(v->snap, rep.sigma.v, rep.vt.data, rep.mean.v, &k))) {
-			code = err_from_engine(rc);
+			code = srv_err_from_engine(rc);
 			break;
 		}
 		rep.sigma.n = k;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "config.h"
+#include "isvd_model.h"
 
 void srv_send_frames(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv,
                      const void *body, size_t len)
@@ -55,4 +56,16 @@ void srv_send_ok(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv,
 	}
 	srv_send_frames(log, sock, env, nenv, out, len);
 	free(out);
+}
+
+int srv_err_from_engine(int e)
+{
+	switch (e) {
+	case ISVD_ERR_DIM: return ISVD_PROTO_DIM_MISMATCH;
+	case ISVD_ERR_NONFINITE: return ISVD_PROTO_NON_FINITE;
+	case ISVD_ERR_NOT_READY: return ISVD_PROTO_NOT_READY;
+	case ISVD_ERR_TOO_LARGE: return ISVD_PROTO_TOO_LARGE;
+	case ISVD_ERR_NOMEM: return ISVD_PROTO_NOMEM;
+	default: return ISVD_PROTO_INTERNAL;
+	}
 }

@@ -1,6 +1,6 @@
 /*
  * reply.h — sending a reply on a ROUTER socket: the envelope frames of the
- * request, then the encoded body.  Shared by the event loop (server.c, the
+ * request, then the encoded body; and the wire code for an engine error.  Shared by the event loop (server.c, the
  * ingest socket) and the query thread (reader.c), each on its own socket.
  *
  * Every function consumes the envelope frames (env[0..nenv) are closed or
@@ -27,5 +27,9 @@ void srv_send_error(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv
 /* A success reply; INTERNAL if rep cannot be encoded. */
 void srv_send_ok(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv,
                  const struct isvd_proto_reply *rep);
+
+/* The wire code for an engine error (isvd_err): DIM → DIM_MISMATCH,
+ * NONFINITE → NON_FINITE, NOT_READY, TOO_LARGE, NOMEM; the rest INTERNAL. */
+int srv_err_from_engine(int e);
 
 #endif /* ISVDD_REPLY_H */

@@ -203,16 +203,6 @@ static int recv_msg(struct isvdd *srv, void *sock, zmq_msg_t *env, size_t *nenv,
 	return 1;
 }
 
-static int err_from_engine(int e)
-{
-	switch (e) {
-	case ISVD_ERR_DIM: return ISVD_PROTO_DIM_MISMATCH;
-	case ISVD_ERR_NONFINITE: return ISVD_PROTO_NON_FINITE;
-	case ISVD_ERR_NOT_READY: return ISVD_PROTO_NOT_READY;
-	case ISVD_ERR_TOO_LARGE: return ISVD_PROTO_TOO_LARGE;
-	default: return ISVD_PROTO_INTERNAL;
-	}
-}
 
 /* ------------------------------------------------------------ the model */
 
@@ -362,7 +352,7 @@ static int get_factors(struct isvdd *srv, struct isvd_proto_reply *rep)
 	}
 	rc = isvd_model_factors(srv->model, rep->sigma.v, rep->vt.data, rep->mean.v, &r);
 	if (rc)
-		return err_from_engine(rc);
+		return srv_err_from_engine(rc);
 	rep->sigma.n = r;
 	rep->vt.rows = r;
 	rep->vt.cols = srv->dim;
