@@ -25,6 +25,7 @@
  * - Workspaces (Bt, Tq, K, Kcopy, VT, work) are allocated at creation.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
@@ -91,6 +92,31 @@ int upd_exact_fold(struct isvd_model *m, const double *rows, size_t b, size_t ld
 	return ISVD_OK;
 }
 
+/* A snapshot (isvd_model_snapshot) taken while stale carries R but none of
+ * the workspaces; its first reader allocates them here. */
+static int snapshot_workspaces(struct isvd_model *m)
+{
+	const size_t n = m->n;
+
+	m->K = malloc(n * n * sizeof *m->K);
+	m->Kcopy = malloc(n * n * sizeof *m->Kcopy);
+	m->VT = malloc(n * n * sizeof *m->VT);
+	m->svals = malloc(n * sizeof *m->svals);
+	m->iwork = malloc(8 * n * sizeof *m->iwork);
+	m->work = malloc(m->lwork * sizeof *m->work);
+	if (m->K && m->Kcopy && m->VT && m->svals && m->iwork && m->work)
+		return ISVD_OK;
+	free(m->K);
+	free(m->Kcopy);
+	free(m->VT);
+	free(m->svals);
+	free(m->iwork);
+	free(m->work);
+	m->K = m->Kcopy = m->VT = m->svals = m->work = NULL;
+	m->iwork = NULL;
+	return ISVD_ERR_NOMEM;
+}
+
 int upd_exact_refresh(struct isvd_model *m)
 {
 	const size_t n = m->n;
@@ -98,6 +124,8 @@ int upd_exact_refresh(struct isvd_model *m)
 
 	if (!m->stale)
 		return ISVD_OK;
+	if (m->frozen && !m->K && (err = snapshot_workspaces(m)))
+		return err;
 	for (size_t j = 0; j < n; j++) {   /* K = R with its lower part zeroed */
 		memcpy(m->K + j * n, m->Rt + j * n, (j + 1) * sizeof *m->K);
 		memset(m->K + j * n + j + 1, 0, (n - j - 1) * sizeof *m->K);

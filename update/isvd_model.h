@@ -213,8 +213,10 @@ int isvd_model_reconstruct(const struct isvd_model *m, const double *rows, size_
  * updating.  *out is a model that isvd_model_info/factors/project/
  * reconstruct/rank/rows_seen/dim/options accept and that refuses updates,
  * re-orthogonalisation and save (ISVD_ERR_INVALID).  Costs one copy of the
- * n×r basis; the caller frees it with isvd_model_destroy().  In exact mode
- * the SVD of R is brought up to date first (see the thread note above). */
+ * n×r basis — in exact mode with rows not yet decomposed, one copy of R
+ * instead, whose SVD the snapshot's first reader computes (so a snapshot
+ * after every block stays O(n²)).  The caller frees it with
+ * isvd_model_destroy(). */
 int isvd_model_snapshot(const struct isvd_model *m, struct isvd_model **out);
 
 /* Saved images: magic "ISVDMODL", format version, the complete state in

@@ -278,31 +278,39 @@ void isvd_model_destroy(struct isvd_model *m)
 int isvd_model_snapshot(const struct isvd_model *m, struct isvd_model **out)
 {
 	struct isvd_model *s;
-	int err;
+	size_t cols;
 
 	if (!m || !out)
 		return ISVD_ERR_INVALID;
-	if ((err = upd_refresh(m)))
-		return err;
+	/* Exact mode with new rows: copy R and leave its SVD to the snapshot's
+	 * first reader (upd_exact_refresh on the copy), so that taking a
+	 * snapshot after every block costs an n² copy, not an n³ SVD. */
+	const int lazy = m->mode == ISVD_MODE_EXACT && m->stale;
 	if (!(s = calloc(1, sizeof *s)))
 		return ISVD_ERR_NOMEM;
-	/* the scalars (options, totals, r); then the three arrays readers use */
+	/* the scalars (options, totals, r); then the arrays readers use */
 	*s = *m;
 	s->V = s->Vnew = s->sigma = s->mean = s->Y = s->P = s->P2 = s->R = s->R2 = NULL;
 	s->K = s->Kcopy = s->VT = s->svals = s->tau = s->dw = s->mu_b = s->mu_new = NULL;
 	s->work = s->Rt = s->Bt = s->Tq = NULL;
 	s->iwork = NULL;
-	s->stale = 0;
+	s->stale = lazy;
 	s->frozen = 1;
-	s->V = malloc((m->r ? m->r : 1) * m->n * sizeof *s->V);
-	s->sigma = malloc((m->r ? m->r : 1) * sizeof *s->sigma);
+	cols = lazy ? m->m : m->r;
+	s->V = malloc((cols ? cols : 1) * m->n * sizeof *s->V);
+	s->sigma = malloc((cols ? cols : 1) * sizeof *s->sigma);
 	s->mean = m->center ? malloc(m->n * sizeof *s->mean) : NULL;
-	if (!s->V || !s->sigma || (m->center && !s->mean)) {
+	s->Rt = lazy ? malloc(m->n * m->n * sizeof *s->Rt) : NULL;
+	if (!s->V || !s->sigma || (m->center && !s->mean) || (lazy && !s->Rt)) {
 		isvd_model_destroy(s);
 		return ISVD_ERR_NOMEM;
 	}
-	memcpy(s->V, m->V, m->r * m->n * sizeof *s->V);
-	memcpy(s->sigma, m->sigma, m->r * sizeof *s->sigma);
+	if (lazy) {
+		memcpy(s->Rt, m->Rt, m->n * m->n * sizeof *s->Rt);
+	} else {
+		memcpy(s->V, m->V, m->r * m->n * sizeof *s->V);
+		memcpy(s->sigma, m->sigma, m->r * sizeof *s->sigma);
+	}
 	if (m->center)
 		memcpy(s->mean, m->mean, m->n * sizeof *s->mean);
 	*out = s;
