@@ -38,7 +38,8 @@
 #endif
 
 #define RDR_CTL_ENDPOINT "inproc://isvdd-reader-ctl"
-#define RDR_MAX_FRAMES   8       /* as the ingest side: envelope + body */
+/* Loop → thread replies carry "R" before a query's envelope and body. */
+#define RDR_CTL_FRAMES   (SRV_MAX_FRAMES + 1)
 #define RDR_POLL_MS      250
 
 struct rdr_view {
@@ -142,44 +143,6 @@ int rdr_publish(struct rdr *r, const struct isvd_model *model, uint64_t seq,
 }
 
 /* ------------------------------------------------------------- messaging */
-
-/* Receives one whole message: frames[0..*n) (the last is the body).
- * 1 with a message, 0 none waiting, -1 dropped. */
-static int recv_frames(struct rdr *r, void *sock, zmq_msg_t *frames, size_t *n)
-{
-	size_t k = 0;
-
-	for (;;) {
-		zmq_msg_init(&frames[k]);
-		if (zmq_msg_recv(&frames[k], sock, k == 0 ? ZMQ_DONTWAIT : 0) < 0) {
-			int en = errno;
-			zmq_msg_close(&frames[k]);
-			for (size_t i = 0; i < k; i++)
-				zmq_msg_close(&frames[i]);
-			if (k == 0 && (en == EAGAIN || en == EINTR))
-				return 0;
-			return -1;
-		}
-		const bool more = zmq_msg_more(&frames[k]);
-		k++;
-		if (!more)
-			break;
-		if (k == RDR_MAX_FRAMES) {   /* drain and drop */
-			zmq_msg_t t;
-			zmq_msg_init(&t);
-			while (zmq_msg_recv(&t, sock, 0) >= 0 && zmq_msg_more(&t))
-				;
-			zmq_msg_close(&t);
-			for (size_t i = 0; i < k; i++)
-				zmq_msg_close(&frames[i]);
-			srv_log_refused(r->log, "dropped a query of more than %d frames", RDR_MAX_FRAMES);
-			return -1;
-		}
-	}
-	*n = k;
-	return 1;
-}
-
 
 /* --------------------------------------------------------------- queries */
 
@@ -395,7 +358,7 @@ static void *run(void *arg)
 		{ ctl, 0, ZMQ_POLLIN, 0 },
 	};
 	for (;;) {
-		zmq_msg_t frames[RDR_MAX_FRAMES + 1];
+		zmq_msg_t frames[RDR_CTL_FRAMES];
 		size_t n = 0;
 
 		if (zmq_poll(items, 2, RDR_POLL_MS) < 0) {
@@ -405,7 +368,7 @@ static void *run(void *arg)
 			break;
 		}
 		if (items[1].revents & ZMQ_POLLIN) {   /* from the loop: a reply or stop */
-			int got = recv_frames(r, ctl, frames, &n);
+			int got = srv_recv_frames(r->log, ctl, frames, RDR_CTL_FRAMES, &n);
 			if (got == 1) {
 				const bool stop = zmq_msg_size(&frames[0]) == 1 &&
 				                  *(const char *)zmq_msg_data(&frames[0]) == 'S';
@@ -427,7 +390,7 @@ static void *run(void *arg)
 		}
 		if (items[0].revents & ZMQ_POLLIN)
 			for (int burst = 0; burst < 1024; burst++) {
-				int got = recv_frames(r, r->query, frames, &n);
+				int got = srv_recv_frames(r->log, r->query, frames, SRV_MAX_FRAMES, &n);
 				if (got == 0)
 					break;
 				if (got == 1)
@@ -511,7 +474,7 @@ void *rdr_ctl_socket(struct rdr *r)
 void rdr_serve_ctl(struct rdr *r)
 {
 	for (int burst = 0; burst < 64; burst++) {
-		zmq_msg_t frames[RDR_MAX_FRAMES + 1];
+		zmq_msg_t frames[RDR_CTL_FRAMES];
 		size_t n = 0;
 		struct isvd_proto_request req;
 		struct isvd_proto_reply rep;
@@ -521,7 +484,7 @@ void rdr_serve_ctl(struct rdr *r)
 		char why[600] = "";
 		uint64_t seq = 0;
 
-		if (recv_frames(r, r->ctl_loop, frames, &n) != 1)
+		if (srv_recv_frames(r->log, r->ctl_loop, frames, SRV_MAX_FRAMES, &n) != 1)
 			return;
 		zmq_msg_t *body = &frames[n - 1];
 		isvd_proto_request_decode(zmq_msg_data(body), zmq_msg_size(body), &r->lim, &req, &perr);

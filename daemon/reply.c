@@ -9,6 +9,41 @@
 #include "config.h"
 #include "isvd_model.h"
 
+int srv_recv_frames(struct srv_log *log, void *sock, zmq_msg_t *frames, size_t max, size_t *n)
+{
+	size_t k = 0;
+
+	for (;;) {
+		zmq_msg_init(&frames[k]);
+		if (zmq_msg_recv(&frames[k], sock, k == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+			const int en = errno;
+			for (size_t i = 0; i <= k; i++)
+				zmq_msg_close(&frames[i]);
+			if (k == 0 && (en == EAGAIN || en == EINTR))
+				return 0;
+			srv_logf(log, CFG_LOG_ERROR, "zmq_msg_recv: %s", zmq_strerror(en));
+			return -1;
+		}
+		const int more = zmq_msg_more(&frames[k]);
+		k++;
+		if (!more)
+			break;
+		if (k == max) {   /* drain and drop */
+			zmq_msg_t t;
+			zmq_msg_init(&t);
+			while (zmq_msg_recv(&t, sock, 0) >= 0 && zmq_msg_more(&t))
+				;
+			zmq_msg_close(&t);
+			for (size_t i = 0; i < k; i++)
+				zmq_msg_close(&frames[i]);
+			srv_log_refused(log, "dropped a message of more than %zu frames", max);
+			return -1;
+		}
+	}
+	*n = k;
+	return 1;
+}
+
 void srv_send_frames(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv,
                      const void *body, size_t len)
 {

@@ -1,6 +1,7 @@
 /*
- * reply.h — sending a reply on a ROUTER socket: the envelope frames of the
- * request, then the encoded body; and the wire code for an engine error.  Shared by the event loop (server.c, the
+ * reply.h — receiving a request (all its frames) and sending a reply on a
+ * ROUTER socket: the envelope frames of the request, then the encoded body;
+ * and the wire code for an engine error.  Shared by the event loop (server.c, the
  * ingest socket) and the query thread (reader.c), each on its own socket.
  *
  * Every function consumes the envelope frames (env[0..nenv) are closed or
@@ -17,6 +18,16 @@
 
 #include "isvd_proto.h"
 #include "log.h"
+
+/* Frames in one request message, body included; more is dropped. */
+#define SRV_MAX_FRAMES 8
+
+/* Receives one whole message without waiting into frames[0..*n), the last
+ * frame being the body; frames must hold max entries.  Returns 1 with a
+ * message (the caller closes or sends every frame), 0 when none is waiting,
+ * -1 when a message of more than max frames was drained and dropped (logged
+ * as a refusal) or the socket failed (logged); nothing is left open then. */
+int srv_recv_frames(struct srv_log *log, void *sock, zmq_msg_t *frames, size_t max, size_t *n);
 
 /* Sends env then body (len bytes). */
 void srv_send_frames(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv,

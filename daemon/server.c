@@ -8,7 +8,7 @@
  *   answered by the query thread (reader.c) from a snapshot the loop
  *   publishes after every block.  A push travels:
  *
- *     ingest ROUTER ──recv_msg()──► handle_push(): decode, refuse bad input
+ *     ingest ROUTER ──srv_recv_frames()──► handle_push(): decode, refuse bad input
  *        whole (missing/huge values, wrong dim, duplicates), append its rows
  *        to the pending buffer and queue its ack
  *     pending ──flush()──► log_pending(): one log record for the block,
@@ -88,7 +88,6 @@
 #define ISVD_VERSION "0.0.0"
 #endif
 
-#define SRV_MAX_FRAMES   8      /* frames in one request message, body included */
 #define SRV_DUP_RING     8      /* batches remembered per client */
 #define SRV_BURST        1024   /* messages read from one socket per loop turn */
 #define SRV_POLL_MAX_MS  250    /* longest poll, so a signal is seen promptly */
@@ -158,51 +157,6 @@ struct isvdd {
 };
 
 /* ------------------------------------------------------------ messaging */
-
-/* Receives one whole message without waiting: envelope frames into env,
- * the last frame into *body.  Returns 1 with a message, 0 when none is
- * waiting, -1 for a message dropped (too many frames) or a socket error. */
-static int recv_msg(struct isvdd *srv, void *sock, zmq_msg_t *env, size_t *nenv, zmq_msg_t *body)
-{
-	size_t n = 0;
-	int more;
-	size_t more_len = sizeof more;
-
-	zmq_msg_init(body);
-	if (zmq_msg_recv(body, sock, ZMQ_DONTWAIT) < 0) {
-		zmq_msg_close(body);
-		if (errno == EAGAIN || errno == EINTR)
-			return 0;
-		srv_logf(srv->log, CFG_LOG_ERROR, "zmq_msg_recv: %s", zmq_strerror(errno));
-		return -1;
-	}
-	for (;;) {
-		if (zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &more_len) < 0 || !more)
-			break;
-		if (n == SRV_MAX_FRAMES - 1) {   /* drain and drop */
-			zmq_msg_close(body);
-			zmq_msg_init(body);
-			while (zmq_msg_recv(body, sock, 0) >= 0 && zmq_msg_more(body))
-				;
-			zmq_msg_close(body);
-			for (size_t i = 0; i < n; i++)
-				zmq_msg_close(&env[i]);
-			srv_log_refused(srv->log, "dropped a message of more than %d frames", SRV_MAX_FRAMES);
-			return -1;
-		}
-		zmq_msg_init(&env[n]);
-		zmq_msg_move(&env[n++], body);   /* body is left empty */
-		if (zmq_msg_recv(body, sock, 0) < 0) {
-			zmq_msg_close(body);
-			for (size_t i = 0; i < n; i++)
-				zmq_msg_close(&env[i]);
-			return -1;
-		}
-	}
-	*nenv = n;
-	return 1;
-}
-
 
 /* ------------------------------------------------------------ the model */
 
@@ -1134,16 +1088,16 @@ static int drain_ingest(struct isvdd *srv)
 	const uint64_t max_delay = srv->cfg->batching.max_delay_ms;
 
 	for (int n = 0; n < SRV_BURST; n++) {
-		zmq_msg_t env[SRV_MAX_FRAMES], body;
-		size_t nenv = 0;
+		zmq_msg_t frames[SRV_MAX_FRAMES];
+		size_t nf = 0;
 		const uint64_t blocks = srv->blocks;
-		int rc = recv_msg(srv, srv->ingest, env, &nenv, &body);
+		int rc = srv_recv_frames(srv->log, srv->ingest, frames, SRV_MAX_FRAMES, &nf);
 		if (rc == 0)
 			break;               /* no more waiting */
 		if (rc < 0)
 			continue;
-		handle_push(srv, env, nenv, &body);
-		zmq_msg_close(&body);
+		handle_push(srv, frames, nf - 1, &frames[nf - 1]);
+		zmq_msg_close(&frames[nf - 1]);
 		if (srv->nacks && srv_now_ms() - srv->batch_since_ms >= max_delay)
 			flush(srv);
 		if (srv->blocks != blocks)
