@@ -447,9 +447,15 @@ static void apply_pending(struct isvdd *srv)
 		if (a->client && a->has_batch)
 			client_record(srv, a->client, a->batch, a->seq);
 	}
+}
+
+/* A resend of a push queued in the same batch is answered as that push
+ * was: its seq, or its refusal. */
+static void answer_resends_like_originals(struct isvdd *srv)
+{
 	for (size_t i = 0; i < srv->nacks; i++) {
 		struct srv_ack *a = &srv->acks[i];
-		if (a->dup_of >= 0) {   /* a resend of a push in this batch */
+		if (a->dup_of >= 0) {
 			const struct srv_ack *orig = &srv->acks[a->dup_of];
 			a->seq = orig->seq;
 			if (orig->err)
@@ -561,11 +567,8 @@ static void flush(struct isvdd *srv)
 		if (srv->rdr)
 			rdr_publish(srv->rdr, srv->model, srv->seq, sto_last_checkpoint_seq(srv->sto),
 			            ingest_rate(srv, srv_now_ms()));
-	} else
-		for (size_t i = 0; i < srv->nacks; i++)   /* resends of refused pushes */
-			if (srv->acks[i].dup_of >= 0 && srv->acks[srv->acks[i].dup_of].err)
-				ack_refuse(&srv->acks[i], srv->acks[srv->acks[i].dup_of].err,
-				           srv->acks[srv->acks[i].dup_of].errmsg);
+	}
+	answer_resends_like_originals(srv);
 	if (srv->seq > before)
 		srv_logf(srv->log, CFG_LOG_DEBUG, "block: rows %llu..%llu (%llu) from %zu request%s",
 		         (unsigned long long)before + 1, (unsigned long long)srv->seq,
