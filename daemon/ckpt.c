@@ -20,7 +20,6 @@
 
 #include "isvd_model.h"   /* isvd_crc32c */
 
-#define CKPT_HEADER 48
 #define CKPT_MAX_BYTES ((uint64_t)1 << 36)
 
 static const char magic[8] = { 'I', 'S', 'V', 'D', 'C', 'K', 'P', 'T' };
@@ -140,9 +139,9 @@ int ckpt_read(int dirfd, const char *name, struct ckpt *c, struct wal_err *e)
 		return -1;
 	}
 	size = (uint64_t)st.st_size;
-	if (size < CKPT_HEADER + 4 || size > CKPT_MAX_BYTES) {
+	if (size < CKPT_OVERHEAD || size > CKPT_MAX_BYTES) {
 		close(fd);
-		return bad(e, name, size < CKPT_HEADER + 4 ? "shorter than its header" : "too large");
+		return bad(e, name, size < CKPT_OVERHEAD ? "shorter than its header" : "too large");
 	}
 	buf = malloc((size_t)size);
 	if (!buf) {
@@ -172,7 +171,7 @@ int ckpt_read(int dirfd, const char *name, struct ckpt *c, struct wal_err *e)
 		free(buf);
 		return bad(e, name, "bad magic or version");
 	}
-	if (ml > size || cl > size || CKPT_HEADER + ml + cl + 4 != size) {
+	if (ml > size || cl > size || CKPT_OVERHEAD + ml + cl != size) {
 		free(buf);
 		return bad(e, name, "section sizes do not add up to the file size (truncated?)");
 	}

@@ -25,6 +25,8 @@
 #include "wal.h"   /* struct wal_err */
 
 #define CKPT_TMP_NAME "checkpoint.tmp"
+#define CKPT_HEADER   48                /* bytes before the model image */
+#define CKPT_OVERHEAD (CKPT_HEADER + 4) /* header and trailing CRC: file size − sections */
 
 struct ckpt {
 	uint64_t seq, lsn;

@@ -687,7 +687,7 @@ int sto_checkpoint(struct sto *s, uint64_t seq, const uint8_t *model, size_t mod
 	s->why[0] = '\0';
 	prune(s, lsn, healing, name);
 	srv_logf(s->log, CFG_LOG_INFO, "checkpoint %s/%s: %" PRIu64 " rows, %zu bytes, %.3f s%s",
-	         s->cfg->storage.dir, name, seq, model_len + clients_len + 52,
+	         s->cfg->storage.dir, name, seq, model_len + clients_len + CKPT_OVERHEAD,
 	         (double)(srv_now_ms() - t0) / 1000.0, healing ? "; storage healthy again, accepting pushes" : "");
 	return 0;
 }
