@@ -67,6 +67,36 @@ def unpack(b):
 
 # ----------------------------------------------------------------- daemon
 
+def read_log(path):
+    """The daemon's log file so far ("" before it exists)."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def stop_process(proc, ctx, socks, timeout=20):
+    """Closes socks, stops isvdd (SIGTERM, SIGKILL after timeout s) and ends
+    ctx; returns the exit code, None when it had to be killed."""
+    for s in socks:
+        s.close(0)
+    rc = None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    else:
+        rc = proc.returncode
+    proc.stdout.close()
+    proc.stderr.close()
+    ctx.term()
+    return rc
+
+
 class Daemon:
     """A running isvdd.  Use as a context manager or call stop()."""
 
@@ -167,11 +197,7 @@ class Daemon:
         return np.array(r["sigma"]), unmat(r["vt"]), (None if r["mean"] is None else np.array(r["mean"])), r["seq"]
 
     def log(self):
-        try:
-            with open(self.log_path) as f:
-                return f.read()
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     def signal(self, sig):
         self.proc.send_signal(sig)
@@ -185,22 +211,8 @@ class Daemon:
 
     def stop(self, timeout=20):
         """SIGTERM, wait; returns the exit code (SIGKILL after timeout: returns None)."""
-        for s in self._socks:
-            s.close(0)
+        rc = stop_process(self.proc, self.ctx, self._socks, timeout)
         self._socks = []
-        rc = None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                rc = self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        else:
-            rc = self.proc.returncode
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        self.ctx.term()
         return rc
 
     def __enter__(self):

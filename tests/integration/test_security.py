@@ -25,7 +25,8 @@ import pytest
 import zmq
 
 import isvd
-from isvdd_harness import isvdd_path, mat, pack, run_isvdd, unpack, yaml_config
+from isvdd_harness import (isvdd_path, mat, pack, read_log, run_isvdd, stop_process, unpack,
+                            yaml_config)
 
 NO_REPLY_S = 1.5
 START_S = 30
@@ -103,11 +104,7 @@ class SecureDaemon:
             time.sleep(0.02)
 
     def log(self):
-        try:
-            with open(self.log_path) as f:
-                return f.read()
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     def sock(self, kind, endpoint, keys=None, server_public=None, plain=None):
         s = self.ctx.socket(kind)
@@ -138,22 +135,8 @@ class SecureDaemon:
             return "asan" in f.read()
 
     def stop(self):
-        for s in self.socks:
-            s.close(0)
+        rc = stop_process(self.proc, self.ctx, self.socks, 30)
         self.socks = []
-        rc = None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                rc = self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        else:
-            rc = self.proc.returncode
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        self.ctx.term()
         return rc
 
 
