@@ -71,7 +71,7 @@ struct rdr {
 
 /* ----------------------------------------------------------------- views */
 
-static void view_free(struct rdr_view *v)
+void rdr_view_free(struct rdr_view *v)
 {
 	if (!v)
 		return;
@@ -79,8 +79,7 @@ static void view_free(struct rdr_view *v)
 	free(v);
 }
 
-static struct rdr_view *view_make(const struct isvd_model *model, uint64_t seq, uint64_t lcs,
-                                  double rate, int *err)
+struct rdr_view *rdr_view_make(const struct isvd_model *model, uint64_t seq, int *err)
 {
 	struct rdr_view *v = calloc(1, sizeof *v);
 
@@ -91,8 +90,6 @@ static struct rdr_view *view_make(const struct isvd_model *model, uint64_t seq, 
 	}
 	v->refs = 1;
 	v->seq = seq;
-	v->last_checkpoint_seq = lcs;
-	v->ingest_rows_per_s = rate;
 	if (model && (*err = isvd_model_snapshot(model, &v->snap))) {
 		free(v);
 		return NULL;
@@ -119,26 +116,36 @@ static void view_put(struct rdr *r, struct rdr_view *v)
 	last = --v->refs == 0;
 	pthread_mutex_unlock(&r->mu);
 	if (last)
-		view_free(v);
+		rdr_view_free(v);
 }
 
-int rdr_publish(struct rdr *r, const struct isvd_model *model, uint64_t seq,
-                uint64_t last_checkpoint_seq, double ingest_rows_per_s)
+void rdr_publish_view(struct rdr *r, struct rdr_view *v, uint64_t last_checkpoint_seq,
+                      double ingest_rows_per_s)
 {
-	int err;
-	struct rdr_view *v = view_make(model, seq, last_checkpoint_seq, ingest_rows_per_s, &err), *old;
+	struct rdr_view *old;
 
-	if (!v) {
-		srv_logf(r->log, CFG_LOG_ERROR, "cannot publish the model to the query thread: %s; queries "
-		         "answer from the previous view", isvd_strerror(err));
-		return -1;
-	}
+	v->last_checkpoint_seq = last_checkpoint_seq;
+	v->ingest_rows_per_s = ingest_rows_per_s;
 	pthread_mutex_lock(&r->mu);
 	old = r->view;
 	r->view = v;
 	pthread_mutex_unlock(&r->mu);
 	if (old)
 		view_put(r, old);
+}
+
+int rdr_publish(struct rdr *r, const struct isvd_model *model, uint64_t seq,
+                uint64_t last_checkpoint_seq, double ingest_rows_per_s)
+{
+	int err;
+	struct rdr_view *v = rdr_view_make(model, seq, &err);
+
+	if (!v) {
+		srv_logf(r->log, CFG_LOG_ERROR, "cannot publish the model to the query thread: %s; queries "
+		         "answer from the previous view", isvd_strerror(err));
+		return -1;
+	}
+	rdr_publish_view(r, v, last_checkpoint_seq, ingest_rows_per_s);
 	return 0;
 }
 
@@ -424,7 +431,9 @@ int rdr_start(const struct cfg *cfg, struct srv_log *log, void *zctx, void *quer
 	r->lim.max_cols = ISVD_MAX_DIM;
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->started_cv, NULL);
-	r->view = view_make(model, seq, last_checkpoint_seq, 0.0, &err);
+	r->view = rdr_view_make(model, seq, &err);
+	if (r->view)
+		r->view->last_checkpoint_seq = last_checkpoint_seq;
 	if (!r->view) {
 		srv_logf(log, CFG_LOG_ERROR, "cannot snapshot the model for the query thread: %s",
 		         isvd_strerror(err));
@@ -459,7 +468,7 @@ int rdr_start(const struct cfg *cfg, struct srv_log *log, void *zctx, void *quer
 fail:
 	if (r->ctl_loop)
 		zmq_close(r->ctl_loop);
-	view_free(r->view);
+	rdr_view_free(r->view);
 	pthread_cond_destroy(&r->started_cv);
 	pthread_mutex_destroy(&r->mu);
 	free(r);
@@ -524,7 +533,7 @@ void rdr_stop(struct rdr *r)
 		pthread_join(r->thread, NULL);
 	}
 	zmq_close(r->ctl_loop);
-	view_free(r->view);
+	rdr_view_free(r->view);
 	pthread_cond_destroy(&r->started_cv);
 	pthread_mutex_destroy(&r->mu);
 	free(r);

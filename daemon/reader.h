@@ -51,6 +51,18 @@ int rdr_start(const struct cfg *cfg, struct srv_log *log, void *zctx, void *quer
 int rdr_publish(struct rdr *r, const struct isvd_model *model, uint64_t seq,
                 uint64_t last_checkpoint_seq, double ingest_rows_per_s);
 
+/* The same in two steps, so that the engine thread can take the snapshot
+ * right after its update and the loop publish it later:
+ * rdr_view_make() snapshots model (may be NULL) at seq on any thread that
+ * owns the model at that moment; NULL with *err (an isvd_err) when it
+ * cannot.  rdr_publish_view() makes v the current view (ownership moves).
+ * rdr_view_free() frees a view never published; NULL is a no-op. */
+struct rdr_view;
+struct rdr_view *rdr_view_make(const struct isvd_model *model, uint64_t seq, int *err);
+void rdr_publish_view(struct rdr *r, struct rdr_view *v, uint64_t last_checkpoint_seq,
+                      double ingest_rows_per_s);
+void rdr_view_free(struct rdr_view *v);
+
 /* The loop's end of the control pair, to poll for ZMQ_POLLIN. */
 void *rdr_ctl_socket(struct rdr *r);
 

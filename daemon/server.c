@@ -2,47 +2,60 @@
  * server.c — isvdd's event loop: ingest, batching, storage, snapshots.
  *
  * DESIGN
- *   One model, owned by one thread: the event loop, one zmq_poll() over the
- *   ingest ROUTER, the query thread's control pair (checkpoint requests)
- *   and the ZAP socket (the PUB socket is only written).  Queries are
- *   answered by the query thread (reader.c) from a snapshot the loop
- *   publishes after every block.  A push travels:
+ *   One model, updated on one thread: the engine thread (worker.c), which
+ *   applies the block the event loop hands it while the loop gathers,
+ *   decodes and logs the next one.  The loop is one zmq_poll() over the
+ *   ingest ROUTER, the query thread's control pair (checkpoint requests),
+ *   the engine thread's "block applied" descriptor and the ZAP socket (the
+ *   PUB socket is only written).  Queries are answered by the query thread
+ *   (reader.c) from a snapshot the engine thread takes after every block.
+ *   A push travels:
  *
  *     ingest ROUTER ──srv_recv_frames()──► handle_push(): decode, refuse bad input
  *        whole (missing/huge values, wrong dim, duplicates), append its rows
- *        to the pending buffer and queue its ack
- *     pending ──flush()──► log_pending(): one log record for the block,
- *        durable per storage.fsync (storage.c) ──► apply_pending(): one
- *        isvd_model_update() for every pending row, seq per push, duplicate
- *        table ──► answer_pending(): acks sent
+ *        and its ack to the fill batch
+ *     fill batch ──flush()──► log_batch(): one log record for the block,
+ *        durable per storage.fsync (storage.c) ──wrk_submit()──► engine
+ *        thread, apply_batch(): one isvd_model_update() for every row of
+ *        the block, seq per push, the query thread's next view
+ *        ──engine_finish()──► finish_batch() (loop): view published,
+ *        duplicate table, acks sent
  *
- *   flush() runs when the pending rows reach batching.max_rows (a push that
- *   would overflow the batch first flushes what is pending; a push is never
- *   split, so one larger than max_rows is a block of its own), when the
- *   batch has been gathering for batching.max_delay_ms, when no more pushes
- *   are waiting on the socket (so pushes that arrived together share one
- *   fsync: group commit), before a checkpoint and at shutdown.  Between two
- *   blocks of a long ingest burst the loop also serves checkpoint requests
- *   and handshakes, and does the interval fsync, due checkpoints and
- *   snapshots (between_blocks()), so that none waits for more than one
- *   block.  A push is acknowledged only after its rows are logged and in
- *   the model and the query thread's view includes them (rdr_publish()),
- *   so a query that arrives after an ack always sees them; `seq` in replies
- *   is the number of rows in the view that answered.
+ *   Two batches alternate: srv->fill gathers while srv->fly is in the
+ *   engine.  flush() logs the fill batch first, then waits for the block
+ *   in flight (engine_finish()), then submits: so the log write and the
+ *   next block's receiving and decoding overlap the engine's arithmetic,
+ *   and exactly one block is in the engine at a time.  Whatever reads or
+ *   writes the model on the loop (snapshots on the publish socket,
+ *   checkpoints, shutdown) first waits for it (engine_finish(), drain()).
+ *
+ *   flush() runs when the fill batch reaches batching.max_rows (a push
+ *   that would overflow the batch first flushes what is pending; a push is
+ *   never split, so one larger than max_rows is a block of its own), when
+ *   the batch has been gathering for batching.max_delay_ms, when no more
+ *   pushes are waiting on the socket (so pushes that arrived together
+ *   share one fsync: group commit), before a checkpoint and at shutdown.
+ *   Between two blocks of a long ingest burst the loop also serves
+ *   checkpoint requests and handshakes, and does the interval fsync, due
+ *   checkpoints and snapshots (between_blocks()), so that none waits for
+ *   more than one block.  A push is acknowledged only after its rows are
+ *   logged and in the model and the query thread's view includes them, so
+ *   a query that arrives after an ack always sees them; `seq` in replies is
+ *   the number of rows in the view that answered.
  *
  *   Block boundaries depend on timing (how many pushes were waiting), and
  *   the engine's result depends on them once the data's rank exceeds
- *   k + extra.  So the log record is the block: replay_block() rebuilds the
- *   same pending state from a record and runs the same apply_pending(),
- *   which reproduces the live run exactly.  Checkpoints (do_checkpoint())
+ *   k + extra.  So the log record is the block: hook_apply() rebuilds the
+ *   same batch from a record and runs the same apply_batch(), which
+ *   reproduces the live run exactly.  Checkpoints (do_checkpoint())
  *   hold the engine image and the duplicate table and are taken between
  *   blocks only.
  *
  *   All or nothing per push: the engine refuses a whole update call on one
  *   bad value, so handle_push() checks each push for what the engine would
  *   refuse (missing values, |x| > 1e150) before it joins a batch; should the
- *   engine still refuse a batch (energy overflow), flush() retries push by
- *   push and refuses only the offending ones.
+ *   engine still refuse a batch (energy overflow), apply_batch() retries
+ *   push by push and refuses only the offending ones.
  *
  *   Duplicates: a per-client ring of the last SRV_DUP_RING (batch, seq)
  *   pairs, for at most limits.max_clients clients (least recently used
@@ -50,21 +63,26 @@
  *   the log rebuilds what came after.  A resend of one of those batches gets
  *   its original seq and `duplicate: true`; a batch number older than every
  *   remembered one (of a full ring) gets `duplicate: true` and seq 0
- *   (unknown); see client_seen().  Pushes without both `client` and `batch` are never
+ *   (unknown); see client_seen().  A resend of a push still in the engine
+ *   waits for it.  Pushes without both `client` and `batch` are never
  *   duplicates.
  *
  *   Hostile peers (security.c has CURVE and the ZAP handler, which this
  *   loop also serves): every socket bounds message size (ZMQ_MAXMSGSIZE),
  *   queues (high-water marks) and handshake time (limits.handshake_ms);
- *   requests are bounded by the decoder's limits; and the ack queue never
+ *   requests are bounded by the decoder's limits; and the fill batch never
  *   holds more than limits.max_pending_pushes pushes — one more first
  *   flushes it (a smaller group commit, never a refusal).  Refusals are
  *   counted and summed up in the log by report_limits().
  *
  * INVARIANTS
- *   srv->seq == isvd_model_rows_seen(srv->model) outside flush().
- *   pend holds pend_rows × dim values, the rows of the queued acks with
- *   rows > 0, in ack order.
+ *   srv->seq == isvd_model_rows_seen(srv->model) whenever srv->fly is NULL
+ *   (no block in the engine); while one is, the model and *srv->fly are the
+ *   engine thread's.  srv->logged >= srv->seq: rows logged since the last
+ *   checkpoint's seq (the next record's first_seq - 1).  A batch's rows
+ *   hold nrows × dim values, the rows of its acks with rows > 0, in ack
+ *   order.  The ack queue holds at most limits.max_pending_pushes pushes
+ *   gathering plus the block in the engine.
  */
 #include "server.h"
 
@@ -83,6 +101,7 @@
 #include "reply.h"
 #include "storage.h"
 #include "wal.h"
+#include "worker.h"
 
 #ifndef ISVD_VERSION
 #define ISVD_VERSION "0.0.0"
@@ -101,12 +120,25 @@ struct srv_ack {                 /* a push answered after the next flush() */
 	char *client;                /* owned; NULL when the push had none */
 	bool has_batch;
 	uint64_t batch;
-	size_t rows;                 /* rows this push put in pend (0: a duplicate) */
+	size_t rows;                 /* rows this push put in its batch (0: a duplicate) */
 	bool duplicate;
 	long dup_of;                 /* duplicate of the queued ack at this index, or -1 */
 	uint64_t seq;                /* result; for a known duplicate its original seq */
 	int err;                     /* set by flush() when the push is refused */
 	char *errmsg;                /* owned */
+};
+
+/* Pushes gathered into one engine block.  The loop fills one batch
+ * (srv->fill) while the engine thread applies the other (srv->fly). */
+struct srv_batch {
+	double *rows;                /* the rows of the acks with rows > 0, in ack order; ld = dim */
+	size_t nrows, cap;           /* cap in rows */
+	struct srv_ack *acks;
+	size_t nacks, acks_cap;
+	/* written by apply_batch() (the engine thread), read after wrk_wait() */
+	uint64_t seq_after;          /* rows in the model after the block */
+	struct rdr_view *view;       /* the query thread's next view, or NULL */
+	int view_err;                /* why view is NULL when one was wanted (an isvd_err) */
 };
 
 struct srv_client {              /* one entry of the duplicate table */
@@ -125,13 +157,14 @@ struct isvdd {
 
 	struct isvd_model *model;    /* NULL until the dimension is known */
 	size_t dim, kmax;            /* kmax = min(rank, dim) */
-	uint64_t seq;                /* rows in the model */
+	uint64_t seq;                /* rows in the model when no block is in flight */
+	uint64_t logged;             /* rows in the log records since the last checkpoint's seq */
 
-	double *pend;                /* pending rows, row-major, ld = dim */
-	size_t pend_rows, pend_cap;  /* cap in rows */
-	struct srv_ack *acks;
-	size_t nacks, acks_cap;
-	uint64_t batch_since_ms;     /* when the first pending push arrived */
+	struct srv_batch batch[2];
+	struct srv_batch *fill;      /* gathering pushes: batch[0] or batch[1] */
+	struct srv_batch *fly;       /* the other while the engine applies it, else NULL */
+	struct wrk *engine;          /* the engine thread (NULL during recovery) */
+	uint64_t batch_since_ms;     /* when the fill batch's first push arrived */
 
 	struct srv_client *clients;
 	size_t nclients;
@@ -147,7 +180,7 @@ struct isvdd {
 	struct sto *sto;             /* storage.dir; NULL only inside srv_create() */
 	uint64_t blocks;             /* flush() calls that answered pushes, ever */
 	struct rdr *rdr;             /* the query thread; NULL until srv_create() starts it */
-	struct wal_push *wal_push;   /* log_pending()'s scratch, wal_push_cap entries */
+	struct wal_push *wal_push;   /* log_batch()'s scratch, wal_push_cap entries */
 	size_t wal_push_cap;
 
 	struct sec *sec;             /* CURVE keys and the ZAP handler (security.c) */
@@ -340,11 +373,17 @@ static void publish_factors(struct isvdd *srv)
 	srv->factors_sent = true;
 }
 
-/* Publishes what is due at now. */
+static void engine_finish(struct isvdd *srv);
+
+/* Publishes what is due at now (waiting for the block in the engine, if
+ * any, when something is: snapshots read the model). */
 static void publish_due(struct isvdd *srv, uint64_t now)
 {
 	const struct cfg *c = srv->cfg;
 
+	if ((c->publish.spectrum_every_ms && now >= srv->next_spectrum_ms) ||
+	    (c->publish.factors_every_ms && now >= srv->next_factors_ms))
+		engine_finish(srv);
 	if (c->publish.spectrum_every_ms && now >= srv->next_spectrum_ms) {
 		if (!srv->spectrum_sent || srv->seq != srv->spectrum_seq)
 			publish_spectrum(srv);
@@ -390,28 +429,31 @@ static double ingest_rate(struct isvdd *srv, uint64_t now)
 	return (double)(srv->seq - srv->rate_seq[0]) * 1000.0 / (double)(now - srv->rate_ms[0]);
 }
 
-/* Folds the pending rows into the model: one engine call for the whole
- * block (push by push if the block as a whole would overflow), then seq per
- * push and the duplicate table.  A pure function of the model, the table
- * and the block, which is what makes a replay of the log reproduce the live
- * run exactly; flush() and replay_block() both call it. */
-static void apply_pending(struct isvdd *srv)
+/* Folds a batch's rows into the model: one engine call for the whole block
+ * (push by push if the block as a whole would overflow), then seq per push,
+ * then (when the query thread runs) the snapshot of its next view.  A pure
+ * function of the model and the block, which is what makes a replay of the
+ * log reproduce the live run exactly.  It runs on the engine thread, which
+ * owns the model and b meanwhile, and touches nothing else of srv's but
+ * what never changes while a block is in flight (model, dim, rdr, log);
+ * recovery (hook_apply()) calls it directly. */
+static void apply_batch(struct isvdd *srv, struct srv_batch *b)
 {
-	const uint64_t before = srv->seq;
+	const uint64_t before = srv->model ? isvd_model_rows_seen(srv->model) : 0;
 	uint64_t at;
 	int rc = ISVD_OK;
 
-	if (srv->pend_rows > 0) {
-		rc = isvd_model_update(srv->model, srv->pend, srv->pend_rows, srv->dim);
+	if (b->nrows > 0) {
+		rc = isvd_model_update(srv->model, b->rows, b->nrows, srv->dim);
 		if (rc == ISVD_ERR_NONFINITE) {
 			/* the batch as a whole would overflow: retry push by push */
 			size_t off = 0;
 			rc = ISVD_OK;
-			for (size_t i = 0; i < srv->nacks; i++) {
-				struct srv_ack *a = &srv->acks[i];
+			for (size_t i = 0; i < b->nacks; i++) {
+				struct srv_ack *a = &b->acks[i];
 				if (a->rows == 0 || a->err)
 					continue;
-				int r1 = isvd_model_update(srv->model, srv->pend + off * srv->dim, a->rows, srv->dim);
+				int r1 = isvd_model_update(srv->model, b->rows + off * srv->dim, a->rows, srv->dim);
 				if (r1 == ISVD_ERR_NONFINITE) {
 					ack_refuse(a, ISVD_PROTO_NON_FINITE,
 					           "rows: values too large for the model's energy to stay finite");
@@ -425,38 +467,40 @@ static void apply_pending(struct isvdd *srv)
 			}
 		} else if (rc) {
 			srv_logf(srv->log, CFG_LOG_ERROR, "engine update of %zu rows failed: %s",
-			         srv->pend_rows, isvd_strerror(rc));
+			         b->nrows, isvd_strerror(rc));
 		}
 	}
-	srv->seq = srv->model ? isvd_model_rows_seen(srv->model) : 0;
+	b->seq_after = srv->model ? isvd_model_rows_seen(srv->model) : 0;
 
 	/* seq per push; when the engine failed part-way only whole pushes
 	 * inside the applied prefix count as accepted */
 	at = before;
-	for (size_t i = 0; i < srv->nacks; i++) {
-		struct srv_ack *a = &srv->acks[i];
+	for (size_t i = 0; i < b->nacks; i++) {
+		struct srv_ack *a = &b->acks[i];
 		if (a->rows == 0 || a->err)
 			continue;
-		if (rc && at + a->rows > srv->seq) {
+		if (rc && at + a->rows > b->seq_after) {
 			ack_refuse(a, ISVD_PROTO_INTERNAL, "the engine update failed; this push was not applied whole");
 			at += a->rows;
 			continue;
 		}
 		at += a->rows;
 		a->seq = at;
-		if (a->client && a->has_batch)
-			client_record(srv, a->client, a->batch, a->seq);
 	}
+	b->view = NULL;
+	b->view_err = 0;
+	if (srv->rdr && b->seq_after != before)
+		b->view = rdr_view_make(srv->model, b->seq_after, &b->view_err);
 }
 
 /* A resend of a push queued in the same batch is answered as that push
  * was: its seq, or its refusal. */
-static void answer_resends_like_originals(struct isvdd *srv)
+static void answer_resends_like_originals(struct srv_batch *b)
 {
-	for (size_t i = 0; i < srv->nacks; i++) {
-		struct srv_ack *a = &srv->acks[i];
+	for (size_t i = 0; i < b->nacks; i++) {
+		struct srv_ack *a = &b->acks[i];
 		if (a->dup_of >= 0) {
-			const struct srv_ack *orig = &srv->acks[a->dup_of];
+			const struct srv_ack *orig = &b->acks[a->dup_of];
 			a->seq = orig->seq;
 			if (orig->err)
 				ack_refuse(a, orig->err, orig->errmsg ? orig->errmsg : "refused");
@@ -464,30 +508,32 @@ static void answer_resends_like_originals(struct isvdd *srv)
 	}
 }
 
-/* Writes the pending rows to the log as one block record.  0, or -1 after
- * refusing every pending push with UNAVAILABLE (storage failed). */
-static int log_pending(struct isvdd *srv)
+/* Writes a batch's rows to the log as one block record.  0, or -1 after
+ * refusing every push of it with UNAVAILABLE (storage failed).  The
+ * record's first_seq counts logged rows (srv->logged), not applied ones:
+ * the block before may still be in the engine (see wal.h). */
+static int log_batch(struct isvdd *srv, struct srv_batch *bt)
 {
 	struct wal_block b;
 	struct wal_push *p;
 	size_t n = 0, off = 0;
 	const char *why = NULL;
 
-	if (srv->pend_rows == 0)
+	if (bt->nrows == 0)
 		return 0;
 	p = srv->wal_push;
-	if (srv->nacks > srv->wal_push_cap) {
-		p = realloc(srv->wal_push, srv->nacks * sizeof *p);
+	if (bt->nacks > srv->wal_push_cap) {
+		p = realloc(srv->wal_push, bt->nacks * sizeof *p);
 		if (!p) {
 			srv_logf(srv->log, CFG_LOG_ERROR, "log record: %s", strerror(errno));
 			why = "out of memory assembling the log record";
 			goto refuse;
 		}
 		srv->wal_push = p;
-		srv->wal_push_cap = srv->nacks;
+		srv->wal_push_cap = bt->nacks;
 	}
-	for (size_t i = 0; i < srv->nacks; i++) {
-		const struct srv_ack *a = &srv->acks[i];
+	for (size_t i = 0; i < bt->nacks; i++) {
+		const struct srv_ack *a = &bt->acks[i];
 		if (a->rows == 0)
 			continue;
 		p[n].client = a->client;
@@ -495,34 +541,36 @@ static int log_pending(struct isvdd *srv)
 		p[n].has_batch = a->has_batch;
 		p[n].batch = a->batch;
 		p[n].rows = a->rows;
-		p[n].data = srv->pend + off * srv->dim;
+		p[n].data = bt->rows + off * srv->dim;
 		off += a->rows;
 		n++;
 	}
 	b.lsn = 0;
-	b.first_seq = srv->seq + 1;
+	b.first_seq = srv->logged + 1;
 	b.dim = srv->dim;
 	b.npush = n;
 	b.push = p;
-	if (sto_log_block(srv->sto, &b) == 0)
+	if (sto_log_block(srv->sto, &b) == 0) {
+		srv->logged += bt->nrows;
 		return 0;
+	}
 	sto_failed(srv->sto, &why);
 refuse:
 	{
 		char msg[700];
 		snprintf(msg, sizeof msg, "storage is failing, pushes are refused until it recovers: %s", why);
-		for (size_t i = 0; i < srv->nacks; i++)
-			if (srv->acks[i].rows)
-				ack_refuse(&srv->acks[i], ISVD_PROTO_UNAVAILABLE, msg);
+		for (size_t i = 0; i < bt->nacks; i++)
+			if (bt->acks[i].rows)
+				ack_refuse(&bt->acks[i], ISVD_PROTO_UNAVAILABLE, msg);
 	}
 	return -1;
 }
 
-/* Sends every queued reply and empties the queue. */
-static void answer_pending(struct isvdd *srv)
+/* Sends every reply queued in b and empties it. */
+static void answer_batch(struct isvdd *srv, struct srv_batch *b)
 {
-	for (size_t i = 0; i < srv->nacks; i++) {
-		struct srv_ack *a = &srv->acks[i];
+	for (size_t i = 0; i < b->nacks; i++) {
+		struct srv_ack *a = &b->acks[i];
 		struct isvd_proto_reply rep;
 
 		if (a->nenv == 0) {   /* replayed from the log: nobody to answer */
@@ -547,36 +595,95 @@ static void answer_pending(struct isvdd *srv)
 		a->nenv = 0;
 		ack_fini(a);
 	}
-	srv->nacks = 0;
-	srv->pend_rows = 0;
+	b->nacks = 0;
+	b->nrows = 0;
 }
 
-/* The ingest path's one transition: pending pushes → log record (durable
- * per storage.fsync) → model → acks.  Rows the log could not take are
- * neither applied nor acknowledged. */
-static void flush(struct isvdd *srv)
+/* The loop's half of a block, with the engine idle: the model's new seq,
+ * the query thread's new view (before the acks: a query that follows an
+ * ack sees its rows), the duplicate table, then the replies.  applied:
+ * apply_batch() ran on b (false: b held only duplicates and refusals). */
+static void finish_batch(struct isvdd *srv, struct srv_batch *b, bool applied)
 {
 	const uint64_t before = srv->seq;
 
-	if (srv->nacks == 0)
-		return;
-	srv->blocks++;
-	if (log_pending(srv) == 0) {
-		apply_pending(srv);
-		/* before the acks: a query that follows an ack sees its rows */
-		if (srv->rdr)
-			rdr_publish(srv->rdr, srv->model, srv->seq, sto_last_checkpoint_seq(srv->sto),
-			            ingest_rate(srv, srv_now_ms()));
+	if (applied) {
+		srv->seq = b->seq_after;
+		if (b->view) {
+			rdr_publish_view(srv->rdr, b->view, sto_last_checkpoint_seq(srv->sto),
+			                 ingest_rate(srv, srv_now_ms()));
+			b->view = NULL;
+		} else if (b->view_err) {
+			srv_logf(srv->log, CFG_LOG_ERROR, "cannot publish the model to the query thread: %s; "
+			         "queries answer from the previous view", isvd_strerror(b->view_err));
+		}
+		for (size_t i = 0; i < b->nacks; i++) {
+			const struct srv_ack *a = &b->acks[i];
+			if (a->rows && !a->err && a->client && a->has_batch)
+				client_record(srv, a->client, a->batch, a->seq);
+		}
 	}
-	answer_resends_like_originals(srv);
+	answer_resends_like_originals(b);
 	if (srv->seq > before)
 		srv_logf(srv->log, CFG_LOG_DEBUG, "block: rows %llu..%llu (%llu) from %zu request%s",
 		         (unsigned long long)before + 1, (unsigned long long)srv->seq,
-		         (unsigned long long)(srv->seq - before), srv->nacks, srv->nacks == 1 ? "" : "s");
-	answer_pending(srv);
+		         (unsigned long long)(srv->seq - before), b->nacks, b->nacks == 1 ? "" : "s");
+	answer_batch(srv, b);
 	if (srv->cfg->publish.spectrum_every_rows &&
 	    srv->seq - srv->spectrum_seq >= srv->cfg->publish.spectrum_every_rows)
 		publish_spectrum(srv);
+}
+
+/* worker.h's job: the engine thread's half of a block. */
+static void engine_job(void *ctx, void *job)
+{
+	apply_batch(ctx, job);
+}
+
+/* Waits for the block in the engine, if any, and finishes it; the engine
+ * is idle afterwards and the model may be read or written. */
+static void engine_finish(struct isvdd *srv)
+{
+	struct srv_batch *b;
+
+	if (!srv->fly)
+		return;
+	b = wrk_wait(srv->engine);
+	srv->fly = NULL;
+	finish_batch(srv, b, true);
+}
+
+/* The ingest path's one transition: the fill batch → its log record
+ * (durable per storage.fsync) → the engine thread, while the loop goes on
+ * gathering the next batch; the block before is finished first (one block
+ * in the engine at a time).  Rows the log could not take are neither
+ * applied nor acknowledged.  Returns with the block in flight: see
+ * engine_finish() and drain(). */
+static void flush(struct isvdd *srv)
+{
+	struct srv_batch *b = srv->fill;
+	bool logged;
+
+	if (b->nacks == 0)
+		return;
+	srv->blocks++;
+	logged = log_batch(srv, b) == 0;   /* while the block before is in the engine */
+	engine_finish(srv);
+	if (logged && b->nrows > 0) {
+		srv->fill = b == &srv->batch[0] ? &srv->batch[1] : &srv->batch[0];
+		srv->fly = b;
+		wrk_submit(srv->engine, b);
+	} else {
+		finish_batch(srv, b, false);   /* duplicates of applied pushes, refusals */
+	}
+}
+
+/* flush(), then wait for the engine: everything gathered is applied and
+ * answered, and the model may be read or written. */
+static void drain(struct isvdd *srv)
+{
+	flush(srv);
+	engine_finish(srv);
 }
 
 /* ----------------------------------------------------------------- push */
@@ -611,42 +718,54 @@ int srv_check_values(const struct isvd_proto_matrix *m, char *buf, size_t cap)
 	return ISVD_PROTO_OK;
 }
 
-static struct srv_ack *new_ack(struct isvdd *srv)
+/* The next ack slot of b (not yet counted in b->nacks), or NULL. */
+static struct srv_ack *new_ack(struct isvdd *srv, struct srv_batch *b)
 {
-	if (srv->nacks == srv->acks_cap) {
-		size_t cap = srv->acks_cap ? 2 * srv->acks_cap : 64;
-		struct srv_ack *a = realloc(srv->acks, cap * sizeof *a);
+	if (b->nacks == b->acks_cap) {
+		size_t cap = b->acks_cap ? 2 * b->acks_cap : 64;
+		struct srv_ack *a = realloc(b->acks, cap * sizeof *a);
 		if (!a) {
 			srv_logf(srv->log, CFG_LOG_ERROR, "push queue: %s", strerror(errno));
 			return NULL;
 		}
-		srv->acks = a;
-		srv->acks_cap = cap;
+		b->acks = a;
+		b->acks_cap = cap;
 	}
-	struct srv_ack *a = &srv->acks[srv->nacks];
+	struct srv_ack *a = &b->acks[b->nacks];
 	memset(a, 0, sizeof *a);
 	a->dup_of = -1;
 	return a;
 }
 
-static bool reserve_rows(struct isvdd *srv, size_t rows)
+static bool reserve_rows(struct isvdd *srv, struct srv_batch *b, size_t rows)
 {
 	size_t cap;
 	double *p;
 
-	if (srv->pend_rows + rows <= srv->pend_cap)
+	if (b->nrows + rows <= b->cap)
 		return true;
-	cap = srv->pend_cap ? srv->pend_cap : 64;
-	while (cap < srv->pend_rows + rows)
+	cap = b->cap ? b->cap : 64;
+	while (cap < b->nrows + rows)
 		cap *= 2;
-	p = realloc(srv->pend, cap * srv->dim * sizeof(double));
+	p = realloc(b->rows, cap * srv->dim * sizeof(double));
 	if (!p) {
 		srv_logf(srv->log, CFG_LOG_ERROR, "pending rows: %s", strerror(errno));
 		return false;
 	}
-	srv->pend = p;
-	srv->pend_cap = cap;
+	b->rows = p;
+	b->cap = cap;
 	return true;
+}
+
+/* Is (client, batch) among b's pushes with rows?  Returns its index or -1. */
+static long find_push(const struct srv_batch *b, const char *client, uint64_t batch)
+{
+	for (size_t i = 0; i < b->nacks; i++) {
+		const struct srv_ack *q = &b->acks[i];
+		if (q->rows && q->has_batch && q->client && q->batch == batch && !strcmp(q->client, client))
+			return (long)i;
+	}
+	return -1;
 }
 
 /* A printable copy of an untrusted client name for the log: at most 40
@@ -668,6 +787,7 @@ static void handle_push(struct isvdd *srv, zmq_msg_t *env, size_t nenv, zmq_msg_
 	char whobuf[48];
 	struct isvd_proto_request req;
 	struct isvd_proto_error perr;
+	struct srv_batch *b;
 	struct srv_ack *a;
 	char msg[256];
 	int code;
@@ -705,23 +825,23 @@ static void handle_push(struct isvdd *srv, zmq_msg_t *env, size_t nenv, zmq_msg_
 
 	/* limits.max_pending_pushes: a full queue is flushed early (before the
 	 * duplicate scan below, whose indices point into the queue) */
-	if (srv->nacks >= srv->cfg->limits.max_pending_pushes) {
+	if (srv->fill->nacks >= srv->cfg->limits.max_pending_pushes) {
 		flush(srv);
 		srv->early_flushes++;
 	}
 
-	/* a duplicate: of a queued push, or of an applied one */
+	/* a duplicate: of a queued push, of one in the engine (waited for, so
+	 * that the duplicate table has it), or of an applied one */
 	long dup_of = -1;
 	uint64_t dup_seq = 0;
 	bool dup = false;
 	if (req.client && req.has_batch) {
-		for (size_t i = 0; i < srv->nacks; i++) {
-			const struct srv_ack *q = &srv->acks[i];
-			if (q->rows && q->has_batch && q->client && q->batch == req.batch &&
-			    !strcmp(q->client, req.client)) {
-				dup_of = (long)i;
-				dup = true;
-			}
+		dup_of = find_push(srv->fill, req.client, req.batch);
+		dup = dup_of >= 0;
+		if (!dup && srv->fly && find_push(srv->fly, req.client, req.batch) >= 0) {
+			srv_logf(srv->log, CFG_LOG_DEBUG, "push (client %s, batch %llu) resent while the engine "
+			         "applies it: waiting for the block", who, (unsigned long long)req.batch);
+			engine_finish(srv);
 		}
 		if (!dup)
 			dup = client_seen(srv, req.client, req.batch, &dup_seq);
@@ -732,21 +852,22 @@ static void handle_push(struct isvdd *srv, zmq_msg_t *env, size_t nenv, zmq_msg_
 		snprintf(msg, sizeof msg, "storage is failing, pushes are refused until it recovers: %s", why);
 		goto refuse;
 	}
-	if (!dup && srv->pend_rows && srv->pend_rows + req.rows.rows > srv->cfg->batching.max_rows)
+	if (!dup && srv->fill->nrows && srv->fill->nrows + req.rows.rows > srv->cfg->batching.max_rows)
 		flush(srv);
-	if (!dup && !reserve_rows(srv, req.rows.rows)) {
+	b = srv->fill;   /* after any flush */
+	if (!dup && !reserve_rows(srv, b, req.rows.rows)) {
 		code = ISVD_PROTO_NOMEM;
 		snprintf(msg, sizeof msg, "out of memory");
 		goto refuse;
 	}
-	if (!(a = new_ack(srv))) {
+	if (!(a = new_ack(srv, b))) {
 		code = ISVD_PROTO_NOMEM;
 		snprintf(msg, sizeof msg, "out of memory");
 		goto refuse;
 	}
-	if (srv->nacks == 0)
+	if (b->nacks == 0)
 		srv->batch_since_ms = srv_now_ms();
-	srv->nacks++;
+	b->nacks++;
 	for (size_t i = 0; i < nenv; i++) {   /* ownership moves to the ack */
 		zmq_msg_init(&a->env[i]);
 		zmq_msg_move(&a->env[i], &env[i]);
@@ -763,12 +884,11 @@ static void handle_push(struct isvdd *srv, zmq_msg_t *env, size_t nenv, zmq_msg_
 	a->dup_of = dup_of;
 	a->seq = dup_seq;
 	if (!dup) {
-		memcpy(srv->pend + srv->pend_rows * srv->dim, req.rows.data,
-		       req.rows.rows * srv->dim * sizeof(double));
-		srv->pend_rows += req.rows.rows;
+		memcpy(b->rows + b->nrows * srv->dim, req.rows.data, req.rows.rows * srv->dim * sizeof(double));
+		b->nrows += req.rows.rows;
 		a->rows = req.rows.rows;
 	}
-	if (srv->pend_rows >= srv->cfg->batching.max_rows)
+	if (b->nrows >= srv->cfg->batching.max_rows)
 		flush(srv);
 	goto done;
 
@@ -975,18 +1095,22 @@ static int hook_load(void *ctx, const struct ckpt *c, char *why, size_t cap)
 	srv->clients = tab;
 	srv->nclients = ntab;
 	srv->tick = tick;
-	srv->seq = c->seq;
+	srv->seq = srv->logged = c->seq;
 	return 0;
 }
 
-/* sto_hooks.apply: replays one log record exactly as flush() applied it. */
+/* sto_hooks.apply: replays one log record exactly as the engine thread
+ * applied it.  Its first_seq continues the logged rows, or restarts at the
+ * model's rows + 1 where the live run wrote a checkpoint (see wal.h). */
 static int hook_apply(void *ctx, const struct wal_block *b, char *why, size_t cap)
 {
 	struct isvdd *srv = ctx;
+	struct srv_batch *bt = srv->fill;
 
-	if (b->first_seq != srv->seq + 1) {
-		snprintf(why, cap, "it starts at row %llu but the model holds %llu rows",
-		         (unsigned long long)b->first_seq, (unsigned long long)srv->seq);
+	if (b->first_seq != srv->logged + 1 && b->first_seq != srv->seq + 1) {
+		snprintf(why, cap, "it starts at row %llu but the log before it ends at row %llu and the "
+		         "model holds %llu rows", (unsigned long long)b->first_seq,
+		         (unsigned long long)srv->logged, (unsigned long long)srv->seq);
 		return -1;
 	}
 	if (!srv->model && make_model(srv, b->dim)) {
@@ -1000,22 +1124,23 @@ static int hook_apply(void *ctx, const struct wal_block *b, char *why, size_t ca
 	for (size_t i = 0; i < b->npush; i++) {
 		const struct wal_push *q = &b->push[i];
 		struct srv_ack *a;
-		if (!reserve_rows(srv, q->rows) || !(a = new_ack(srv)))
+		if (!reserve_rows(srv, bt, q->rows) || !(a = new_ack(srv, bt)))
 			goto nomem;
-		srv->nacks++;
+		bt->nacks++;
 		if (q->client && !(a->client = strndup(q->client, q->client_len)))
 			goto nomem;
 		a->has_batch = q->has_batch;
 		a->batch = q->batch;
 		a->rows = q->rows;
-		memcpy(srv->pend + srv->pend_rows * srv->dim, q->data, q->rows * srv->dim * sizeof(double));
-		srv->pend_rows += q->rows;
+		memcpy(bt->rows + bt->nrows * srv->dim, q->data, q->rows * srv->dim * sizeof(double));
+		bt->nrows += q->rows;
 	}
-	apply_pending(srv);
-	answer_pending(srv);   /* nothing to send: frees the replayed entries */
+	srv->logged = b->first_seq - 1 + bt->nrows;
+	apply_batch(srv, bt);
+	finish_batch(srv, bt, true);   /* nothing to send: frees the replayed entries */
 	return 0;
 nomem:
-	answer_pending(srv);
+	answer_batch(srv, bt);
 	snprintf(why, cap, "out of memory");
 	return -1;
 }
@@ -1028,7 +1153,8 @@ static int do_checkpoint(struct isvdd *srv)
 	size_t img_len = 0, tab_len = 0;
 	int rc = -1;
 
-	flush(srv);
+	drain(srv);
+	srv->logged = srv->seq;   /* the next record restarts the numbering (see wal.h) */
 	if (srv->model) {
 		size_t need = isvd_model_saved_size(srv->model);
 		if (!(img = malloc(need)) || isvd_model_save(srv->model, img, need, &img_len)) {
@@ -1101,7 +1227,7 @@ static int drain_ingest(struct isvdd *srv)
 			continue;
 		handle_push(srv, frames, nf - 1, &frames[nf - 1]);
 		zmq_msg_close(&frames[nf - 1]);
-		if (srv->nacks && srv_now_ms() - srv->batch_since_ms >= max_delay)
+		if (srv->fill->nacks && srv_now_ms() - srv->batch_since_ms >= max_delay)
 			flush(srv);
 		if (srv->blocks != blocks)
 			between_blocks(srv);
@@ -1161,12 +1287,13 @@ int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_
 {
 	/* the ZAP handler (security.c) is served here too, first, so that
 	 * handshakes are not starved by a busy ingest socket */
-	zmq_pollitem_t items[3] = {
+	zmq_pollitem_t items[4] = {
 		{ srv->ingest, 0, ZMQ_POLLIN, 0 },
 		{ rdr_ctl_socket(srv->rdr), 0, ZMQ_POLLIN, 0 },   /* checkpoint requests */
+		{ NULL, wrk_fd(srv->engine), ZMQ_POLLIN, 0 },     /* a block applied */
 		{ sec_zap_socket(srv->sec), 0, ZMQ_POLLIN, 0 },
 	};
-	const int nitems = items[2].socket ? 3 : 2;
+	const int nitems = items[3].socket ? 4 : 3;
 	int ret = 0;
 
 	while (!*stop) {
@@ -1182,8 +1309,10 @@ int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_
 			ret = -1;
 			break;
 		}
-		if (nitems > 2 && (items[2].revents & ZMQ_POLLIN))
+		if (nitems > 3 && (items[3].revents & ZMQ_POLLIN))
 			sec_zap_serve(srv->sec);
+		if (items[2].revents & ZMQ_POLLIN)
+			engine_finish(srv);
 		if (items[0].revents & ZMQ_POLLIN)
 			drain_ingest(srv);
 		if (items[1].revents & ZMQ_POLLIN)
@@ -1195,7 +1324,7 @@ int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_
 			do_checkpoint(srv);
 		publish_due(srv, now);
 	}
-	flush(srv);
+	drain(srv);
 	srv_logf(srv->log, CFG_LOG_INFO, "stopping: %llu rows in the model; writing a checkpoint",
 	         (unsigned long long)srv->seq);
 	if (do_checkpoint(srv))
@@ -1242,7 +1371,7 @@ int srv_create(const struct cfg *cfg, struct srv_log *log, bool repair, struct i
 	struct isvdd *srv = calloc(1, sizeof *srv);
 	const int hs = (int)cfg->limits.send_hwm, hr = (int)cfg->limits.recv_hwm;
 	const struct sto_hooks hooks = { srv, hook_load, hook_apply };
-	int ret = 1;
+	int ret = 1, err;
 
 	if (!srv) {
 		srv_logf(log, CFG_LOG_ERROR, "cannot allocate the server: %s", strerror(errno));
@@ -1253,6 +1382,7 @@ int srv_create(const struct cfg *cfg, struct srv_log *log, bool repair, struct i
 	srv->lim.max_frame = cfg->limits.max_message_bytes;
 	srv->lim.max_rows = cfg->limits.max_rows_per_push;
 	srv->lim.max_cols = ISVD_MAX_DIM;
+	srv->fill = &srv->batch[0];
 	srv->clients = calloc(cfg->limits.max_clients, sizeof *srv->clients);
 	if (!srv->clients) {
 		srv_logf(log, CFG_LOG_ERROR, "cannot allocate the duplicate table: %s", strerror(errno));
@@ -1264,6 +1394,11 @@ int srv_create(const struct cfg *cfg, struct srv_log *log, bool repair, struct i
 	if ((ret = sto_open(cfg, log, repair, &hooks, &srv->sto)))
 		goto fail;
 	ret = 1;
+	srv->logged = srv->seq;
+	if ((err = wrk_create(engine_job, srv, &srv->engine))) {
+		srv_logf(log, CFG_LOG_ERROR, "cannot start the engine thread: %s", strerror(err));
+		goto fail;
+	}
 	srv->zctx = zmq_ctx_new();
 	if (!srv->zctx) {
 		srv_logf(log, CFG_LOG_ERROR, "zmq_ctx_new: %s", zmq_strerror(errno));
@@ -1300,11 +1435,16 @@ void srv_destroy(struct isvdd *srv)
 {
 	if (!srv)
 		return;
-	rdr_stop(srv->rdr);   /* first: it closes the query socket */
-	for (size_t i = 0; i < srv->nacks; i++)
-		ack_fini(&srv->acks[i]);
-	free(srv->acks);
-	free(srv->pend);
+	wrk_destroy(srv->engine);   /* first: it may be applying a block */
+	rdr_stop(srv->rdr);         /* then the query thread: it closes the query socket */
+	for (int j = 0; j < 2; j++) {
+		struct srv_batch *b = &srv->batch[j];
+		for (size_t i = 0; i < b->nacks; i++)
+			ack_fini(&b->acks[i]);
+		free(b->acks);
+		free(b->rows);
+		rdr_view_free(b->view);
+	}
 	free(srv->wal_push);
 	sto_close(srv->sto);
 	for (size_t i = 0; i < srv->nclients; i++)

@@ -18,10 +18,18 @@
  *     8  u64 payload length                16 u32 crc32c(payload)
  *     20 u32 crc32c(bytes 0..19)
  *   block payload
- *     u64 lsn, u64 first seq (rows in the model before the block, + 1),
- *     u64 dim, u32 number of pushes, u32 0, then per push:
+ *     u64 lsn, u64 first seq, u64 dim, u32 number of pushes, u32 0, then
+ *     per push:
  *     u64 rows, u64 batch, u8 has_batch, u8 0, u16 client length (0 = none),
  *     u32 0, the client bytes, rows × dim float64 values.
+ *
+ * first seq numbers the block's first row as if every row logged since the
+ * last checkpoint had been applied: the checkpoint's seq + the rows of the
+ * records before this one, + 1.  (The daemon logs a block while the engine
+ * still applies the one before, whose pushes it may yet refuse, e.g. on
+ * energy overflow; so logged rows can run ahead of the model's.)  Records
+ * written after a checkpoint restart at the model's rows + 1, which is why a
+ * reader accepts either continuation.
  *
  * A torn append is detectable: the header has its own CRC, so a damaged
  * length cannot make a record swallow its successors, and a payload that is

@@ -222,6 +222,57 @@ def test_duplicates_are_recognised_across_restarts(tmp_path):
     d.stop()
 
 
+def test_a_push_the_engine_refuses_after_it_was_logged_replays_alike(tmp_path):
+    """Energy overflow is found by the engine only, after the push was
+    logged; and the block after it is logged while the engine still has it
+    (the engine thread), so the log's row numbers run ahead of the model's.
+    A restart must replay the refusal and the rows after it: same rows, same
+    factors.  (Needs ~1.5e7 values of 1e150 before energy can overflow.)"""
+    dim = 100
+    conf = {"model": {"rank": 3, "extra": 1, "mode": "truncated"},
+            "storage": {"checkpoint_every_rows": 0, "checkpoint_every_s": 0},
+            "batching": {"max_rows": 1024, "max_delay_ms": 5},
+            "limits": {"max_message_bytes": 100 << 20, "max_rows_per_push": 200000}}
+    rng = np.random.default_rng(9)
+
+    def huge(rows):   # |x| = 1e150, the largest the daemon admits
+        return np.where(rng.random((rows, dim)) < 0.5, -1e150, 1e150)
+
+    d = daemon(tmp_path, conf)
+    r = d.push(huge(100000))            # energy 1e307 of DBL_MAX/4 = 4.49e307
+    assert r["ok"] and r["seq"] == 100000, r
+    s = d.dealer(d.ingest)
+    small = rng.standard_normal((10, dim))
+    s.send(pack({"op": "push", "rows": mat(huge(90000)), "id": 1}))   # would need 3.6e307 more
+    s.send(pack({"op": "push", "rows": mat(small), "id": 2}))
+    replies = {}
+    for _ in range(2):
+        assert s.poll(60000), "no reply"
+        r = unpack(s.recv())
+        replies[r["id"]] = r
+    assert replies[1]["ok"] is False and replies[1]["error"]["code"] == "NON_FINITE", replies[1]
+    assert replies[2]["ok"] and replies[2]["seq"] == 100010, replies[2]
+    live = d.factors()
+    assert live[3] == 100010
+    d.kill()
+    # the refused push is logged (one segment per record here: they are big),
+    # and first_seq counts logged rows (daemon/wal.h): 1, 100001, 190001
+    first = []
+    for f in seg_files(d.data):
+        with open(os.path.join(d.data, f), "rb") as fh:
+            b = fh.read()
+        first += [struct.unpack_from("<Q", b, off + 24 + 8)[0] for off, _ in records(os.path.join(d.data, f))]
+    assert first == [1, 100001, 190001]
+
+    d = daemon(tmp_path, conf)
+    assert "replayed 3 log records" in d.log().split("starting")[-1]
+    assert d.info()["rows_seen"] == 100010
+    factors_close(live, d.factors(), 0)
+    r = d.push(small)
+    assert r["ok"] and r["seq"] == 100020, r
+    d.stop()
+
+
 def test_torn_tail_is_cut_at_every_offset_of_the_last_record(tmp_path):
     d = daemon(tmp_path, model={"dim": 3})
     seqs = [d.push(np.full((1, 3), float(i + 1)))["seq"] for i in range(4)]

@@ -184,6 +184,26 @@ def test_duplicates(d):
     assert d.push(a)["seq"] == 15 and d.push(a)["seq"] == 18
 
 
+def test_a_resend_of_a_push_still_in_the_engine_is_a_duplicate(tmp_path):
+    """A push of batching.max_rows or more goes to the engine thread at
+    once; its resend, arriving while the engine still applies it, must wait
+    for it and be answered as a duplicate, not applied twice."""
+    d = Daemon(tmp_path, model={"dim": 200, "rank": 4},
+               extra_sections={"batching": {"max_rows": 64, "max_delay_ms": 2}})
+    try:
+        rng = np.random.default_rng(4)
+        body = pack({"op": "push", "rows": mat(rng.standard_normal((20000, 200))), "client": "r",
+                     "batch": 1})
+        for _ in range(3):
+            d.i.send_multipart([body])
+        replies = [unpack(d.i.recv_multipart()[-1]) for _ in range(3)]
+        assert [r["duplicate"] for r in replies] == [False, True, True], replies
+        assert {r["seq"] for r in replies} == {20000}
+        assert d.info()["rows_seen"] == 20000
+    finally:
+        assert d.stop() == 0
+
+
 def test_refused_warnings_are_rate_limited_and_json_logs(tmp_path):
     d = Daemon(tmp_path, extra_sections={"log": {"format": "json", "warn_every_ms": 400}})
     try:
