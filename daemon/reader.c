@@ -5,9 +5,9 @@
  *   One thread polls the query ROUTER and its end of the control PAIR.  A
  *   query takes a reference on the current view under the mutex, computes
  *   its answer from the view's snapshot without any lock, and drops the
- *   reference; rdr_publish() swaps the view under the same mutex.  So the
- *   engine's update (in the loop's thread) and a query never touch the same
- *   memory, and a query costs its own arithmetic only: at (1000, 50) a
+ *   reference; rdr_publish_view() swaps the view under the same mutex.  So
+ *   the engine's update (on the engine thread, server.c) and a query never
+ *   touch the same memory, and a query costs its own arithmetic only: at (1000, 50) a
  *   one-row `project` is ~0.1 ms whatever the ingest load.
  *
  *   Control pair frames: thread → loop: the request's envelope frames and
@@ -45,7 +45,7 @@
 struct rdr_view {
 	int refs;                    /* under rdr.mu */
 	struct isvd_model *snap;     /* NULL until the model exists */
-	uint64_t seq, last_checkpoint_seq;
+	uint64_t seq;
 	double ingest_rows_per_s;
 };
 
@@ -61,6 +61,7 @@ struct rdr {
 
 	pthread_mutex_t mu;
 	struct rdr_view *view;
+	uint64_t last_checkpoint_seq;   /* under mu; may move without a new view */
 
 	pthread_t thread;
 	bool started;
@@ -124,29 +125,21 @@ void rdr_publish_view(struct rdr *r, struct rdr_view *v, uint64_t last_checkpoin
 {
 	struct rdr_view *old;
 
-	v->last_checkpoint_seq = last_checkpoint_seq;
 	v->ingest_rows_per_s = ingest_rows_per_s;
 	pthread_mutex_lock(&r->mu);
 	old = r->view;
 	r->view = v;
+	r->last_checkpoint_seq = last_checkpoint_seq;
 	pthread_mutex_unlock(&r->mu);
 	if (old)
 		view_put(r, old);
 }
 
-int rdr_publish(struct rdr *r, const struct isvd_model *model, uint64_t seq,
-                uint64_t last_checkpoint_seq, double ingest_rows_per_s)
+void rdr_set_checkpoint(struct rdr *r, uint64_t last_checkpoint_seq)
 {
-	int err;
-	struct rdr_view *v = rdr_view_make(model, seq, &err);
-
-	if (!v) {
-		srv_logf(r->log, CFG_LOG_ERROR, "cannot publish the model to the query thread: %s; queries "
-		         "answer from the previous view", isvd_strerror(err));
-		return -1;
-	}
-	rdr_publish_view(r, v, last_checkpoint_seq, ingest_rows_per_s);
-	return 0;
+	pthread_mutex_lock(&r->mu);
+	r->last_checkpoint_seq = last_checkpoint_seq;
+	pthread_mutex_unlock(&r->mu);
 }
 
 /* ------------------------------------------------------------- messaging */
@@ -163,7 +156,9 @@ static int do_info(struct rdr *r, const struct rdr_view *v, struct isvd_proto_re
 	rep->rows_seen = v->seq;
 	rep->center = r->cfg->model.center;
 	rep->forget = r->cfg->model.forget;
-	rep->last_checkpoint_seq = v->last_checkpoint_seq;
+	pthread_mutex_lock(&r->mu);
+	rep->last_checkpoint_seq = r->last_checkpoint_seq;
+	pthread_mutex_unlock(&r->mu);
 	rep->uptime_s = (double)(srv_now_ms() - r->start_ms) / 1000.0;
 	rep->ingest_rows_per_s = v->ingest_rows_per_s;
 	if (!v->snap)
@@ -432,8 +427,7 @@ int rdr_start(const struct cfg *cfg, struct srv_log *log, void *zctx, void *quer
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->started_cv, NULL);
 	r->view = rdr_view_make(model, seq, &err);
-	if (r->view)
-		r->view->last_checkpoint_seq = last_checkpoint_seq;
+	r->last_checkpoint_seq = last_checkpoint_seq;
 	if (!r->view) {
 		srv_logf(log, CFG_LOG_ERROR, "cannot snapshot the model for the query thread: %s",
 		         isvd_strerror(err));

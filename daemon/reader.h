@@ -3,15 +3,17 @@
  * ping, info, project, reconstruct and factors from a snapshot of the
  * model, so that a query never waits for an engine update in progress.
  *
- * The event loop (server.c) publishes a new view — a read-only snapshot of
- * the model (isvd_model_snapshot) plus seq, the last checkpoint and the
- * ingest rate — after every block and before that block's pushes are
- * acknowledged, so a query that follows an ack always sees its rows.  The
- * `checkpoint` op needs the loop (it flushes and writes storage): the query
- * thread forwards it over an inproc PAIR (rdr_ctl_socket()), the loop
- * answers through rdr_serve_ctl(), and the thread relays the reply.
+ * After every block the engine thread snapshots the model
+ * (rdr_view_make(): a read-only isvd_model_snapshot plus seq) and the event
+ * loop (server.c) publishes it with the ingest rate (rdr_publish_view())
+ * before that block's pushes are acknowledged, so a query that follows an
+ * ack always sees its rows; a checkpoint only moves last_checkpoint_seq
+ * (rdr_set_checkpoint()).  The `checkpoint` op needs the loop (it flushes
+ * and writes storage): the query thread forwards it over an inproc PAIR
+ * (rdr_ctl_socket()), the loop answers through rdr_serve_ctl(), and the
+ * thread relays the reply.
  *
- *   query ROUTER ──► reader thread ──view (mutex)◄── rdr_publish() ◄── loop
+ *   query ROUTER ──► reader thread ──view (mutex)◄── rdr_publish_view() ◄── loop ◄── engine
  *                         └──checkpoint──► PAIR ──► rdr_serve_ctl() ─┘
  *
  * Ownership: after rdr_start() the query socket belongs to the thread,
@@ -46,18 +48,18 @@ int rdr_start(const struct cfg *cfg, struct srv_log *log, void *zctx, void *quer
               const struct rdr_hooks *hooks, const struct isvd_model *model, uint64_t seq,
               uint64_t last_checkpoint_seq, struct rdr **out);
 
-/* Publishes a new view (snapshot of model, which may be NULL).  Returns 0,
- * or -1 when the snapshot could not be made (logged; the old view stays). */
-int rdr_publish(struct rdr *r, const struct isvd_model *model, uint64_t seq,
-                uint64_t last_checkpoint_seq, double ingest_rows_per_s);
-
-/* The same in two steps, so that the engine thread can take the snapshot
- * right after its update and the loop publish it later:
+/* A new view in two steps, so that the engine thread can take the
+ * snapshot right after its update and the loop publish it later:
  * rdr_view_make() snapshots model (may be NULL) at seq on any thread that
  * owns the model at that moment; NULL with *err (an isvd_err) when it
  * cannot.  rdr_publish_view() makes v the current view (ownership moves).
  * rdr_view_free() frees a view never published; NULL is a no-op. */
 struct rdr_view;
+
+/* Tells the thread that a checkpoint covering last_checkpoint_seq rows is
+ * durable (info's last_checkpoint_seq), without a new view. */
+void rdr_set_checkpoint(struct rdr *r, uint64_t last_checkpoint_seq);
+
 struct rdr_view *rdr_view_make(const struct isvd_model *model, uint64_t seq, int *err);
 void rdr_publish_view(struct rdr *r, struct rdr_view *v, uint64_t last_checkpoint_seq,
                       double ingest_rows_per_s);

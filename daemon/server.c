@@ -193,6 +193,34 @@ struct isvdd {
 
 /* ------------------------------------------------------------ the model */
 
+/* Reserves both batches' rows at batching.max_rows, pre-faulted, once the
+ * dimension is known (the batches are empty then): the daemon's largest
+ * buffers, 2 × max_rows × dim doubles, are in place from the start, and its
+ * memory does not creep up as blocks first reach full size.  A push larger
+ * than max_rows still grows a batch (reserve_rows()).  Failure is not
+ * fatal: the batches then grow on demand, and a push they cannot hold is
+ * refused. */
+static void reserve_batches(struct isvdd *srv)
+{
+	const size_t rows = srv->cfg->batching.max_rows;
+
+	for (int j = 0; j < 2; j++) {
+		struct srv_batch *b = &srv->batch[j];
+		double *p;
+		if (b->cap >= rows)
+			continue;
+		if (!(p = realloc(b->rows, rows * srv->dim * sizeof *p))) {
+			srv_logf(srv->log, CFG_LOG_WARN, "cannot reserve %zu MiB for the batches of "
+			         "batching.max_rows %zu rows: %s; they will grow on demand",
+			         2 * rows * srv->dim * sizeof *p >> 20, rows, strerror(errno));
+			return;
+		}
+		memset(p + b->cap * srv->dim, 0, (rows - b->cap) * srv->dim * sizeof *p);
+		b->rows = p;
+		b->cap = rows;
+	}
+}
+
 static int make_model(struct isvdd *srv, size_t dim)
 {
 	struct isvd_options o;
@@ -214,6 +242,7 @@ static int make_model(struct isvdd *srv, size_t dim)
 	}
 	srv->dim = dim;
 	srv->kmax = o.rank < dim ? o.rank : dim;
+	reserve_batches(srv);
 	return 0;
 }
 
@@ -1090,6 +1119,7 @@ static int hook_load(void *ctx, const struct ckpt *c, char *why, size_t cap)
 		srv->model = m;
 		srv->dim = o.dim;
 		srv->kmax = o.rank < o.dim ? o.rank : o.dim;
+		reserve_batches(srv);
 	}
 	clients_free(srv->clients, srv->nclients);
 	srv->clients = tab;
@@ -1167,9 +1197,8 @@ static int do_checkpoint(struct isvdd *srv)
 		goto out;
 	}
 	rc = sto_checkpoint(srv->sto, srv->seq, img, img_len, tab, tab_len);
-	if (rc == 0 && srv->rdr)   /* last_checkpoint_seq moved */
-		rdr_publish(srv->rdr, srv->model, srv->seq, sto_last_checkpoint_seq(srv->sto),
-		            ingest_rate(srv, srv_now_ms()));
+	if (rc == 0 && srv->rdr)
+		rdr_set_checkpoint(srv->rdr, sto_last_checkpoint_seq(srv->sto));
 out:
 	free(img);
 	free(tab);

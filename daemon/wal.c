@@ -3,8 +3,11 @@
  * layout).
  *
  * DESIGN
- *   The writer assembles a whole record in one buffer and writes it with
- *   pwrite() at the end of the last whole record; on any failure it
+ *   The writer assembles a record's headers, client names and small pushes'
+ *   rows in one buffer and writes them, and big pushes' rows straight from
+ *   the caller's memory (no copy of megabytes of rows), piece by piece with
+ *   pwrite() at the end of the last whole record; the payload CRC is
+ *   chained over the same pieces in file order.  On any failure it
  *   ftruncate()s back, so a live daemon never leaves a partial record in
  *   front of a later one.  Durability is wal_sync()'s business (fdatasync),
  *   called by storage.c according to storage.fsync.
@@ -122,6 +125,9 @@ void wal_writer_fini(struct wal_writer *w)
 	free(w->buf);
 	w->buf = NULL;
 	w->cap = 0;
+	free(w->pieces);
+	w->pieces = NULL;
+	w->pieces_cap = 0;
 }
 
 int wal_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
@@ -219,47 +225,96 @@ static int reserve(struct wal_writer *w, size_t need)
 	return 0;
 }
 
+static int reserve_pieces(struct wal_writer *w, size_t need)
+{
+	if (need <= w->pieces_cap)
+		return 0;
+	struct wal_piece *p = realloc(w->pieces, need * sizeof *p);
+	if (!p)
+		return -1;
+	w->pieces = p;
+	w->pieces_cap = need;
+	return 0;
+}
+
+/* Adds [p, p + len) to the record's pieces, joining it to the last piece
+ * when the two are adjacent (both in w->buf). */
+static void add_piece(struct wal_writer *w, size_t *n, const uint8_t *p, size_t len)
+{
+	if (*n && w->pieces[*n - 1].p + w->pieces[*n - 1].len == p) {
+		w->pieces[*n - 1].len += len;
+		return;
+	}
+	w->pieces[*n].p = p;
+	w->pieces[*n].len = len;
+	(*n)++;
+}
+
 int wal_append(struct wal_writer *w, const struct wal_block *b, struct wal_err *e)
 {
-	size_t len = 32, at;
+	size_t len = 32, small = WAL_RECORD_HEADER + 32, np = 0;
+	uint32_t crc = 0;
+	uint64_t at;
 	uint8_t *p;
 
 	if (w->fd < 0)
 		return fail(e, EBADF, "no log segment is open");
-	for (size_t i = 0; i < b->npush; i++)
-		len += 24 + b->push[i].client_len + b->push[i].rows * b->dim * sizeof(double);
-	if (reserve(w, WAL_RECORD_HEADER + len))
+	for (size_t i = 0; i < b->npush; i++) {
+		const size_t bytes = b->push[i].rows * b->dim * sizeof(double);
+		len += 24 + b->push[i].client_len + bytes;
+		small += 24 + b->push[i].client_len + (bytes <= WAL_INLINE_MAX ? bytes : 0);
+	}
+	if (reserve(w, small) || reserve_pieces(w, 2 * b->npush + 1))
 		return fail(e, ENOMEM, "cannot assemble a log record for %s: %s", w->name, strerror(ENOMEM));
-	p = w->buf + WAL_RECORD_HEADER;
-	wal_put64(p, b->lsn);
-	wal_put64(p + 8, b->first_seq);
-	wal_put64(p + 16, b->dim);
-	wal_put32(p + 24, (uint32_t)b->npush);
-	wal_put32(p + 28, 0);
-	at = 32;
+
+	/* headers, client names and small pushes' rows go to w->buf; big
+	 * pushes' rows are written from where they are */
+	p = w->buf;
+	wal_put64(p + WAL_RECORD_HEADER, b->lsn);
+	wal_put64(p + WAL_RECORD_HEADER + 8, b->first_seq);
+	wal_put64(p + WAL_RECORD_HEADER + 16, b->dim);
+	wal_put32(p + WAL_RECORD_HEADER + 24, (uint32_t)b->npush);
+	wal_put32(p + WAL_RECORD_HEADER + 28, 0);
+	add_piece(w, &np, p, WAL_RECORD_HEADER + 32);
+	p += WAL_RECORD_HEADER + 32;
 	for (size_t i = 0; i < b->npush; i++) {
 		const struct wal_push *q = &b->push[i];
 		const size_t bytes = q->rows * b->dim * sizeof(double);
-		wal_put64(p + at, q->rows);
-		wal_put64(p + at + 8, q->batch);
-		p[at + 16] = q->has_batch;
-		p[at + 17] = 0;
-		p[at + 18] = (uint8_t)q->client_len;
-		p[at + 19] = (uint8_t)(q->client_len >> 8);
-		wal_put32(p + at + 20, 0);
-		at += 24;
+		wal_put64(p, q->rows);
+		wal_put64(p + 8, q->batch);
+		p[16] = q->has_batch;
+		p[17] = 0;
+		p[18] = (uint8_t)q->client_len;
+		p[19] = (uint8_t)(q->client_len >> 8);
+		wal_put32(p + 20, 0);
 		if (q->client_len)
-			memcpy(p + at, q->client, q->client_len);
-		at += q->client_len;
-		memcpy(p + at, q->data, bytes);
-		at += bytes;
+			memcpy(p + 24, q->client, q->client_len);
+		add_piece(w, &np, p, 24 + q->client_len);
+		p += 24 + q->client_len;
+		if (bytes <= WAL_INLINE_MAX) {
+			memcpy(p, q->data, bytes);
+			add_piece(w, &np, p, bytes);
+			p += bytes;
+		} else {
+			add_piece(w, &np, q->data, bytes);
+		}
+	}
+	for (size_t i = 0; i < np; i++) {   /* the payload's CRC, in file order */
+		const size_t skip = i == 0 ? WAL_RECORD_HEADER : 0;
+		crc = isvd_crc32c(crc, w->pieces[i].p + skip, w->pieces[i].len - skip);
 	}
 	wal_put32(w->buf, WAL_RECORD_MAGIC);
 	wal_put32(w->buf + 4, WAL_TYPE_BLOCK);
 	wal_put64(w->buf + 8, len);
-	wal_put32(w->buf + 16, isvd_crc32c(0, p, len));
+	wal_put32(w->buf + 16, crc);
 	wal_put32(w->buf + 20, isvd_crc32c(0, w->buf, 20));
-	if (wal_pwrite_all(w->fd, w->buf, WAL_RECORD_HEADER + len, w->off)) {
+	at = w->off;
+	for (size_t i = 0; i < np; i++) {
+		if (wal_pwrite_all(w->fd, w->pieces[i].p, w->pieces[i].len, at))
+			break;
+		at += w->pieces[i].len;
+	}
+	if (at != w->off + WAL_RECORD_HEADER + len) {
 		int en = errno;
 		if (ftruncate(w->fd, (off_t)w->off)) {
 			e->errnum = en;

@@ -80,14 +80,25 @@ struct wal_block {
 /* The open segment being appended to.  Invariant: off is the end of the
  * last whole record written (the file is never longer once append
  * returns), synced ≤ off is what the last successful fsync covered. */
+/* A push's rows up to this size are copied into the writer's buffer; larger
+ * ones are written from the caller's memory. */
+#define WAL_INLINE_MAX (64u << 10)
+
+struct wal_piece {
+	const uint8_t *p;
+	size_t len;
+};
+
 struct wal_writer {
 	int dirfd;               /* storage.dir, borrowed */
 	int fd;                  /* -1 when no segment is open */
 	char name[64];           /* the segment's file name */
 	uint64_t first_lsn;
 	uint64_t off, synced;
-	uint8_t *buf;            /* record assembly buffer, owned */
+	uint8_t *buf;            /* headers and small rows of a record, owned */
 	size_t cap;
+	struct wal_piece *pieces;   /* what one record is written from, in file order, owned */
+	size_t pieces_cap;
 };
 
 void wal_writer_init(struct wal_writer *w, int dirfd);

@@ -8,11 +8,14 @@
  *                   changes; each line "CALL ERRNO" (for example
  *                   "write ENOSPC", "fsync EIO", "rename EIO") makes every
  *                   later CALL on an affected file fail with that errno.
+ *                   "write ERRNO BYTES" first lets BYTES more bytes through
+ *                   (the write that crosses the mark is cut short there, as
+ *                   on a disk that fills up mid-write), then fails.
  *                   An empty or missing file means no faults.
  * CALL is one of: write (write, pwrite), fsync (fsync, fdatasync), rename
  * (rename, renameat), open (open/openat with O_CREAT), truncate (ftruncate).
  *
- * The daemon is single-threaded; the shim keeps no locks.
+ * Only isvdd's event loop thread touches storage; the shim keeps no locks.
  */
 /* the daemon is built with 64-bit file offsets, so it calls pwrite64,
  * ftruncate64 and openat64; this file defines both names of each, which it
@@ -34,6 +37,7 @@ enum { F_WRITE, F_FSYNC, F_RENAME, F_OPEN, F_TRUNCATE, F_COUNT };
 static const char *const names[F_COUNT] = { "write", "fsync", "rename", "open", "truncate" };
 
 static int fault[F_COUNT];             /* errno to fail with, 0 = none */
+static long long write_budget = -1;    /* bytes still let through before failing, -1 = none */
 static struct timespec ctl_mtime;
 static off_t ctl_size = -1;
 
@@ -67,15 +71,19 @@ static void reload(void)
 	ctl_size = st.st_size;
 	ctl_mtime = st.st_mtim;
 	memset(fault, 0, sizeof fault);
+	write_budget = -1;
 	if (!(f = fopen(ctl, "r")))
 		return;
 	while (fgets(line, sizeof line, f)) {
 		char call[32], err[32];
-		if (sscanf(line, "%31s %31s", call, err) != 2)
+		long long bytes = -1;
+		if (sscanf(line, "%31s %31s %lld", call, err, &bytes) < 2)
 			continue;
 		for (int i = 0; i < F_COUNT; i++)
 			if (!strcmp(call, names[i]))
 				fault[i] = errno_of(err);
+		if (!strcmp(call, "write"))
+			write_budget = bytes;
 	}
 	fclose(f);
 }
@@ -138,6 +146,24 @@ static int should_fail(int what, int affected)
 	return 0;
 }
 
+/* How many of n bytes a write on an affected (or not) file may write: n,
+ * fewer (a short write at the end of the budget), or -1 with errno set. */
+static ssize_t write_allowed(int affected, size_t n)
+{
+	if (!affected)
+		return (ssize_t)n;
+	reload();
+	if (!fault[F_WRITE])
+		return (ssize_t)n;
+	if (write_budget > 0) {
+		size_t k = (unsigned long long)write_budget < n ? (size_t)write_budget : n;
+		write_budget -= (long long)k;
+		return (ssize_t)k;
+	}
+	errno = fault[F_WRITE];
+	return -1;
+}
+
 #define REAL(ret, name, ...) \
 	static ret (*real_##name)(__VA_ARGS__); \
 	if (!real_##name) \
@@ -146,25 +172,22 @@ static int should_fail(int what, int affected)
 ssize_t write(int fd, const void *buf, size_t n)
 {
 	REAL(ssize_t, write, int, const void *, size_t);
-	if (fd > 2 && should_fail(F_WRITE, fd_affected(fd)))
-		return -1;
-	return real_write(fd, buf, n);
+	const ssize_t k = fd > 2 ? write_allowed(fd_affected(fd), n) : (ssize_t)n;
+	return k < 0 ? -1 : real_write(fd, buf, (size_t)k);
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 {
 	REAL(ssize_t, pwrite, int, const void *, size_t, off_t);
-	if (should_fail(F_WRITE, fd_affected(fd)))
-		return -1;
-	return real_pwrite(fd, buf, n, off);
+	const ssize_t k = write_allowed(fd_affected(fd), n);
+	return k < 0 ? -1 : real_pwrite(fd, buf, (size_t)k, off);
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
 {
 	REAL(ssize_t, pwrite64, int, const void *, size_t, off64_t);
-	if (should_fail(F_WRITE, fd_affected(fd)))
-		return -1;
-	return real_pwrite64(fd, buf, n, off);
+	const ssize_t k = write_allowed(fd_affected(fd), n);
+	return k < 0 ? -1 : real_pwrite64(fd, buf, (size_t)k, off);
 }
 
 int fsync(int fd)

@@ -113,6 +113,39 @@ def test_log_failure_stops_acks_until_the_fault_clears(tmp_path, fault, reason, 
     d.stop()
 
 
+def test_disk_full_in_the_middle_of_a_record_leaves_no_partial_record(tmp_path):
+    """A push of more than 64 KiB of rows is written from the batch, after
+    the record's headers: the disk fills up after the headers and part of
+    the rows (a short write, then ENOSPC).  The record is cut off whole, the
+    push is refused, and the log holds only whole records."""
+    f = Faulty(tmp_path, fsync="always")
+    d = f.d
+    assert d.push(rows(0), client="p", batch=1)["ok"]
+    big = np.random.default_rng(5).standard_normal((3000, 4))      # 96,000 bytes of rows
+    f.fault("write ENOSPC 200")     # the headers (~90 bytes) and ~110 bytes of rows get through
+    r = d.push(big, client="p", batch=2)
+    assert r["ok"] is False and r["error"]["code"] == "UNAVAILABLE", r
+    assert "No space left on device" in r["error"]["message"]
+    assert d.info()["rows_seen"] == 3
+    data = tmp_path / "data"
+    segs = sorted(p for p in os.listdir(data) if p.startswith("wal-"))
+    seg = (data / segs[-1]).read_bytes()
+    off, whole = 32, []
+    while off + 24 <= len(seg):
+        (n,) = np.frombuffer(seg[off + 8:off + 16], "<u8")
+        whole.append(int(n))
+        off += 24 + int(n)
+    assert off == len(seg), "a partial record was left in the log"
+    f.fault("")
+    r = push_until_ok(d, big, "p", 2)
+    assert r["seq"] == 3003
+    d.kill()
+    d = f.start(faults=False)
+    log = d.log().split("starting")[-1]
+    assert "torn" not in log and d.info()["rows_seen"] == 3003
+    d.stop()
+
+
 def test_failed_checkpoint_keeps_the_previous_one(tmp_path):
     f = Faulty(tmp_path)
     d = f.d
