@@ -168,13 +168,15 @@ def scores(sigma_ref, vt_ref, sigma, vt):
 EXACT_MAX_DIM = 2048   # exact mode's n×n factor: isvd-bench's own limit for "both"
 
 
-def run_isvd(bench, path, n, k, rows, block, repeat, tmpdir, mode):
+def run_isvd(bench, path, n, k, rows, block, repeat, tmpdir, mode, extra):
     fpath = os.path.join(tmpdir, "factors.f64")
     cmd = [bench, "--input", path, "--dim", str(n), "--rank", str(k), "--center",
            "--json", "--no-exact", "--save-factors", fpath, "--repeat", str(repeat),
            "--mode", mode]
     if block:
         cmd += ["--block", str(block)]
+    if extra is not None:
+        cmd += ["--extra", str(extra)]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         sys.exit("compare.py: %s failed (exit %d):\n%s"
@@ -206,18 +208,19 @@ class Daemon:
     """isvdd on ipc:// endpoints in tmpdir: centring on, mode auto, fsync none.
     Killed (SIGKILL) by stop(), also when anything failed on the way."""
 
-    def __init__(self, exe, tmpdir, n, k):
+    def __init__(self, exe, tmpdir, n, k, extra):
         self.root = tempfile.mkdtemp(prefix="isvdd-", dir=tmpdir)
         ep = {w: "ipc://%s/%s.sock" % (self.root, w) for w in ("ingest", "query", "publish")}
         self.endpoints = ep
         self.log = os.path.join(self.root, "isvdd.log")
         cfg = os.path.join(self.root, "isvdd.yaml")
         with open(cfg, "w") as f:
-            f.write("model:\n  dim: %d\n  rank: %d\n  center: true\n  mode: auto\n"
+            f.write("model:\n  dim: %d\n  rank: %d\n  center: true\n  mode: auto\n%s"
                     "endpoints:\n  ingest: %s\n  query: %s\n  publish: %s\n"
                     "storage:\n  dir: %s/data\n  fsync: none\n"
                     "log:\n  file: %s\n  level: info\n"
-                    % (n, k, ep["ingest"], ep["query"], ep["publish"], self.root, self.log))
+                    % (n, k, "" if extra is None else "  extra: %d\n" % extra,
+                       ep["ingest"], ep["query"], ep["publish"], self.root, self.log))
         self.proc = subprocess.Popen([exe, "--config", cfg], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.STDOUT)
         self.client = None
@@ -251,12 +254,12 @@ class Daemon:
         self.proc.wait()
 
 
-def run_daemon(exe, tmpdir, x, k):
+def run_daemon(exe, tmpdir, x, k, extra):
     """Pushes x through isvdd with the Python client in pushes of
     DAEMON_PUSH_ROWS, 16 in flight (Client.push_many); returns (rows/s,
     mode, sigma, vt)."""
     n = x.shape[1]
-    d = Daemon(exe, tmpdir, n, k)
+    d = Daemon(exe, tmpdir, n, k, extra)
     try:
         c = d.client
         t0 = time.perf_counter()
@@ -336,6 +339,8 @@ def main():
     ap.add_argument("--block", type=positive_int, default=None,
                     help="isvd rows per update call and max_block (default: the engine's "
                          "default max_block)")
+    ap.add_argument("--extra", type=int, default=None, metavar="P",
+                    help="isvd's extra components, engine and daemon (default: the engine's, 10)")
     ap.add_argument("--seed", type=int, default=1, help="data seed (default 1)")
     ap.add_argument("--cpu-time", action="store_true",
                     help="rate every method by process CPU seconds (all threads) instead "
@@ -414,13 +419,13 @@ def main():
                 if mode == "exact" and (n > EXACT_MAX_DIM or "exact" in skip):
                     continue
                 res, s_i, vt_i = run_isvd(bench, path, n, k, rows, args.block, args.repeat,
-                                          tmpdir, mode)
+                                          tmpdir, mode, args.extra)
                 rate = rows / res["cpu_seconds"] if args.cpu_time else res["rows_per_s"]
                 isvd[mode] = (res["block"], (rate,) + scores(s_ref, vt_ref, s_i, vt_i))
 
             others = []    # (name, block/batch label, (rows/s, σ err, sin θ))
             if "daemon" not in skip:
-                rate, dmode, s_d, vt_d = run_daemon(isvdd, tmpdir, x, k)
+                rate, dmode, s_d, vt_d = run_daemon(isvdd, tmpdir, x, k, args.extra)
                 others.append(("isvd daemon, Python client (%s)" % dmode, str(DAEMON_PUSH_ROWS),
                                (rate,) + scores(s_ref, vt_ref, s_d, vt_d)))
                 print("  %dx%d isvd daemon        %9.0f rows/s" % (n, k, rate),
