@@ -96,7 +96,8 @@ static const struct cfg_option cfg_options[] = {
 	  "PUB socket for the spectrum and factors snapshots" },
 
 	{ "batching.max_rows", CFG_UINT, OFF(batching.max_rows), "1024", 1, ISVD_MAX_BLOCK, 0, NULL,
-	  "rows gathered from pushes before they are folded as one engine update" },
+	  "rows gathered from pushes before they are folded as one engine update; two blocks of this size "
+	  "(one gathering, one in the engine) are reserved: 16 × max_rows × dim bytes" },
 	{ "batching.max_delay_ms", CFG_UINT, OFF(batching.max_delay_ms), "5", 0, 60000, 0, NULL,
 	  "longest time rows wait while more pushes are read; a batch is also folded as soon as no more pushes are waiting" },
 
