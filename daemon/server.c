@@ -193,6 +193,19 @@ struct isvdd {
 
 /* ------------------------------------------------------------ the model */
 
+/* Resizes b's rows to cap rows (of dim values).  false when out of memory
+ * (b unchanged). */
+static bool grow_rows(struct srv_batch *b, size_t cap, size_t dim)
+{
+	double *p = realloc(b->rows, cap * dim * sizeof *p);
+
+	if (!p)
+		return false;
+	b->rows = p;
+	b->cap = cap;
+	return true;
+}
+
 /* Reserves both batches' rows at batching.max_rows, pre-faulted, once the
  * dimension is known (the batches are empty then): the daemon's largest
  * buffers, 2 × max_rows × dim doubles, are in place from the start, and its
@@ -206,18 +219,16 @@ static void reserve_batches(struct isvdd *srv)
 
 	for (int j = 0; j < 2; j++) {
 		struct srv_batch *b = &srv->batch[j];
-		double *p;
-		if (b->cap >= rows)
+		const size_t had = b->cap;
+		if (had >= rows)
 			continue;
-		if (!(p = realloc(b->rows, rows * srv->dim * sizeof *p))) {
+		if (!grow_rows(b, rows, srv->dim)) {
 			srv_logf(srv->log, CFG_LOG_WARN, "cannot reserve %zu MiB for the batches of "
 			         "batching.max_rows %zu rows: %s; they will grow on demand",
-			         2 * rows * srv->dim * sizeof *p >> 20, rows, strerror(errno));
+			         2 * rows * srv->dim * sizeof(double) >> 20, rows, strerror(errno));
 			return;
 		}
-		memset(p + b->cap * srv->dim, 0, (rows - b->cap) * srv->dim * sizeof *p);
-		b->rows = p;
-		b->cap = rows;
+		memset(b->rows + had * srv->dim, 0, (rows - had) * srv->dim * sizeof(double));
 	}
 }
 
@@ -409,16 +420,17 @@ static void engine_finish(struct isvdd *srv);
 static void publish_due(struct isvdd *srv, uint64_t now)
 {
 	const struct cfg *c = srv->cfg;
+	const bool spectrum = c->publish.spectrum_every_ms && now >= srv->next_spectrum_ms;
+	const bool factors = c->publish.factors_every_ms && now >= srv->next_factors_ms;
 
-	if ((c->publish.spectrum_every_ms && now >= srv->next_spectrum_ms) ||
-	    (c->publish.factors_every_ms && now >= srv->next_factors_ms))
+	if (spectrum || factors)
 		engine_finish(srv);
-	if (c->publish.spectrum_every_ms && now >= srv->next_spectrum_ms) {
+	if (spectrum) {
 		if (!srv->spectrum_sent || srv->seq != srv->spectrum_seq)
 			publish_spectrum(srv);
 		srv->next_spectrum_ms = now + c->publish.spectrum_every_ms;
 	}
-	if (c->publish.factors_every_ms && now >= srv->next_factors_ms) {
+	if (factors) {
 		if (!srv->factors_sent || srv->seq != srv->factors_seq)
 			publish_factors(srv);
 		srv->next_factors_ms = now + c->publish.factors_every_ms;
@@ -769,20 +781,16 @@ static struct srv_ack *new_ack(struct isvdd *srv, struct srv_batch *b)
 static bool reserve_rows(struct isvdd *srv, struct srv_batch *b, size_t rows)
 {
 	size_t cap;
-	double *p;
 
 	if (b->nrows + rows <= b->cap)
 		return true;
 	cap = b->cap ? b->cap : 64;
 	while (cap < b->nrows + rows)
 		cap *= 2;
-	p = realloc(b->rows, cap * srv->dim * sizeof(double));
-	if (!p) {
+	if (!grow_rows(b, cap, srv->dim)) {
 		srv_logf(srv->log, CFG_LOG_ERROR, "pending rows: %s", strerror(errno));
 		return false;
 	}
-	b->rows = p;
-	b->cap = cap;
 	return true;
 }
 

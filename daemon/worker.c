@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -93,12 +94,6 @@ void wrk_submit(struct wrk *w, void *job)
 	w->done = false;
 	pthread_cond_broadcast(&w->cv);
 	pthread_mutex_unlock(&w->mu);
-}
-
-bool wrk_busy(const struct wrk *w)
-{
-	/* only the loop submits and takes jobs, so job is stable on its thread */
-	return w->job != NULL;
 }
 
 void *wrk_wait(struct wrk *w)

@@ -17,7 +17,6 @@
 #ifndef ISVDD_WORKER_H
 #define ISVDD_WORKER_H
 
-#include <stdbool.h>
 
 struct wrk;
 
@@ -28,9 +27,6 @@ int wrk_create(void (*fn)(void *ctx, void *job), void *ctx, struct wrk **out);
 /* Hands job to the thread.  The worker must be idle (no job submitted since
  * the last wrk_wait()). */
 void wrk_submit(struct wrk *w, void *job);
-
-/* Is a job submitted and not yet returned by wrk_wait()? */
-bool wrk_busy(const struct wrk *w);
 
 /* Blocks until the submitted job has run and returns it (NULL when none
  * was submitted); the worker is idle afterwards. */
