@@ -62,12 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1)
 		return 0;
-	buf = malloc(size);
-	if (!buf)
-		abort();
-	memcpy(buf, data + 1, size - 1);
-	if (data[0] & 1)
-		fix_crcs(buf, size - 1);
+	buf = fuzz_body(data, size, fix_crcs);
 	fuzz_write(name, buf, size - 1);
 	free(buf);
 

@@ -3,7 +3,8 @@
  * (the config loader, the log reader, the checkpoint reader): the input is
  * written to one file in a private temporary directory, made once per
  * process, and rewritten for every input; both are removed at exit.
- * Header-only; each target includes it once.
+ * fuzz_body() splits off the mode byte the file targets' inputs start
+ * with.  Header-only; each target includes it once.
  */
 #ifndef ISVD_FUZZ_FILE_H
 #define ISVD_FUZZ_FILE_H
@@ -75,6 +76,22 @@ static void fuzz_write(const char *name, const uint8_t *data, size_t size)
 		off += (size_t)n;
 	}
 	close(fd);
+}
+
+/* An input of size >= 1 is a mode byte and a file: returns a malloc'd copy
+ * of the file (size - 1 bytes; the caller frees), repaired by
+ * fix_checksums() first when mode bit 0 is set, so that the fuzzer also
+ * gets past the CRC checks.  Aborts when out of memory. */
+static inline uint8_t *fuzz_body(const uint8_t *data, size_t size, void (*fix_checksums)(uint8_t *, size_t))
+{
+	uint8_t *buf = malloc(size);
+
+	if (!buf)
+		abort();
+	memcpy(buf, data + 1, size - 1);
+	if (data[0] & 1)
+		fix_checksums(buf, size - 1);
+	return buf;
 }
 
 #endif /* ISVD_FUZZ_FILE_H */

@@ -51,12 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1)
 		return 0;
-	buf = malloc(size);
-	if (!buf)
-		abort();
-	memcpy(buf, data + 1, size - 1);
-	if (data[0] & 1)
-		fix_crcs(buf, size - 1);
+	buf = fuzz_body(data, size, fix_crcs);
 	wal_segment_name(name, (data[0] & 2) || size - 1 < WAL_SEGMENT_HEADER ? 1 : wal_get64(buf + 16));
 	fuzz_write(name, buf, size - 1);
 	free(buf);
