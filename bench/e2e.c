@@ -1299,10 +1299,13 @@ static int section_query(const struct e2e_opts *o, const struct pool *pool)
 /* ------------------------------------------------------------------------ */
 /* Section: memory                                                          */
 
-static uint64_t memory_rows(const struct e2e_opts *o, size_t n, size_t k)
+/* Rows of a long stream at (n, k): 10^7 at (64,8), 10^6 at (1000,50), 10^5
+ * otherwise, divided by `divide` (the memory section streams these, the
+ * recovery section a tenth), times --rows-scale; at least 1000. */
+static uint64_t stream_rows(const struct e2e_opts *o, size_t n, size_t k, double divide)
 {
 	double base = n == 64 && k == 8 ? 1e7 : n == 1000 && k == 50 ? 1e6 : 1e5;
-	double r = base * o->rows_scale;
+	double r = base / divide * o->rows_scale;
 
 	return r < 1000 ? 1000 : (uint64_t)r;
 }
@@ -1310,7 +1313,7 @@ static uint64_t memory_rows(const struct e2e_opts *o, size_t n, size_t k)
 static int section_memory(const struct e2e_opts *o, const struct pool *pool)
 {
 	const size_t n = pool->n, k = pool->k;
-	const uint64_t rows = memory_rows(o, n, k);
+	const uint64_t rows = stream_rows(o, n, k, 1);
 	uint64_t ckpt = rows / 10 < 1000000 ? rows / 10 : 1000000;
 	struct milestone ms[3];
 	struct pusher p;
@@ -1382,14 +1385,6 @@ static int section_memory(const struct e2e_opts *o, const struct pool *pool)
 /* ------------------------------------------------------------------------ */
 /* Section: recovery                                                        */
 
-static uint64_t recovery_rows(const struct e2e_opts *o, size_t n, size_t k)
-{
-	double base = n == 64 && k == 8 ? 1e6 : n == 1000 && k == 50 ? 1e5 : 1e4;
-	double r = base * o->rows_scale;
-
-	return r < 1000 ? 1000 : (uint64_t)r;
-}
-
 /* From the log: "recovery: replayed N log records in T s" → *records, *secs. */
 static int parse_replay(const char *path, uint64_t *records, double *secs)
 {
@@ -1417,7 +1412,7 @@ static int parse_replay(const char *path, uint64_t *records, double *secs)
 static int section_recovery(const struct e2e_opts *o, const struct pool *pool)
 {
 	const size_t n = pool->n, k = pool->k;
-	const uint64_t rows = recovery_rows(o, n, k);
+	const uint64_t rows = stream_rows(o, n, k, 10);
 	struct pusher p;
 	struct daemon d;
 	uint64_t records = 0, log_bytes;
