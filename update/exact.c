@@ -77,7 +77,9 @@ int upd_exact_fold(struct isvd_model *m, const double *rows, size_t b, size_t ld
 		for (size_t j = 0; j < n; j++)
 			cblas_dscal((int)(j + 1), h, m->Rt + j * n, 1);
 	}
-	info = LAPACKE_dtpqrt_work(LAPACK_COL_MAJOR, (lapack_int)bb, (lapack_int)n, 0,
+	/* bb = 0 only for a centred first row: R stays 0, the mean moves. */
+	info = bb == 0 ? 0 :
+	       LAPACKE_dtpqrt_work(LAPACK_COL_MAJOR, (lapack_int)bb, (lapack_int)n, 0,
 	                           (lapack_int)m->nb, m->Rt, (lapack_int)n, m->Bt, (lapack_int)ldb,
 	                           m->Tq, (lapack_int)m->nb, m->work);
 	if (info != 0)

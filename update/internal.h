@@ -9,6 +9,7 @@
  *   truncated.c  the truncated update strategy (Brand's block update) and
  *                re-orthogonalisation
  *   exact.c      the exact strategy (the stream's triangular factor R)
+ *   par.c        the fork–join pool that splits the n-sized products
  *   image.c      save/load of the complete state
  *   crc32c.c     checksum;  error.c  error texts
  *
@@ -89,7 +90,8 @@ struct isvd_model {
 	double *Vnew;     /* n×m     rotated basis, swapped with V on commit */
 	double *Y;        /* n×(B+1) block (transposed), then residual, then Q */
 	double *P;        /* m×(B+1) projection coefficients VᵀY */
-	double *P2;       /* m×(B+1) second Gram–Schmidt pass */
+	double *P2;       /* m×(B+1) second Gram–Schmidt pass (E) */
+	double *G;        /* q×m the eigen route's Fᵀ W (bb × cnt) */
 	double *R;        /* q², q = min(B+1, n): triangular factor of the residual
 	                     (the core path has bb < n columns, so bb ≤ q) */
 	double *R2;       /* q²  second CholeskyQR pass */
@@ -101,10 +103,23 @@ struct isvd_model {
 	double *svals;    /* c   singular values of the core */
 	double *tau;      /* s   Householder scalars */
 	double *dw;       /* B   row weights sqrt(λ^age) of the current block */
+	double *hv;       /* B   the centring reflection's vector (block.c) */
+	double *ynorm2;   /* B+1 squared norms of Y's columns as weighed */
+	double *W;        /* s×m the core's top right singular vectors (t × cnt) */
+	double *eig_d;    /* s   the eigen route's tridiagonal (diagonal) */
+	double *eig_e;    /* s   … and off-diagonal */
+	double *part_buf; /* (parts−1)·part_len partial sums of the pool's parts */
+	size_t part_len;  /* max(m·(B+1), (B+1)²) */
+	struct upd_pool *pool;  /* threads parts (NULL in a snapshot: one part) */
+	size_t threads;   /* resolved thread count, ≥ 1 */
+	uint64_t stat_implicit;  /* core folds that took the one-pass residual */
+	uint64_t stat_eig;      /* core folds whose core took the eigen route */
+	double eig_max_cond;    /* UPD_EIG_MAX_COND; tests move it to force a route */
 	double *mu_b;     /* n   weighted mean of the current block */
 	double *mu_new;   /* n   mean after the current block */
 	double *work;     /* lwork doubles for LAPACK */
-	int *iwork;       /* 8·c ints for gesdd */
+	int *iwork;       /* upd_truncated_liwork() ints: gesdd, dstedc, dtrcon
+	                     (8·c in exact mode) */
 	size_t lwork;
 	/* exact mode: Bt ((B+1)×n, ld B+1) the block transposed for dtpqrt,
 	 * Tq (nb×n) its block reflectors; K, Kcopy, VT are n×n. */
@@ -112,6 +127,14 @@ struct isvd_model {
 	double *Tq;
 	size_t nb;
 };
+
+/* Below this dimension a model runs one thread: splitting its n-sized
+ * products would cost more in hand-offs than it saves. */
+#define UPD_PAR_MIN_DIM 256
+
+/* Largest σ₁/σ_j among the top m values for which a truncated fold trusts
+ * the eigen route of its core (truncated.c, DESIGN). */
+#define UPD_EIG_MAX_COND 1e3
 
 /* model.c */
 int upd_validate_options(const struct isvd_options *o);
@@ -138,6 +161,7 @@ int upd_exact_refresh(struct isvd_model *m);
 /* truncated.c: sizes workspaces (called by upd_alloc), folds one block of
  * b ≤ B finite rows, re-orthogonalises.  Return isvd_err codes. */
 int upd_truncated_workspace(struct isvd_model *m);
+size_t upd_truncated_liwork(const struct isvd_model *m);
 int upd_truncated_fold(struct isvd_model *m, const double *rows, size_t b, size_t ld);
 int upd_reorthogonalise(struct isvd_model *m);
 

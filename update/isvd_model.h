@@ -121,6 +121,18 @@ struct isvd_options {
 	                          reorth_every is kept but unused (V is recomputed
 	                          from R on every read) and max_block defaults to
 	                          1024 for n ≤ 128, 256 above */
+	size_t threads;        /* threads a truncated fold splits its n-sized
+	                          products over (the caller's thread is one of
+	                          them).  0 (the default) = auto: the machine's
+	                          cores, at most 2, and 1 when the BLAS runs
+	                          threads of its own (OpenBLAS with more than one:
+	                          call openblas_set_num_threads(1), as isvdd
+	                          does, for the engine's own split).  Results are
+	                          bit-identical for a given count and agree to
+	                          rounding across counts.  Exact mode, and
+	                          dimensions below 256, run 1.
+	                          Not part of a saved image: a loaded model
+	                          takes the default. */
 };
 
 /* Limits checked by isvd_model_create() and isvd_model_load(). */

@@ -12,10 +12,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cblas.h>
 
 #include "internal.h"
+#include "par.h"
 
 #define AT(a, ld, i, j) ((a)[(size_t)(j) * (ld) + (i)])
 
@@ -122,11 +124,30 @@ static size_t upd_block_size(size_t n, int mode)
 	return n >= 4096 ? 128 : 64;
 }
 
+/* OpenBLAS's thread count, when the BLAS linked is OpenBLAS (a weak
+ * reference: other CBLAS libraries leave it NULL). */
+extern int openblas_get_num_threads(void) __attribute__((weak));
+
+/* The thread count `threads` resolves to (0 = auto: the machine's cores,
+ * at most 2 — the n-sized products of a fold do not scale further on the
+ * sizes measured — and 1 when the BLAS runs threads of its own, which would
+ * compete with ours for the same cores). */
+static size_t resolve_threads(size_t threads)
+{
+	if (threads)
+		return threads;
+	if (openblas_get_num_threads && openblas_get_num_threads() > 1)
+		return 1;
+	const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	return cores >= 2 ? 2 : 1;
+}
+
 /* Sizes, allocates and fills the truncated strategy's workspaces. */
 static int alloc_truncated(struct isvd_model *m)
 {
 	const size_t n = m->n, B = m->B, mm = m->m, s = m->s, c = m->c;
 	const size_t q = B + 1 < n ? B + 1 : n;  /* residual columns on the core path */
+	const size_t parts = m->threads;
 
 	m->Vnew = calloc(n * mm, sizeof *m->Vnew);
 	m->P = calloc(mm * (B + 1), sizeof *m->P);
@@ -135,7 +156,20 @@ static int alloc_truncated(struct isvd_model *m)
 	m->R2 = calloc(q * q, sizeof *m->R2);
 	m->K = calloc(s * c, sizeof *m->K);
 	m->tau = calloc(s, sizeof *m->tau);
-	if (!m->Vnew || !m->P || !m->P2 || !m->R || !m->R2 || !m->K || !m->tau)
+	m->hv = calloc(B, sizeof *m->hv);
+	m->ynorm2 = calloc(B + 1, sizeof *m->ynorm2);
+	m->W = calloc(s * mm, sizeof *m->W);
+	m->G = calloc(q * mm, sizeof *m->G);
+	m->eig_d = calloc(s, sizeof *m->eig_d);
+	m->eig_e = calloc(s, sizeof *m->eig_e);
+	m->part_len = mm * q + q * q;   /* VᵀY and YᵀY; the core path's bb ≤ q */
+	m->part_buf = parts > 1 ? calloc((parts - 1) * m->part_len, sizeof *m->part_buf) : NULL;
+	m->iwork = calloc(upd_truncated_liwork(m), sizeof *m->iwork);
+	if (!m->Vnew || !m->P || !m->P2 || !m->R || !m->R2 || !m->K || !m->tau || !m->hv ||
+	    !m->ynorm2 || !m->W || !m->G || !m->eig_d || !m->eig_e || (parts > 1 && !m->part_buf) ||
+	    !m->iwork)
+		return ISVD_ERR_NOMEM;
+	if (parts > 1 && upd_pool_create(parts, &m->pool) != 0)
 		return ISVD_ERR_NOMEM;
 	return upd_truncated_workspace(m);
 }
@@ -149,7 +183,10 @@ static int alloc_exact(struct isvd_model *m)
 	m->K = calloc(n * n, sizeof *m->K);
 	m->Bt = calloc((B + 1) * n, sizeof *m->Bt);
 	m->Tq = calloc(m->nb * n, sizeof *m->Tq);
-	if (!m->Rt || !m->K || !m->Bt || !m->Tq)
+	m->hv = calloc(B, sizeof *m->hv);
+	m->ynorm2 = calloc(B + 1, sizeof *m->ynorm2);
+	m->iwork = calloc(8 * m->c, sizeof *m->iwork);
+	if (!m->Rt || !m->K || !m->Bt || !m->Tq || !m->hv || !m->ynorm2 || !m->iwork)
 		return ISVD_ERR_NOMEM;
 	return upd_exact_workspace(m);
 }
@@ -186,6 +223,9 @@ int upd_alloc(const struct isvd_options *o, struct isvd_model **out)
 		total = add_sat(total, mul_sat(2 * mm, B + 1));
 		total = add_sat(total, mul_sat(2 * q, q));
 		total = add_sat(total, mul_sat(s, c));
+		total = add_sat(total, mul_sat(s + q, mm));      /* W, G */
+		total = add_sat(total, mul_sat(2, s) + 2 * B + 1); /* eig_d, eig_e, hv, ynorm2 */
+		total = add_sat(total, mul_sat(2 * (q + 1), mm + q + 1));  /* part_buf, ≤ 2 parts */
 	}
 	if (total > MAX_TOTAL_DOUBLES)
 		return ISVD_ERR_TOO_LARGE;
@@ -207,6 +247,8 @@ int upd_alloc(const struct isvd_options *o, struct isvd_model **out)
 	m->reorth_every = o->reorth_every;
 	m->rcond = o->rcond;
 	m->mode = mode;
+	m->eig_max_cond = UPD_EIG_MAX_COND;
+	m->threads = mode == ISVD_MODE_EXACT || n < UPD_PAR_MIN_DIM ? 1 : resolve_threads(o->threads);
 
 	m->V = calloc(n * mm, sizeof *m->V);
 	m->sigma = calloc(mm, sizeof *m->sigma);
@@ -218,9 +260,8 @@ int upd_alloc(const struct isvd_options *o, struct isvd_model **out)
 	m->dw = calloc(B, sizeof *m->dw);
 	m->mu_b = calloc(n, sizeof *m->mu_b);
 	m->mu_new = calloc(n, sizeof *m->mu_new);
-	m->iwork = calloc(8 * c, sizeof *m->iwork);
 	if (!m->V || !m->sigma || (m->center && !m->mean) || !m->Y || !m->Kcopy || !m->VT ||
-	    !m->svals || !m->dw || !m->mu_b || !m->mu_new || !m->iwork) {
+	    !m->svals || !m->dw || !m->mu_b || !m->mu_new) {
 		err = ISVD_ERR_NOMEM;
 		goto fail;
 	}
@@ -272,6 +313,14 @@ void isvd_model_destroy(struct isvd_model *m)
 	free(m->Rt);
 	free(m->Bt);
 	free(m->Tq);
+	free(m->hv);
+	free(m->ynorm2);
+	free(m->W);
+	free(m->G);
+	free(m->eig_d);
+	free(m->eig_e);
+	free(m->part_buf);
+	upd_pool_destroy(m->pool);
 	free(m);
 }
 
@@ -293,6 +342,9 @@ int isvd_model_snapshot(const struct isvd_model *m, struct isvd_model **out)
 	s->V = s->Vnew = s->sigma = s->mean = s->Y = s->P = s->P2 = s->R = s->R2 = NULL;
 	s->K = s->Kcopy = s->VT = s->svals = s->tau = s->dw = s->mu_b = s->mu_new = NULL;
 	s->work = s->Rt = s->Bt = s->Tq = NULL;
+	s->hv = s->ynorm2 = s->W = s->G = s->eig_d = s->eig_e = s->part_buf = NULL;
+	s->pool = NULL;
+	s->threads = 1;
 	s->iwork = NULL;
 	s->stale = lazy;
 	s->frozen = 1;
@@ -437,6 +489,7 @@ int isvd_model_options(const struct isvd_model *m, struct isvd_options *o)
 	o->reorth_every = m->reorth_every;
 	o->rcond = m->rcond;
 	o->mode = m->mode;
+	o->threads = m->threads;
 	return ISVD_OK;
 }
 

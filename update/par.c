@@ -1,0 +1,173 @@
+/*
+ * par.c — the engine's fork–join pool: the n-sized products of a fold,
+ * split by rows over a fixed number of threads.
+ *
+ * Why the engine runs its own threads: the BLAS is called single-threaded
+ * (model.c turns OpenBLAS's own threads off), because its threads slow the
+ * small calls of a fold (a 125×125 dgesdd takes twice as long on two
+ * OpenBLAS threads as on one) while gaining little on the thin n×(r+b)
+ * products.  Those products are separable by rows of V and Y: each part
+ * computes its rows' share (a partial VᵀY or YᵀY, or its rows of Y − VC
+ * and of the rotated basis) and the caller adds the partial sums in part
+ * order, so the result is bit-identical for a given thread count.
+ *
+ * DESIGN
+ * - upd_pool_run(p, fn, arg) runs fn(arg, part) for part = 0 … size−1,
+ *   part 0 on the calling thread, the others on the pool's workers, and
+ *   returns when all have finished.  One job at a time; the caller is the
+ *   model's one updating thread (a model is not thread-safe anyway).
+ * - Workers sleep on a condition variable between jobs; a job is published
+ *   by bumping `generation`, and finished parts count down `pending`.
+ *   Jobs are a few per block (milliseconds of work), so the microseconds
+ *   of a wake-up do not matter.
+ * - No allocation after creation; a pool of size 1 has no workers and runs
+ *   fn inline.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "par.h"
+
+struct upd_pool {
+	size_t size;              /* parts per job, workers = size − 1 */
+	pthread_t *workers;
+	size_t started;           /* workers actually running (for teardown) */
+	pthread_mutex_t mu;
+	pthread_cond_t go;        /* a new generation or stop */
+	pthread_cond_t done;      /* pending reached 0 */
+	/* INVARIANT (under mu): pending ≤ size − 1; pending > 0 only while
+	 * upd_pool_run waits; stop only in upd_pool_destroy. */
+	unsigned long generation;
+	size_t pending;
+	int stop;
+	void (*fn)(void *arg, size_t part);
+	void *arg;
+};
+
+struct worker_arg {
+	struct upd_pool *pool;
+	size_t part;
+};
+
+static void *worker_main(void *p_)
+{
+	struct worker_arg *wa = p_;
+	struct upd_pool *p = wa->pool;
+	const size_t part = wa->part;
+	unsigned long seen = 0;
+
+	free(wa);
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (!p->stop && p->generation == seen)
+			pthread_cond_wait(&p->go, &p->mu);
+		if (p->stop)
+			break;
+		seen = p->generation;
+		void (*fn)(void *, size_t) = p->fn;
+		void *arg = p->arg;
+		pthread_mutex_unlock(&p->mu);
+		fn(arg, part);
+		pthread_mutex_lock(&p->mu);
+		if (--p->pending == 0)
+			pthread_cond_signal(&p->done);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+int upd_pool_create(size_t size, struct upd_pool **out)
+{
+	struct upd_pool *p;
+
+	if (size < 1)
+		size = 1;
+	p = calloc(1, sizeof *p);
+	if (!p)
+		return -1;
+	p->size = size;
+	if (size == 1) {
+		*out = p;
+		return 0;
+	}
+	p->workers = calloc(size - 1, sizeof *p->workers);
+	if (!p->workers) {
+		free(p);
+		return -1;
+	}
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->go, NULL);
+	pthread_cond_init(&p->done, NULL);
+	for (size_t i = 0; i + 1 < size; i++) {
+		struct worker_arg *wa = malloc(sizeof *wa);
+		if (wa) {
+			wa->pool = p;
+			wa->part = i + 1;
+		}
+		if (!wa || pthread_create(&p->workers[i], NULL, worker_main, wa) != 0) {
+			free(wa);
+			upd_pool_destroy(p);
+			return -1;
+		}
+		p->started++;
+	}
+	*out = p;
+	return 0;
+}
+
+void upd_pool_destroy(struct upd_pool *p)
+{
+	if (!p)
+		return;
+	if (p->size > 1) {
+		pthread_mutex_lock(&p->mu);
+		p->stop = 1;
+		pthread_cond_broadcast(&p->go);
+		pthread_mutex_unlock(&p->mu);
+		for (size_t i = 0; i < p->started; i++)
+			pthread_join(p->workers[i], NULL);
+		pthread_cond_destroy(&p->go);
+		pthread_cond_destroy(&p->done);
+		pthread_mutex_destroy(&p->mu);
+	}
+	free(p->workers);
+	free(p);
+}
+
+size_t upd_pool_size(const struct upd_pool *p)
+{
+	return p ? p->size : 1;
+}
+
+void upd_pool_run(struct upd_pool *p, void (*fn)(void *arg, size_t part), void *arg)
+{
+	if (!p || p->size == 1) {
+		fn(arg, 0);
+		return;
+	}
+	pthread_mutex_lock(&p->mu);
+	p->fn = fn;
+	p->arg = arg;
+	p->pending = p->size - 1;
+	p->generation++;
+	pthread_cond_broadcast(&p->go);
+	pthread_mutex_unlock(&p->mu);
+	fn(arg, 0);
+	pthread_mutex_lock(&p->mu);
+	while (p->pending > 0)
+		pthread_cond_wait(&p->done, &p->mu);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void upd_pool_range(size_t n, size_t parts, size_t part, size_t *lo, size_t *hi)
+{
+	/* Boundaries on multiples of 8 rows (one 64-byte line of doubles). */
+	size_t a = n * part / parts, b = n * (part + 1) / parts;
+
+	a = part == 0 ? 0 : (a + 7) / 8 * 8;
+	b = part + 1 == parts ? n : (b + 7) / 8 * 8;
+	*lo = a < n ? a : n;
+	*hi = b < n ? b : n;
+	if (*hi < *lo)
+		*hi = *lo;
+}
