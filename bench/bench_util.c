@@ -76,3 +76,25 @@ int parse_size(const char *prog, const char *opt, const char *s, uint64_t min, u
 	return 0;
 }
 
+
+/* OpenBLAS's extensions, as weak references: NULL with another CBLAS. */
+extern void openblas_set_num_threads(int n) __attribute__((weak));
+extern int openblas_get_num_threads(void) __attribute__((weak));
+extern char *openblas_get_corename(void) __attribute__((weak));
+
+void bench_blas_single_thread(void)
+{
+	if (openblas_set_num_threads)
+		openblas_set_num_threads(1);
+}
+
+const char *bench_blas_core(void)
+{
+	const char *c = openblas_get_corename ? openblas_get_corename() : NULL;
+	return c ? c : "not OpenBLAS";
+}
+
+int bench_blas_threads(void)
+{
+	return openblas_get_num_threads ? openblas_get_num_threads() : 0;
+}

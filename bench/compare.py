@@ -7,8 +7,9 @@ Gaussian noise of standard deviation 1e-3, and a random mean offset so that
 centring matters), writes them to a temporary raw little-endian float64 file,
 and in the same run:
 
-  * streams them through isvd (`isvd-bench --input FILE --center`) in each
-    of its two modes, truncated (Brand's update) and exact (the stream's
+  * streams them through isvd (`isvd-bench --input FILE --center`, whose
+    BLAS runs one thread while the engine splits its n-sized products over
+    its own threads, up to 2) in each of its two modes, truncated (Brand's update) and exact (the stream's
     triangular factor; for n <= 2048), each reporting its rows/s (engine
     time, plus the one SVD of R exact mode pays when factors are read) and
     saving its factors;
@@ -19,7 +20,9 @@ and in the same run:
     from the first push to the last ack; then its factors over the query
     socket;
   * fits sklearn.decomposition.IncrementalPCA at batch size k, and at a
-    handful of other batch sizes to find its fastest;
+    handful of other batch sizes to find its fastest, each with its BLAS
+    (numpy's OpenBLAS) limited to 1 and to 2 threads through threadpoolctl,
+    keeping the faster: the peer at its best batch size and thread count;
   * fits gensim's LsiModel (streaming randomized SVD with merges, Řehůřek
     2011) chunk by chunk with add_documents(), at chunk sizes 256 and 2000;
   * computes one full LAPACK SVD of all rows (numpy.linalg.svd of the
@@ -66,6 +69,7 @@ import time
 
 try:
     import numpy as np
+    from threadpoolctl import threadpool_info, threadpool_limits
     from sklearn.decomposition import IncrementalPCA
     from sklearn.utils import gen_batches
     import sklearn
@@ -189,19 +193,39 @@ def run_isvd(bench, path, n, k, rows, block, repeat, tmpdir, mode, extra):
     return res, f[:kk], f[kk:].reshape(kk, n)
 
 
-def run_ipca(x, k, batch, repeat, clock):
-    """Times IncrementalPCA like its fit(): one untimed copy, then batches.
-    The fastest of `repeat` fits is reported."""
+def run_ipca(x, k, batch, repeat, clock, threads):
+    """Times IncrementalPCA like its fit(): one untimed copy, then batches,
+    with its BLAS limited to `threads` threads (threadpoolctl).  The fastest
+    of `repeat` fits is reported."""
     best = None
-    for _ in range(repeat):
-        xw = x.copy()
-        ipca = IncrementalPCA(n_components=k, batch_size=batch)
-        t0 = clock()
-        for sl in gen_batches(xw.shape[0], batch, min_batch_size=k):
-            ipca.partial_fit(xw[sl], check_input=False)
-        seconds = clock() - t0
-        best = seconds if best is None else min(best, seconds)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        for _ in range(repeat):
+            xw = x.copy()
+            ipca = IncrementalPCA(n_components=k, batch_size=batch)
+            t0 = clock()
+            for sl in gen_batches(xw.shape[0], batch, min_batch_size=k):
+                ipca.partial_fit(xw[sl], check_input=False)
+            seconds = clock() - t0
+            best = seconds if best is None else min(best, seconds)
     return x.shape[0] / best, ipca.singular_values_, ipca.components_
+
+
+def blas_description():
+    """numpy's BLAS as threadpoolctl sees it: 'OpenBLAS 0.3.21 (Haswell, 2 threads)'."""
+    for lib in threadpool_info():
+        if lib.get("user_api") == "blas":
+            return "%s %s (%s kernel, %d threads by default)" % (
+                lib.get("internal_api"), lib.get("version"), lib.get("architecture", "?"),
+                lib.get("num_threads", 0))
+    return "unknown"
+
+
+def ipca_thread_counts():
+    """1 up to the BLAS's default thread count, at most 2 (the machine's cores)."""
+    for lib in threadpool_info():
+        if lib.get("user_api") == "blas":
+            return list(range(1, min(lib.get("num_threads", 1), 2) + 1))
+    return [1]
 
 
 class Daemon:
@@ -394,14 +418,19 @@ def main():
     print("data: rank-k signal, s_j = 10^(-j/k), noise %g, random mean offset; errors vs "
           "numpy's exact SVD of the centred matrix" % NOISE)
     print("rows/s: rows per %s of update/partial_fit only%s; ratio = isvd rows/s / IPCA "
-          "rows/s; OPENBLAS_NUM_THREADS=%s"
+          "rows/s; OPENBLAS_NUM_THREADS=%s, OPENBLAS_CORETYPE=%s"
           % ("CPU second (all threads)" if args.cpu_time else "wall-clock second",
              ", fastest of %d" % args.repeat if args.repeat > 1 else "",
-             os.environ.get("OPENBLAS_NUM_THREADS", "unset")))
+             os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
+             os.environ.get("OPENBLAS_CORETYPE", "unset")))
+    print("numpy/scikit-learn BLAS: %s; IncrementalPCA is timed at every batch size with "
+          "%s BLAS thread(s) (threadpoolctl) and its fastest count is kept"
+          % (blas_description(), " and ".join(str(t) for t in ipca_thread_counts())))
     print(flush=True)
 
     table = []
     searches = []
+    blas_noted = False
     with tempfile.TemporaryDirectory(prefix="isvd-compare-") as tmpdir:
         for n, k in sizes:
             table_rows = args.rows or (QUICK_ROWS if args.quick else DEFAULT_ROWS).get(
@@ -421,7 +450,13 @@ def main():
                 res, s_i, vt_i = run_isvd(bench, path, n, k, rows, args.block, args.repeat,
                                           tmpdir, mode, args.extra)
                 rate = rows / res["cpu_seconds"] if args.cpu_time else res["rows_per_s"]
-                isvd[mode] = (res["block"], (rate,) + scores(s_ref, vt_ref, s_i, vt_i))
+                isvd[mode] = ("%s, %d thr" % (res["block"], res.get("threads", 1)),
+                              (rate,) + scores(s_ref, vt_ref, s_i, vt_i))
+                if not blas_noted:
+                    print("isvd-bench BLAS: %s kernel, %d thread(s); the engine splits its own "
+                          "products over the threads shown with its block"
+                          % (res.get("blas_core", "?"), res.get("blas_threads", 0)), flush=True)
+                    blas_noted = True
 
             others = []    # (name, block/batch label, (rows/s, σ err, sin θ))
             if "daemon" not in skip:
@@ -443,15 +478,17 @@ def main():
             if "lapack" not in skip:
                 others.append(("LAPACK SVD of all rows (batch)", "all", (lapack_rate, 0.0, 0.0)))
 
-            ipca = {}
+            ipca = {}      # batch -> (rows/s, σ err, sin θ, threads) at its best thread count
             cands = batch_candidates(k, rows)
             if "ipca-search" in skip:
                 cands = [k]
             for b in cands:
-                rate, s_p, vt_p = run_ipca(x, k, b, args.repeat, clock)
-                ipca[b] = (rate,) + scores(s_ref, vt_ref, s_p, vt_p)
-                print("  %dx%d IPCA batch %-5d %9.0f rows/s" % (n, k, b, rate),
-                      file=sys.stderr, flush=True)
+                for th in ipca_thread_counts():
+                    rate, s_p, vt_p = run_ipca(x, k, b, args.repeat, clock, th)
+                    print("  %dx%d IPCA batch %-5d threads %d %9.0f rows/s" % (n, k, b, th, rate),
+                          file=sys.stderr, flush=True)
+                    if b not in ipca or rate > ipca[b][0]:
+                        ipca[b] = (rate,) + scores(s_ref, vt_ref, s_p, vt_p) + (th,)
             best = max(ipca, key=lambda b: ipca[b][0])
             gbest = max(gens, key=lambda c: gens[c][0]) if gens else None
             table.append((n, k, rows, isvd, ipca[k], best, ipca[best], others, gens, gbest, gcomp))
@@ -464,9 +501,9 @@ def main():
     for n, k, rows, isvd, pk, best, pb, others, gens, gbest, gcomp in table:
         lines = [("isvd " + mode, block, v) for mode, (block, v) in isvd.items()]
         lines += others
-        lines += [("IncrementalPCA", k, pk)]
+        lines += [("IncrementalPCA", "%d, %d thr" % (k, pk[3]), pk)]
         if best != k:
-            lines += [("IncrementalPCA (fastest)", best, pb)]
+            lines += [("IncrementalPCA (fastest)", "%d, %d thr" % (best, pb[3]), pb)]
         lines += [("gensim LsiModel%s%s" % (" (fastest)" if c == gbest and len(gens) > 1 else "",
                                              "" if gcomp[c] >= k else
                                              ", %d of %d components" % (gcomp[c], k)),
@@ -485,13 +522,14 @@ def main():
               "of the energy (its clip_spectrum); a missing component counts as sin θ = 1 and "
               "σ̂ = 0, as for every method.")
     print()
-    print("IncrementalPCA batch-size search (rows/s; * = fastest):")
+    print("IncrementalPCA batch-size search (rows/s at the faster BLAS thread count; "
+          "* = fastest):")
     print()
     print("| n | k | " + " | ".join(["batch: rows/s, σ err, sin θ"]) + " |")
     print("|---:|---:|:---|")
     for n, k, ipca, best, _, _ in searches:
-        cells = ["%d%s: %s, %s, %s" % (b, "*" if b == best else "", fmt_rate(v[0]),
-                                        fmt_err(v[1]), fmt_err(v[2]))
+        cells = ["%d%s: %s (%d thr), %s, %s" % (b, "*" if b == best else "", fmt_rate(v[0]),
+                                                 v[3], fmt_err(v[1]), fmt_err(v[2]))
                  for b, v in sorted(ipca.items())]
         print("| %d | %d | %s |" % (n, k, "; ".join(cells)))
     return 0

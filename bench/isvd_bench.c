@@ -88,6 +88,7 @@ struct bench_opts {
 	int json;
 	int no_exact;
 	int mode;                /* -1 = both (truncated, then exact); else enum isvd_mode */
+	size_t threads;          /* the engine's threads (0 = its auto choice) */
 	int run_mode;            /* the mode of the run in progress */
 };
 
@@ -129,6 +130,8 @@ static void usage(FILE *f)
 	"                   n <= 2048); exact's time includes the one SVD of R that\n"
 	"                   reading the factors costs at the end\n"
 	"  --no-exact       skip the reference SVD (no accuracy figures)\n"
+	"  --threads T      the engine's threads for the n-sized products (default:\n"
+	"                   its choice, up to 2); the BLAS itself always runs one\n"
 	"  --json           one JSON object per configuration instead of the table\n"
 	"  --help           this text\n");
 }
@@ -136,7 +139,7 @@ static void usage(FILE *f)
 static int parse_opts(int argc, char **argv, struct bench_opts *o)
 {
 	enum { O_DIM = 256, O_RANK, O_EXTRA, O_ROWS, O_BLOCK, O_CENTER, O_SEED, O_NOISE,
-	       O_SIGNAL, O_INPUT, O_SAVE, O_NOEXACT, O_JSON, O_REPEAT, O_MODE, O_HELP };
+	       O_SIGNAL, O_INPUT, O_SAVE, O_NOEXACT, O_JSON, O_REPEAT, O_MODE, O_THREADS, O_HELP };
 	static const struct option longopts[] = {
 		{"dim", required_argument, NULL, O_DIM},
 		{"rank", required_argument, NULL, O_RANK},
@@ -153,6 +156,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 		{"json", no_argument, NULL, O_JSON},
 		{"repeat", required_argument, NULL, O_REPEAT},
 		{"mode", required_argument, NULL, O_MODE},
+		{"threads", required_argument, NULL, O_THREADS},
 		{"help", no_argument, NULL, O_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -197,6 +201,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 		case O_SAVE: o->save_factors = optarg; break;
 		case O_NOEXACT: o->no_exact = 1; break;
 		case O_JSON: o->json = 1; break;
+		case O_THREADS: rc = parse_size(PROG, "--threads", optarg, 1, 64, &o->threads); break;
 		case O_MODE:
 			if (!strcmp(optarg, "both")) {
 				o->mode = -1;
@@ -546,6 +551,7 @@ out:
 
 struct bench_result {
 	size_t n, k, extra, block, rank_reported;
+	size_t threads;                 /* the engine's, resolved */
 	int mode;                       /* resolved: ISVD_MODE_EXACT or _TRUNCATED */
 	uint64_t rows;
 	double seconds, cpu_seconds, exact_seconds;
@@ -642,6 +648,7 @@ static int run_config(const struct bench_opts *o, size_t n, size_t k, uint64_t n
 	mo.max_block = o->block;
 	mo.center = o->center;
 	mo.mode = o->run_mode;
+	mo.threads = o->threads;
 	res->extra = mo.extra;
 	res->peak_rss_per_config = reset_peak_rss();
 	for (unsigned rep = 0; rep < o->repeat; rep++) {
@@ -667,6 +674,7 @@ static int run_config(const struct bench_opts *o, size_t n, size_t k, uint64_t n
 		res->block = block;
 		res->mode = resolved.mode;
 		res->extra = resolved.extra;
+		res->threads = resolved.threads;
 		heap1 = heap_in_use();
 		c0 = cpu_seconds();
 		t0 = now_seconds();
@@ -794,6 +802,9 @@ static void print_json(const struct bench_opts *o, const struct bench_result *r)
 {
 	printf("{\"n\":%zu,\"k\":%zu,\"mode\":\"%s\",\"extra\":%zu,\"block\":%zu,\"center\":%s,",
 	       r->n, r->k, isvd_mode_name(r->mode), r->extra, r->block, o->center ? "true" : "false");
+	printf("\"threads\":%zu,\"blas_core\":", r->threads);
+	json_string(bench_blas_core());
+	printf(",\"blas_threads\":%d,", bench_blas_threads());
 	if (o->input != NULL) {
 		printf("\"source\":\"file\",\"input\":");
 		json_string(o->input);
@@ -834,13 +845,15 @@ static void print_header(const struct bench_opts *o)
 		       o->signal_rank ? "--signal-rank" : "k");
 	if (o->repeat > 1)
 		printf("  rows/s: the fastest of %u streams of the same rows\n", o->repeat);
+	printf("  BLAS: %s kernel, %d thread(s); engine threads: %s (column thr)\n",
+	       bench_blas_core(), bench_blas_threads(), o->threads ? "from --threads" : "its choice");
 	printf("  rows/s: engine time only; peak RSS includes the rows held in memory (data);\n"
 	       "  model: malloc heap held by the model; errors vs LAPACK dgesdd of all rows\n\n");
-	printf("%6s %4s %-9s %3s %5s %7s %11s %9s %9s %9s %9s %10s %10s %9s\n", "n", "k", "mode",
-	       "p", "block", "rows", "rows/s", "engine s", "peakRSS", "data", "model", "sigma err",
-	       "subsp sin", "orth err");
-	printf("%6s %4s %-9s %3s %5s %7s %11s %9s %9s %9s %9s %10s %10s %9s\n", "", "", "", "", "",
-	       "", "", "", "MiB", "MiB", "MiB", "", "", "");
+	printf("%6s %4s %-9s %3s %5s %3s %7s %11s %9s %9s %9s %9s %10s %10s %9s\n", "n", "k",
+	       "mode", "p", "block", "thr", "rows", "rows/s", "engine s", "peakRSS", "data", "model",
+	       "sigma err", "subsp sin", "orth err");
+	printf("%6s %4s %-9s %3s %5s %3s %7s %11s %9s %9s %9s %9s %10s %10s %9s\n", "", "", "", "",
+	       "", "", "", "", "", "MiB", "MiB", "MiB", "", "", "");
 	fflush(stdout);
 }
 
@@ -859,8 +872,9 @@ static void print_row(const struct bench_result *r)
 		snprintf(mh, sizeof mh, "%.2f", r->model_heap / 1048576.0);
 	else
 		snprintf(mh, sizeof mh, "-");
-	printf("%6zu %4zu %-9s %3zu %5zu %7llu %11.0f %9.3f %9.1f %9.1f %9s %10s %10s %9.1e\n", r->n,
-	       r->k, isvd_mode_name(r->mode), r->extra, r->block, (unsigned long long)r->rows,
+	printf("%6zu %4zu %-9s %3zu %5zu %3zu %7llu %11.0f %9.3f %9.1f %9.1f %9s %10s %10s %9.1e\n",
+	       r->n, r->k, isvd_mode_name(r->mode), r->extra, r->block, r->threads,
+	       (unsigned long long)r->rows,
 	       r->seconds > 0 ? (double)r->rows / r->seconds : 0.0, r->seconds,
 	       (double)r->peak_rss / 1048576.0, r->data_bytes / 1048576.0, mh, se, ss,
 	       r->orth_err);
@@ -875,6 +889,7 @@ int main(int argc, char **argv)
 
 	if (parse_opts(argc, argv, &o) != 0)
 		return 2;
+	bench_blas_single_thread();
 	if (!o.json)
 		print_header(&o);
 	size_t nconfigs = o.dim != 0 ? 1 : N_DEFAULT_CONFIGS;

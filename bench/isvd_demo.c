@@ -185,6 +185,7 @@ int main(int argc, char **argv)
 
 	if (parse_args(argc, argv, &o))
 		return 2;
+	bench_blas_single_thread();   /* the engine runs its own threads */
 	struct rng g = {o.seed, 0, 0.0};
 	isvd_options_default(&mo);
 	mo.dim = o.dim;
