@@ -100,9 +100,10 @@ void upd_weigh_block(struct isvd_model *m, const double *rows, size_t b, size_t 
 				y[j] = m->dw[i] * x[j];
 		}
 	}
+	/* Squared norms by ddot, not dnrm2's scaled loop: check_rows() bounds
+	 * every value so that these sums of squares cannot overflow. */
 	for (size_t i = 0; i < bb; i++) {
-		const double nrm = cblas_dnrm2((int)n, m->Y + i * n, 1);
-		m->ynorm2[i] = nrm * nrm;
+		m->ynorm2[i] = cblas_ddot((int)n, m->Y + i * n, 1, m->Y + i * n, 1);
 		e += m->ynorm2[i];
 	}
 	*bb_out = bb;

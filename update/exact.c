@@ -23,6 +23,13 @@
  *   strategy, on a copy of R, so a failed refresh leaves R intact and the
  *   next read tries again.
  * - Workspaces (Bt, Tq, K, Kcopy, VT, work) are allocated at creation.
+ * - With more than one thread (small n, tall blocks: upd_exact_parts), the
+ *   block's rows are split TSQR-style: part 0 folds its rows into R with
+ *   dtpqrt while each other part p takes the QR of its own rows (dgeqrf,
+ *   in place in Bt, into its triangle R_p); then each R_p is folded into R
+ *   with dtpqrt (a triangle on a triangle, ~n³ flops).  [R; rows] and
+ *   [R; rows_0; R_1; …] have the same R up to signs of rows, which the SVD
+ *   does not see; results are bit-identical for a given part count.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -32,8 +39,92 @@
 #include <lapacke.h>
 
 #include "internal.h"
+#include "par.h"
 
 #define AT(a, ld, i, j) ((a)[(size_t)(j) * (ld) + (i)])
+
+size_t upd_exact_part_len(const struct isvd_model *m)
+{
+	const lapack_int n = (lapack_int)m->n, ldb = (lapack_int)(m->B + 1);
+	double q = 0;
+
+	if (LAPACKE_dgeqrf_work(LAPACK_COL_MAJOR, ldb, n, NULL, ldb, NULL, &q, -1) != 0)
+		return 0;
+	return m->n + (size_t)q + 1;   /* tau, then dgeqrf's work */
+}
+
+size_t upd_exact_parts(size_t n, size_t B, size_t threads)
+{
+	/* Each part must have at least n rows, or its triangle costs as much
+	 * to fold in as its rows would have. */
+	size_t p = threads;
+	while (p > 1 && (B + 1) / p < n)
+		p--;
+	return p;
+}
+
+struct exact_job {
+	struct isvd_model *m;
+	size_t bb, parts;
+	int info[8];
+};
+
+/* Part 0: dtpqrt of its rows into R.  Part p ≥ 1: dgeqrf of its rows. */
+static void exact_part(void *arg, size_t part)
+{
+	struct exact_job *j = arg;
+	struct isvd_model *m = j->m;
+	const size_t n = m->n, ldb = m->B + 1;
+	size_t lo, hi;
+
+	upd_pool_range(j->bb, j->parts, part, &lo, &hi);
+	const lapack_int h = (lapack_int)(hi - lo);
+	if (h == 0)
+		return;
+	if (part == 0) {
+		j->info[0] = LAPACKE_dtpqrt_work(LAPACK_COL_MAJOR, h, (lapack_int)n, 0,
+		                                 (lapack_int)m->nb, m->Rt, (lapack_int)n, m->Bt,
+		                                 (lapack_int)ldb, m->Tq, (lapack_int)m->nb,
+		                                 m->work);
+		return;
+	}
+	double *buf = m->part_buf + (part - 1) * m->part_len;
+	j->info[part] = LAPACKE_dgeqrf_work(LAPACK_COL_MAJOR, h, (lapack_int)n, m->Bt + lo,
+	                                    (lapack_int)ldb, buf, buf + n,
+	                                    (lapack_int)(m->part_len - n));
+}
+
+/* Folds Bt's bb rows into R over the pool (see DESIGN). */
+static int fold_rows(struct isvd_model *m, size_t bb)
+{
+	const size_t n = m->n, ldb = m->B + 1;
+	struct exact_job j = { .m = m, .bb = bb, .parts = upd_pool_size(m->pool) };
+
+	if (bb < j.parts * n || j.parts > 8)
+		j.parts = 1;     /* a short block: one dtpqrt */
+	if (j.parts == 1)
+		exact_part(&j, 0);
+	else
+		upd_pool_run(m->pool, exact_part, &j);
+	for (size_t p = 0; p < j.parts; p++)
+		if (j.info[p] != 0)
+			return ISVD_ERR_INVALID;
+	for (size_t p = 1; p < j.parts; p++) {
+		size_t lo, hi;
+		upd_pool_range(bb, j.parts, p, &lo, &hi);
+		const size_t l = hi - lo < n ? hi - lo : n;   /* rows of R_p */
+		double *Rp = m->Bt + lo;
+		for (size_t c = 0; c < n; c++)                 /* clear the reflectors */
+			for (size_t i = c + 1; i < l; i++)
+				AT(Rp, ldb, i, c) = 0.0;
+		if (LAPACKE_dtpqrt_work(LAPACK_COL_MAJOR, (lapack_int)l, (lapack_int)n,
+		                        (lapack_int)l, (lapack_int)(m->nb < l ? m->nb : l), m->Rt,
+		                        (lapack_int)n, Rp, (lapack_int)ldb, m->Tq,
+		                        (lapack_int)m->nb, m->work) != 0)
+			return ISVD_ERR_INVALID;
+	}
+	return ISVD_OK;
+}
 
 int upd_exact_workspace(struct isvd_model *m)
 {
@@ -62,28 +153,27 @@ int upd_exact_fold(struct isvd_model *m, const double *rows, size_t b, size_t ld
 	const size_t n = m->n, ldb = m->B + 1;
 	size_t bb;
 	double w_new, e_new, lam_b;
-	lapack_int info;
+	int err;
 
 	upd_weigh_block(m, rows, b, ld, &bb, &w_new, &e_new, &lam_b);
 	if (!isfinite(e_new) || !isfinite(w_new))
 		return ISVD_ERR_NONFINITE;  /* overflow of finite but huge values */
 
-	/* Bt = Yᵀ (bb × n); Y holds one block row per column. */
-	for (size_t j = 0; j < n; j++)
-		for (size_t i = 0; i < bb; i++)
-			AT(m->Bt, ldb, i, j) = AT(m->Y, n, j, i);
+	/* Bt = Yᵀ (bb × n); Y holds one block row per column.  In tiles, so
+	 * that both sides stay in cache. */
+	for (size_t j0 = 0; j0 < n; j0 += 32)
+		for (size_t i0 = 0; i0 < bb; i0 += 32)
+			for (size_t i = i0; i < i0 + 32 && i < bb; i++)
+				for (size_t j = j0; j < j0 + 32 && j < n; j++)
+					AT(m->Bt, ldb, i, j) = AT(m->Y, n, j, i);
 	if (lam_b != 1.0) {
 		const double h = sqrt(lam_b);
 		for (size_t j = 0; j < n; j++)
 			cblas_dscal((int)(j + 1), h, m->Rt + j * n, 1);
 	}
 	/* bb = 0 only for a centred first row: R stays 0, the mean moves. */
-	info = bb == 0 ? 0 :
-	       LAPACKE_dtpqrt_work(LAPACK_COL_MAJOR, (lapack_int)bb, (lapack_int)n, 0,
-	                           (lapack_int)m->nb, m->Rt, (lapack_int)n, m->Bt, (lapack_int)ldb,
-	                           m->Tq, (lapack_int)m->nb, m->work);
-	if (info != 0)
-		return ISVD_ERR_INVALID;
+	if (bb > 0 && (err = fold_rows(m, bb)))
+		return err;
 
 	if (m->center)
 		memcpy(m->mean, m->mu_new, n * sizeof *m->mean);

@@ -129,8 +129,10 @@ struct isvd_options {
 	                          call openblas_set_num_threads(1), as isvdd
 	                          does, for the engine's own split).  Results are
 	                          bit-identical for a given count and agree to
-	                          rounding across counts.  Exact mode, and
-	                          dimensions below 256, run 1.
+	                          rounding across counts.  Truncated mode below
+	                          n = 256 runs 1; exact mode splits a block's
+	                          rows (TSQR) only when each part keeps at least
+	                          n rows, else runs 1.
 	                          Not part of a saved image: a loaded model
 	                          takes the default. */
 };

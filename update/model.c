@@ -188,6 +188,14 @@ static int alloc_exact(struct isvd_model *m)
 	m->iwork = calloc(8 * m->c, sizeof *m->iwork);
 	if (!m->Rt || !m->K || !m->Bt || !m->Tq || !m->hv || !m->ynorm2 || !m->iwork)
 		return ISVD_ERR_NOMEM;
+	if (m->threads > 1) {
+		m->part_len = upd_exact_part_len(m);
+		if (m->part_len == 0)
+			return ISVD_ERR_INVALID;
+		m->part_buf = calloc((m->threads - 1) * m->part_len, sizeof *m->part_buf);
+		if (!m->part_buf || upd_pool_create(m->threads, &m->pool) != 0)
+			return ISVD_ERR_NOMEM;
+	}
 	return upd_exact_workspace(m);
 }
 
@@ -248,7 +256,10 @@ int upd_alloc(const struct isvd_options *o, struct isvd_model **out)
 	m->rcond = o->rcond;
 	m->mode = mode;
 	m->eig_max_cond = UPD_EIG_MAX_COND;
-	m->threads = mode == ISVD_MODE_EXACT || n < UPD_PAR_MIN_DIM ? 1 : resolve_threads(o->threads);
+	if (mode == ISVD_MODE_EXACT)
+		m->threads = upd_exact_parts(n, B, resolve_threads(o->threads));
+	else
+		m->threads = n < UPD_PAR_MIN_DIM ? 1 : resolve_threads(o->threads);
 
 	m->V = calloc(n * mm, sizeof *m->V);
 	m->sigma = calloc(mm, sizeof *m->sigma);

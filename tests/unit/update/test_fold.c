@@ -14,7 +14,8 @@
  *     LAPACK's SVD of the whole matrix to rounding, and the test shows the
  *     eigen route forced there would have been wrong by orders of magnitude;
  *   - the n-sized products split over threads (par.c): bit-identical
- *     factors for one thread count, equal to 1e-12 across counts.
+ *     factors for one thread count, equal to 1e-12 across counts; and exact
+ *     mode's TSQR split of tall blocks, against LAPACK.
  * The internals (workspaces, route counters, the guard) are read through
  * internal.h, as the engine's own files do.
  */
@@ -346,6 +347,47 @@ static void test_threads(void **state)
 	isvd_model_destroy(a3);
 }
 
+/* Exact mode splits a tall block TSQR-style: bit-identical for one thread
+ * count, and against LAPACK's SVD of the whole matrix to rounding for 1, 2
+ * and 3 threads (σ 1e-12 of σ₁, the projector 1e-10, as test_exact_mode
+ * holds the one-thread path). */
+static void test_exact_threads(void **state)
+{
+	(void)state;
+	const size_t n = 40, rows = 5000;
+	double *x = ref_make_rows(71, rows, n, n, 0.9, 1e-2, 3.0);
+	double *w = ref_alloc(rows * n), *mu = ref_alloc(n);
+	ref_weighted(x, rows, n, 0.9999, 1, w, mu, NULL);
+	struct isvd_model *md[4];
+	const size_t threads[4] = { 1, 2, 2, 3 };
+	for (int i = 0; i < 4; i++) {
+		struct isvd_options o = ref_options(n, 6, 2);
+		o.mode = ISVD_MODE_EXACT;
+		o.center = 1;
+		o.forget = 0.9999;
+		o.max_block = 1024;
+		o.threads = threads[i];
+		md[i] = ref_create(&o);
+		assert_int_equal(md[i]->threads, threads[i]);   /* 1025/3 ≥ 40 rows a part */
+		ref_feed(md[i], x, rows, n, 0, 1024, 5);
+		ref_check_against(md[i], w, rows, n, 6, 6, mu, 1e-12, 1e-10);
+	}
+	assert_memory_equal(md[1]->Rt, md[2]->Rt, n * n * sizeof *md[1]->Rt);
+	/* a block too short for every part to keep n rows runs as one part */
+	struct isvd_options o = ref_options(200, 6, 2);
+	o.mode = ISVD_MODE_EXACT;
+	o.max_block = 256;
+	o.threads = 2;
+	struct isvd_model *one = ref_create(&o);
+	assert_int_equal(one->threads, 1);
+	isvd_model_destroy(one);
+	for (int i = 0; i < 4; i++)
+		isvd_model_destroy(md[i]);
+	free(w);
+	free(mu);
+	free(x);
+}
+
 /* The pool's row ranges tile 0 … n in order, inner bounds on multiples of 8. */
 static void test_ranges(void **state)
 {
@@ -400,6 +442,7 @@ int main(void)
 		cmocka_unit_test(test_eigen_side),
 		cmocka_unit_test(test_gesdd_side),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_exact_threads),
 		cmocka_unit_test(test_ranges),
 		cmocka_unit_test(test_pool),
 	};
