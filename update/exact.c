@@ -114,11 +114,13 @@ static int fold_rows(struct isvd_model *m, size_t bb)
 		upd_pool_range(bb, j.parts, p, &lo, &hi);
 		const size_t l = hi - lo < n ? hi - lo : n;   /* rows of R_p */
 		double *Rp = m->Bt + lo;
+		if (l == 0)
+			continue;                              /* an empty part */
 		for (size_t c = 0; c < n; c++)                 /* clear the reflectors */
 			for (size_t i = c + 1; i < l; i++)
 				AT(Rp, ldb, i, c) = 0.0;
 		if (LAPACKE_dtpqrt_work(LAPACK_COL_MAJOR, (lapack_int)l, (lapack_int)n,
-		                        (lapack_int)l, (lapack_int)(m->nb < l ? m->nb : l), m->Rt,
+		                        (lapack_int)l, (lapack_int)m->nb, m->Rt,
 		                        (lapack_int)n, Rp, (lapack_int)ldb, m->Tq,
 		                        (lapack_int)m->nb, m->work) != 0)
 			return ISVD_ERR_INVALID;
