@@ -401,13 +401,11 @@ void upd_sign_normalise(struct isvd_model *m)
 {
 	for (size_t j = 0; j < m->r; j++) {
 		double *v = m->V + j * m->n;
-		size_t best = 0;
-		for (size_t i = 1; i < m->n; i++)
-			if (fabs(v[i]) > fabs(v[best]))
-				best = i;
+		/* idamax: the first index of the largest |v_i|, as the convention
+		 * asks (lowest index on ties), vectorised by the BLAS */
+		const size_t best = cblas_idamax((int)m->n, v, 1);
 		if (v[best] < 0)
-			for (size_t i = 0; i < m->n; i++)
-				v[i] = -v[i];
+			cblas_dscal((int)m->n, -1.0, v, 1);
 	}
 }
 
