@@ -14,8 +14,9 @@ and in the same run:
     time, plus the one SVD of R exact mode pays when factors are read) and
     saving its factors;
   * streams them through the daemon isvdd with the Python client (isvd
-    package, clients/python): isvdd on ipc:// in the temporary directory,
-    centring on, mode auto, fsync none, pushes of 256 rows with 16 in
+    package, clients/python): isvdd on tcp://127.0.0.1 (free ports, its
+    storage in the temporary directory), centring on, mode auto, fsync
+    interval (its default), pushes of 256 rows with 16 in
     flight (Client.push_many); rows/s = rows / wall time
     from the first push to the last ack; then its factors over the query
     socket;
@@ -62,6 +63,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -228,20 +230,28 @@ def ipca_thread_counts():
     return [1]
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sk:
+        sk.bind(("127.0.0.1", 0))
+        return sk.getsockname()[1]
+
+
 class Daemon:
-    """isvdd on ipc:// endpoints in tmpdir: centring on, mode auto, fsync none.
-    Killed (SIGKILL) by stop(), also when anything failed on the way."""
+    """isvdd on tcp://127.0.0.1 (free ports), storage in tmpdir: centring on,
+    mode auto, fsync interval.  Killed (SIGKILL) by stop(), also when
+    anything failed on the way."""
 
     def __init__(self, exe, tmpdir, n, k, extra):
         self.root = tempfile.mkdtemp(prefix="isvdd-", dir=tmpdir)
-        ep = {w: "ipc://%s/%s.sock" % (self.root, w) for w in ("ingest", "query", "publish")}
+        ep = {w: "tcp://127.0.0.1:%d" % free_port() for w in ("ingest", "query", "publish")}
         self.endpoints = ep
         self.log = os.path.join(self.root, "isvdd.log")
         cfg = os.path.join(self.root, "isvdd.yaml")
         with open(cfg, "w") as f:
             f.write("model:\n  dim: %d\n  rank: %d\n  center: true\n  mode: auto\n%s"
                     "endpoints:\n  ingest: %s\n  query: %s\n  publish: %s\n"
-                    "storage:\n  dir: %s/data\n  fsync: none\n"
+                    "storage:\n  dir: %s/data\n  fsync: interval\n"
                     "log:\n  file: %s\n  level: info\n"
                     % (n, k, "" if extra is None else "  extra: %d\n" % extra,
                        ep["ingest"], ep["query"], ep["publish"], self.root, self.log))
@@ -408,8 +418,8 @@ def main():
              np.__version__, args.seed))
     for note in notes:
         print("note: " + note)
-    print("isvd daemon: isvdd over ipc:// through the Python client, centring on, mode auto, "
-          "fsync none, pushes of %d rows, 16 in flight (push_many); rows/s = rows / wall time "
+    print("isvd daemon: isvdd over tcp on 127.0.0.1 through the Python client, centring on, "
+          "mode auto, fsync interval, pushes of %d rows, 16 in flight (push_many); rows/s = rows / wall time "
           "from the first push to the last ack (client, protocol, log and engine)"
           % DAEMON_PUSH_ROWS)
     print("gensim: fed rows minus the TRUE mean of all rows (a head start no streaming method "
