@@ -36,7 +36,8 @@
  *
  *   The daemon's CPU share is the growth of utime + stime in
  *   /proc/PID/stat over the same interval, in % of one core (the daemon
- *   has one thread for the loop and runs BLAS single-threaded).
+ *   runs a loop thread, a query thread and the engine's threads; BLAS
+ *   single-threaded).
  *
  *   The engine's figure links update/ directly: same options as the
  *   daemon's model (mode auto, no centring, extra 10), one BLAS thread,
@@ -798,7 +799,8 @@ extern void openblas_set_num_threads(int n) __attribute__((weak));
 /* The engine's rows/s on the pool in blocks of E2E_MAX_ROWS for about
  * `seconds`, with the daemon's model options.  *mode receives the mode auto
  * resolved to.  -1 on failure. */
-static double engine_rate(const struct pool *p, double seconds, const char **mode)
+static double engine_rate(const struct pool *p, double seconds, const char **mode,
+                          size_t *threads)
 {
 	struct isvd_options o, r;
 	struct isvd_model *m = NULL;
@@ -821,6 +823,7 @@ static double engine_rate(const struct pool *p, double seconds, const char **mod
 		return -1;
 	}
 	*mode = isvd_mode_name(r.mode);
+	*threads = r.threads;
 	t0 = now_s();
 	do {
 		err = isvd_model_update(m, p->x + off * p->n, E2E_MAX_ROWS, p->n);
@@ -1133,19 +1136,21 @@ static int section_ingest(const struct e2e_opts *o, const struct pool *pool)
 {
 	const size_t n = pool->n, k = pool->k;
 	const char *emode = "?";
+	size_t ethreads = 0;
 	char mode[16];
 	double engine;
 	int failed = 0;
 
-	engine = engine_rate(pool, o->seconds, &emode);
+	engine = engine_rate(pool, o->seconds, &emode, &ethreads);
 	if (o->json) {
-		printf("{\"section\":\"engine\",\"n\":%zu,\"k\":%zu,\"mode\":\"%s\",\"block\":%d",
-		       n, k, emode, E2E_MAX_ROWS);
+		printf("{\"section\":\"engine\",\"n\":%zu,\"k\":%zu,\"mode\":\"%s\",\"block\":%d,"
+		       "\"threads\":%zu", n, k, emode, E2E_MAX_ROWS, ethreads);
 		json_num("rows_per_s", engine);
 		printf("}\n");
 	} else {
-		printf("%6zu %4zu %-9s %-8s %5d %8s %10s %10.0f   (the engine in process, one thread)\n",
-		       n, k, emode, "engine", E2E_MAX_ROWS, "-", "-", engine);
+		printf("%6zu %4zu %-9s %-8s %5d %8s %10s %10.0f   (the engine in process, %zu "
+		       "thread%s, one BLAS thread)\n", n, k, emode, "engine", E2E_MAX_ROWS, "-", "-",
+		       engine, ethreads, ethreads == 1 ? "" : "s");
 	}
 	fflush(stdout);
 	if (engine < 0)
