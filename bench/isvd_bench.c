@@ -89,6 +89,9 @@ struct bench_opts {
 	int no_exact;
 	int mode;                /* -1 = both (truncated, then exact); else enum isvd_mode */
 	size_t threads;          /* the engine's threads (0 = its auto choice) */
+	double gaps[8];          /* --missing: fractions of values made gaps */
+	size_t ngaps;            /* 0: option absent, imputation off */
+	double run_gaps;         /* the fraction of the run in progress (< 0: off) */
 	int run_mode;            /* the mode of the run in progress */
 };
 
@@ -130,6 +133,11 @@ static void usage(FILE *f)
 	"                   n <= 2048); exact's time includes the one SVD of R that\n"
 	"                   reading the factors costs at the end\n"
 	"  --no-exact       skip the reference SVD (no accuracy figures)\n"
+	"  --missing LIST   comma list of fractions in [0, 1) (e.g. 0,0.01,0.1,0.5):\n"
+	"                   each configuration runs once per fraction with that\n"
+	"                   share of values, at seeded random places, made gaps\n"
+	"                   (NaN) and the model imputing them (missing = impute);\n"
+	"                   errors are against the SVD of the rows without gaps\n"
 	"  --threads T      the engine's threads for the n-sized products (default:\n"
 	"                   its choice, up to 2); the BLAS itself always runs one\n"
 	"  --json           one JSON object per configuration instead of the table\n"
@@ -139,7 +147,7 @@ static void usage(FILE *f)
 static int parse_opts(int argc, char **argv, struct bench_opts *o)
 {
 	enum { O_DIM = 256, O_RANK, O_EXTRA, O_ROWS, O_BLOCK, O_CENTER, O_SEED, O_NOISE,
-	       O_SIGNAL, O_INPUT, O_SAVE, O_NOEXACT, O_JSON, O_REPEAT, O_MODE, O_THREADS, O_HELP };
+	       O_SIGNAL, O_INPUT, O_SAVE, O_NOEXACT, O_JSON, O_REPEAT, O_MODE, O_THREADS, O_MISSING, O_HELP };
 	static const struct option longopts[] = {
 		{"dim", required_argument, NULL, O_DIM},
 		{"rank", required_argument, NULL, O_RANK},
@@ -157,6 +165,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 		{"repeat", required_argument, NULL, O_REPEAT},
 		{"mode", required_argument, NULL, O_MODE},
 		{"threads", required_argument, NULL, O_THREADS},
+		{"missing", required_argument, NULL, O_MISSING},
 		{"help", no_argument, NULL, O_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -202,6 +211,28 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 		case O_NOEXACT: o->no_exact = 1; break;
 		case O_JSON: o->json = 1; break;
 		case O_THREADS: rc = parse_size(PROG, "--threads", optarg, 1, 64, &o->threads); break;
+		case O_MISSING: {
+			const char *p = optarg;
+			o->ngaps = 0;
+			for (;;) {
+				char *end;
+				errno = 0;
+				const double f = strtod(p, &end);
+				if (errno != 0 || end == p || !(f >= 0 && f < 1) ||
+				    o->ngaps == sizeof o->gaps / sizeof o->gaps[0] ||
+				    (*end != ',' && *end != '\0')) {
+					fprintf(stderr, "isvd-bench: --missing needs up to 8 fractions in "
+					        "[0, 1), comma-separated, got '%s'\n", optarg);
+					rc = -1;
+					break;
+				}
+				o->gaps[o->ngaps++] = f;
+				if (*end == '\0')
+					break;
+				p = end + 1;
+			}
+			break;
+		}
 		case O_MODE:
 			if (!strcmp(optarg, "both")) {
 				o->mode = -1;
@@ -552,6 +583,7 @@ out:
 struct bench_result {
 	size_t n, k, extra, block, rank_reported;
 	size_t threads;                 /* the engine's, resolved */
+	double gaps;                    /* fraction of values made gaps (< 0: off) */
 	int mode;                       /* resolved: ISVD_MODE_EXACT or _TRUNCATED */
 	uint64_t rows;
 	double seconds, cpu_seconds, exact_seconds;
@@ -606,7 +638,7 @@ static int run_config(const struct bench_opts *o, size_t n, size_t k, uint64_t n
 	struct isvd_model *m = NULL;
 	size_t block = 0;
 	struct isvd_info info;
-	double *x = NULL, *sig_m = NULL, *vt_m = NULL, *sig_x = NULL, *vt_x = NULL;
+	double *x = NULL, *xg = NULL, *sig_m = NULL, *vt_m = NULL, *sig_x = NULL, *vt_x = NULL;
 	double heap0 = -1, heap1 = -1, heap2, t0;
 	size_t kk, r = 0, mn;
 	int err, ret = -1;
@@ -638,6 +670,22 @@ static int run_config(const struct bench_opts *o, size_t n, size_t k, uint64_t n
 	}
 	res->rows = nrows;
 	res->data_bytes = (double)nrows * (double)n * sizeof(double);
+	res->gaps = o->run_gaps;
+	const double *stream = x;   /* what the model is fed: x, or x with gaps */
+	if (o->run_gaps >= 0) {
+		xg = malloc((size_t)nrows * n * sizeof *xg);
+		if (xg == NULL) {
+			fprintf(stderr, "isvd-bench: out of memory for the rows with gaps\n");
+			goto out;
+		}
+		struct rng g = { o->seed ^ 0x9e3779b97f4a7c15ull, 0, 0.0 };
+		for (size_t i = 0; i < (size_t)nrows * n; i++)
+			xg[i] = rng_uniform(&g) <= o->run_gaps ? NAN : x[i];
+		for (size_t i = 0; i < (size_t)nrows; i++)   /* no row may be all gaps */
+			if (isvd_row_observed(xg + i * n, n) == 0)
+				xg[i * n] = x[i * n];
+		stream = xg;
+	}
 
 	/* 2. The model, timed on the update calls only. */
 	isvd_options_default(&mo);
@@ -649,6 +697,7 @@ static int run_config(const struct bench_opts *o, size_t n, size_t k, uint64_t n
 	mo.center = o->center;
 	mo.mode = o->run_mode;
 	mo.threads = o->threads;
+	mo.missing = o->run_gaps >= 0 ? ISVD_MISSING_IMPUTE : ISVD_MISSING_REJECT;
 	res->extra = mo.extra;
 	res->peak_rss_per_config = reset_peak_rss();
 	for (unsigned rep = 0; rep < o->repeat; rep++) {
@@ -680,7 +729,7 @@ static int run_config(const struct bench_opts *o, size_t n, size_t k, uint64_t n
 		t0 = now_seconds();
 		for (uint64_t i = 0; i < nrows; i += block) {
 			size_t b = (size_t)(nrows - i < block ? nrows - i : block);
-			err = isvd_model_update(m, x + (size_t)i * n, b, n);
+			err = isvd_model_update(m, stream + (size_t)i * n, b, n);
 			if (err != ISVD_OK) {
 				fprintf(stderr, "isvd-bench: isvd_model_update at row %llu: %s\n",
 				        (unsigned long long)i, isvd_strerror(err));
@@ -768,6 +817,7 @@ out:
 	free(sig_x);
 	free(vt_m);
 	free(sig_m);
+	free(xg);
 	free(x);
 	return ret;
 }
@@ -802,7 +852,10 @@ static void print_json(const struct bench_opts *o, const struct bench_result *r)
 {
 	printf("{\"n\":%zu,\"k\":%zu,\"mode\":\"%s\",\"extra\":%zu,\"block\":%zu,\"center\":%s,",
 	       r->n, r->k, isvd_mode_name(r->mode), r->extra, r->block, o->center ? "true" : "false");
-	printf("\"threads\":%zu,\"blas_core\":", r->threads);
+	printf("\"threads\":%zu,", r->threads);
+	if (r->gaps >= 0)
+		printf("\"missing_fraction\":%.6g,", r->gaps);
+	printf("\"blas_core\":");
 	json_string(bench_blas_core());
 	printf(",\"blas_threads\":%d,", bench_blas_threads());
 	if (o->input != NULL) {
@@ -849,11 +902,11 @@ static void print_header(const struct bench_opts *o)
 	       bench_blas_core(), bench_blas_threads(), o->threads ? "from --threads" : "its choice");
 	printf("  rows/s: engine time only; peak RSS includes the rows held in memory (data);\n"
 	       "  model: malloc heap held by the model; errors vs LAPACK dgesdd of all rows\n\n");
-	printf("%6s %4s %-9s %3s %5s %3s %7s %11s %9s %9s %9s %9s %10s %10s %9s\n", "n", "k",
-	       "mode", "p", "block", "thr", "rows", "rows/s", "engine s", "peakRSS", "data", "model",
-	       "sigma err", "subsp sin", "orth err");
-	printf("%6s %4s %-9s %3s %5s %3s %7s %11s %9s %9s %9s %9s %10s %10s %9s\n", "", "", "", "",
-	       "", "", "", "", "", "MiB", "MiB", "MiB", "", "", "");
+	printf("%6s %4s %-9s %3s %5s %3s %5s %7s %11s %9s %9s %9s %9s %10s %10s %9s\n", "n", "k",
+	       "mode", "p", "block", "thr", "gaps", "rows", "rows/s", "engine s", "peakRSS", "data",
+	       "model", "sigma err", "subsp sin", "orth err");
+	printf("%6s %4s %-9s %3s %5s %3s %5s %7s %11s %9s %9s %9s %9s %10s %10s %9s\n", "", "", "",
+	       "", "", "", "%", "", "", "", "MiB", "MiB", "MiB", "", "", "");
 	fflush(stdout);
 }
 
@@ -872,8 +925,13 @@ static void print_row(const struct bench_result *r)
 		snprintf(mh, sizeof mh, "%.2f", r->model_heap / 1048576.0);
 	else
 		snprintf(mh, sizeof mh, "-");
-	printf("%6zu %4zu %-9s %3zu %5zu %3zu %7llu %11.0f %9.3f %9.1f %9.1f %9s %10s %10s %9.1e\n",
-	       r->n, r->k, isvd_mode_name(r->mode), r->extra, r->block, r->threads,
+	char gp[16];
+	if (r->gaps >= 0)
+		snprintf(gp, sizeof gp, "%.0f", 100 * r->gaps);
+	else
+		snprintf(gp, sizeof gp, "-");
+	printf("%6zu %4zu %-9s %3zu %5zu %3zu %5s %7llu %11.0f %9.3f %9.1f %9.1f %9s %10s %10s "
+	       "%9.1e\n", r->n, r->k, isvd_mode_name(r->mode), r->extra, r->block, r->threads, gp,
 	       (unsigned long long)r->rows,
 	       r->seconds > 0 ? (double)r->rows / r->seconds : 0.0, r->seconds,
 	       (double)r->peak_rss / 1048576.0, r->data_bytes / 1048576.0, mh, se, ss,
@@ -923,15 +981,18 @@ int main(int argc, char **argv)
 					       "exact", BOTH_EXACT_MAX_DIM);
 				continue;
 			}
-			int rc = run_config(&o, n, k, rows, &res);
+			for (size_t gi = 0; gi < (o.ngaps ? o.ngaps : 1); gi++) {
+				o.run_gaps = o.ngaps ? o.gaps[gi] : -1.0;
+				int rc = run_config(&o, n, k, rows, &res);
 
-			if (rc != 0)
-				failed = 1;
-			if (rc >= 0) {
-				if (o.json)
-					print_json(&o, &res);
-				else
-					print_row(&res);
+				if (rc != 0)
+					failed = 1;
+				if (rc >= 0) {
+					if (o.json)
+						print_json(&o, &res);
+					else
+						print_row(&res);
+				}
 			}
 		}
 	}

@@ -19,6 +19,7 @@ static const char *const error_text[ISVD_ERR_COUNT_] = {
 	[ISVD_ERR_CORRUPT]    = "saved model image is corrupt (CRC32C mismatch)",
 	[ISVD_ERR_TRUNCATED]  = "saved model image or buffer is truncated",
 	[ISVD_ERR_TOO_LARGE]  = "size too large",
+	[ISVD_ERR_GAPS]       = "a row has no observed value (every value is missing)",
 };
 
 const char *isvd_strerror(int err)

@@ -10,6 +10,7 @@
  *                re-orthogonalisation
  *   exact.c      the exact strategy (the stream's triangular factor R)
  *   par.c        the fork–join pool that splits the n-sized products
+ *   missing.c    rows with gaps: imputation before the fold, gap filling
  *   image.c      save/load of the complete state
  *   crc32c.c     checksum;  error.c  error texts
  *
@@ -31,6 +32,21 @@
 #define ISVD_UPDATE_INTERNAL_H
 
 #include "isvd_model.h"
+
+/* Scratch of the gap estimator (missing.c): for an n-dimensional model
+ * with at most m components.  r is the component count the ridge was
+ * prepared for. */
+struct upd_imp {
+	double *vm;      /* n×m  V's rows at the gaps (|M| × r) */
+	double *g;       /* 2m²  the r×r system and its Cholesky factor, or
+	                    (Woodbury, |M| < r) scaled V_M and the |M|×|M| one */
+	double *c;       /* m    coordinates */
+	double *d;       /* 2n   the centred row, zero at gaps; then V_M c;
+	                    the second half is Woodbury's scratch */
+	double *ridge;   /* m    s²/λ_i */
+	size_t *idx;     /* n    the gaps' indices */
+	size_t r;
+};
 
 
 struct isvd_model {
@@ -115,6 +131,16 @@ struct isvd_model {
 	uint64_t stat_implicit;  /* core folds that took the one-pass residual */
 	uint64_t stat_eig;      /* core folds whose core took the eigen route */
 	double eig_max_cond;    /* UPD_EIG_MAX_COND; tests move it to force a route */
+	/* ---- missing values (missing.c) ----
+	 * missing is ISVD_MISSING_REJECT or _IMPUTE; with IMPUTE, Xb (B×n) and
+	 * imp are allocated (both NULL/zero otherwise and in a snapshot).
+	 * rows_with_gaps and values_imputed count since creation or load (they
+	 * are not part of a saved image). */
+	int missing;
+	double *Xb;
+	struct upd_imp imp;
+	uint64_t rows_with_gaps;
+	uint64_t values_imputed;
 	double *mu_b;     /* n   weighted mean of the current block */
 	double *mu_new;   /* n   mean after the current block */
 	double *work;     /* lwork doubles for LAPACK */
@@ -179,6 +205,15 @@ int upd_svd(struct isvd_model *m, size_t rows, size_t cols, double *A, double *A
  * uses the CPU's crc32 instruction instead (for the tests of both). */
 uint32_t upd_crc32c_portable(uint32_t crc, const void *buf, size_t len);
 int upd_crc32c_accelerated(void);
+
+/* missing.c: the estimator's scratch, its per-state preparation, one row,
+ * and a whole block into m->Xb (*gaps: values imputed).  isvd_err codes. */
+int upd_imp_init(struct upd_imp *w, size_t n, size_t m);
+void upd_imp_fini(struct upd_imp *w);
+void upd_imp_prepare(const struct isvd_model *m, struct upd_imp *w);
+int upd_imp_row(const struct isvd_model *m, struct upd_imp *w, const double *x, double *out);
+int upd_impute_block(struct isvd_model *m, const double *rows, size_t b, size_t ld,
+                     uint64_t *gaps);
 
 /* Number of singular values to keep: at most m, and only σ > rcond·σ_1. */
 size_t upd_keep_count(const struct isvd_model *m, const double *s, size_t len);

@@ -78,6 +78,7 @@ typedef enum isvd_err {
 	ISVD_ERR_CORRUPT,     /* a saved image fails its CRC32C */
 	ISVD_ERR_TRUNCATED,   /* a saved image or buffer is shorter than it must be */
 	ISVD_ERR_TOO_LARGE,   /* sizes whose product would overflow or exceed limits */
+	ISVD_ERR_GAPS,        /* a row has no observed value (every value is a gap) */
 	ISVD_ERR_COUNT_       /* number of codes; not an error */
 } isvd_err;
 
@@ -95,6 +96,12 @@ enum isvd_mode {
 	ISVD_MODE_AUTO = 0,     /* exact where cheaper (the default) */
 	ISVD_MODE_EXACT = 1,
 	ISVD_MODE_TRUNCATED = 2
+};
+
+/* What a NaN in the input means (isvd_options.missing). */
+enum isvd_missing {
+	ISVD_MISSING_REJECT = 0, /* NaN is refused as ISVD_ERR_NONFINITE (the default) */
+	ISVD_MISSING_IMPUTE = 1  /* NaN is a gap: filled from the model, then folded */
 };
 
 /* "auto", "exact", "truncated"; NULL when out of range. */
@@ -135,6 +142,15 @@ struct isvd_options {
 	                          n rows, else runs 1.
 	                          Not part of a saved image: a loaded model
 	                          takes the default. */
+	int missing;           /* enum isvd_missing (default REJECT).  IMPUTE:
+	                          a NaN is a gap (±Inf stays an error); before a
+	                          block is folded, each gap is filled from the
+	                          model as it stands before the block, by
+	                          probabilistic PCA's posterior mean over the
+	                          kept components (missing.c), and the completed
+	                          rows are folded.  A row with no observed value
+	                          is refused (ISVD_ERR_GAPS).  Not part of a
+	                          saved image: see isvd_model_set_missing(). */
 };
 
 /* Limits checked by isvd_model_create() and isvd_model_load(). */
@@ -162,6 +178,9 @@ struct isvd_info {
 	uint64_t reorth_every;
 	uint64_t reorth_count;         /* re-orthogonalisations done (0 in exact mode) */
 	int mode;                      /* ISVD_MODE_EXACT or ISVD_MODE_TRUNCATED (resolved) */
+	int missing;                   /* enum isvd_missing */
+	uint64_t rows_with_gaps;       /* rows folded that had gaps, since creation or load */
+	uint64_t values_imputed;       /* gaps filled in them */
 };
 
 /* Fills *o with the defaults above (dim and rank are 0 and must be set). */
@@ -177,6 +196,8 @@ void isvd_model_destroy(struct isvd_model *m);
 
 /* Folds nrows rows (row-major, row i at rows + i*ld, ld ≥ dim) into the model
  * in blocks of at most max_block rows.  nrows = 0 is a no-op.
+ * With missing = IMPUTE, NaN values are gaps (see isvd_options.missing) and
+ * a row with no observed value makes the call fail with ISVD_ERR_GAPS.
  * All or nothing against bad input: if any value is non-finite, or so large
  * that the squares of the call's values could overflow the model's energy
  * (|x| around 1e150 and beyond), the call returns ISVD_ERR_NONFINITE and the
@@ -184,6 +205,22 @@ void isvd_model_destroy(struct isvd_model *m);
  * ISVD_ERR_LAPACK (both SVD drivers failed on a finite core) may a prefix of
  * whole blocks have been applied; isvd_model_rows_seen() tells how many. */
 int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, size_t ld);
+
+/* Turns imputation of gaps on or off for a model (a loaded one starts with
+ * REJECT); allocates the estimator's workspaces when turned on
+ * (ISVD_ERR_NOMEM, model unchanged, if they cannot be had). */
+int isvd_model_set_missing(struct isvd_model *m, int missing);
+
+/* Number of observed (non-NaN) values among x[0..n). */
+size_t isvd_row_observed(const double *x, size_t n);
+
+/* Gap filling: out_i = row i with each NaN replaced by the model's estimate
+ * (the same estimator an IMPUTE model applies before a fold) and every
+ * observed value copied unchanged; row-major, ld = dim.  Works whatever the
+ * model's missing setting.  ISVD_ERR_GAPS for a row with no observed
+ * value, ISVD_ERR_NONFINITE for ±Inf; allocates scratch per call. */
+int isvd_model_impute(const struct isvd_model *m, const double *rows, size_t nrows,
+                      size_t ld, double *out);
 
 /* Re-orthogonalises V now (also done automatically every reorth_every rows;
  * a no-op in exact mode, whose V is recomputed from R). */

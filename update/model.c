@@ -65,6 +65,8 @@ int upd_validate_options(const struct isvd_options *o)
 		return ISVD_ERR_INVALID;
 	if (o->mode != ISVD_MODE_AUTO && o->mode != ISVD_MODE_EXACT && o->mode != ISVD_MODE_TRUNCATED)
 		return ISVD_ERR_INVALID;
+	if (o->missing != ISVD_MISSING_REJECT && o->missing != ISVD_MISSING_IMPUTE)
+		return ISVD_ERR_INVALID;
 	return ISVD_OK;
 }
 
@@ -284,6 +286,8 @@ int upd_alloc(const struct isvd_options *o, struct isvd_model **out)
 		err = ISVD_ERR_NOMEM;
 		goto fail;
 	}
+	if ((err = isvd_model_set_missing(m, o->missing)))
+		goto fail;
 	*out = m;
 	return ISVD_OK;
 fail:
@@ -332,7 +336,27 @@ void isvd_model_destroy(struct isvd_model *m)
 	free(m->eig_e);
 	free(m->part_buf);
 	upd_pool_destroy(m->pool);
+	free(m->Xb);
+	upd_imp_fini(&m->imp);
 	free(m);
+}
+
+int isvd_model_set_missing(struct isvd_model *m, int missing)
+{
+	if (!m || m->frozen || (missing != ISVD_MISSING_REJECT && missing != ISVD_MISSING_IMPUTE))
+		return ISVD_ERR_INVALID;
+	if (missing == ISVD_MISSING_IMPUTE && !m->Xb) {
+		struct upd_imp w;
+		double *xb = malloc(m->B * m->n * sizeof *xb);
+		if (!xb || upd_imp_init(&w, m->n, m->m) != ISVD_OK) {
+			free(xb);
+			return ISVD_ERR_NOMEM;
+		}
+		m->Xb = xb;
+		m->imp = w;
+	}
+	m->missing = missing;
+	return ISVD_OK;
 }
 
 int isvd_model_snapshot(const struct isvd_model *m, struct isvd_model **out)
@@ -356,6 +380,8 @@ int isvd_model_snapshot(const struct isvd_model *m, struct isvd_model **out)
 	s->hv = s->ynorm2 = s->W = s->G = s->eig_d = s->eig_e = s->part_buf = NULL;
 	s->pool = NULL;
 	s->threads = 1;
+	s->Xb = NULL;
+	memset(&s->imp, 0, sizeof s->imp);
 	s->iwork = NULL;
 	s->stale = lazy;
 	s->frozen = 1;
@@ -415,12 +441,19 @@ void upd_sign_normalise(struct isvd_model *m)
  * values (×4 for centring, which can double a difference), summed over the
  * call and added to the energy already held, must stay below DBL_MAX/4.
  * In practice that admits |x| up to about 1e150 for any realistic call;
- * beyond it the call is refused as ISVD_ERR_NONFINITE, whole.
+ * beyond it the call is refused as ISVD_ERR_NONFINITE, whole.  With
+ * gaps = 1 a NaN is a gap, not an error (±Inf still is), and a row without
+ * an observed value is ISVD_ERR_GAPS; *has_gaps (may be NULL) tells whether
+ * any row had one.
  */
-static int check_rows(const struct isvd_model *m, const double *rows, size_t nrows, size_t ld)
+static int check_rows_gaps(const struct isvd_model *m, const double *rows, size_t nrows,
+                           size_t ld, int gaps, int *has_gaps)
 {
 	double amax = 0;
+	int any = 0;
 
+	if (has_gaps)
+		*has_gaps = 0;
 	if (nrows == 0)
 		return ISVD_OK;
 	if (!rows)
@@ -429,36 +462,77 @@ static int check_rows(const struct isvd_model *m, const double *rows, size_t nro
 		return ISVD_ERR_DIM;
 	for (size_t i = 0; i < nrows; i++) {
 		const double *x = rows + i * ld;
+		size_t seen = 0;
 		for (size_t j = 0; j < m->n; j++) {
 			const double a = fabs(x[j]);
-			if (!(a <= DBL_MAX))  /* NaN or ±Inf */
-				return ISVD_ERR_NONFINITE;
+			if (!(a <= DBL_MAX)) {   /* NaN or ±Inf */
+				if (!gaps || !isnan(x[j]))
+					return ISVD_ERR_NONFINITE;
+				any = 1;
+				continue;
+			}
+			seen++;
 			amax = a > amax ? a : amax;
 		}
+		if (seen == 0)
+			return ISVD_ERR_GAPS;
 	}
 	if (amax > 1e154)  /* amax² itself would overflow */
 		return ISVD_ERR_NONFINITE;
 	const double need = 4.0 * (double)m->n * (double)nrows * amax * amax;
 	if (!(m->energy + need < DBL_MAX / 4))
 		return ISVD_ERR_NONFINITE;
+	if (has_gaps)
+		*has_gaps = any;
 	return ISVD_OK;
+}
+
+static int check_rows(const struct isvd_model *m, const double *rows, size_t nrows, size_t ld)
+{
+	return check_rows_gaps(m, rows, nrows, ld, 0, NULL);
+}
+
+/* Whether any of the b rows (ld apart) has a NaN. */
+static int block_has_gaps(const struct isvd_model *m, const double *rows, size_t b, size_t ld)
+{
+	for (size_t i = 0; i < b; i++)
+		if (isvd_row_observed(rows + i * ld, m->n) < m->n)
+			return 1;
+	return 0;
 }
 
 int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, size_t ld)
 {
 	int err;
 
+	int gaps;
+
 	if (!m || m->frozen)
 		return ISVD_ERR_INVALID;
-	err = check_rows(m, rows, nrows, ld);
+	err = check_rows_gaps(m, rows, nrows, ld, m->missing == ISVD_MISSING_IMPUTE, &gaps);
 	if (err)
 		return err;
 	for (size_t i = 0; i < nrows; i += m->B) {
 		const size_t b = nrows - i < m->B ? nrows - i : m->B;
-		err = m->mode == ISVD_MODE_EXACT ? upd_exact_fold(m, rows + i * ld, b, ld)
-		                                 : upd_truncated_fold(m, rows + i * ld, b, ld);
+		const double *x = rows + i * ld;
+		size_t xld = ld;
+		uint64_t filled = 0;
+		if (gaps && block_has_gaps(m, x, b, ld)) {
+			/* the block completed from the model before it (missing.c) */
+			if ((err = upd_impute_block(m, x, b, ld, &filled)))
+				return err;
+			x = m->Xb;
+			xld = m->n;
+		}
+		err = m->mode == ISVD_MODE_EXACT ? upd_exact_fold(m, x, b, xld)
+		                                 : upd_truncated_fold(m, x, b, xld);
 		if (err)
 			return err;
+		if (filled) {
+			for (size_t q = 0; q < b; q++)
+				m->rows_with_gaps += isvd_row_observed(rows + (i + q) * ld, m->n) < m->n;
+			m->values_imputed += filled;
+		}
 	}
 	return ISVD_OK;
 }
@@ -499,6 +573,7 @@ int isvd_model_options(const struct isvd_model *m, struct isvd_options *o)
 	o->rcond = m->rcond;
 	o->mode = m->mode;
 	o->threads = m->threads;
+	o->missing = m->missing;
 	return ISVD_OK;
 }
 
@@ -533,6 +608,9 @@ int isvd_model_info(const struct isvd_model *m, struct isvd_info *info)
 	info->forget = m->forget;
 	info->reorth_every = m->reorth_every;
 	info->reorth_count = m->reorth_count;
+	info->missing = m->missing;
+	info->rows_with_gaps = m->rows_with_gaps;
+	info->values_imputed = m->values_imputed;
 
 	return upd_orthogonality_error(m, &info->orthogonality_error);
 }
@@ -691,4 +769,29 @@ int isvd_model_reconstruct(const struct isvd_model *m, const double *rows, size_
 	if (!m || (!out && nrows))
 		return ISVD_ERR_INVALID;
 	return project_rows(m, rows, nrows, ld, ISVD_SPACE_SCORES, NULL, NULL, out);
+}
+
+int isvd_model_impute(const struct isvd_model *m, const double *rows, size_t nrows,
+                      size_t ld, double *out)
+{
+	struct upd_imp w;
+	int err;
+
+	if (!m || (!out && nrows))
+		return ISVD_ERR_INVALID;
+	if (m->rows_seen == 0)
+		return ISVD_ERR_NOT_READY;
+	if ((err = check_rows_gaps(m, rows, nrows, ld, 1, NULL)))
+		return err;
+	if ((err = refresh(m)))
+		return err;
+	if (nrows == 0)
+		return ISVD_OK;
+	if ((err = upd_imp_init(&w, m->n, m->r)))
+		return err;
+	upd_imp_prepare(m, &w);
+	for (size_t i = 0; i < nrows && !err; i++)
+		err = upd_imp_row(m, &w, rows + i * ld, out + i * m->n);
+	upd_imp_fini(&w);
+	return err;
 }

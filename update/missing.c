@@ -1,0 +1,228 @@
+/*
+ * missing.c — rows with gaps: the imputation of missing values (Brand 2002).
+ *
+ * With isvd_options.missing = ISVD_MISSING_IMPUTE, a NaN in a row is a gap
+ * (±Inf stays an error).  Before a block is folded, every gap of its rows is
+ * filled from the model as it stands before the block, and the completed
+ * rows are folded as usual: the residual of a completed row is zero on its
+ * gaps by construction, so the model learns nothing false about them
+ * (Brand, "Incremental SVD of uncertain data with missing values", 2002).
+ * The same estimator answers the gap-filling query (isvd_model_impute).
+ *
+ * THE ESTIMATOR (probabilistic PCA's posterior mean, Tipping & Bishop 1999)
+ *   The model's r components are taken as a Gaussian: x = μ + V c + e with
+ *   c_i ~ N(0, λ_i), λ_i = σ_i²/W (W the total weight: the variance of the
+ *   rows along component i) and e ~ N(0, s² I), s² the energy the r
+ *   components leave, per weight and per remaining dimension:
+ *   s² = max(E − Σσ_i², 0)/(W·(n − r)), floored at 1e-12·λ_1 so the system
+ *   below stays positive definite on exactly low-rank data.  For a row with
+ *   observed set O and missing set M, d = x_O − μ_O:
+ *       c = (V_OᵀV_O + s²·diag(1/λ_i))⁻¹ V_Oᵀ d,      x_M = μ_M + V_M c.
+ *   The ridge term s²/λ_i shrinks the coordinates a few observed values
+ *   cannot determine toward 0, so a row with few observations is pulled
+ *   toward the mean rather than blown up.  V_OᵀV_O = I − V_MᵀV_M (V has
+ *   orthonormal columns), so with few gaps the system costs O(|M|·r² + r³)
+ *   plus one O(n·r) product V_Oᵀd; with fewer gaps than components the
+ *   Woodbury identity turns the r×r system into an |M|×|M| one.
+ *   Warm-up: before the model has any component (r = 0), gaps take the
+ *   running mean (0 before any row, or without centring).
+ *   Exact mode uses the same estimator on its SVD (computed from R once per
+ *   block that has gaps, O(n³): cheap at the small n exact mode is for).
+ *
+ * DESIGN
+ * - A row needs at least one observed value (ISVD_ERR_GAPS otherwise, the
+ *   whole call refused, as for non-finite input); the ridge makes one
+ *   enough.  Which rows have gaps is checked once, before anything is
+ *   applied.
+ * - Blocks without gaps are folded straight from the caller's rows; a block
+ *   with gaps is completed into m->Xb first.  Workspaces (Xb, the gathered
+ *   V_M, the r×r system) are allocated when imputation is turned on, so a
+ *   fold allocates nothing.
+ * - Imputation reads only the model's state before the block, so the same
+ *   rows in the same blocks give bit-identical factors (replay).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+#include <lapacke.h>
+
+#include "internal.h"
+
+#define AT(a, ld, i, j) ((a)[(size_t)(j) * (ld) + (i)])
+
+/* Smallest noise variance, relative to the largest component variance. */
+#define NOISE_FLOOR 1e-12
+
+size_t isvd_row_observed(const double *x, size_t n)
+{
+	size_t c = 0;
+
+	for (size_t j = 0; j < n; j++)
+		c += !isnan(x[j]);
+	return c;
+}
+
+void upd_imp_fini(struct upd_imp *w)
+{
+	free(w->vm);
+	free(w->g);
+	free(w->c);
+	free(w->d);
+	free(w->idx);
+	free(w->ridge);
+	memset(w, 0, sizeof *w);
+}
+
+int upd_imp_init(struct upd_imp *w, size_t n, size_t m)
+{
+	memset(w, 0, sizeof *w);
+	w->vm = malloc((n ? n : 1) * (m ? m : 1) * sizeof *w->vm);
+	w->g = malloc((m ? 2 * m * m : 1) * sizeof *w->g);   /* r² or nm·r + nm², nm < r */
+	w->c = malloc((m ? m : 1) * sizeof *w->c);
+	w->d = malloc(2 * n * sizeof *w->d);
+	w->idx = malloc(n * sizeof *w->idx);
+	w->ridge = malloc((m ? m : 1) * sizeof *w->ridge);
+	if (!w->vm || !w->g || !w->c || !w->d || !w->idx || !w->ridge) {
+		upd_imp_fini(w);
+		return ISVD_ERR_NOMEM;
+	}
+	return ISVD_OK;
+}
+
+/* The ridge s²/λ_i for the model's current r components, into w->ridge. */
+void upd_imp_prepare(const struct isvd_model *m, struct upd_imp *w)
+{
+	const size_t r = m->r, n = m->n;
+	double captured = 0;
+
+	w->r = r;
+	if (r == 0 || !(m->weight > 0))
+		return;
+	for (size_t i = 0; i < r; i++)
+		captured += m->sigma[i] * m->sigma[i];
+	double s2 = n > r ? fmax(m->energy - captured, 0.0) / (m->weight * (double)(n - r)) : 0.0;
+	const double lam1 = m->sigma[0] * m->sigma[0] / m->weight;
+	if (s2 < NOISE_FLOOR * lam1)
+		s2 = NOISE_FLOOR * lam1;
+	for (size_t i = 0; i < r; i++)
+		w->ridge[i] = s2 * m->weight / (m->sigma[i] * m->sigma[i]);
+}
+
+/*
+ * Fills the gaps of the row x (n values, NaN = gap, at least one observed)
+ * into out (n values; observed values copied unchanged).  Enters with
+ * upd_imp_prepare() done for the model's current state.  Returns
+ * ISVD_ERR_NONFINITE if an imputed value is not finite, ISVD_ERR_LAPACK if
+ * the r×r system is not positive definite (it is by construction).
+ */
+int upd_imp_row(const struct isvd_model *m, struct upd_imp *w, const double *x, double *out)
+{
+	const size_t n = m->n, r = w->r;
+	size_t nm = 0;
+
+	for (size_t j = 0; j < n; j++) {
+		if (isnan(x[j])) {
+			w->idx[nm++] = j;
+			w->d[j] = 0.0;
+		} else {
+			w->d[j] = m->center ? x[j] - m->mean[j] : x[j];
+		}
+		out[j] = x[j];
+	}
+	if (nm == 0)
+		return ISVD_OK;
+	if (r == 0) {   /* warm-up: the running mean */
+		for (size_t q = 0; q < nm; q++)
+			out[w->idx[q]] = m->center ? m->mean[w->idx[q]] : 0.0;
+		return ISVD_OK;
+	}
+	/* c ← V_Oᵀ d (d is zero on M); V_M gathered (nm × r, ld nm). */
+	cblas_dgemv(CblasColMajor, CblasTrans, (int)n, (int)r, 1.0, m->V, (int)n, w->d, 1, 0.0,
+	            w->c, 1);
+	for (size_t i = 0; i < r; i++)
+		for (size_t q = 0; q < nm; q++)
+			AT(w->vm, nm, q, i) = AT(m->V, n, w->idx[q], i);
+	if (nm < r) {
+		/* Woodbury, an nm × nm system instead of r × r: with D = I + diag(ridge),
+		 * (D − V_MᵀV_M)⁻¹ = D⁻¹ + D⁻¹V_Mᵀ H⁻¹ V_M D⁻¹, H = I − V_M D⁻¹ V_Mᵀ
+		 * (positive definite: V_M's rows come from orthonormal columns and
+		 * the ridge is > 0).  c ← D⁻¹c + D⁻¹V_Mᵀ H⁻¹ V_M D⁻¹c. */
+		double *t = w->d + n;    /* d's second half: nm ≤ n scratch */
+		for (size_t i = 0; i < r; i++)
+			w->c[i] /= 1.0 + w->ridge[i];
+		/* H = I − Σ_i V_M[:, i] V_M[:, i]ᵀ /(1 + ridge_i), upper; scale a copy
+		 * of V_M's columns by 1/sqrt(1 + ridge_i) in g (nm × r, ld nm) */
+		for (size_t i = 0; i < r; i++) {
+			const double f = 1.0 / sqrt(1.0 + w->ridge[i]);
+			for (size_t q = 0; q < nm; q++)
+				AT(w->g, nm, q, i) = f * AT(w->vm, nm, q, i);
+		}
+		double *h = w->g + nm * r;   /* nm × nm after it: nm·r + nm² < 2m² */
+		memset(h, 0, nm * nm * sizeof *h);
+		for (size_t q = 0; q < nm; q++)
+			AT(h, nm, q, q) = 1.0;
+		cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, (int)nm, (int)r, -1.0, w->g,
+		            (int)nm, 1.0, h, (int)nm);
+		if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', (lapack_int)nm, h, (lapack_int)nm) != 0)
+			return ISVD_ERR_LAPACK;
+		cblas_dgemv(CblasColMajor, CblasNoTrans, (int)nm, (int)r, 1.0, w->vm, (int)nm, w->c,
+		            1, 0.0, t, 1);
+		if (LAPACKE_dpotrs_work(LAPACK_COL_MAJOR, 'U', (lapack_int)nm, 1, h, (lapack_int)nm,
+		                        t, (lapack_int)nm) != 0)
+			return ISVD_ERR_LAPACK;
+		for (size_t i = 0; i < r; i++) {
+			double acc = 0;
+			for (size_t q = 0; q < nm; q++)
+				acc += AT(w->vm, nm, q, i) * t[q];
+			w->c[i] += acc / (1.0 + w->ridge[i]);
+		}
+	} else {
+		/* G = V_OᵀV_O + diag(ridge) = I − V_MᵀV_M + diag(ridge) (upper). */
+		memset(w->g, 0, r * r * sizeof *w->g);
+		for (size_t i = 0; i < r; i++)
+			AT(w->g, r, i, i) = 1.0 + w->ridge[i];
+		cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, (int)r, (int)nm, -1.0, w->vm,
+		            (int)nm, 1.0, w->g, (int)r);
+		if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', (lapack_int)r, w->g, (lapack_int)r) != 0)
+			return ISVD_ERR_LAPACK;
+		if (LAPACKE_dpotrs_work(LAPACK_COL_MAJOR, 'U', (lapack_int)r, 1, w->g, (lapack_int)r,
+		                        w->c, (lapack_int)r) != 0)
+			return ISVD_ERR_LAPACK;
+	}
+	/* x_M = μ_M + V_M c. */
+	cblas_dgemv(CblasColMajor, CblasNoTrans, (int)nm, (int)r, 1.0, w->vm, (int)nm, w->c, 1,
+	            0.0, w->d, 1);
+	for (size_t q = 0; q < nm; q++) {
+		const size_t j = w->idx[q];
+		const double v = (m->center ? m->mean[j] : 0.0) + w->d[q];
+		if (!isfinite(v))
+			return ISVD_ERR_NONFINITE;
+		out[j] = v;
+	}
+	return ISVD_OK;
+}
+
+/*
+ * Completes b rows (ld apart) into m->Xb (b × n, ld n) from the model as it
+ * stands; *gaps receives the number of values imputed.  Exact mode first
+ * brings its factors up to date (the SVD of R).
+ */
+int upd_impute_block(struct isvd_model *m, const double *rows, size_t b, size_t ld,
+                     uint64_t *gaps)
+{
+	int err = upd_refresh(m);
+
+	if (err)
+		return err;
+	upd_imp_prepare(m, &m->imp);
+	*gaps = 0;
+	for (size_t i = 0; i < b; i++) {
+		const double *x = rows + i * ld;
+		*gaps += m->n - isvd_row_observed(x, m->n);
+		if ((err = upd_imp_row(m, &m->imp, x, m->Xb + i * m->n)))
+			return err;
+	}
+	return ISVD_OK;
+}
