@@ -4,7 +4,11 @@ directory with a generated configuration, and speak protocol v1 to it.
 Every wait is bounded (zmq RCVTIMEO, subprocess timeouts), nothing listens on
 or connects to anything but ipc:// sockets inside the test's own directory
 (or, for the bind-failure test, 127.0.0.1), and Daemon.stop() always ends the
-process: SIGTERM first, SIGKILL if it does not exit in time.
+process: SIGTERM first, SIGKILL if it does not exit in time.  stop() also
+checks how it ended: the exit status must be the one expected (0 unless the
+caller says otherwise; a daemon that had to be SIGKILLed fails), and neither
+its stderr nor its log may hold a sanitizer report (a leak, a memory error
+or UB under ISVD_SANITIZE=1), whatever the status.
 """
 import os
 import signal
@@ -76,9 +80,25 @@ def read_log(path):
         return ""
 
 
-def stop_process(proc, ctx, socks, timeout=20):
+# Lines that begin a sanitizer report (ASan, LSan, UBSan).
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "SUMMARY: UndefinedBehaviorSanitizer", "SUMMARY: AddressSanitizer")
+
+
+def sanitizer_report(text):
+    """The first line of text that begins a sanitizer report, or None."""
+    for line in text.splitlines():
+        if any(m in line for m in SANITIZER_MARKS):
+            return line
+    return None
+
+
+def stop_process(proc, ctx, socks, timeout=20, expect=0, log_path=None):
     """Closes socks, stops isvdd (SIGTERM, SIGKILL after timeout s) and ends
-    ctx; returns the exit code, None when it had to be killed."""
+    ctx; returns the exit code, None when it had to be killed.  Raises
+    AssertionError when the code is not expect (expect=None: any code) or
+    when the process's stderr, or the log at log_path, holds a sanitizer
+    report; everything is released first either way."""
     for s in socks:
         s.close(0)
     rc = None
@@ -91,9 +111,19 @@ def stop_process(proc, ctx, socks, timeout=20):
             proc.wait(10)
     else:
         rc = proc.returncode
-    proc.stdout.close()
-    proc.stderr.close()
+    err = proc.stderr.read() if proc.stderr and not proc.stderr.closed else b""
+    if isinstance(err, bytes):
+        err = err.decode(errors="replace")
+    for f in (proc.stdout, proc.stderr):
+        if f:
+            f.close()
     ctx.term()
+    log = read_log(log_path) if log_path else ""
+    found = sanitizer_report(err) or sanitizer_report(log)
+    assert found is None, f"isvdd (pid {proc.pid}) reported: {found}\n{err[-4000:]}"
+    if expect is not None:
+        assert rc == expect, (f"isvdd (pid {proc.pid}) exited with {rc}, expected {expect}"
+                              f" (None: killed after {timeout} s)\n{err[-4000:]}")
     return rc
 
 
@@ -203,24 +233,29 @@ class Daemon:
         self.proc.send_signal(sig)
 
     def kill(self):
-        """SIGKILL (no chance to flush or checkpoint) and release everything."""
+        """SIGKILL (no chance to flush or checkpoint) and release everything;
+        fails as stop() does if the daemon had already exited by itself (with
+        any status but the SIGKILL's) or reported a sanitizer error."""
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(20)
-        return self.stop()
+        return self.stop(expect=-signal.SIGKILL)
 
-    def stop(self, timeout=20):
-        """SIGTERM, wait; returns the exit code (SIGKILL after timeout: returns None)."""
-        rc = stop_process(self.proc, self.ctx, self._socks, timeout)
-        self._socks = []
-        return rc
+    def stop(self, expect=0, timeout=20):
+        """SIGTERM, wait; returns the exit code.  Fails (AssertionError) when
+        the code is not expect (None: any), when the daemon had to be SIGKILLed
+        after timeout s, or when its stderr or log holds a sanitizer report."""
+        socks, self._socks = self._socks, []
+        return stop_process(self.proc, self.ctx, socks, timeout, expect, self.log_path)
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
+        # after a failure inside the block, stop without judging the exit
+        # status (sanitizer reports still fail); otherwise it must be 0
         if self.proc.poll() is None or self._socks:
-            self.stop()
+            self.stop(expect=0 if exc_type is None else None)
 
 
 def sign_normalise(vt):

@@ -70,7 +70,7 @@ def start_exit(tmp_path, *args, **kw):
             d.proc.kill()
             d.proc.wait(10)
     log = d.log()
-    d.stop()
+    d.stop(expect=rc)
     return rc, log
 
 
@@ -374,7 +374,7 @@ def test_a_changed_model_configuration_is_refused(tmp_path):
                wait_ready=False)
     rc = d.proc.wait(30)
     log = d.log()
-    d.stop()
+    d.stop(expect=rc)
     assert rc == 1 and "model.rank 3, the configuration says 5" in log, log
 
 

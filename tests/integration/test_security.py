@@ -134,10 +134,11 @@ class SecureDaemon:
         with open(f"/proc/{self.proc.pid}/maps") as f:
             return "asan" in f.read()
 
-    def stop(self):
-        rc = stop_process(self.proc, self.ctx, self.socks, 30)
-        self.socks = []
-        return rc
+    def stop(self, expect=0):
+        """As Daemon.stop(): the exit status must be expect, and no
+        sanitizer report may appear in stderr or the log."""
+        socks, self.socks = self.socks, []
+        return stop_process(self.proc, self.ctx, socks, 30, expect, self.log_path)
 
 
 def ask(sock, body, wait_s=NO_REPLY_S):

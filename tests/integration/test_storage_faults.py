@@ -178,7 +178,7 @@ def test_sigterm_with_failing_storage_exits_nonzero_and_loses_no_ack(tmp_path):
     assert d.push(rows(0))["ok"]
     f.fault("write ENOSPC")
     assert d.push(rows(1))["error"]["code"] == "UNAVAILABLE"
-    assert d.stop() == 1
+    assert d.stop(expect=1) == 1
     assert "checkpoint" in d.log()
     d = f.start(faults=False)
     assert d.info()["rows_seen"] == 3
