@@ -258,6 +258,36 @@ class Daemon:
             self.stop(expect=0 if exc_type is None else None)
 
 
+def rows_in_seq_order(pushes):
+    """Stacks the rows of acknowledged pushes [(batch, rows, seq)] in seq
+    order, checking that they tile 1..N exactly (every row once, no gap, no
+    overlap); returns (rows, N).  A lost batch and a doubled one do not
+    cancel out here, as they would in a count."""
+    pushes = sorted(pushes, key=lambda p: p[2])
+    at = 0
+    for _, x, seq in pushes:
+        assert seq - len(x) == at, f"rows {at + 1}..{seq - len(x)} missing or doubled"
+        at = seq
+    return np.vstack([p[1] for p in pushes]), at
+
+
+def assert_factors_match(factors, X, center, tol=1e-9):
+    """factors (Daemon.factors()) are numpy's SVD of the rows X (centred
+    when center): σ to tol·σ₁, the subspace's projector to tol, the mean to
+    tol relative.  For a daemon in exact mode, or data its rank loses
+    nothing of, whose rows are exactly X."""
+    sigma, vt, mean, _ = factors
+    mu = X.mean(axis=0) if center else np.zeros(X.shape[1])
+    _, s_ref, vt_ref = np.linalg.svd(X - mu, full_matrices=False)
+    k = len(sigma)
+    assert np.max(np.abs(sigma - s_ref[:k])) <= tol * s_ref[0], (sigma, s_ref[:k])
+    assert np.max(np.abs(vt.T @ vt - vt_ref[:k].T @ vt_ref[:k])) <= tol
+    if center:
+        assert np.max(np.abs(mean - mu)) <= tol * np.max(np.abs(X))
+    else:
+        assert mean is None
+
+
 def sign_normalise(vt):
     """Rows flipped so that the largest-magnitude entry is positive (lowest index on ties)."""
     vt = vt.copy()

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from isvdd_harness import Daemon
+from isvdd_harness import Daemon, assert_factors_match
 
 CHECK = os.environ.get("ISVD_CLIENT_CHECK", "")
 pytestmark = pytest.mark.skipif(not CHECK or not os.access(CHECK, os.X_OK),
@@ -162,6 +162,8 @@ def test_retry_across_a_daemon_restart_loses_and_doubles_nothing(tmp_path):
         out = c.finish()
         assert out["errors"] == 0 and out["resends"] >= 1
         assert d2.info()["rows_seen"] == batches * rows
+        # a lost batch and a doubled one would cancel out in the count, not here
+        assert_factors_match(d2.factors(), expected_rows(1, batches * rows, dim), center=False)
         assert d2.stop() == 0
     finally:
         c.kill()
@@ -182,4 +184,5 @@ def test_batches_applied_before_a_restart_are_duplicates_after_it(tmp_path):
         out = run_check(d, "push", "--batches", "10", *common)   # batches 1..6 again, then 7..10
         assert out["dup_acks"] == 6 and out["rows_acked"] == 4 * rows
         assert d.info()["rows_seen"] == 10 * rows
+        assert_factors_match(d.factors(), expected_rows(1, 10 * rows, dim), center=False)
         assert d.stop() == 0

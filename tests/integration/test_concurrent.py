@@ -1,6 +1,7 @@
-"""Two pushers and a querier at once: every acknowledged row is counted
-exactly once (resent batches included), and every query sees every row
-acknowledged before it was sent.  Pipelined pushes are gathered into engine
+"""Two pushers and a querier at once: every acknowledged row is applied
+exactly once (resent batches included: the acknowledged pushes, stacked in
+seq order, tile the sequence and give numpy's factors), and every query
+sees every row acknowledged before it was sent.  Pipelined pushes are gathered into engine
 blocks of at most batching.max_rows rows (the daemon's debug log records
 every block boundary)."""
 import signal
@@ -10,7 +11,7 @@ import time
 import numpy as np
 import zmq
 
-from isvdd_harness import Daemon, mat, pack, unpack
+from isvdd_harness import Daemon, assert_factors_match, mat, pack, rows_in_seq_order, unpack
 
 PUSHES = 150
 
@@ -20,7 +21,7 @@ def test_two_pushers_and_a_querier(tmp_path):
                extra_sections={"batching": {"max_rows": 64, "max_delay_ms": 2}})
     lock = threading.Lock()
     acked = {"rows": 0}
-    intervals, failures = [], []
+    pushes, failures = [], []
     done = threading.Event()
 
     def pusher(name, seed):
@@ -31,7 +32,8 @@ def test_two_pushers_and_a_querier(tmp_path):
             rng = np.random.default_rng(seed)
             for b in range(1, PUSHES + 1):
                 n = int(rng.integers(1, 40))
-                body = pack({"op": "push", "rows": mat(rng.standard_normal((n, 6))),
+                x = rng.standard_normal((n, 6)) * np.arange(1.0, 7.0)
+                body = pack({"op": "push", "rows": mat(x),
                              "client": name, "batch": b, "id": b})
                 sends = 2 if b % 10 == 0 else 1      # every 10th batch is resent at once
                 for _ in range(sends):
@@ -47,7 +49,7 @@ def test_two_pushers_and_a_querier(tmp_path):
                 assert all(r["seq"] == fresh[0]["seq"] for r in got)
                 with lock:
                     acked["rows"] += n
-                    intervals.append((fresh[0]["seq"] - n, fresh[0]["seq"]))
+                    pushes.append((f"{name}/{b}", x, fresh[0]["seq"]))
             s.close(0)
         except Exception as e:          # reported by the main thread
             failures.append(e)
@@ -86,17 +88,18 @@ def test_two_pushers_and_a_querier(tmp_path):
         assert not failures, failures
         assert not any(t.is_alive() for t in threads + [q])
         info = d.info()
+        factors = d.factors()
     finally:
         done.set()
         rc = d.stop()
     assert rc == 0
-    total = acked["rows"]
+    assert len(pushes) == 2 * PUSHES
+    # the acknowledged pushes tile 1..total exactly, and the model is
+    # numpy's SVD of their rows in that order: each row applied once
+    X, total = rows_in_seq_order(pushes)
+    assert total == acked["rows"]
     assert info["rows_seen"] == total and info["seq"] == total
-    # the acknowledged pushes tile 1..total exactly: each row counted once
-    intervals.sort()
-    assert intervals[0][0] == 0 and intervals[-1][1] == total
-    assert all(a[1] == b[0] for a, b in zip(intervals, intervals[1:]))
-    assert len(intervals) == 2 * PUSHES
+    assert_factors_match(factors, X, center=False)
 
 
 def test_pipelined_pushes_are_gathered_into_blocks_of_at_most_max_rows(tmp_path):
