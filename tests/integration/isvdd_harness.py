@@ -71,6 +71,22 @@ def unpack(b):
 
 # ----------------------------------------------------------------- daemon
 
+FAULTFS = os.environ.get("ISVD_FAULTFS", "")
+
+
+def faultfs_env(ctl, data):
+    """Environment for a daemon with tests/integration/faultfs.c preloaded
+    (ISVD_FAULTFS, built by meson): the control file ctl drives the faults
+    on files under data."""
+    return {
+        "LD_PRELOAD": FAULTFS,
+        "ISVD_FAULT_CTL": str(ctl),
+        "ISVD_FAULT_DIR": str(data),
+        # a sanitizer build's runtime must otherwise come first
+        "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0",
+    }
+
+
 def read_log(path):
     """The daemon's log file so far ("" before it exists)."""
     try:
