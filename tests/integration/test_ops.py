@@ -255,14 +255,9 @@ def test_a_peer_that_leaves_mid_request_disturbs_no_one(d):
     r = d.push(np.ones((1, 3)))
     assert r["ok"] and r["seq"] % 50 == 1
     # A departed peer's push may still be in flight behind ours (ZeroMQ
-    # orders messages per peer, not across peers): wait, bounded, until the
-    # count settles, then check that every push that reached the daemon was
-    # applied whole and once: 50 rows each, plus our one row.
-    seen, deadline = -1, time.monotonic() + 5
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        now = d.info()["rows_seen"]
-        if now == seen:
-            break
-        seen = now
-    assert seen >= r["seq"] and seen % 50 == 1 and seen <= 20 * 50 + 1
+    # orders messages per peer, not across peers), so no moment is "after
+    # all of them"; but a push is applied whole or not at all, so whatever
+    # the daemon holds at any read is whole pushes of 50 rows plus our one.
+    for _ in range(10):
+        seen = d.info()["rows_seen"]
+        assert seen >= r["seq"] and seen % 50 == 1 and seen <= 20 * 50 + 1, seen
