@@ -6,7 +6,6 @@ blocks of at most batching.max_rows rows (the daemon's debug log records
 every block boundary)."""
 import signal
 import threading
-import time
 
 import numpy as np
 import zmq
