@@ -23,7 +23,12 @@
 # protocol's allocation counters).  Memory is bounded: one allocation over
 # -malloc_limit_mb, or RSS over -rss_limit_mb, fails the run, as do
 # crashes, leaks and UB.
-# Exit status: 0 clean, 1 a finding or a build failure, 77 no clang/runtime.
+# Exit status: 0 clean; 1 a finding of any kind (libFuzzer runs with
+# -error_exitcode=1 and -timeout_exitcode=1, and every other non-zero
+# status of the fuzzer, an OOM or a leak found at exit included, is
+# turned into 1) or a build failure; 77 only when clang or its libFuzzer
+# runtime is missing (meson counts 77 as a skip; scripts/test refuses to
+# run without the toolchain, so there it never happens).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -91,6 +96,7 @@ rc=0
 "$bin" "$out/corpus-$target" "$here/corpus/$target" \
 	-max_total_time="$secs" -max_len=65536 -timeout=10 \
 	-rss_limit_mb=1024 -malloc_limit_mb=64 \
+	-error_exitcode=1 -timeout_exitcode=1 \
 	-print_final_stats=1 -artifact_prefix="$out/" || rc=$?
 
 if [[ $rc -ne 0 && "${FUZZ_KEEP:-1}" != 0 ]]; then
@@ -102,4 +108,8 @@ if [[ $rc -ne 0 && "${FUZZ_KEEP:-1}" != 0 ]]; then
 		     "fix it and commit it (fuzz_replay_$target replays it)" >&2
 	done
 fi
-exit $rc
+if [[ $rc -ne 0 ]]; then
+	echo "run-fuzz.sh: '$target' failed (fuzzer exit status $rc)" >&2
+	exit 1
+fi
+exit 0

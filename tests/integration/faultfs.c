@@ -11,6 +11,12 @@
  *                   "write ERRNO BYTES" first lets BYTES more bytes through
  *                   (the write that crosses the mark is cut short there, as
  *                   on a disk that fills up mid-write), then fails.
+ *                   "CALL PAUSE" (CALL not write) makes every later CALL
+ *                   block (polling the control file every 10 ms, for at
+ *                   most 60 s) until the line is gone, then go ahead:
+ *                   "rename PAUSE" holds a checkpoint with its temporary
+ *                   file written, for a test to kill the daemon in the
+ *                   middle of it.
  *                   An empty or missing file means no faults.
  * CALL is one of: write (write, pwrite), fsync (fsync, fdatasync), rename
  * (rename, renameat), open (open/openat with O_CREAT), truncate (ftruncate).
@@ -31,6 +37,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { F_WRITE, F_FSYNC, F_RENAME, F_OPEN, F_TRUNCATE, F_COUNT };
@@ -41,6 +48,8 @@ static long long write_budget = -1;    /* bytes still let through before failing
 static struct timespec ctl_mtime;
 static off_t ctl_size = -1;
 
+#define PAUSE (-1)   /* a fault[] value: block instead of failing */
+
 static int errno_of(const char *s)
 {
 	static const struct { const char *n; int e; } t[] = {
@@ -50,6 +59,8 @@ static int errno_of(const char *s)
 	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
 		if (!strcmp(s, t[i].n))
 			return t[i].e;
+	if (!strcmp(s, "PAUSE"))
+		return PAUSE;
 	return EIO;
 }
 
@@ -139,6 +150,13 @@ static int should_fail(int what, int affected)
 	if (!affected)   /* zmq's threads write too: leave them alone */
 		return 0;
 	reload();
+	for (int i = 0; fault[what] == PAUSE && i < 6000; i++) {
+		const struct timespec ten_ms = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ten_ms, NULL);
+		reload();
+	}
+	if (fault[what] == PAUSE)
+		return 0;
 	if (fault[what]) {
 		errno = fault[what];
 		return 1;

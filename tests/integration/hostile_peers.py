@@ -5,9 +5,14 @@ client for the test's interpreter lock:
     python3 hostile_peers.py SECONDS SEED zmq|raw N ENDPOINT_OR_PORT...
 
 starts N threads for SECONDS, each a hostile peer of the kind given, on
-the endpoints (zmq: tcp://127.0.0.1:PORT) or ports (raw) round-robin, then
-exits 0.  Only 127.0.0.1 is ever contacted.
+the endpoints (zmq: tcp://127.0.0.1:PORT) or ports (raw) round-robin.  It
+prints "started" once every thread runs, and at the end one JSON line:
+{"sent": [messages each thread sent (raw: connections it wrote to)],
+"errors": [what any thread raised]}.  Exits 0 when no thread raised and
+every thread finished, 1 otherwise; the caller judges the counts.  Only
+127.0.0.1 is ever contacted.
 """
+import json
 import random
 import socket
 import struct
@@ -38,8 +43,9 @@ def zmtp_greeting():
     return greeting + b"\x04" + bytes([len(body)]) + body
 
 
-def hostile_raw(port, stop, rng):
-    """Raw TCP: garbage, frames declaring huge sizes, truncated frames."""
+def hostile_raw(port, stop, rng, tally):
+    """Raw TCP: garbage, frames declaring huge sizes, truncated frames;
+    tally[0] counts the connections written to."""
     while not stop.is_set():
         try:
             s = socket.create_connection(("127.0.0.1", port), timeout=2)
@@ -55,13 +61,15 @@ def hostile_raw(port, stop, rng):
                 junk = b"\xdd\xff\xff\xff\xff" + b"\x00" * 20
                 s.sendall(zmtp_greeting() + b"\x00" + bytes([len(junk)]) + junk)
             s.close()
-        except OSError:
+            tally[0] += 1
+        except OSError:       # the daemon hung up on us: expected
             stop.wait(0.01)
 
 
-def hostile_zmq(ctx, endpoint, stop, rng):
+def hostile_zmq(ctx, endpoint, stop, rng, tally):
     """A DEALER that never reads replies and sends oversized, slightly
-    oversized, truncated and malformed requests, and too many frames."""
+    oversized, truncated and malformed requests, and too many frames;
+    tally[0] counts the messages zmq took."""
     big = b"\x92" + b"\0" * (2 * MAX_MSG)                      # far over: zmq drops the peer
     over = pack({"op": "push", "rows": {"shape": [1, 8], "dtype": "f64",
                                         "data": b"\0" * (MAX_MSG + 1000)}})
@@ -93,6 +101,7 @@ def hostile_zmq(ctx, endpoint, stop, rng):
                 s.send_multipart([b"x"] * 12, zmq.DONTWAIT)
             else:
                 s.send(rng.choice(bodies), zmq.DONTWAIT)
+            tally[0] += 1
         except zmq.Again:
             stop.wait(0.001)
     if s is not None:
@@ -104,23 +113,38 @@ def main():
     targets = sys.argv[5:]
     stop = threading.Event()
     ctx = zmq.Context()
-    threads = []
+    threads, tallies, errors = [], [], []
+
+    def run(fn, *args):
+        try:
+            fn(*args)
+        except Exception as e:      # reported, and the exit status says so
+            errors.append(f"{fn.__name__}: {e!r}")
+
     for h in range(n):
         rng = random.Random(seed * 1000 + h)
         t = targets[h % len(targets)]
+        tally = [0]
         if kind == "raw":
-            th = threading.Thread(target=hostile_raw, args=(int(t), stop, rng))
+            th = threading.Thread(target=run, args=(hostile_raw, int(t), stop, rng, tally))
         else:
-            th = threading.Thread(target=hostile_zmq, args=(ctx, t, stop, rng))
+            th = threading.Thread(target=run, args=(hostile_zmq, ctx, t, stop, rng, tally))
         th.daemon = True
         th.start()
         threads.append(th)
+        tallies.append(tally)
+    print("started", flush=True)
     stop.wait(seconds)
     stop.set()
     for th in threads:
         th.join(30)
-    ctx.term()
-    return 0
+    hung = sum(th.is_alive() for th in threads)
+    if hung:
+        errors.append(f"{hung} threads did not finish")
+    else:
+        ctx.term()
+    print(json.dumps({"sent": [t[0] for t in tallies], "errors": errors}), flush=True)
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

@@ -4,7 +4,11 @@ directory with a generated configuration, and speak protocol v1 to it.
 Every wait is bounded (zmq RCVTIMEO, subprocess timeouts), nothing listens on
 or connects to anything but ipc:// sockets inside the test's own directory
 (or, for the bind-failure test, 127.0.0.1), and Daemon.stop() always ends the
-process: SIGTERM first, SIGKILL if it does not exit in time.
+process: SIGTERM first, SIGKILL if it does not exit in time.  stop() also
+checks how it ended: the exit status must be the one expected (0 unless the
+caller says otherwise; a daemon that had to be SIGKILLed fails), and neither
+its stderr nor its log may hold a sanitizer report (a leak, a memory error
+or UB under ISVD_SANITIZE=1), whatever the status.
 """
 import os
 import signal
@@ -67,6 +71,22 @@ def unpack(b):
 
 # ----------------------------------------------------------------- daemon
 
+FAULTFS = os.environ.get("ISVD_FAULTFS", "")
+
+
+def faultfs_env(ctl, data):
+    """Environment for a daemon with tests/integration/faultfs.c preloaded
+    (ISVD_FAULTFS, built by meson): the control file ctl drives the faults
+    on files under data."""
+    return {
+        "LD_PRELOAD": FAULTFS,
+        "ISVD_FAULT_CTL": str(ctl),
+        "ISVD_FAULT_DIR": str(data),
+        # a sanitizer build's runtime must otherwise come first
+        "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0",
+    }
+
+
 def read_log(path):
     """The daemon's log file so far ("" before it exists)."""
     try:
@@ -76,9 +96,25 @@ def read_log(path):
         return ""
 
 
-def stop_process(proc, ctx, socks, timeout=20):
+# Lines that begin a sanitizer report (ASan, LSan, UBSan).
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "SUMMARY: UndefinedBehaviorSanitizer", "SUMMARY: AddressSanitizer")
+
+
+def sanitizer_report(text):
+    """The first line of text that begins a sanitizer report, or None."""
+    for line in text.splitlines():
+        if any(m in line for m in SANITIZER_MARKS):
+            return line
+    return None
+
+
+def stop_process(proc, ctx, socks, timeout=20, expect=0, log_path=None):
     """Closes socks, stops isvdd (SIGTERM, SIGKILL after timeout s) and ends
-    ctx; returns the exit code, None when it had to be killed."""
+    ctx; returns the exit code, None when it had to be killed.  Raises
+    AssertionError when the code is not expect (expect=None: any code) or
+    when the process's stderr, or the log at log_path, holds a sanitizer
+    report; everything is released first either way."""
     for s in socks:
         s.close(0)
     rc = None
@@ -91,9 +127,19 @@ def stop_process(proc, ctx, socks, timeout=20):
             proc.wait(10)
     else:
         rc = proc.returncode
-    proc.stdout.close()
-    proc.stderr.close()
+    err = proc.stderr.read() if proc.stderr and not proc.stderr.closed else b""
+    if isinstance(err, bytes):
+        err = err.decode(errors="replace")
+    for f in (proc.stdout, proc.stderr):
+        if f:
+            f.close()
     ctx.term()
+    log = read_log(log_path) if log_path else ""
+    found = sanitizer_report(err) or sanitizer_report(log)
+    assert found is None, f"isvdd (pid {proc.pid}) reported: {found}\n{err[-4000:]}"
+    if expect is not None:
+        assert rc == expect, (f"isvdd (pid {proc.pid}) exited with {rc}, expected {expect}"
+                              f" (None: killed after {timeout} s)\n{err[-4000:]}")
     return rc
 
 
@@ -203,24 +249,59 @@ class Daemon:
         self.proc.send_signal(sig)
 
     def kill(self):
-        """SIGKILL (no chance to flush or checkpoint) and release everything."""
+        """SIGKILL (no chance to flush or checkpoint) and release everything;
+        fails as stop() does if the daemon had already exited by itself (with
+        any status but the SIGKILL's) or reported a sanitizer error."""
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(20)
-        return self.stop()
+        return self.stop(expect=-signal.SIGKILL)
 
-    def stop(self, timeout=20):
-        """SIGTERM, wait; returns the exit code (SIGKILL after timeout: returns None)."""
-        rc = stop_process(self.proc, self.ctx, self._socks, timeout)
-        self._socks = []
-        return rc
+    def stop(self, expect=0, timeout=20):
+        """SIGTERM, wait; returns the exit code.  Fails (AssertionError) when
+        the code is not expect (None: any), when the daemon had to be SIGKILLed
+        after timeout s, or when its stderr or log holds a sanitizer report."""
+        socks, self._socks = self._socks, []
+        return stop_process(self.proc, self.ctx, socks, timeout, expect, self.log_path)
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
+        # after a failure inside the block, stop without judging the exit
+        # status (sanitizer reports still fail); otherwise it must be 0
         if self.proc.poll() is None or self._socks:
-            self.stop()
+            self.stop(expect=0 if exc_type is None else None)
+
+
+def rows_in_seq_order(pushes):
+    """Stacks the rows of acknowledged pushes [(batch, rows, seq)] in seq
+    order, checking that they tile 1..N exactly (every row once, no gap, no
+    overlap); returns (rows, N).  A lost batch and a doubled one do not
+    cancel out here, as they would in a count."""
+    pushes = sorted(pushes, key=lambda p: p[2])
+    at = 0
+    for _, x, seq in pushes:
+        assert seq - len(x) == at, f"rows {at + 1}..{seq - len(x)} missing or doubled"
+        at = seq
+    return np.vstack([p[1] for p in pushes]), at
+
+
+def assert_factors_match(factors, X, center, tol=1e-9):
+    """factors (Daemon.factors()) are numpy's SVD of the rows X (centred
+    when center): σ to tol·σ₁, the subspace's projector to tol, the mean to
+    tol relative.  For a daemon in exact mode, or data its rank loses
+    nothing of, whose rows are exactly X."""
+    sigma, vt, mean, _ = factors
+    mu = X.mean(axis=0) if center else np.zeros(X.shape[1])
+    _, s_ref, vt_ref = np.linalg.svd(X - mu, full_matrices=False)
+    k = len(sigma)
+    assert np.max(np.abs(sigma - s_ref[:k])) <= tol * s_ref[0], (sigma, s_ref[:k])
+    assert np.max(np.abs(vt.T @ vt - vt_ref[:k].T @ vt_ref[:k])) <= tol
+    if center:
+        assert np.max(np.abs(mean - mu)) <= tol * np.max(np.abs(X))
+    else:
+        assert mean is None
 
 
 def sign_normalise(vt):

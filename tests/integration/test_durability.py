@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import zmq
 
-from isvdd_harness import Daemon, isvdd_path, mat, pack, unpack
+from isvdd_harness import (Daemon, assert_factors_match, faultfs_env, isvdd_path, mat, pack,
+                            rows_in_seq_order, unpack)
 
 CRASH_LOOPS = int(os.environ.get("ISVD_CRASH_LOOPS", "50"))
 
@@ -70,7 +71,7 @@ def start_exit(tmp_path, *args, **kw):
             d.proc.kill()
             d.proc.wait(10)
     log = d.log()
-    d.stop()
+    d.stop(expect=rc)
     return rc, log
 
 
@@ -102,17 +103,6 @@ def push_many(d, rng, n_push, dim, client="c", batch0=1, max_rows=7, inflight=32
         assert r["ok"], r
         acks[r["id"]] = r["seq"]
     return [(k, sent[k], acks[k]) for k in sorted(sent)]
-
-
-def rows_in_seq_order(pushes):
-    """Stacks the rows of [(batch, rows, seq)] in seq order, checking that
-    they tile 1..N exactly (every row once, no gap, no overlap)."""
-    pushes = sorted(pushes, key=lambda p: p[2])
-    at = 0
-    for _, x, seq in pushes:
-        assert seq - len(x) == at, f"rows {at + 1}..{seq - len(x)} missing or doubled"
-        at = seq
-    return np.vstack([p[1] for p in pushes]), at
 
 
 TRUNC = {"model": {"rank": 3, "extra": 1, "center": True, "mode": "truncated"},
@@ -374,7 +364,7 @@ def test_a_changed_model_configuration_is_refused(tmp_path):
                wait_ready=False)
     rc = d.proc.wait(30)
     log = d.log()
-    d.stop()
+    d.stop(expect=rc)
     assert rc == 1 and "model.rank 3, the configuration says 5" in log, log
 
 
@@ -390,16 +380,18 @@ def test_storage_stays_bounded(tmp_path):
             "batching": {"max_rows": 64}}
     d = daemon(tmp_path, conf)
     rng = np.random.default_rng(5)
-    sizes = []
+    sizes, cps = [], []
     for r in range(8):
         push_many(d, rng, 150, 16, batch0=1 + 1000 * r, max_rows=10)
-        # the checkpoint op runs on the event loop, after any checkpoint the
-        # last pushes started (queries do not: the query thread answers them)
-        assert d.call(d.q, {"op": "checkpoint"})["ok"]
+        # no checkpoint op: the periodic checkpoint must come by itself
+        # (bounded wait) within 500 rows of the end of what was pushed
+        seen = d.info()["rows_seen"]
+        cps.append(wait_for_checkpoint(d, seen - 500))
         sizes.append(dir_size(d.data))
         assert len(ckpt_files(d.data)) <= 2
     rows = d.info()["rows_seen"]
     assert rows > 4000
+    assert all(b > a for a, b in zip(cps, cps[1:])), cps
     # a checkpoint every 500 rows of 16 values: the directory holds two
     # checkpoints plus at most ~1000 rows of log, whatever has streamed
     assert max(sizes) < 1000 * 16 * 8 + 2 * 20000 + 65536 * 2, sizes
@@ -410,12 +402,41 @@ def test_storage_stays_bounded(tmp_path):
     d.stop()
 
 
+def wait_for_checkpoint(d, after, seconds=30):
+    """Polls info until last_checkpoint_seq exceeds after; returns it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        cp = d.info()["last_checkpoint_seq"]
+        if cp > after:
+            return cp
+        assert time.monotonic() < deadline, f"no checkpoint past seq {after} within {seconds} s"
+        time.sleep(0.05)
+
+
+def test_checkpoint_every_s_fires_by_itself(tmp_path):
+    """checkpoint_every_s alone (no row trigger, no op): last_checkpoint_seq
+    catches up with what was pushed, twice."""
+    conf = {"model": {"rank": 3}, "storage": {"checkpoint_every_rows": 0, "checkpoint_every_s": 1}}
+    d = daemon(tmp_path, conf)
+    rng = np.random.default_rng(6)
+    first = max(p[2] for p in push_many(d, rng, 20, 5))
+    assert wait_for_checkpoint(d, first - 1) == first
+    second = max(p[2] for p in push_many(d, rng, 20, 5, batch0=100))
+    assert second > first
+    assert wait_for_checkpoint(d, second - 1) == second
+    assert len(ckpt_files(d.data)) >= 1
+    d.stop()
+
+
 def test_crash_loop(tmp_path):
     """kill -9 at random moments (while pushes are in flight, during
     checkpoints, during start-up), restart, resend what was not acknowledged
     with the same (client, batch); every acknowledged row survives exactly
     once and the factors equal one uninterrupted run over the recovered
-    sequence."""
+    sequence.  Every tenth round (from the third) runs with faultfs holding
+    the checkpoint's rename ("rename PAUSE"), so that at least one kill
+    certainly lands in the middle of a checkpoint (its temporary file
+    written, not renamed); the loop counts such kills and requires one."""
     dim = 6
     conf = {"model": {"dim": dim, "rank": 6, "center": True},
             "storage": {"fsync": "always", "checkpoint_every_rows": 150},
@@ -426,13 +447,19 @@ def test_crash_loop(tmp_path):
     acked = {}             # batch -> seq
     next_batch = 1
     last_acked_seq = 0
+    ctl = tmp_path / "faults"
+    kills_in_checkpoint = 0
     for loop in range(CRASH_LOOPS):
         if loop % 5 == 4:  # kill during start-up / recovery
             d = daemon(tmp_path, conf, wait_ready=False)
             time.sleep(rnd.uniform(0, 0.03))
             d.kill()
             continue
-        d = daemon(tmp_path, conf)
+        hold = loop % 10 == 2
+        ctl.write_text("")
+        d = daemon(tmp_path, conf, env=faultfs_env(ctl, tmp_path / "data") if hold else None)
+        if hold:
+            ctl.write_text("rename PAUSE\n")
         info = d.info()
         assert info["rows_seen"] >= last_acked_seq, (loop, info["rows_seen"], last_acked_seq)
         s = d.dealer(d.ingest)
@@ -447,7 +474,7 @@ def test_crash_loop(tmp_path):
             next_batch += 1
         for b in pending:
             s.send(pack({"op": "push", "rows": mat(rows_of[b]), "client": "loop", "batch": b, "id": b}))
-        if rnd.random() < 0.3:
+        if hold or rnd.random() < 0.3:
             d.q.send(pack({"op": "checkpoint"}))
         deadline = time.monotonic() + rnd.uniform(0, 0.05)
         while time.monotonic() < deadline:
@@ -460,7 +487,15 @@ def test_crash_loop(tmp_path):
                         continue
                 acked[r["id"]] = r["seq"]
                 last_acked_seq = max(last_acked_seq, r["seq"])
+        if hold:           # the checkpoint is held at its rename: wait for it (bounded)
+            deadline = time.monotonic() + 20
+            while "checkpoint.tmp" not in os.listdir(d.data):
+                assert time.monotonic() < deadline, "the held checkpoint never started"
+                time.sleep(0.01)
         d.kill()
+        kills_in_checkpoint += "checkpoint.tmp" in os.listdir(d.data)
+    print(f"kills in the middle of a checkpoint: {kills_in_checkpoint}")
+    assert kills_in_checkpoint >= 1
 
     # settle: resend everything unacknowledged, then compare
     d = daemon(tmp_path, conf)
@@ -476,12 +511,7 @@ def test_crash_loop(tmp_path):
     X, n = rows_in_seq_order([(b, rows_of[b], acked[b]) for b in rows_of])
     info = d.info()
     assert info["rows_seen"] == n == len(X)
-    sigma, vt, mean, _ = d.factors()
-    Xc = X - X.mean(0)
-    _, s_ref, vt_ref = np.linalg.svd(Xc, full_matrices=False)
-    assert np.max(np.abs(sigma - s_ref[:len(sigma)])) <= 1e-9 * s_ref[0]
-    assert np.max(np.abs(vt.T @ vt - vt_ref.T @ vt_ref)) <= 1e-9
-    assert np.max(np.abs(mean - X.mean(0))) <= 1e-9 * np.max(np.abs(X))
+    assert_factors_match(d.factors(), X, center=True)
     d.stop()
 
 

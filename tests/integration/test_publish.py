@@ -1,11 +1,13 @@
 """A subscriber receives `spectrum` and `factors` snapshots with increasing
-seq, the documented keys, and sign-normalised vectors."""
+seq, the documented keys, and sign-normalised vectors; each snapshot's σ
+(and a factors snapshot's subspace and mean) is numpy's SVD of the first
+seq rows pushed (dim 10 at rank 4 runs in exact mode)."""
 import time
 
 import numpy as np
 import zmq
 
-from isvdd_harness import Daemon, sign_normalise, unmat, unpack
+from isvdd_harness import Daemon, assert_factors_match, sign_normalise, unmat, unpack
 
 
 def test_subscriber_gets_spectrum_and_factors(tmp_path):
@@ -18,9 +20,10 @@ def test_subscriber_gets_spectrum_and_factors(tmp_path):
         rng = np.random.default_rng(3)
         mix = rng.standard_normal((10, 10))
         deadline = time.monotonic() + 60
-        pushed = 0
+        pushed, rows = 0, []
         while (len(spectra) < 5 or len(factors) < 3) and time.monotonic() < deadline:
-            assert d.push(rng.standard_normal((200, 10)) @ mix)["ok"]
+            rows.append(rng.standard_normal((200, 10)) @ mix)
+            assert d.push(rows[-1])["ok"]
             pushed += 200
             end = time.monotonic() + 0.06
             while time.monotonic() < end:
@@ -32,6 +35,7 @@ def test_subscriber_gets_spectrum_and_factors(tmp_path):
     finally:
         assert d.stop() == 0
 
+    X = np.vstack(rows)
     seqs = [s["seq"] for s in spectra]
     assert all(b > a for a, b in zip(seqs, seqs[1:])), seqs
     now = time.time()
@@ -40,6 +44,9 @@ def test_subscriber_gets_spectrum_and_factors(tmp_path):
         assert s["rows_seen"] == s["seq"] and 0 < s["seq"] <= pushed
         assert len(s["sigma"]) == 4 and all(a >= b for a, b in zip(s["sigma"], s["sigma"][1:]))
         assert 0 < s["explained_energy_ratio"] <= 1 and abs(s["t"] - now) < 120
+        first = X[:s["seq"]]
+        s_ref = np.linalg.svd(first - first.mean(axis=0), compute_uv=False)[:4]
+        assert np.allclose(s["sigma"], s_ref, rtol=1e-9, atol=0), (s["seq"], s["sigma"], s_ref)
     fseqs = [f["seq"] for f in factors]
     assert all(b > a for a, b in zip(fseqs, fseqs[1:])), fseqs
     for f in factors:
@@ -48,6 +55,8 @@ def test_subscriber_gets_spectrum_and_factors(tmp_path):
         assert vt.shape == (4, 10) and len(f["sigma"]) == 4 and len(f["mean"]) == 10
         assert np.array_equal(vt, sign_normalise(vt))
         assert np.allclose(vt @ vt.T, np.eye(4), atol=1e-10)
+        assert_factors_match((np.array(f["sigma"]), vt, np.array(f["mean"]), f["seq"]),
+                             X[:f["seq"]], center=True)
     assert factors[-1]["seq"] <= final[3]
 
 

@@ -6,8 +6,10 @@
  *     largest principal-angle sine of 1e-8, reported rank r, for calls of 1
  *     row, k rows, a seeded mix of sizes, and calls split by a small
  *     max_block;
- *   noisy low-rank data: ‖A − A·VₖVₖᵀ‖_F within 1% of the Eckart–Young
- *     optimum ‖A − A_k‖_F;
+ *   noisy low-rank data: ‖A − A·VₖVₖᵀ‖_F within ~10x the engine's observed
+ *     excess over the Eckart–Young optimum ‖A − A_k‖_F (2.5e-6 relative at
+ *     5% noise, 3e-5 at 10%), and σ as close (bounds, and the values
+ *     observed at c9bbbef, beside each case);
  *   n < k and k = n: nothing is truncated, so the factors are the full SVD;
  *   data scaled by 2^±480: same answers, scaled.
  */
@@ -179,9 +181,13 @@ static void test_scale_invariance(void **state)
 	}
 }
 
-/* Noisy low-rank data: the projection error of the model's k-subspace is
- * within 1% of the best possible. */
-static void run_eckart_young(size_t block, double noise, uint64_t seed)
+/* Noisy low-rank data: the projection error of the model's k-subspace
+ * exceeds the best possible by at most proj_tol (relative), and each of the
+ * leading σ falls short of LAPACK's by at most sigma_tol (relative).  The
+ * bounds are about 10x what the engine achieves (see the cases below), so
+ * that a subspace that lost the extra components' benefit is caught. */
+static void run_eckart_young(size_t block, double noise, uint64_t seed, double proj_tol,
+                             double sigma_tol)
 {
 	const size_t n = 80, k = 8, m = 3000;
 	double *a = ref_make_rows(seed, m, n, k, 0.85, noise, 0.0);
@@ -201,16 +207,20 @@ static void run_eckart_young(size_t block, double noise, uint64_t seed)
 	ref_factors(md, &s, &vt, &mu, &r);
 	assert_int_equal(r, k);
 	double err = ref_proj_error(a, m, n, vt, r);
-	print_message("block %zu noise %.2f: error %.9g, optimum %.9g, ratio %.6f\n", block,
-	              noise, err, opt, err / opt);
-	REF_ASSERT_LE(err, 1.01 * opt);
+	double sigma_short = 0.0;
+	for (size_t i = 0; i < k; i++)
+		sigma_short = fmax(sigma_short, (s_ref[i] - s[i]) / s_ref[i]);
+	print_message("block %zu noise %.2f: error %.9g, optimum %.9g, ratio - 1 %.3g, "
+	              "largest relative sigma shortfall %.3g\n", block, noise, err, opt,
+	              err / opt - 1.0, sigma_short);
+	REF_ASSERT_LE(err, (1.0 + proj_tol) * opt);
 	/* Nothing beats Eckart–Young unless vt's rows are not orthonormal. */
 	REF_ASSERT_LE(opt * (1.0 - 1e-10), err);
 	/* The leading σ are close too (they can only be underestimated by
 	 * truncation, and by no more than the discarded tail). */
 	for (size_t i = 0; i < k; i++) {
 		REF_ASSERT_LE(s[i], s_ref[i] * (1.0 + 1e-10));
-		REF_ASSERT_LE(s_ref[i] - s[i], 0.01 * s_ref[i]);
+		REF_ASSERT_LE(s_ref[i] - s[i], sigma_tol * s_ref[i]);
 	}
 
 	free(s);
@@ -224,25 +234,29 @@ static void run_eckart_young(size_t block, double noise, uint64_t seed)
 static void test_eckart_young_block1(void **state)
 {
 	(void)state;
-	run_eckart_young(1, 0.05, 31);
+	/* observed: ratio - 1 = 2.3e-7, σ shortfall 4.9e-5 */
+	run_eckart_young(1, 0.05, 31, 2.5e-6, 5e-4);
 }
 
 static void test_eckart_young_block64(void **state)
 {
 	(void)state;
-	run_eckart_young(64, 0.05, 32);
+	/* observed: ratio - 1 = 2.0e-7, σ shortfall 2.0e-5 */
+	run_eckart_young(64, 0.05, 32, 2.5e-6, 2.5e-4);
 }
 
 static void test_eckart_young_mixed(void **state)
 {
 	(void)state;
-	run_eckart_young(0, 0.05, 33);
+	/* observed: ratio - 1 = 1.8e-7, σ shortfall 2.0e-5 */
+	run_eckart_young(0, 0.05, 33, 2.5e-6, 2.5e-4);
 }
 
 static void test_eckart_young_noisier(void **state)
 {
 	(void)state;
-	run_eckart_young(8, 0.1, 34);
+	/* observed: ratio - 1 = 3.0e-6, σ shortfall 4.1e-4 */
+	run_eckart_young(8, 0.1, 34, 3e-5, 4e-3);
 }
 
 int main(void)

@@ -14,6 +14,8 @@
  *     — never a NaN state, never a crash (run this under ASan); NOMEM is
  *     allowed, as damage may declare a legal but huge max_block;
  *   NaN written into σ or μ with a valid CRC is refused.
+ * Every check runs on a truncated-mode and on an exact-mode model (whose
+ * image also holds the triangular factor R).
  */
 #include "ref.h"
 
@@ -27,9 +29,13 @@ struct img_case {
 	double forget;
 };
 
+/* The strategy under test: main() runs the sweeps in both. */
+static int g_mode = ISVD_MODE_TRUNCATED;
+
 static struct isvd_model *make_model(const struct img_case *c, uint64_t seed)
 {
 	struct isvd_options o = ref_options(c->n, c->k, c->extra);
+	o.mode = g_mode;
 	o.center = c->center;
 	o.forget = c->forget;
 	o.max_block = 5;
@@ -358,5 +364,7 @@ int main(void)
 		cmocka_unit_test(test_crc_passing_damage),
 		cmocka_unit_test(test_nan_state_refused),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests_name("truncated mode", tests, NULL, NULL);
+	g_mode = ISVD_MODE_EXACT;
+	return failed + cmocka_run_group_tests_name("exact mode", tests, NULL, NULL);
 }

@@ -6,8 +6,12 @@
  * below, which can be armed to fail the N-th call (or every call).  Checked:
  *   create and load fail with ISVD_ERR_NOMEM at every allocation, leave
  *     *out alone and leak nothing (LeakSanitizer in the sanitizer build);
- *   info, project and reconstruct report ISVD_ERR_NOMEM and leave the model
- *     as it was;
+ *   info, project and reconstruct without any memory: at least one of them
+ *     reports ISVD_ERR_NOMEM, and each either does so or answers exactly
+ *     as with memory, leaving the model as it was;
+ *   info, project, reconstruct, factors and snapshot with their k-th
+ *     allocation failing, for every k until they succeed: ISVD_ERR_NOMEM,
+ *     the model unchanged, then the answer given with memory;
  *   update and reorthogonalize allocate nothing at all (the header: "all
  *     workspaces are allocated here, so updates allocate nothing").
  */
@@ -67,6 +71,17 @@ static struct isvd_options opts(void)
 	return o;
 }
 
+/* A model with opts(), fed 40 seeded noisy rows of 12 (returned in *x);
+ * the caller frees both. */
+static struct isvd_model *fed_model(uint64_t seed, double **x)
+{
+	struct isvd_options o = opts();
+	struct isvd_model *md = ref_create(&o);
+	*x = ref_make_rows(seed, 40, 12, 12, 0.8, 0.1, 1.0);
+	ref_feed(md, *x, 40, 12, 0, 9, seed + 1);
+	return md;
+}
+
 static void test_create(void **state)
 {
 	(void)state;
@@ -93,10 +108,8 @@ static void test_create(void **state)
 static void test_load(void **state)
 {
 	(void)state;
-	struct isvd_options o = opts();
-	struct isvd_model *md = ref_create(&o);
-	double *x = ref_make_rows(5, 40, 12, 12, 0.8, 0.1, 1.0);
-	ref_feed(md, x, 40, 12, 0, 9, 6);
+	double *x;
+	struct isvd_model *md = fed_model(5, &x);
 	size_t len;
 	unsigned char *img = ref_save(md, &len);
 	long i;
@@ -162,13 +175,105 @@ static void test_updates_allocate_nothing(void **state)
 	isvd_model_destroy(md);
 }
 
+/* A query's answer, flattened into doubles so that one loop can compare
+ * them: the query runs on md over x (40 rows of 12) and writes out. */
+#define QUERY_OUT (40 * 12 + 40)
+typedef int (*query_fn)(const struct isvd_model *md, const double *x, double *out);
+
+static int query_info(const struct isvd_model *md, const double *x, double *out)
+{
+	struct isvd_info info;
+	(void)x;
+	memset(&info, 0, sizeof info);
+	int rc = isvd_model_info(md, &info);
+	out[0] = (double)info.rank;
+	out[1] = info.orthogonality_error;
+	out[2] = info.energy_captured;
+	out[3] = info.explained_energy_ratio;
+	return rc;
+}
+
+static int query_project(const struct isvd_model *md, const double *x, double *out)
+{
+	return isvd_model_project(md, x, 40, 12, ISVD_SPACE_U, out, out + 40 * 3);
+}
+
+static int query_reconstruct(const struct isvd_model *md, const double *x, double *out)
+{
+	return isvd_model_reconstruct(md, x, 40, 12, out);
+}
+
+static int query_factors(const struct isvd_model *md, const double *x, double *out)
+{
+	size_t r = 0;
+	(void)x;
+	int rc = isvd_model_factors(md, out, out + 3, out + 3 + 3 * 12, &r);
+	out[QUERY_OUT - 1] = (double)r;
+	return rc;
+}
+
+/* Runs query q on target with its k-th allocation failing, k = 0, 1, ...
+ * until it succeeds: each failure must be ISVD_ERR_NOMEM with target
+ * unchanged (its saved image; a snapshot cannot be saved), and the answer
+ * that finally comes the one src gives with memory.  Returns the number of
+ * failures seen (the allocations the query makes). */
+static long fail_each_allocation(const struct isvd_model *src, const struct isvd_model *target,
+                                 const double *x, query_fn q)
+{
+	size_t len = 0, len2;
+	unsigned char *before = target == src ? ref_save(target, &len) : NULL;
+	double *want = ref_alloc(QUERY_OUT), *got = ref_alloc(QUERY_OUT);
+	REF_ASSERT_OK(q(src, x, want));
+	long k;
+	for (k = 0; k < 1000; k++) {
+		memset(got, 0, QUERY_OUT * sizeof *got);
+		arm(k, 0);
+		int rc = q(target, x, got);
+		disarm();
+		if (before) {
+			unsigned char *after = ref_save(target, &len2);
+			assert_int_equal(len2, len);
+			assert_memory_equal(after, before, len);
+			free(after);
+		}
+		if (rc == ISVD_OK) {
+			assert_memory_equal(got, want, QUERY_OUT * sizeof *got);
+			break;
+		}
+		REF_ASSERT_ERR(rc, ISVD_ERR_NOMEM);
+	}
+	assert_true(k < 1000);
+	free(want);
+	free(got);
+	free(before);
+	return k;
+}
+
+static const struct { const char *name; query_fn q; } queries[] = {
+	{ "info", query_info }, { "project", query_project },
+	{ "reconstruct", query_reconstruct }, { "factors", query_factors },
+};
+
+/* Every query on target, failing at each allocation in turn; returns the
+ * total number of failures. */
+static long fail_queries(const struct isvd_model *src, const struct isvd_model *target,
+                         const double *x)
+{
+	long total = 0;
+	for (size_t i = 0; i < sizeof queries / sizeof queries[0]; i++) {
+		long n = fail_each_allocation(src, target, x, queries[i].q);
+		print_message("%s%s: failed at each of its %ld allocations\n",
+		              target == src ? "" : "snapshot ", queries[i].name, n);
+		total += n;
+	}
+	return total;
+}
+
 static void test_queries(void **state)
 {
 	(void)state;
-	struct isvd_options o = opts();
-	struct isvd_model *md = ref_create(&o);
-	double *x = ref_make_rows(8, 40, 12, 12, 0.8, 0.1, 1.0);
-	ref_feed(md, x, 40, 12, 0, 9, 9);
+	double *x;
+	struct isvd_model *md = fed_model(8, &x);
 	size_t len;
 	unsigned char *before = ref_save(md, &len);
 	double coords[40 * 3], res[40], out[40 * 12];
@@ -210,8 +315,54 @@ static void test_queries(void **state)
 		REF_ASSERT_ERR(rc_rec, ISVD_ERR_NOMEM);
 	else
 		assert_memory_equal(out2, out, sizeof out);
+	/* without memory something must have failed, or nothing above was tested */
+	print_message("without memory: info %d, project %d, reconstruct %d\n", rc_info, rc_proj,
+	              rc_rec);
+	assert_true(rc_info == ISVD_ERR_NOMEM || rc_proj == ISVD_ERR_NOMEM ||
+	            rc_rec == ISVD_ERR_NOMEM);
+	/* and failing at each allocation in turn */
+	assert_true(fail_queries(md, md, x) > 0);
 	free(before);
 	free(after);
+	free(x);
+	isvd_model_destroy(md);
+}
+
+/* isvd_model_snapshot() fails at its k-th allocation with ISVD_ERR_NOMEM,
+ * *out untouched and the source unchanged; queries on the snapshot that
+ * finally comes (in exact mode the first one computes its SVD) fail at
+ * each allocation alike and then answer as the source does. */
+static void test_snapshot_fails_at_each_allocation(void **state)
+{
+	static int sentinel;
+	struct isvd_model *snap = NULL;
+	double *x;
+	struct isvd_model *md = fed_model(12, &x);
+	size_t len, len2;
+	unsigned char *before = ref_save(md, &len);
+	(void)state;
+	long k;
+	for (k = 0; k < 1000; k++) {
+		struct isvd_model *out = (struct isvd_model *)(void *)&sentinel;
+		arm(k, 0);
+		int rc = isvd_model_snapshot(md, &out);
+		disarm();
+		unsigned char *after = ref_save(md, &len2);
+		assert_int_equal(len2, len);
+		assert_memory_equal(after, before, len);
+		free(after);
+		if (rc == ISVD_OK) {
+			snap = out;
+			break;
+		}
+		REF_ASSERT_ERR(rc, ISVD_ERR_NOMEM);
+		assert_ptr_equal(out, (struct isvd_model *)(void *)&sentinel);
+	}
+	print_message("snapshot survived failures at each of its %ld allocations\n", k);
+	assert_true(k >= 1 && k < 1000);
+	assert_true(fail_queries(md, snap, x) > 0);
+	isvd_model_destroy(snap);
+	free(before);
 	free(x);
 	isvd_model_destroy(md);
 }
@@ -223,6 +374,7 @@ int main(void)
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_updates_allocate_nothing),
 		cmocka_unit_test(test_queries),
+		cmocka_unit_test(test_snapshot_fails_at_each_allocation),
 	};
 	int failed = cmocka_run_group_tests_name("truncated mode", tests, NULL, NULL);
 	g_mode = ISVD_MODE_EXACT;

@@ -5,8 +5,9 @@
  * rounding has every chance to accumulate) with automatic
  * re-orthogonalisation: ‖VᵀV − I‖_F ≤ 1e-12 both as reported by info and as
  * computed here from the factors read out; the re-orthogonalisation count
- * matches reorth_every; and the spectrum is still right (σ against the
- * eigenvalues of the exactly accumulated AᵀA, energy_total against ‖A‖_F²).
+ * matches reorth_every; and the spectrum is still right (σ within ~10x
+ * the engine's observed error of the eigenvalues of the exactly accumulated
+ * AᵀA, energy_total against ‖A‖_F²).
  * A second stream folds 2·10⁵ centred rows one at a time, the most
  * rotations per row: without re-orthogonalisation its V drifts to ~1e-11,
  * so the 1e-12 bound there really depends on it.  An explicit
@@ -29,6 +30,7 @@ struct long_case {
 	size_t mix_max;   /* calls of 1..mix_max rows */
 	int center;
 	uint64_t seed;
+	double sigma_tol;  /* σ against AᵀA's eigenvalues, relative */
 };
 
 static void run_long(const struct long_case *c)
@@ -89,10 +91,13 @@ static void run_long(const struct long_case *c)
 	double *ev = ref_alloc(n);
 	assert_int_equal(LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'N', 'U', (lapack_int)n, gram,
 	                               (lapack_int)n, ev), 0);
+	double sigma_err = 0.0;
 	for (size_t i = 0; i < k; i++) {
 		double sref = sqrt(ev[n - 1 - i]);   /* dsyev sorts ascending */
-		REF_ASSERT_LE(fabs(s[i] - sref), 0.01 * sref);
+		sigma_err = fmax(sigma_err, fabs(s[i] - sref) / sref);
 	}
+	print_message("largest relative sigma error %.3g\n", sigma_err);
+	REF_ASSERT_LE(sigma_err, c->sigma_tol);
 	if (c->center)
 		for (size_t j = 0; j < n; j++)
 			REF_ASSERT_CLOSE(mu[j], sum[j] / nn, 1e-9);
@@ -128,16 +133,18 @@ static void run_long(const struct long_case *c)
 static void test_million_rows(void **state)
 {
 	(void)state;
+	/* σ observed 1.4e-8 from AᵀA's at c9bbbef; the bound is 10x that */
 	run_long(&(struct long_case){ .rows = 1000000, .reorth_every = 100000, .mix_max = 16,
-	                              .seed = 7001 });
+	                              .seed = 7001, .sigma_tol = 1.5e-7 });
 }
 
 static void test_single_rows_centred(void **state)
 {
 	(void)state;
-	/* One row per call, the most rotations per row, with centring. */
+	/* One row per call, the most rotations per row, with centring.  σ
+	 * observed 1.9e-8 from AᵀA's at c9bbbef; the bound is 10x that. */
 	run_long(&(struct long_case){ .rows = 200000, .reorth_every = 50000, .mix_max = 1,
-	                              .center = 1, .seed = 7002 });
+	                              .center = 1, .seed = 7002, .sigma_tol = 2e-7 });
 }
 
 int main(void)

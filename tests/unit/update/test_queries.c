@@ -513,7 +513,10 @@ static void test_all_zero_rows(void **state)
 		double *all = ref_alloc(80 * n), *w = ref_alloc(80 * n), *mu = ref_alloc(n);
 		memcpy(all + m * n, x, 60 * n * sizeof *x);
 		ref_weighted(all, 80, n, 1.0, center, w, mu, NULL);
-		size_t rank = center ? 3 : 3;   /* 2 + offset direction, or 2 + shift of the mean */
+		/* Rank 3 either way: uncentred, the rank-2 rows' offset adds a
+		 * direction; centred, the 20 zero rows move the mean away from the
+		 * rows' own, and that shift adds one. */
+		const size_t rank = 3;
 		ref_check_against(md, w, 80, n, rank, rank, mu, 1e-10, 1e-8);
 		free(all);
 		free(w);
