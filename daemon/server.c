@@ -57,13 +57,10 @@
  *   engine still refuse a batch (energy overflow), apply_batch() retries
  *   push by push and refuses only the offending ones.
  *
- *   Duplicates: a per-client ring of the last SRV_DUP_RING (batch, seq)
- *   pairs, for at most limits.max_clients clients (least recently used
- *   forgotten).  It survives restarts: checkpoints store it and replaying
- *   the log rebuilds what came after.  A resend of one of those batches gets
- *   its original seq and `duplicate: true`; a batch number older than every
+ *   Duplicates (dedup.c): a resend of a batch the table remembers gets its
+ *   original seq and `duplicate: true`; a batch number older than every
  *   remembered one (of a full ring) gets `duplicate: true` and seq 0
- *   (unknown); see client_seen().  A resend of a push still in the engine
+ *   (unknown); see dup_seen().  A resend of a push still in the engine
  *   waits for it.  Pushes without both `client` and `batch` are never
  *   duplicates.
  *
@@ -95,6 +92,7 @@
 #include <zmq.h>
 
 #include "isvd_model.h"
+#include "dedup.h"
 #include "isvd_proto.h"
 #include "security.h"
 #include "reader.h"
@@ -107,7 +105,6 @@
 #define ISVD_VERSION "0.0.0"
 #endif
 
-#define SRV_DUP_RING     8      /* batches remembered per client */
 #define SRV_BURST        1024   /* messages read from one socket per loop turn */
 #define SRV_POLL_MAX_MS  250    /* longest poll, so a signal is seen promptly */
 #define SRV_HUGE         1e150  /* larger magnitudes are refused (see isvd_model_update) */
@@ -141,14 +138,6 @@ struct srv_batch {
 	int view_err;                /* why view is NULL when one was wanted (an isvd_err) */
 };
 
-struct srv_client {              /* one entry of the duplicate table */
-	char *name;                  /* owned */
-	uint64_t last_used;          /* srv->tick when last pushed */
-	uint64_t top;                /* largest batch applied */
-	size_t n, head;              /* ring of (batch, seq); head = next slot */
-	uint64_t batch[SRV_DUP_RING], seq[SRV_DUP_RING];
-};
-
 struct isvdd {
 	const struct cfg *cfg;
 	struct srv_log *log;
@@ -166,9 +155,7 @@ struct isvdd {
 	struct wrk *engine;          /* the engine thread (NULL during recovery) */
 	uint64_t batch_since_ms;     /* when the fill batch's first push arrived */
 
-	struct srv_client *clients;
-	size_t nclients;
-	uint64_t tick;
+	struct dup_table dup;         /* (client, batch) pushes applied (dedup.c) */
 
 	uint64_t next_spectrum_ms, next_factors_ms;
 	uint64_t spectrum_seq, factors_seq;  /* seq of the last published snapshot */
@@ -255,74 +242,6 @@ static int make_model(struct isvdd *srv, size_t dim)
 	srv->kmax = o.rank < dim ? o.rank : dim;
 	reserve_batches(srv);
 	return 0;
-}
-
-/* -------------------------------------------------- duplicates (clients) */
-
-static struct srv_client *client_find(struct isvdd *srv, const char *name)
-{
-	for (size_t i = 0; i < srv->nclients; i++)
-		if (!strcmp(srv->clients[i].name, name))
-			return &srv->clients[i];
-	return NULL;
-}
-
-/* Is (client, batch) already applied?  Sets *seq (0 = not remembered).
- * A batch in the ring is; a batch above the client's largest is not; a
- * batch between remembered ones but not among them is not either (it was
- * refused or lost, e.g. while storage was failing, and may be resent); a
- * batch older than everything remembered, once the ring is full, is taken
- * as applied with seq unknown, so that a very late resend is never applied
- * twice. */
-static bool client_seen(struct isvdd *srv, const char *name, uint64_t batch, uint64_t *seq)
-{
-	struct srv_client *c = client_find(srv, name);
-	uint64_t oldest = UINT64_MAX;
-
-	if (!c || batch > c->top)
-		return false;
-	for (size_t i = 0; i < c->n; i++) {
-		if (c->batch[i] == batch) {
-			*seq = c->seq[i];
-			return true;
-		}
-		if (c->batch[i] < oldest)
-			oldest = c->batch[i];
-	}
-	*seq = 0;
-	return c->n == SRV_DUP_RING && batch < oldest;
-}
-
-static void client_record(struct isvdd *srv, const char *name, uint64_t batch, uint64_t seq)
-{
-	struct srv_client *c = client_find(srv, name);
-
-	if (!c) {
-		if (srv->nclients == srv->cfg->limits.max_clients) {   /* forget the least recent */
-			size_t lru = 0;
-			for (size_t i = 1; i < srv->nclients; i++)
-				if (srv->clients[i].last_used < srv->clients[lru].last_used)
-					lru = i;
-			free(srv->clients[lru].name);
-			srv->clients[lru] = srv->clients[--srv->nclients];
-		}
-		char *copy = strdup(name);
-		if (!copy) {
-			srv_logf(srv->log, CFG_LOG_ERROR, "duplicate table: %s", strerror(errno));
-			return;
-		}
-		c = &srv->clients[srv->nclients++];
-		memset(c, 0, sizeof *c);
-		c->name = copy;
-	}
-	c->last_used = ++srv->tick;
-	if (batch > c->top || c->n == 0)
-		c->top = batch;
-	c->batch[c->head] = batch;
-	c->seq[c->head] = seq;
-	c->head = (c->head + 1) % SRV_DUP_RING;
-	if (c->n < SRV_DUP_RING)
-		c->n++;
 }
 
 /* ------------------------------------------------------------- snapshots */
@@ -660,8 +579,9 @@ static void finish_batch(struct isvdd *srv, struct srv_batch *b, bool applied)
 		}
 		for (size_t i = 0; i < b->nacks; i++) {
 			const struct srv_ack *a = &b->acks[i];
-			if (a->rows && !a->err && a->client && a->has_batch)
-				client_record(srv, a->client, a->batch, a->seq);
+			if (a->rows && !a->err && a->client && a->has_batch &&
+			    dup_record(&srv->dup, a->client, a->batch, a->seq))
+				srv_logf(srv->log, CFG_LOG_ERROR, "duplicate table: %s", strerror(errno));
 		}
 	}
 	answer_resends_like_originals(b);
@@ -881,7 +801,7 @@ static void handle_push(struct isvdd *srv, zmq_msg_t *env, size_t nenv, zmq_msg_
 			engine_finish(srv);
 		}
 		if (!dup)
-			dup = client_seen(srv, req.client, req.batch, &dup_seq);
+			dup = dup_seen(&srv->dup, req.client, req.batch, &dup_seq);
 	}
 	const char *why;
 	if (!dup && sto_failed(srv->sto, &why)) {
@@ -938,121 +858,6 @@ done:
 
 /* ------------------------------------------------ storage: state and replay */
 
-/* The duplicate table as checkpoint bytes (little-endian):
- *   u32 count, u32 0, u64 tick, then per client: u16 name length, name,
- *   u64 last_used, u64 top, u32 n, u32 head, SRV_DUP_RING × u64 batch,
- *   SRV_DUP_RING × u64 seq.
- * The caller frees *out. */
-static int clients_encode(const struct isvdd *srv, uint8_t **out, size_t *len)
-{
-	size_t n = 16, at = 16;
-	uint8_t *p;
-
-	for (size_t i = 0; i < srv->nclients; i++)
-		n += 2 + strlen(srv->clients[i].name) + 24 + 16 * SRV_DUP_RING;
-	if (!(p = malloc(n)))
-		return -1;
-	wal_put32(p, (uint32_t)srv->nclients);
-	wal_put32(p + 4, 0);
-	wal_put64(p + 8, srv->tick);
-	for (size_t i = 0; i < srv->nclients; i++) {
-		const struct srv_client *c = &srv->clients[i];
-		const size_t nl = strlen(c->name);
-		p[at] = (uint8_t)nl;
-		p[at + 1] = (uint8_t)(nl >> 8);
-		memcpy(p + at + 2, c->name, nl);
-		at += 2 + nl;
-		wal_put64(p + at, c->last_used);
-		wal_put64(p + at + 8, c->top);
-		wal_put32(p + at + 16, (uint32_t)c->n);
-		wal_put32(p + at + 20, (uint32_t)c->head);
-		at += 24;
-		for (int j = 0; j < SRV_DUP_RING; j++, at += 8)
-			wal_put64(p + at, c->batch[j]);
-		for (int j = 0; j < SRV_DUP_RING; j++, at += 8)
-			wal_put64(p + at, c->seq[j]);
-	}
-	*out = p;
-	*len = at;
-	return 0;
-}
-
-static void clients_free(struct srv_client *v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(v[i].name);
-	free(v);
-}
-
-/* Parses a table written by clients_encode() into a new array of cap
- * entries.  0, or -1 with why. */
-static int clients_decode(const uint8_t *p, size_t len, size_t cap, struct srv_client **out,
-                          size_t *nout, uint64_t *tick, char *why, size_t whycap)
-{
-	struct srv_client *v;
-	size_t n, at = 16;
-
-	if (len < 16) {
-		snprintf(why, whycap, "client table shorter than its header");
-		return -1;
-	}
-	n = wal_get32(p);
-	if (!(v = calloc(cap, sizeof *v))) {
-		snprintf(why, whycap, "out of memory");
-		return -1;
-	}
-	*tick = wal_get64(p + 8);
-	for (size_t i = 0; i < n; i++) {
-		size_t nl;
-		struct srv_client c;
-		if (len - at < 2 || (nl = (size_t)p[at] | (size_t)p[at + 1] << 8) == 0 ||
-		    nl > ISVD_PROTO_MAX_CLIENT || len - at - 2 < nl + 24 + 16 * SRV_DUP_RING)
-			goto bad;
-		memset(&c, 0, sizeof c);
-		at += 2;
-		c.name = strndup((const char *)p + at, nl);
-		if (!c.name)
-			goto bad;
-		at += nl;
-		c.last_used = wal_get64(p + at);
-		c.top = wal_get64(p + at + 8);
-		c.n = wal_get32(p + at + 16);
-		c.head = wal_get32(p + at + 20);
-		at += 24;
-		for (int j = 0; j < SRV_DUP_RING; j++, at += 8)
-			c.batch[j] = wal_get64(p + at);
-		for (int j = 0; j < SRV_DUP_RING; j++, at += 8)
-			c.seq[j] = wal_get64(p + at);
-		if (c.n > SRV_DUP_RING || c.head >= SRV_DUP_RING) {
-			free(c.name);
-			goto bad;
-		}
-		if (i < cap) {
-			v[i] = c;
-		} else {   /* limits.max_clients shrank: forget the least recent */
-			size_t lru = 0;
-			for (size_t j = 1; j < cap; j++)
-				if (v[j].last_used < v[lru].last_used)
-					lru = j;
-			if (c.last_used > v[lru].last_used) {
-				free(v[lru].name);
-				v[lru] = c;
-			} else {
-				free(c.name);
-			}
-		}
-	}
-	if (at != len)
-		goto bad;
-	*out = v;
-	*nout = n < cap ? n : cap;
-	return 0;
-bad:
-	clients_free(v, n < cap ? n : cap);
-	snprintf(why, whycap, "client table malformed at byte %zu", at);
-	return -1;
-}
-
 /* sto_hooks.load: the model and duplicate table from a checkpoint. */
 static int hook_load(void *ctx, const struct ckpt *c, char *why, size_t cap)
 {
@@ -1060,9 +865,7 @@ static int hook_load(void *ctx, const struct ckpt *c, char *why, size_t cap)
 	const struct cfg *cfg = srv->cfg;
 	struct isvd_model *m = NULL;
 	struct isvd_options o;
-	struct srv_client *tab = NULL;
-	size_t ntab = 0;
-	uint64_t tick = 0;
+	struct dup_table tab;
 	int rc;
 
 	if (c->model) {
@@ -1116,8 +919,7 @@ static int hook_load(void *ctx, const struct ckpt *c, char *why, size_t cap)
 		snprintf(why, cap, "no model image but %llu rows", (unsigned long long)c->seq);
 		return -1;
 	}
-	if (clients_decode(c->clients, c->clients_len, cfg->limits.max_clients, &tab, &ntab, &tick,
-	                   why, cap)) {
+	if (dup_decode(c->clients, c->clients_len, cfg->limits.max_clients, &tab, why, cap)) {
 		isvd_model_destroy(m);
 		return -1;
 	}
@@ -1129,10 +931,8 @@ static int hook_load(void *ctx, const struct ckpt *c, char *why, size_t cap)
 		srv->kmax = o.rank < o.dim ? o.rank : o.dim;
 		reserve_batches(srv);
 	}
-	clients_free(srv->clients, srv->nclients);
-	srv->clients = tab;
-	srv->nclients = ntab;
-	srv->tick = tick;
+	dup_fini(&srv->dup);
+	srv->dup = tab;
 	srv->seq = srv->logged = c->seq;
 	return 0;
 }
@@ -1200,7 +1000,7 @@ static int do_checkpoint(struct isvdd *srv)
 			goto out;
 		}
 	}
-	if (clients_encode(srv, &tab, &tab_len)) {
+	if (dup_encode(&srv->dup, &tab, &tab_len)) {
 		srv_logf(srv->log, CFG_LOG_ERROR, "checkpoint: cannot encode the client table: %s", strerror(errno));
 		goto out;
 	}
@@ -1420,8 +1220,7 @@ int srv_create(const struct cfg *cfg, struct srv_log *log, bool repair, struct i
 	srv->lim.max_rows = cfg->limits.max_rows_per_push;
 	srv->lim.max_cols = ISVD_MAX_DIM;
 	srv->fill = &srv->batch[0];
-	srv->clients = calloc(cfg->limits.max_clients, sizeof *srv->clients);
-	if (!srv->clients) {
+	if (dup_init(&srv->dup, cfg->limits.max_clients)) {
 		srv_logf(log, CFG_LOG_ERROR, "cannot allocate the duplicate table: %s", strerror(errno));
 		goto fail;
 	}
@@ -1484,9 +1283,7 @@ void srv_destroy(struct isvdd *srv)
 	}
 	free(srv->wal_push);
 	sto_close(srv->sto);
-	for (size_t i = 0; i < srv->nclients; i++)
-		free(srv->clients[i].name);
-	free(srv->clients);
+	dup_fini(&srv->dup);
 	if (srv->ingest)
 		zmq_close(srv->ingest);
 	if (srv->query)
