@@ -4,10 +4,13 @@
  * DESIGN
  *   One model, updated on one thread: the engine thread (worker.c), which
  *   applies the block the event loop hands it while the loop gathers,
- *   decodes and logs the next one.  The loop is one zmq_poll() over the
- *   ingest ROUTER, the query thread's control pair (checkpoint requests),
- *   the engine thread's "block applied" descriptor and the ZAP socket (the
- *   PUB socket is only written).  Queries are answered by the query thread
+ *   decodes and logs the next one.  The loop (loop.c) polls four
+ *   registered pollables: the ZAP socket, the engine thread's "block
+ *   applied" descriptor, the ingest ROUTER and the query thread's control
+ *   pair (checkpoint requests); the PUB socket is only written.  Its timers
+ *   are one table: the batching delay (on_flush_timer), storage's fsync
+ *   interval, retry and due checkpoints (on_storage_timer), the two
+ *   snapshots and the refusal summary.  Queries are answered by the query thread
  *   (reader.c) from a snapshot the engine thread takes after every block.
  *   A push travels:
  *
@@ -37,7 +40,8 @@
  *   share one fsync: group commit), before a checkpoint and at shutdown.
  *   Between two blocks of a long ingest burst the loop also serves
  *   checkpoint requests and handshakes, and does the interval fsync, due
- *   checkpoints and snapshots (between_blocks()), so that none waits for
+ *   checkpoints and snapshots (a loop_turn() without waiting, from
+ *   on_ingest(), the ingest socket left out), so that none waits for
  *   more than one block.  A push is acknowledged only after its rows are
  *   logged and in the model and the query thread's view includes them, so
  *   a query that arrives after an ack always sees them; `seq` in replies is
@@ -94,6 +98,7 @@
 #include "isvd_model.h"
 #include "dedup.h"
 #include "isvd_proto.h"
+#include "loop.h"
 #include "security.h"
 #include "reader.h"
 #include "reply.h"
@@ -143,6 +148,8 @@ struct isvdd {
 	struct srv_log *log;
 	void *zctx, *ingest, *query, *publish;
 	struct isvd_proto_limits lim;
+	struct loop *loop;           /* the loop thread's pollables and timers (loop.c) */
+	int t_flush, t_spectrum, t_factors, t_storage, t_report;   /* timer ids; -1: none */
 
 	struct isvd_model *model;    /* NULL until the dimension is known */
 	size_t dim, kmax;            /* kmax = min(rank, dim) */
@@ -153,11 +160,9 @@ struct isvdd {
 	struct srv_batch *fill;      /* gathering pushes: batch[0] or batch[1] */
 	struct srv_batch *fly;       /* the other while the engine applies it, else NULL */
 	struct wrk *engine;          /* the engine thread (NULL during recovery) */
-	uint64_t batch_since_ms;     /* when the fill batch's first push arrived */
 
 	struct dup_table dup;         /* (client, batch) pushes applied (dedup.c) */
 
-	uint64_t next_spectrum_ms, next_factors_ms;
 	uint64_t spectrum_seq, factors_seq;  /* seq of the last published snapshot */
 	bool spectrum_sent, factors_sent;
 
@@ -172,7 +177,6 @@ struct isvdd {
 
 	struct sec *sec;             /* CURVE keys and the ZAP handler (security.c) */
 	uint64_t early_flushes;      /* flushes forced by limits.max_pending_pushes */
-	uint64_t next_report_ms;     /* of the security/limits summary line */
 	uint64_t reported[3];        /* refused requests, CURVE refusals, early flushes at the last one */
 };
 
@@ -334,26 +338,25 @@ static void publish_factors(struct isvdd *srv)
 
 static void engine_finish(struct isvdd *srv);
 
-/* Publishes what is due at now (waiting for the block in the engine, if
- * any, when something is: snapshots read the model). */
-static void publish_due(struct isvdd *srv, uint64_t now)
+/* Timers: the periodic snapshots, each published only when the model
+ * moved since the last one (waiting for the block in the engine, if any:
+ * snapshots read the model). */
+static void on_spectrum_timer(void *ctx, uint64_t now)
 {
-	const struct cfg *c = srv->cfg;
-	const bool spectrum = c->publish.spectrum_every_ms && now >= srv->next_spectrum_ms;
-	const bool factors = c->publish.factors_every_ms && now >= srv->next_factors_ms;
+	struct isvdd *srv = ctx;
 
-	if (spectrum || factors)
-		engine_finish(srv);
-	if (spectrum) {
-		if (!srv->spectrum_sent || srv->seq != srv->spectrum_seq)
-			publish_spectrum(srv);
-		srv->next_spectrum_ms = now + c->publish.spectrum_every_ms;
-	}
-	if (factors) {
-		if (!srv->factors_sent || srv->seq != srv->factors_seq)
-			publish_factors(srv);
-		srv->next_factors_ms = now + c->publish.factors_every_ms;
-	}
+	engine_finish(srv);
+	if (!srv->spectrum_sent || srv->seq != srv->spectrum_seq)
+		publish_spectrum(srv);
+}
+
+static void on_factors_timer(void *ctx, uint64_t now)
+{
+	struct isvdd *srv = ctx;
+
+	engine_finish(srv);
+	if (!srv->factors_sent || srv->seq != srv->factors_seq)
+		publish_factors(srv);
 }
 
 /* ---------------------------------------------------------------- flush */
@@ -571,7 +574,7 @@ static void finish_batch(struct isvdd *srv, struct srv_batch *b, bool applied)
 		srv->seq = b->seq_after;
 		if (b->view) {
 			rdr_publish_view(srv->rdr, b->view, sto_last_checkpoint_seq(srv->sto),
-			                 ingest_rate(srv, srv_now_ms()));
+			                 ingest_rate(srv, loop_now_ms()));
 			b->view = NULL;
 		} else if (b->view_err) {
 			srv_logf(srv->log, CFG_LOG_ERROR, "cannot publish the model to the query thread: %s; "
@@ -627,6 +630,7 @@ static void flush(struct isvdd *srv)
 
 	if (b->nacks == 0)
 		return;
+	loop_timer_stop(srv->loop, srv->t_flush);
 	srv->blocks++;
 	logged = log_batch(srv, b) == 0;   /* while the block before is in the engine */
 	engine_finish(srv);
@@ -822,8 +826,8 @@ static void handle_push(struct isvdd *srv, zmq_msg_t *env, size_t nenv, zmq_msg_
 		snprintf(msg, sizeof msg, "out of memory");
 		goto refuse;
 	}
-	if (b->nacks == 0)
-		srv->batch_since_ms = srv_now_ms();
+	if (b->nacks == 0)   /* the batch's first push: batching.max_delay_ms from now */
+		loop_timer_at(srv->loop, srv->t_flush, loop_now_ms() + srv->cfg->batching.max_delay_ms);
 	b->nacks++;
 	for (size_t i = 0; i < nenv; i++) {   /* ownership moves to the ack */
 		zmq_msg_init(&a->env[i]);
@@ -1031,27 +1035,37 @@ static int hook_checkpoint(void *ctx, uint64_t *seq, char *why, size_t cap)
 
 /* ------------------------------------------------------------ the loop */
 
-/* What the loop owes everything but ingest, done between two blocks of a
- * long ingest burst too: otherwise a burst of SRV_BURST pushes of many rows
- * (seconds of engine time) would starve checkpoint requests, handshakes,
- * the interval fsync, checkpoints and snapshots for its whole length.
- * (Queries are the query thread's, reader.c.) */
-static void between_blocks(struct isvdd *srv)
+/* Timer: batching.max_delay_ms after the fill batch's first push. */
+static void on_flush_timer(void *ctx, uint64_t now)
 {
-	const uint64_t now = srv_now_ms();
+	flush(ctx);
+}
 
-	if (sec_zap_socket(srv->sec))
-		sec_zap_serve(srv->sec);
-	rdr_serve_ctl(srv->rdr);
+/* Timer, and after every block: the interval fsync, storage's retry and the
+ * checkpoints that are due; then re-armed for storage's next deadline (at
+ * most SRV_POLL_MAX_MS away, which bounds a checkpoint_every_s lag). */
+static void on_storage_timer(void *ctx, uint64_t now)
+{
+	struct isvdd *srv = ctx;
+	long d;
+
 	sto_tick(srv->sto, now);
 	if (sto_checkpoint_due(srv->sto, srv->seq, now))
 		do_checkpoint(srv);
-	publish_due(srv, now);
+	d = sto_timeout_ms(srv->sto, now);
+	loop_timer_at(srv->loop, srv->t_storage, now + (d >= 0 && d < SRV_POLL_MAX_MS ? (uint64_t)d
+	                                                                           : SRV_POLL_MAX_MS));
 }
 
-static int drain_ingest(struct isvdd *srv)
+/* Pollable: the ingest socket.  Reads up to SRV_BURST pushes; between two
+ * blocks of a long burst it gives the loop a turn without waiting (the
+ * ingest socket left out), so that a burst of many rows (seconds of engine
+ * time) starves none of checkpoint requests, handshakes, storage and
+ * snapshots; after every push the due timers run (batching.max_delay_ms).
+ * When no push is waiting the batch is flushed (group commit). */
+static void on_ingest(void *ctx)
 {
-	const uint64_t max_delay = srv->cfg->batching.max_delay_ms;
+	struct isvdd *srv = ctx;
 
 	for (int n = 0; n < SRV_BURST; n++) {
 		zmq_msg_t frames[SRV_MAX_FRAMES];
@@ -1064,46 +1078,43 @@ static int drain_ingest(struct isvdd *srv)
 			continue;
 		handle_push(srv, frames, nf - 1, &frames[nf - 1]);
 		zmq_msg_close(&frames[nf - 1]);
-		if (srv->fill->nacks && srv_now_ms() - srv->batch_since_ms >= max_delay)
-			flush(srv);
-		if (srv->blocks != blocks)
-			between_blocks(srv);
+		if (srv->blocks != blocks) {
+			on_storage_timer(srv, loop_now_ms());
+			loop_turn(srv->loop, 0);
+		} else {
+			loop_run_timers(srv->loop, loop_now_ms());
+		}
 	}
 	flush(srv);
-	if (sto_checkpoint_due(srv->sto, srv->seq, srv_now_ms()))
-		do_checkpoint(srv);
-	return 0;
+	on_storage_timer(srv, loop_now_ms());
 }
 
-static long poll_timeout(struct isvdd *srv, uint64_t now)
+static void on_engine_done(void *ctx)
 {
-	long t = SRV_POLL_MAX_MS;
-	const struct cfg *c = srv->cfg;
-
-	if (c->publish.spectrum_every_ms) {
-		long d = srv->next_spectrum_ms > now ? (long)(srv->next_spectrum_ms - now) : 0;
-		t = d < t ? d : t;
-	}
-	if (c->publish.factors_every_ms) {
-		long d = srv->next_factors_ms > now ? (long)(srv->next_factors_ms - now) : 0;
-		t = d < t ? d : t;
-	}
-	long d = sto_timeout_ms(srv->sto, now);
-	if (d >= 0 && d < t)
-		t = d;
-	return t;
+	engine_finish(ctx);
 }
 
-/* Logs, at most once a minute and at stop (final), what was refused or
- * limited since start, when anything changed. */
-static void report_limits(struct isvdd *srv, uint64_t now, bool final)
+static void on_checkpoint_request(void *ctx)
+{
+	struct isvdd *srv = ctx;
+
+	rdr_serve_ctl(srv->rdr);
+}
+
+static void on_zap(void *ctx)
+{
+	struct isvdd *srv = ctx;
+
+	sec_zap_serve(srv->sec);
+}
+
+/* Logs what was refused or limited since start, when anything changed
+ * since the last report or at stop (final). */
+static void report_limits(struct isvdd *srv, bool final)
 {
 	struct sec_counts sc;
 	uint64_t cur[3];
 
-	if (!final && now < srv->next_report_ms)
-		return;
-	srv->next_report_ms = now + 60000;
 	sec_get_counts(srv->sec, &sc);
 	cur[0] = srv_log_refused_count(srv->log);
 	cur[1] = sc.refused[SEC_INGEST] + sc.refused[SEC_QUERY] + sc.refused[SEC_PUBLISH];
@@ -1120,17 +1131,14 @@ static void report_limits(struct isvdd *srv, uint64_t now, bool final)
 	         (unsigned long long)sc.refused[SEC_PUBLISH], (unsigned long long)cur[2]);
 }
 
+/* Timer: the refusal summary, once a minute. */
+static void on_report_timer(void *ctx, uint64_t now)
+{
+	report_limits(ctx, false);
+}
+
 int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_t *hup)
 {
-	/* the ZAP handler (security.c) is served here too, first, so that
-	 * handshakes are not starved by a busy ingest socket */
-	zmq_pollitem_t items[4] = {
-		{ srv->ingest, 0, ZMQ_POLLIN, 0 },
-		{ rdr_ctl_socket(srv->rdr), 0, ZMQ_POLLIN, 0 },   /* checkpoint requests */
-		{ NULL, wrk_fd(srv->engine), ZMQ_POLLIN, 0 },     /* a block applied */
-		{ sec_zap_socket(srv->sec), 0, ZMQ_POLLIN, 0 },
-	};
-	const int nitems = items[3].socket ? 4 : 3;
 	int ret = 0;
 
 	while (!*stop) {
@@ -1139,34 +1147,18 @@ int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_
 			srv_log_reopen(srv->log);
 			sec_reload(srv->sec);
 		}
-		if (zmq_poll(items, nitems, poll_timeout(srv, srv_now_ms())) < 0) {
-			if (errno == EINTR)
-				continue;
+		if (loop_turn(srv->loop, -1) < 0) {
 			srv_logf(srv->log, CFG_LOG_ERROR, "zmq_poll: %s", zmq_strerror(errno));
 			ret = -1;
 			break;
 		}
-		if (nitems > 3 && (items[3].revents & ZMQ_POLLIN))
-			sec_zap_serve(srv->sec);
-		if (items[2].revents & ZMQ_POLLIN)
-			engine_finish(srv);
-		if (items[0].revents & ZMQ_POLLIN)
-			drain_ingest(srv);
-		if (items[1].revents & ZMQ_POLLIN)
-			rdr_serve_ctl(srv->rdr);
-		const uint64_t now = srv_now_ms();
-		report_limits(srv, now, false);
-		sto_tick(srv->sto, now);
-		if (sto_checkpoint_due(srv->sto, srv->seq, now))
-			do_checkpoint(srv);
-		publish_due(srv, now);
 	}
 	drain(srv);
 	srv_logf(srv->log, CFG_LOG_INFO, "stopping: %llu rows in the model; writing a checkpoint",
 	         (unsigned long long)srv->seq);
 	if (do_checkpoint(srv))
 		ret = -1;
-	report_limits(srv, srv_now_ms(), true);
+	report_limits(srv, true);
 	return ret;
 }
 
@@ -1203,6 +1195,43 @@ static void *open_socket(struct isvdd *srv, int type, enum sec_role role, const 
 	return s;
 }
 
+/* The loop thread's work as registrations, in the order a turn serves
+ * them: the ZAP handler first (handshakes are not starved by a busy ingest
+ * socket), the engine's "block applied", ingest, checkpoint requests; then
+ * the timers.  0, or -1 after logging. */
+static int register_loop(struct isvdd *srv)
+{
+	const struct cfg *c = srv->cfg;
+	struct loop *l = srv->loop;
+	const uint64_t now = srv->start_ms;
+	bool ok = true;
+
+	if (sec_zap_socket(srv->sec))
+		ok = loop_add_io(l, sec_zap_socket(srv->sec), 0, on_zap, srv) >= 0;
+	ok = ok && loop_add_io(l, NULL, wrk_fd(srv->engine), on_engine_done, srv) >= 0 &&
+	     loop_add_io(l, srv->ingest, 0, on_ingest, srv) >= 0 &&
+	     loop_add_io(l, rdr_ctl_socket(srv->rdr), 0, on_checkpoint_request, srv) >= 0 &&
+	     (srv->t_storage = loop_add_timer(l, 0, on_storage_timer, srv)) >= 0 &&
+	     (srv->t_report = loop_add_timer(l, 60000, on_report_timer, srv)) >= 0;
+	if (ok && c->publish.spectrum_every_ms)
+		ok = (srv->t_spectrum = loop_add_timer(l, c->publish.spectrum_every_ms, on_spectrum_timer,
+		                                       srv)) >= 0;
+	if (ok && c->publish.factors_every_ms)
+		ok = (srv->t_factors = loop_add_timer(l, c->publish.factors_every_ms, on_factors_timer,
+		                                      srv)) >= 0;
+	if (!ok) {
+		srv_logf(srv->log, CFG_LOG_ERROR, "the event loop's tables are full");
+		return -1;
+	}
+	loop_timer_at(l, srv->t_storage, now);
+	loop_timer_at(l, srv->t_report, now + 60000);
+	if (srv->t_spectrum >= 0)
+		loop_timer_at(l, srv->t_spectrum, now + c->publish.spectrum_every_ms);
+	if (srv->t_factors >= 0)
+		loop_timer_at(l, srv->t_factors, now + c->publish.factors_every_ms);
+	return 0;
+}
+
 int srv_create(const struct cfg *cfg, struct srv_log *log, bool repair, struct isvdd **out)
 {
 	struct isvdd *srv = calloc(1, sizeof *srv);
@@ -1216,10 +1245,16 @@ int srv_create(const struct cfg *cfg, struct srv_log *log, bool repair, struct i
 	}
 	srv->cfg = cfg;
 	srv->log = log;
+	srv->t_flush = srv->t_spectrum = srv->t_factors = srv->t_storage = srv->t_report = -1;
 	srv->lim.max_frame = cfg->limits.max_message_bytes;
 	srv->lim.max_rows = cfg->limits.max_rows_per_push;
 	srv->lim.max_cols = ISVD_MAX_DIM;
 	srv->fill = &srv->batch[0];
+	if (loop_create(SRV_POLL_MAX_MS, &srv->loop) ||
+	    (srv->t_flush = loop_add_timer(srv->loop, 0, on_flush_timer, srv)) < 0) {
+		srv_logf(log, CFG_LOG_ERROR, "cannot allocate the event loop: %s", strerror(ENOMEM));
+		goto fail;
+	}
 	if (dup_init(&srv->dup, cfg->limits.max_clients)) {
 		srv_logf(log, CFG_LOG_ERROR, "cannot allocate the duplicate table: %s", strerror(errno));
 		goto fail;
@@ -1250,16 +1285,15 @@ int srv_create(const struct cfg *cfg, struct srv_log *log, bool repair, struct i
 	if (!(srv->publish = open_socket(srv, ZMQ_PUB, SEC_PUBLISH, cfg->endpoints.publish,
 	                                 (int)cfg->limits.publish_hwm, hr)))
 		goto fail;
-	srv->start_ms = srv_now_ms();
+	srv->start_ms = loop_now_ms();
 	srv->rate_ms[0] = srv->rate_ms[1] = srv->start_ms;
-	srv->next_spectrum_ms = srv->start_ms + cfg->publish.spectrum_every_ms;
-	srv->next_factors_ms = srv->start_ms + cfg->publish.factors_every_ms;
-	srv->next_report_ms = srv->start_ms + 60000;
 	const struct rdr_hooks rh = { srv, hook_checkpoint };
 	if (rdr_start(cfg, log, srv->zctx, srv->query, &rh, srv->model, srv->seq,
 	              sto_last_checkpoint_seq(srv->sto), &srv->rdr))
 		goto fail;
 	srv->query = NULL;   /* the query thread's now */
+	if (register_loop(srv))
+		goto fail;
 	*out = srv;
 	return 0;
 fail:
@@ -1294,5 +1328,6 @@ void srv_destroy(struct isvdd *srv)
 	if (srv->zctx)
 		zmq_ctx_term(srv->zctx);
 	isvd_model_destroy(srv->model);
+	loop_destroy(srv->loop);
 	free(srv);
 }
