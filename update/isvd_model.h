@@ -171,6 +171,18 @@ void isvd_model_destroy(struct isvd_model *m);
  * whole blocks have been applied; isvd_model_rows_seen() tells how many. */
 int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, size_t ld);
 
+/* The admissibility rule of isvd_model_update(), for callers that check
+ * input before it reaches the model (the daemon refuses a push whole).
+ * A value is admissible when it is finite and |x| ≤ ISVD_MAX_MAGNITUDE;
+ * isvd_first_inadmissible() returns the index of the first value of
+ * x[0..n) that is not, or n when all are.  An update of admissible values
+ * may still be refused as ISVD_ERR_NONFINITE when the squares of the whole
+ * call, added to the model's energy, would overflow (rows × dim values of
+ * that size): that depends on the model's state, so only the update can
+ * tell, and it refuses the call whole. */
+#define ISVD_MAX_MAGNITUDE 1e150
+size_t isvd_first_inadmissible(const double *x, size_t n);
+
 /* Re-orthogonalises V now (also done automatically every reorth_every rows;
  * a no-op in exact mode, whose V is recomputed from R). */
 int isvd_model_reorthogonalize(struct isvd_model *m);
