@@ -4,7 +4,7 @@
  *
  * A struct srv_log is owned by the daemon and passed explicitly; nothing
  * here is global.  Lines are written whole under a (recursive) mutex, so
- * the event loop and the query thread (reader.c) may both log.
+ * the event loop and the query thread (query.c) may both log.
  */
 #ifndef ISVDD_LOG_H
 #define ISVDD_LOG_H

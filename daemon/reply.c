@@ -4,6 +4,8 @@
 #include "reply.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "config.h"
@@ -103,4 +105,63 @@ int srv_err_from_engine(int e)
 	case ISVD_ERR_NOMEM: return ISVD_PROTO_NOMEM;
 	default: return ISVD_PROTO_INTERNAL;
 	}
+}
+
+int rpl_factors(const struct isvd_model *m, bool center, struct isvd_proto_reply *rep)
+{
+	const size_t n = isvd_model_dim(m), kmax = isvd_model_rank(m);
+	size_t k = 0;
+	int rc;
+
+	rep->sigma.v = malloc((kmax ? kmax : 1) * sizeof(double));
+	rep->vt.data = malloc((kmax ? kmax : 1) * n * sizeof(double));
+	rep->mean.v = malloc(n * sizeof(double));
+	if (!rep->sigma.v || !rep->vt.data || !rep->mean.v)
+		return ISVD_PROTO_NOMEM;
+	if ((rc = isvd_model_factors(m, rep->sigma.v, rep->vt.data, rep->mean.v, &k)))
+		return srv_err_from_engine(rc);
+	rep->sigma.n = k;
+	rep->vt.rows = k;
+	rep->vt.cols = n;
+	rep->has_mean = center;
+	rep->mean.n = center ? n : 0;
+	return ISVD_PROTO_OK;
+}
+
+void rpl_factors_free(struct isvd_proto_reply *rep)
+{
+	free(rep->sigma.v);
+	free(rep->vt.data);
+	free(rep->mean.v);
+	rep->sigma.v = rep->vt.data = rep->mean.v = NULL;
+}
+
+/* Where the first missing (NaN) value of m is, for a message. */
+static void first_nan(const struct isvd_proto_matrix *m, size_t *row, size_t *col)
+{
+	for (size_t i = 0; i < m->rows * m->cols; i++)
+		if (isnan(m->data[i])) {
+			*row = i / m->cols;
+			*col = i % m->cols;
+			return;
+		}
+	*row = *col = 0;
+}
+
+int rpl_check_values(const struct isvd_proto_matrix *m, char *buf, size_t cap)
+{
+	const size_t n = m->rows * m->cols;
+	size_t r, c, i;
+
+	if (m->n_missing) {
+		first_nan(m, &r, &c);
+		snprintf(buf, cap, "rows: row %zu, column %zu is missing; model.missing is 'reject'", r, c);
+		return ISVD_PROTO_NON_FINITE;
+	}
+	if ((i = isvd_first_inadmissible(m->data, n)) < n) {
+		snprintf(buf, cap, "rows: row %zu, column %zu is %g; magnitudes above %g are refused",
+		         i / m->cols, i % m->cols, m->data[i], ISVD_MAX_MAGNITUDE);
+		return ISVD_PROTO_NON_FINITE;
+	}
+	return ISVD_PROTO_OK;
 }

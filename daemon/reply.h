@@ -2,7 +2,7 @@
  * reply.h — receiving a request (all its frames) and sending a reply on a
  * ROUTER socket: the envelope frames of the request, then the encoded body;
  * and the wire code for an engine error.  Shared by the event loop (server.c, the
- * ingest socket) and the query thread (reader.c), each on its own socket.
+ * ingest socket) and the query thread (query.c), each on its own socket.
  *
  * Every function consumes the envelope frames (env[0..nenv) are closed or
  * sent) whatever happens; a reply that cannot be sent (the peer is gone, a
@@ -11,6 +11,7 @@
 #ifndef ISVDD_REPLY_H
 #define ISVDD_REPLY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,5 +43,19 @@ void srv_send_ok(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv,
 /* The wire code for an engine error (isvd_err): DIM → DIM_MISMATCH,
  * NONFINITE → NON_FINITE, NOT_READY, TOO_LARGE, NOMEM; the rest INTERNAL. */
 int srv_err_from_engine(int e);
+
+/* Refuses rows the engine would refuse (missing values, magnitudes the
+ * engine's admissibility rule refuses: isvd_first_inadmissible()) with a
+ * message naming row and column in buf.  ISVD_PROTO_OK when fine, else
+ * ISVD_PROTO_NON_FINITE.  Pushes (ingest.c) and queries (query.c) alike. */
+int rpl_check_values(const struct isvd_proto_matrix *m, char *buf, size_t cap);
+
+/* The `factors` reply's payload from model m (the loop's model or a query
+ * view's snapshot): sigma, Vᵀ and, when center, the mean.  The buffers are
+ * malloc'd into rep, also on failure: release them with rpl_factors_free().
+ * Returns an isvd_proto_err (NOMEM, or an engine error's wire code). */
+struct isvd_model;
+int rpl_factors(const struct isvd_model *m, bool center, struct isvd_proto_reply *rep);
+void rpl_factors_free(struct isvd_proto_reply *rep);
 
 #endif /* ISVDD_REPLY_H */
