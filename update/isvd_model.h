@@ -60,6 +60,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* isvd_crc32c() lives in isvd_bytes.h; included here only until the
+ * engine's unit tests (tests/unit/update) include it themselves. */
+#include "isvd_bytes.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -240,10 +244,6 @@ size_t isvd_model_saved_size(const struct isvd_model *m);
 int isvd_model_save(const struct isvd_model *m, void *buf, size_t cap, size_t *len);
 /* Creates a model from an image; *out is set only on success. */
 int isvd_model_load(const void *buf, size_t len, struct isvd_model **out);
-
-/* CRC32C (Castagnoli), shared with the daemon's log records.  Start with
- * crc = 0; feeding a buffer in pieces gives the same result as at once. */
-uint32_t isvd_crc32c(uint32_t crc, const void *buf, size_t len);
 
 #ifdef __cplusplus
 }
