@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "isvd_proto.h"   /* ISVD_PROTO_MAX_CLIENT */
-#include "wal.h"          /* little-endian helpers */
+#include "isvd_bytes.h"
 
 #define DUP_HEADER      16                        /* u32 count, u32 0, u64 tick */
 #define DUP_ENTRY_FIXED (24 + 16 * DUP_RING)      /* an entry's bytes after its name */
@@ -113,25 +113,24 @@ int dup_encode(const struct dup_table *t, uint8_t **out, size_t *len)
 		n += 2 + strlen(t->v[i].name) + DUP_ENTRY_FIXED;
 	if (!(p = malloc(n)))
 		return -1;
-	wal_put32(p, (uint32_t)t->n);
-	wal_put32(p + 4, 0);
-	wal_put64(p + 8, t->tick);
+	isvd_put_le32(p, (uint32_t)t->n);
+	isvd_put_le32(p + 4, 0);
+	isvd_put_le64(p + 8, t->tick);
 	for (size_t i = 0; i < t->n; i++) {
 		const struct dup_client *c = &t->v[i];
 		const size_t nl = strlen(c->name);
-		p[at] = (uint8_t)nl;
-		p[at + 1] = (uint8_t)(nl >> 8);
+		isvd_put_le16(p + at, (uint16_t)nl);
 		memcpy(p + at + 2, c->name, nl);
 		at += 2 + nl;
-		wal_put64(p + at, c->last_used);
-		wal_put64(p + at + 8, c->top);
-		wal_put32(p + at + 16, (uint32_t)c->n);
-		wal_put32(p + at + 20, (uint32_t)c->head);
+		isvd_put_le64(p + at, c->last_used);
+		isvd_put_le64(p + at + 8, c->top);
+		isvd_put_le32(p + at + 16, (uint32_t)c->n);
+		isvd_put_le32(p + at + 20, (uint32_t)c->head);
 		at += 24;
 		for (int j = 0; j < DUP_RING; j++, at += 8)
-			wal_put64(p + at, c->batch[j]);
+			isvd_put_le64(p + at, c->batch[j]);
 		for (int j = 0; j < DUP_RING; j++, at += 8)
-			wal_put64(p + at, c->seq[j]);
+			isvd_put_le64(p + at, c->seq[j]);
 	}
 	*out = p;
 	*len = at;
@@ -144,7 +143,7 @@ static bool decode_entry(const uint8_t *p, size_t len, size_t *at, struct dup_cl
 {
 	size_t nl, i = *at;
 
-	if (len - i < 2 || (nl = (size_t)p[i] | (size_t)p[i + 1] << 8) == 0 ||
+	if (len - i < 2 || (nl = isvd_get_le16(p + i)) == 0 ||
 	    nl > ISVD_PROTO_MAX_CLIENT || len - i - 2 < nl + DUP_ENTRY_FIXED)
 		return false;
 	memset(c, 0, sizeof *c);
@@ -152,15 +151,15 @@ static bool decode_entry(const uint8_t *p, size_t len, size_t *at, struct dup_cl
 	if (!(c->name = strndup((const char *)p + i, nl)))
 		return false;
 	i += nl;
-	c->last_used = wal_get64(p + i);
-	c->top = wal_get64(p + i + 8);
-	c->n = wal_get32(p + i + 16);
-	c->head = wal_get32(p + i + 20);
+	c->last_used = isvd_get_le64(p + i);
+	c->top = isvd_get_le64(p + i + 8);
+	c->n = isvd_get_le32(p + i + 16);
+	c->head = isvd_get_le32(p + i + 20);
 	i += 24;
 	for (int j = 0; j < DUP_RING; j++, i += 8)
-		c->batch[j] = wal_get64(p + i);
+		c->batch[j] = isvd_get_le64(p + i);
 	for (int j = 0; j < DUP_RING; j++, i += 8)
-		c->seq[j] = wal_get64(p + i);
+		c->seq[j] = isvd_get_le64(p + i);
 	if (c->n > DUP_RING || c->head >= DUP_RING) {
 		free(c->name);
 		c->name = NULL;
@@ -184,8 +183,8 @@ int dup_decode(const uint8_t *p, size_t len, size_t cap, struct dup_table *out, 
 		snprintf(why, whycap, "out of memory");
 		return -1;
 	}
-	n = wal_get32(p);
-	t.tick = wal_get64(p + 8);
+	n = isvd_get_le32(p);
+	t.tick = isvd_get_le64(p + 8);
 	for (size_t i = 0; i < n; i++) {
 		struct dup_client c;
 		if (!decode_entry(p, len, &at, &c))
