@@ -70,8 +70,11 @@ bool proto_obj_number(const struct proto_obj *o, double *out)
 	}
 }
 
-/* Header layout of each first byte outside the fix ranges:
- * type, bytes of value or length that follow. */
+/* Reads the msgpack header at the cursor into *o (and, for str, bin and
+ * ext, checks that its payload is there).  The fix ranges (fixint,
+ * fixmap, fixarray, fixstr) are tested first; every other first byte goes
+ * through the switch below, which gives its type and how many bytes of
+ * value or length follow it. */
 int proto_rd_obj(struct proto_rd *rd, struct proto_obj *o, struct isvd_proto_error *err)
 {
 	size_t at = proto_rd_offset(rd);
