@@ -75,9 +75,11 @@
 #include "query.h"
 #include "worker.h"
 
+#define ING_BURST 1024   /* pushes read in one turn of the loop */
+
 /* Resizes b's rows to cap rows (of dim values).  false when out of memory
  * (b unchanged). */
-static bool grow_rows(struct srv_batch *b, size_t cap, size_t dim)
+static bool grow_rows(struct ing_batch *b, size_t cap, size_t dim)
 {
 	double *p = realloc(b->rows, cap * dim * sizeof *p);
 
@@ -100,14 +102,14 @@ static void reserve_batches(struct isvdd *srv)
 	const size_t rows = srv->cfg->batching.max_rows;
 
 	for (int j = 0; j < 2; j++) {
-		struct srv_batch *b = &srv->batch[j];
+		struct ing_batch *b = &srv->batch[j];
 		const size_t had = b->cap;
 		if (had >= rows)
 			continue;
 		if (!grow_rows(b, rows, srv->dim)) {
-			srv_logf(srv->log, CFG_LOG_WARN, "cannot reserve %zu MiB for the batches of "
-			         "batching.max_rows %zu rows: %s; they will grow on demand",
-			         2 * rows * srv->dim * sizeof(double) >> 20, rows, strerror(errno));
+			log_msg(srv->log, CFG_LOG_WARN, "cannot reserve %zu MiB for the batches of "
+			        "batching.max_rows %zu rows: %s; they will grow on demand",
+			        2 * rows * srv->dim * sizeof(double) >> 20, rows, strerror(errno));
 			return;
 		}
 		memset(b->rows + had * srv->dim, 0, (rows - had) * srv->dim * sizeof(double));
@@ -129,8 +131,8 @@ int ing_make_model(struct isvdd *srv, size_t dim)
 	o.mode = srv->cfg->model.mode;
 	rc = isvd_model_create(&o, &srv->model);
 	if (rc) {
-		srv_logf(srv->log, CFG_LOG_ERROR, "cannot create a model of dimension %zu: %s", dim,
-		         isvd_strerror(rc));
+		log_msg(srv->log, CFG_LOG_ERROR, "cannot create a model of dimension %zu: %s", dim,
+		        isvd_strerror(rc));
 		return rc;
 	}
 	srv->dim = dim;
@@ -152,7 +154,7 @@ void ing_adopt_model(struct isvdd *srv, struct isvd_model *m)
 	}
 }
 
-static void ack_fini(struct srv_ack *a)
+static void ack_fini(struct ing_ack *a)
 {
 	for (size_t i = 0; i < a->nenv; i++)
 		zmq_msg_close(&a->env[i]);
@@ -162,7 +164,7 @@ static void ack_fini(struct srv_ack *a)
 	memset(a, 0, sizeof *a);
 }
 
-static void ack_refuse(struct srv_ack *a, int code, const char *msg)
+static void ack_refuse(struct ing_ack *a, int code, const char *msg)
 {
 	a->err = code;
 	free(a->errmsg);
@@ -191,7 +193,7 @@ static double ingest_rate(struct isvdd *srv, uint64_t now)
  * owns the model and b meanwhile, and touches nothing else of srv's but
  * what never changes while a block is in flight (model, dim, qry, log);
  * recovery (hook_apply()) calls it directly. */
-static void apply_batch(struct isvdd *srv, struct srv_batch *b)
+static void apply_batch(struct isvdd *srv, struct ing_batch *b)
 {
 	const uint64_t before = srv->model ? isvd_model_rows_seen(srv->model) : 0;
 	uint64_t at;
@@ -204,7 +206,7 @@ static void apply_batch(struct isvdd *srv, struct srv_batch *b)
 			size_t off = 0;
 			rc = ISVD_OK;
 			for (size_t i = 0; i < b->nacks; i++) {
-				struct srv_ack *a = &b->acks[i];
+				struct ing_ack *a = &b->acks[i];
 				if (a->rows == 0 || a->err)
 					continue;
 				int r1 = isvd_model_update(srv->model, b->rows + off * srv->dim, a->rows, srv->dim);
@@ -212,16 +214,16 @@ static void apply_batch(struct isvdd *srv, struct srv_batch *b)
 					ack_refuse(a, ISVD_PROTO_NON_FINITE,
 					           "rows: values too large for the model's energy to stay finite");
 				} else if (r1) {   /* a real failure: the prefix rule below applies */
-					srv_logf(srv->log, CFG_LOG_ERROR, "engine update of %zu rows failed: %s",
-					         a->rows, isvd_strerror(r1));
+					log_msg(srv->log, CFG_LOG_ERROR, "engine update of %zu rows failed: %s",
+					        a->rows, isvd_strerror(r1));
 					rc = r1;
 					break;
 				}
 				off += a->rows;
 			}
 		} else if (rc) {
-			srv_logf(srv->log, CFG_LOG_ERROR, "engine update of %zu rows failed: %s",
-			         b->nrows, isvd_strerror(rc));
+			log_msg(srv->log, CFG_LOG_ERROR, "engine update of %zu rows failed: %s",
+			        b->nrows, isvd_strerror(rc));
 		}
 	}
 	b->seq_after = srv->model ? isvd_model_rows_seen(srv->model) : 0;
@@ -230,7 +232,7 @@ static void apply_batch(struct isvdd *srv, struct srv_batch *b)
 	 * inside the applied prefix count as accepted */
 	at = before;
 	for (size_t i = 0; i < b->nacks; i++) {
-		struct srv_ack *a = &b->acks[i];
+		struct ing_ack *a = &b->acks[i];
 		if (a->rows == 0 || a->err)
 			continue;
 		if (rc && at + a->rows > b->seq_after) {
@@ -249,12 +251,12 @@ static void apply_batch(struct isvdd *srv, struct srv_batch *b)
 
 /* A resend of a push queued in the same batch is answered as that push
  * was: its seq, or its refusal. */
-static void answer_resends_like_originals(struct srv_batch *b)
+static void answer_resends_like_originals(struct ing_batch *b)
 {
 	for (size_t i = 0; i < b->nacks; i++) {
-		struct srv_ack *a = &b->acks[i];
+		struct ing_ack *a = &b->acks[i];
 		if (a->dup_of >= 0) {
-			const struct srv_ack *orig = &b->acks[a->dup_of];
+			const struct ing_ack *orig = &b->acks[a->dup_of];
 			a->seq = orig->seq;
 			if (orig->err)
 				ack_refuse(a, orig->err, orig->errmsg ? orig->errmsg : "refused");
@@ -266,7 +268,7 @@ static void answer_resends_like_originals(struct srv_batch *b)
  * refusing every push of it with UNAVAILABLE (storage failed).  The
  * record's first_seq counts logged rows (srv->logged), not applied ones:
  * the block before may still be in the engine (see wal.h). */
-static int log_batch(struct isvdd *srv, struct srv_batch *bt)
+static int log_batch(struct isvdd *srv, struct ing_batch *bt)
 {
 	struct wal_block b;
 	struct wal_push *p;
@@ -279,7 +281,7 @@ static int log_batch(struct isvdd *srv, struct srv_batch *bt)
 	if (bt->nacks > srv->wal_push_cap) {
 		p = realloc(srv->wal_push, bt->nacks * sizeof *p);
 		if (!p) {
-			srv_logf(srv->log, CFG_LOG_ERROR, "log record: %s", strerror(errno));
+			log_msg(srv->log, CFG_LOG_ERROR, "log record: %s", strerror(errno));
 			why = "out of memory assembling the log record";
 			goto refuse;
 		}
@@ -287,7 +289,7 @@ static int log_batch(struct isvdd *srv, struct srv_batch *bt)
 		srv->wal_push_cap = bt->nacks;
 	}
 	for (size_t i = 0; i < bt->nacks; i++) {
-		const struct srv_ack *a = &bt->acks[i];
+		const struct ing_ack *a = &bt->acks[i];
 		if (a->rows == 0)
 			continue;
 		p[n].client = a->client;
@@ -321,10 +323,10 @@ refuse:
 }
 
 /* Sends every reply queued in b and empties it. */
-static void answer_batch(struct isvdd *srv, struct srv_batch *b)
+static void answer_batch(struct isvdd *srv, struct ing_batch *b)
 {
 	for (size_t i = 0; i < b->nacks; i++) {
-		struct srv_ack *a = &b->acks[i];
+		struct ing_ack *a = &b->acks[i];
 		struct isvd_proto_reply rep;
 
 		if (a->nenv == 0) {   /* replayed from the log: nobody to answer */
@@ -332,7 +334,7 @@ static void answer_batch(struct isvdd *srv, struct srv_batch *b)
 			continue;
 		}
 		if (a->err) {
-			srv_send_error(srv->log, srv->ingest, a->env, a->nenv, a->id, a->id_len, a->err, a->errmsg);
+			rpl_send_error(srv->log, srv->ingest, a->env, a->nenv, a->id, a->id_len, a->err, a->errmsg);
 			a->nenv = 0;
 			ack_fini(a);
 			continue;
@@ -345,7 +347,7 @@ static void answer_batch(struct isvdd *srv, struct srv_batch *b)
 		rep.accepted = a->duplicate ? 0 : a->rows;
 		rep.seq = a->seq;
 		rep.duplicate = a->duplicate;
-		srv_send_ok(srv->log, srv->ingest, a->env, a->nenv, &rep);
+		rpl_send_ok(srv->log, srv->ingest, a->env, a->nenv, &rep);
 		a->nenv = 0;
 		ack_fini(a);
 	}
@@ -357,32 +359,35 @@ static void answer_batch(struct isvdd *srv, struct srv_batch *b)
  * the query thread's new view (before the acks: a query that follows an
  * ack sees its rows), the duplicate table, then the replies.  applied:
  * apply_batch() ran on b (false: b held only duplicates and refusals). */
-static void finish_batch(struct isvdd *srv, struct srv_batch *b, bool applied)
+static void finish_batch(struct isvdd *srv, struct ing_batch *b, bool applied)
 {
 	const uint64_t before = srv->seq;
 
+	assert(!srv->fly);   /* the engine is idle: the model is the loop's */
 	if (applied) {
 		srv->seq = b->seq_after;
+		assert(!srv->model || srv->seq == isvd_model_rows_seen(srv->model));
+		assert(srv->logged >= srv->seq);
 		if (b->view) {
 			qry_publish_view(srv->qry, b->view, sto_last_checkpoint_seq(srv->sto),
 			                 ingest_rate(srv, loop_now_ms()));
 			b->view = NULL;
 		} else if (b->view_err) {
-			srv_logf(srv->log, CFG_LOG_ERROR, "cannot publish the model to the query thread: %s; "
-			         "queries answer from the previous view", isvd_strerror(b->view_err));
+			log_msg(srv->log, CFG_LOG_ERROR, "cannot publish the model to the query thread: %s; "
+			        "queries answer from the previous view", isvd_strerror(b->view_err));
 		}
 		for (size_t i = 0; i < b->nacks; i++) {
-			const struct srv_ack *a = &b->acks[i];
+			const struct ing_ack *a = &b->acks[i];
 			if (a->rows && !a->err && a->client && a->has_batch &&
 			    dup_record(&srv->dup, a->client, a->batch, a->seq))
-				srv_logf(srv->log, CFG_LOG_ERROR, "duplicate table: %s", strerror(errno));
+				log_msg(srv->log, CFG_LOG_ERROR, "duplicate table: %s", strerror(errno));
 		}
 	}
 	answer_resends_like_originals(b);
 	if (srv->seq > before)
-		srv_logf(srv->log, CFG_LOG_DEBUG, "block: rows %llu..%llu (%llu) from %zu request%s",
-		         (unsigned long long)before + 1, (unsigned long long)srv->seq,
-		         (unsigned long long)(srv->seq - before), b->nacks, b->nacks == 1 ? "" : "s");
+		log_msg(srv->log, CFG_LOG_DEBUG, "block: rows %llu..%llu (%llu) from %zu request%s",
+		        (unsigned long long)before + 1, (unsigned long long)srv->seq,
+		        (unsigned long long)(srv->seq - before), b->nacks, b->nacks == 1 ? "" : "s");
 	answer_batch(srv, b);
 	pub_after_block(srv);
 }
@@ -394,11 +399,12 @@ void ing_engine_job(void *ctx, void *job)
 
 void ing_engine_finish(struct isvdd *srv)
 {
-	struct srv_batch *b;
+	struct ing_batch *b;
 
 	if (!srv->fly)
 		return;
 	b = wrk_wait(srv->engine);
+	assert(b == srv->fly);
 	srv->fly = NULL;
 	finish_batch(srv, b, true);
 }
@@ -411,7 +417,7 @@ void ing_engine_finish(struct isvdd *srv)
  * engine_finish() and drain(). */
 static void flush(struct isvdd *srv)
 {
-	struct srv_batch *b = srv->fill;
+	struct ing_batch *b = srv->fill;
 	bool logged;
 
 	if (b->nacks == 0)
@@ -422,6 +428,7 @@ static void flush(struct isvdd *srv)
 	ing_engine_finish(srv);
 	if (logged && b->nrows > 0) {
 		srv->fill = b == &srv->batch[0] ? &srv->batch[1] : &srv->batch[0];
+		assert(!srv->fly);   /* one block in the engine at a time */
 		srv->fly = b;
 		wrk_submit(srv->engine, b);
 	} else {
@@ -436,25 +443,25 @@ void ing_drain(struct isvdd *srv)
 }
 
 /* The next ack slot of b (not yet counted in b->nacks), or NULL. */
-static struct srv_ack *new_ack(struct isvdd *srv, struct srv_batch *b)
+static struct ing_ack *new_ack(struct isvdd *srv, struct ing_batch *b)
 {
 	if (b->nacks == b->acks_cap) {
 		size_t cap = b->acks_cap ? 2 * b->acks_cap : 64;
-		struct srv_ack *a = realloc(b->acks, cap * sizeof *a);
+		struct ing_ack *a = realloc(b->acks, cap * sizeof *a);
 		if (!a) {
-			srv_logf(srv->log, CFG_LOG_ERROR, "push queue: %s", strerror(errno));
+			log_msg(srv->log, CFG_LOG_ERROR, "push queue: %s", strerror(errno));
 			return NULL;
 		}
 		b->acks = a;
 		b->acks_cap = cap;
 	}
-	struct srv_ack *a = &b->acks[b->nacks];
+	struct ing_ack *a = &b->acks[b->nacks];
 	memset(a, 0, sizeof *a);
 	a->dup_of = -1;
 	return a;
 }
 
-static bool reserve_rows(struct isvdd *srv, struct srv_batch *b, size_t rows)
+static bool reserve_rows(struct isvdd *srv, struct ing_batch *b, size_t rows)
 {
 	size_t cap;
 
@@ -464,17 +471,17 @@ static bool reserve_rows(struct isvdd *srv, struct srv_batch *b, size_t rows)
 	while (cap < b->nrows + rows)
 		cap *= 2;
 	if (!grow_rows(b, cap, srv->dim)) {
-		srv_logf(srv->log, CFG_LOG_ERROR, "pending rows: %s", strerror(errno));
+		log_msg(srv->log, CFG_LOG_ERROR, "pending rows: %s", strerror(errno));
 		return false;
 	}
 	return true;
 }
 
 /* Is (client, batch) among b's pushes with rows?  Returns its index or -1. */
-static long find_push(const struct srv_batch *b, const char *client, uint64_t batch)
+static long find_push(const struct ing_batch *b, const char *client, uint64_t batch)
 {
 	for (size_t i = 0; i < b->nacks; i++) {
-		const struct srv_ack *q = &b->acks[i];
+		const struct ing_ack *q = &b->acks[i];
 		if (q->rows && q->has_batch && q->client && q->batch == batch && !strcmp(q->client, client))
 			return (long)i;
 	}
@@ -552,8 +559,8 @@ static struct verdict dedup(struct isvdd *srv, const struct isvd_proto_request *
 	v.of = find_push(srv->fill, req->client, req->batch);
 	v.dup = v.of >= 0;
 	if (!v.dup && srv->fly && find_push(srv->fly, req->client, req->batch) >= 0) {
-		srv_logf(srv->log, CFG_LOG_DEBUG, "push (client %s, batch %llu) resent while the engine "
-		         "applies it: waiting for the block", who, (unsigned long long)req->batch);
+		log_msg(srv->log, CFG_LOG_DEBUG, "push (client %s, batch %llu) resent while the engine "
+		        "applies it: waiting for the block", who, (unsigned long long)req->batch);
 		ing_engine_finish(srv);
 	}
 	if (!v.dup)
@@ -570,8 +577,8 @@ static int enqueue(struct isvdd *srv, zmq_msg_t *env, size_t nenv, struct isvd_p
                    const struct verdict *v, char *msg, size_t cap)
 {
 	const size_t rows = req->rows.rows;
-	struct srv_batch *b;
-	struct srv_ack *a;
+	struct ing_batch *b;
+	struct ing_ack *a;
 	const char *why;
 
 	if (!v->dup && sto_failed(srv->sto, &why)) {
@@ -605,6 +612,7 @@ static int enqueue(struct isvdd *srv, zmq_msg_t *env, size_t nenv, struct isvd_p
 	a->dup_of = v->of;
 	a->seq = v->seq;
 	if (!v->dup) {
+		assert(b->nrows + rows <= b->cap);
 		memcpy(b->rows + b->nrows * srv->dim, req->rows.data, rows * srv->dim * sizeof(double));
 		b->nrows += rows;
 		a->rows = rows;
@@ -636,9 +644,9 @@ static void handle_push(struct isvdd *srv, zmq_msg_t *env, size_t nenv, const zm
 		code = enqueue(srv, env, nenv, &req, &v, msg, sizeof msg);
 	}
 	if (code) {
-		srv_log_refused(srv->log, "push refused (client %s): %s: %s", who,
-		                isvd_proto_err_name(code), msg);
-		srv_send_error(srv->log, srv->ingest, env, nenv, req.id, req.id_len, code, msg);
+		log_refused(srv->log, "push refused (client %s): %s: %s", who,
+		            isvd_proto_err_name(code), msg);
+		rpl_send_error(srv->log, srv->ingest, env, nenv, req.id, req.id_len, code, msg);
 	}
 	isvd_proto_request_fini(&req);
 }
@@ -648,7 +656,7 @@ void ing_on_flush_timer(void *ctx, uint64_t now)
 	flush(ctx);
 }
 
-/* Pollable: the ingest socket.  Reads up to SRV_BURST pushes; between two
+/* Pollable: the ingest socket.  Reads up to ING_BURST pushes; between two
  * blocks of a long burst it gives the loop a turn without waiting (the
  * ingest socket left out), so that a burst of many rows (seconds of engine
  * time) starves none of checkpoint requests, handshakes, storage and
@@ -658,11 +666,11 @@ void ing_on_readable(void *ctx)
 {
 	struct isvdd *srv = ctx;
 
-	for (int n = 0; n < SRV_BURST; n++) {
-		zmq_msg_t frames[SRV_MAX_FRAMES];
+	for (int n = 0; n < ING_BURST; n++) {
+		zmq_msg_t frames[RPL_MAX_FRAMES];
 		size_t nf = 0;
 		const uint64_t blocks = srv->blocks;
-		int rc = srv_recv_frames(srv->log, srv->ingest, frames, SRV_MAX_FRAMES, &nf);
+		int rc = rpl_recv_frames(srv->log, srv->ingest, frames, RPL_MAX_FRAMES, &nf);
 		if (rc == 0)
 			break;               /* no more waiting */
 		if (rc < 0)
@@ -682,7 +690,7 @@ void ing_on_readable(void *ctx)
 
 int ing_replay_block(struct isvdd *srv, const struct wal_block *b, char *why, size_t cap)
 {
-	struct srv_batch *bt = srv->fill;
+	struct ing_batch *bt = srv->fill;
 
 	if (!srv->model && ing_make_model(srv, b->dim)) {
 		snprintf(why, cap, "cannot create a model of dimension %zu", b->dim);
@@ -694,7 +702,7 @@ int ing_replay_block(struct isvdd *srv, const struct wal_block *b, char *why, si
 	}
 	for (size_t i = 0; i < b->npush; i++) {
 		const struct wal_push *q = &b->push[i];
-		struct srv_ack *a;
+		struct ing_ack *a;
 		if (!reserve_rows(srv, bt, q->rows) || !(a = new_ack(srv, bt)))
 			goto nomem;
 		bt->nacks++;
@@ -719,7 +727,7 @@ nomem:
 void ing_fini(struct isvdd *srv)
 {
 	for (int j = 0; j < 2; j++) {
-		struct srv_batch *b = &srv->batch[j];
+		struct ing_batch *b = &srv->batch[j];
 		for (size_t i = 0; i < b->nacks; i++)
 			ack_fini(&b->acks[i]);
 		free(b->acks);

@@ -37,11 +37,10 @@
 #include "storage.h"
 #include "wal.h"
 
-#define SRV_BURST        1024   /* messages read from one socket per loop turn */
 #define SRV_POLL_MAX_MS  250    /* longest poll, so a signal is seen promptly */
 
-struct srv_ack {                 /* a push answered after the next flush */
-	zmq_msg_t env[SRV_MAX_FRAMES];
+struct ing_ack {                 /* a push answered after the next flush */
+	zmq_msg_t env[RPL_MAX_FRAMES];
 	size_t nenv;
 	uint8_t *id;                 /* owned */
 	size_t id_len;
@@ -58,10 +57,10 @@ struct srv_ack {                 /* a push answered after the next flush */
 
 /* Pushes gathered into one engine block.  The loop fills one batch
  * (srv->fill) while the engine thread applies the other (srv->fly). */
-struct srv_batch {
+struct ing_batch {
 	double *rows;                /* the rows of the acks with rows > 0, in ack order; ld = dim */
 	size_t nrows, cap;           /* cap in rows */
-	struct srv_ack *acks;
+	struct ing_ack *acks;
 	size_t nacks, acks_cap;
 	/* written by the engine thread, read after wrk_wait() */
 	uint64_t seq_after;          /* rows in the model after the block */
@@ -71,7 +70,7 @@ struct srv_batch {
 
 struct isvdd {
 	const struct cfg *cfg;
-	struct srv_log *log;
+	struct log_sink *log;
 	void *zctx, *ingest, *query, *publish;
 	struct isvd_proto_limits lim;
 	struct loop *loop;           /* the loop thread's pollables and timers (loop.c) */
@@ -82,9 +81,9 @@ struct isvdd {
 	uint64_t seq;                /* rows in the model when no block is in flight */
 	uint64_t logged;             /* rows in the log records since the last checkpoint's seq */
 
-	struct srv_batch batch[2];
-	struct srv_batch *fill;      /* gathering pushes: batch[0] or batch[1] */
-	struct srv_batch *fly;       /* the other while the engine applies it, else NULL */
+	struct ing_batch batch[2];
+	struct ing_batch *fill;      /* gathering pushes: batch[0] or batch[1] */
+	struct ing_batch *fly;       /* the other while the engine applies it, else NULL */
 	struct wrk *engine;          /* the engine thread (NULL during recovery) */
 
 	struct dup_table dup;        /* (client, batch) pushes applied (dedup.c) */

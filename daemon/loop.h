@@ -72,7 +72,10 @@ void loop_run_timers(struct loop *l, uint64_t now_ms);
  * zmq_poll() fails otherwise (errno set). */
 int loop_turn(struct loop *l, long wait_ms);
 
-/* Monotonic milliseconds: the loop's clock, which every timer uses. */
+/* Monotonic milliseconds: the loop's clock, which every timer uses (and the
+ * daemon's other intervals: the log's rate limit, uptime). */
 uint64_t loop_now_ms(void);
+/* Unix time in seconds (log lines, snapshot timestamps). */
+double loop_unix_time(void);
 
 #endif /* ISVDD_LOOP_H */

@@ -21,12 +21,13 @@
 #include <string.h>
 
 #include "isvdd.h"
+#include "loop.h"
 
 static void publish_msg(struct isvdd *srv, const char *topic, const uint8_t *body, size_t len)
 {
 	if (zmq_send(srv->publish, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
 	    zmq_send(srv->publish, body, len, ZMQ_DONTWAIT) < 0)
-		srv_logf(srv->log, CFG_LOG_DEBUG, "%s snapshot not sent: %s", topic, zmq_strerror(errno));
+		log_msg(srv->log, CFG_LOG_DEBUG, "%s snapshot not sent: %s", topic, zmq_strerror(errno));
 }
 
 static void publish_spectrum(struct isvdd *srv)
@@ -48,7 +49,7 @@ static void publish_spectrum(struct isvdd *srv)
 	s.sigma.v = sigma;
 	s.sigma.n = r;
 	s.explained_energy_ratio = info.explained_energy_ratio;
-	s.t = srv_unix_time();
+	s.t = loop_unix_time();
 	if (isvd_proto_spectrum_encode(&s, &out, &len) == 0)
 		publish_msg(srv, ISVD_PROTO_TOPIC_SPECTRUM, out, len);
 	free(out);
@@ -71,7 +72,7 @@ static void publish_factors(struct isvdd *srv)
 	rep.seq = srv->seq;
 	code = rpl_factors(srv->model, srv->cfg->model.center, &rep);
 	if (code == ISVD_PROTO_NOMEM)
-		srv_logf(srv->log, CFG_LOG_ERROR, "factors: %s", strerror(ENOMEM));
+		log_msg(srv->log, CFG_LOG_ERROR, "factors: %s", strerror(ENOMEM));
 	if (code == ISVD_PROTO_OK && isvd_proto_reply_encode(&rep, &out, &len) == 0)
 		publish_msg(srv, ISVD_PROTO_TOPIC_FACTORS, out, len);
 	free(out);

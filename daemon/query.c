@@ -30,6 +30,7 @@
 #include <zmq.h>
 
 #include "isvd_proto.h"
+#include "loop.h"
 #include "reply.h"
 
 #ifndef ISVD_VERSION
@@ -38,7 +39,7 @@
 
 #define QRY_CTL_ENDPOINT "inproc://isvdd-query-ctl"
 /* Loop → thread replies carry "R" before a query's envelope and body. */
-#define QRY_CTL_FRAMES   (SRV_MAX_FRAMES + 1)
+#define QRY_CTL_FRAMES   (RPL_MAX_FRAMES + 1)
 #define QRY_POLL_MS      250
 
 struct qry_view {
@@ -50,7 +51,7 @@ struct qry_view {
 
 struct qry {
 	const struct cfg *cfg;
-	struct srv_log *log;
+	struct log_sink *log;
 	void *zctx;
 	void *query;                 /* owned by the thread once started */
 	void *ctl_loop;              /* the loop's end of the PAIR */
@@ -171,12 +172,12 @@ static int do_info(struct qry *r, const struct qry_view *v, const struct isvd_pr
 	pthread_mutex_lock(&r->mu);
 	rep->last_checkpoint_seq = r->last_checkpoint_seq;
 	pthread_mutex_unlock(&r->mu);
-	rep->uptime_s = (double)(srv_now_ms() - r->start_ms) / 1000.0;
+	rep->uptime_s = (double)(loop_now_ms() - r->start_ms) / 1000.0;
 	rep->ingest_rows_per_s = v->ingest_rows_per_s;
 	if (!v->snap)
 		return ISVD_PROTO_OK;
 	if ((rc = isvd_model_info(v->snap, &info)))
-		return srv_err_from_engine(rc);
+		return rpl_err_from_engine(rc);
 	rep->rank = info.rank;
 	rep->rank_max = info.rank_max;
 	rep->mode = (char *)isvd_mode_name(info.mode);   /* static; the encoder only reads it */
@@ -190,7 +191,7 @@ static int do_info(struct qry *r, const struct qry_view *v, const struct isvd_pr
 	if (!rep->sigma.v)
 		return ISVD_PROTO_NOMEM;
 	if ((rc = isvd_model_factors(v->snap, rep->sigma.v, NULL, NULL, &rep->sigma.n)))
-		return srv_err_from_engine(rc);
+		return rpl_err_from_engine(rc);
 	return ISVD_PROTO_OK;
 }
 
@@ -230,7 +231,7 @@ static int do_project(struct qry *r, const struct qry_view *v, const struct isvd
 	rc = isvd_model_project(v->snap, req->rows.data, req->rows.rows, req->rows.cols,
 	                        req->space == ISVD_PROTO_SPACE_U ? ISVD_SPACE_U : ISVD_SPACE_SCORES,
 	                        rep->coords.data, rep->residual.v);
-	return rc ? srv_err_from_engine(rc) : ISVD_PROTO_OK;
+	return rc ? rpl_err_from_engine(rc) : ISVD_PROTO_OK;
 }
 
 static int do_reconstruct(struct qry *r, const struct qry_view *v,
@@ -248,7 +249,7 @@ static int do_reconstruct(struct qry *r, const struct qry_view *v,
 		return ISVD_PROTO_NOMEM;
 	rc = isvd_model_reconstruct(v->snap, req->rows.data, req->rows.rows, req->rows.cols,
 	                            rep->rows.data);
-	return rc ? srv_err_from_engine(rc) : ISVD_PROTO_OK;
+	return rc ? rpl_err_from_engine(rc) : ISVD_PROTO_OK;
 }
 
 static int do_factors(struct qry *r, const struct qry_view *v, const struct isvd_proto_request *req,
@@ -287,17 +288,17 @@ static void answer(struct qry *r, zmq_msg_t *env, size_t nenv, const struct isvd
                    const struct isvd_proto_reply *rep, int code, char *msg, size_t cap)
 {
 	if (!code) {
-		srv_send_ok(r->log, r->query, env, nenv, rep);
+		rpl_send_ok(r->log, r->query, env, nenv, rep);
 		return;
 	}
 	if (!msg[0])
 		snprintf(msg, cap, "%s", isvd_proto_strerror(code));
 	if (code == ISVD_PROTO_NOMEM || code == ISVD_PROTO_INTERNAL)
-		srv_logf(r->log, CFG_LOG_ERROR, "%s failed: %s", isvd_proto_op_name(req->op), msg);
+		log_msg(r->log, CFG_LOG_ERROR, "%s failed: %s", isvd_proto_op_name(req->op), msg);
 	else
-		srv_log_refused(r->log, "%s refused: %s: %s", isvd_proto_op_name(req->op),
-		                isvd_proto_err_name(code), msg);
-	srv_send_error(r->log, r->query, env, nenv, req->id, req->id_len, code, msg);
+		log_refused(r->log, "%s refused: %s: %s", isvd_proto_op_name(req->op),
+		            isvd_proto_err_name(code), msg);
+	rpl_send_error(r->log, r->query, env, nenv, req->id, req->id_len, code, msg);
 }
 
 /* Hands a `checkpoint` request (all its frames) to the loop over the
@@ -306,8 +307,8 @@ static void forward_to_loop(struct qry *r, void *ctl, zmq_msg_t *frames, size_t 
 {
 	for (size_t i = 0; i < nframes; i++)
 		if (zmq_msg_send(&frames[i], ctl, i + 1 < nframes ? ZMQ_SNDMORE : 0) < 0) {
-			srv_logf(r->log, CFG_LOG_ERROR, "cannot forward a checkpoint request: %s",
-			         zmq_strerror(errno));
+			log_msg(r->log, CFG_LOG_ERROR, "cannot forward a checkpoint request: %s",
+			        zmq_strerror(errno));
 			for (size_t j = i; j < nframes; j++)
 				zmq_msg_close(&frames[j]);
 			return;
@@ -334,8 +335,8 @@ static void handle_query(struct qry *r, void *ctl, zmq_msg_t *frames, size_t nfr
 		snprintf(perr.message, sizeof perr.message, "op 'push' belongs on the ingest socket");
 	}
 	if (code) {
-		srv_log_refused(r->log, "query refused: %s: %s", isvd_proto_err_name(code), perr.message);
-		srv_send_error(r->log, r->query, env, nenv, req.id, req.id_len, code, perr.message);
+		log_refused(r->log, "query refused: %s: %s", isvd_proto_err_name(code), perr.message);
+		rpl_send_error(r->log, r->query, env, nenv, req.id, req.id_len, code, perr.message);
 		zmq_msg_close(body);
 		isvd_proto_request_fini(&req);
 		return;
@@ -377,8 +378,8 @@ static void *run(void *arg)
 	int rc = ctl && zmq_connect(ctl, QRY_CTL_ENDPOINT) == 0 ? 0 : -1;
 
 	if (rc)
-		srv_logf(r->log, CFG_LOG_ERROR, "query thread: cannot connect its control pair: %s",
-		         zmq_strerror(errno));
+		log_msg(r->log, CFG_LOG_ERROR, "query thread: cannot connect its control pair: %s",
+		        zmq_strerror(errno));
 	pthread_mutex_lock(&r->mu);
 	r->start_rc = rc;
 	r->start_done = true;
@@ -400,11 +401,11 @@ static void *run(void *arg)
 		if (zmq_poll(items, 2, QRY_POLL_MS) < 0) {
 			if (errno == EINTR)
 				continue;
-			srv_logf(r->log, CFG_LOG_ERROR, "query thread: zmq_poll: %s", zmq_strerror(errno));
+			log_msg(r->log, CFG_LOG_ERROR, "query thread: zmq_poll: %s", zmq_strerror(errno));
 			break;
 		}
 		if (items[1].revents & ZMQ_POLLIN) {   /* from the loop: a reply or stop */
-			int got = srv_recv_frames(r->log, ctl, frames, QRY_CTL_FRAMES, &n);
+			int got = rpl_recv_frames(r->log, ctl, frames, QRY_CTL_FRAMES, &n);
 			if (got == 1) {
 				const bool stop = zmq_msg_size(&frames[0]) == 1 &&
 				                  *(const char *)zmq_msg_data(&frames[0]) == 'S';
@@ -415,7 +416,7 @@ static void *run(void *arg)
 					break;
 				}
 				if (n >= 2) {
-					srv_send_frames(r->log, r->query, frames + 1, n - 2, zmq_msg_data(&frames[n - 1]),
+					rpl_send_frames(r->log, r->query, frames + 1, n - 2, zmq_msg_data(&frames[n - 1]),
 					            zmq_msg_size(&frames[n - 1]));
 					zmq_msg_close(&frames[n - 1]);
 				} else {
@@ -426,7 +427,7 @@ static void *run(void *arg)
 		}
 		if (items[0].revents & ZMQ_POLLIN)
 			for (int burst = 0; burst < 1024; burst++) {
-				int got = srv_recv_frames(r->log, r->query, frames, SRV_MAX_FRAMES, &n);
+				int got = rpl_recv_frames(r->log, r->query, frames, RPL_MAX_FRAMES, &n);
 				if (got == 0)
 					break;
 				if (got == 1)
@@ -439,7 +440,7 @@ static void *run(void *arg)
 	return NULL;
 }
 
-int qry_start(const struct cfg *cfg, struct srv_log *log, void *zctx, void *query_sock,
+int qry_start(const struct cfg *cfg, struct log_sink *log, void *zctx, void *query_sock,
               const struct qry_hooks *hooks, const struct isvd_model *model, uint64_t seq,
               uint64_t last_checkpoint_seq, struct qry **out)
 {
@@ -447,14 +448,14 @@ int qry_start(const struct cfg *cfg, struct srv_log *log, void *zctx, void *quer
 	int err;
 
 	if (!r) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot allocate the query thread: %s", strerror(errno));
+		log_msg(log, CFG_LOG_ERROR, "cannot allocate the query thread: %s", strerror(errno));
 		return -1;
 	}
 	r->cfg = cfg;
 	r->log = log;
 	r->zctx = zctx;
 	r->hooks = *hooks;
-	r->start_ms = srv_now_ms();
+	r->start_ms = loop_now_ms();
 	r->lim.max_frame = cfg->limits.max_message_bytes;
 	r->lim.max_rows = cfg->limits.max_rows_per_push;
 	r->lim.max_cols = ISVD_MAX_DIM;
@@ -463,19 +464,19 @@ int qry_start(const struct cfg *cfg, struct srv_log *log, void *zctx, void *quer
 	r->view = qry_view_make(model, seq, &err);
 	r->last_checkpoint_seq = last_checkpoint_seq;
 	if (!r->view) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot snapshot the model for the query thread: %s",
-		         isvd_strerror(err));
+		log_msg(log, CFG_LOG_ERROR, "cannot snapshot the model for the query thread: %s",
+		        isvd_strerror(err));
 		goto fail;
 	}
 	r->ctl_loop = zmq_socket(zctx, ZMQ_PAIR);
 	if (!r->ctl_loop || zmq_bind(r->ctl_loop, QRY_CTL_ENDPOINT) < 0) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot bind the query thread's control pair: %s",
-		         zmq_strerror(errno));
+		log_msg(log, CFG_LOG_ERROR, "cannot bind the query thread's control pair: %s",
+		        zmq_strerror(errno));
 		goto fail;
 	}
 	r->query = query_sock;
 	if ((err = pthread_create(&r->thread, NULL, run, r))) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot start the query thread: %s", strerror(err));
+		log_msg(log, CFG_LOG_ERROR, "cannot start the query thread: %s", strerror(err));
 		r->query = NULL;
 		goto fail;
 	}
@@ -521,7 +522,7 @@ void qry_serve_ctl(struct qry *r)
 		char why[600] = "";
 		uint64_t seq = 0;
 
-		if (srv_recv_frames(r->log, r->ctl_loop, frames, SRV_MAX_FRAMES, &n) != 1)
+		if (rpl_recv_frames(r->log, r->ctl_loop, frames, RPL_MAX_FRAMES, &n) != 1)
 			return;
 		zmq_msg_t *body = &frames[n - 1];
 		isvd_proto_request_decode(zmq_msg_data(body), zmq_msg_size(body), &r->lim, &req, &perr);

@@ -44,7 +44,7 @@ struct qry_hooks {
  * thread) in context zctx.  The first view is model (may be NULL) at seq.
  * Returns 0, or -1 after logging why (query_sock is then still the
  * caller's). */
-int qry_start(const struct cfg *cfg, struct srv_log *log, void *zctx, void *query_sock,
+int qry_start(const struct cfg *cfg, struct log_sink *log, void *zctx, void *query_sock,
               const struct qry_hooks *hooks, const struct isvd_model *model, uint64_t seq,
               uint64_t last_checkpoint_seq, struct qry **out);
 

@@ -140,12 +140,12 @@ int rec_checkpoint(struct isvdd *srv)
 	if (srv->model) {
 		size_t need = isvd_model_saved_size(srv->model);
 		if (!(img = malloc(need)) || isvd_model_save(srv->model, img, need, &img_len)) {
-			srv_logf(srv->log, CFG_LOG_ERROR, "checkpoint: cannot save the model image (%zu bytes)", need);
+			log_msg(srv->log, CFG_LOG_ERROR, "checkpoint: cannot save the model image (%zu bytes)", need);
 			goto out;
 		}
 	}
 	if (dup_encode(&srv->dup, &tab, &tab_len)) {
-		srv_logf(srv->log, CFG_LOG_ERROR, "checkpoint: cannot encode the client table: %s", strerror(errno));
+		log_msg(srv->log, CFG_LOG_ERROR, "checkpoint: cannot encode the client table: %s", strerror(errno));
 		goto out;
 	}
 	rc = sto_checkpoint(srv->sto, srv->seq, img, img_len, tab, tab_len);

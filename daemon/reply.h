@@ -21,28 +21,28 @@
 #include "log.h"
 
 /* Frames in one request message, body included; more is dropped. */
-#define SRV_MAX_FRAMES 8
+#define RPL_MAX_FRAMES 8
 
 /* Receives one whole message without waiting into frames[0..*n), the last
  * frame being the body; frames must hold max entries.  Returns 1 with a
  * message (the caller closes or sends every frame), 0 when none is waiting,
  * -1 when a message of more than max frames was drained and dropped (logged
  * as a refusal) or the socket failed (logged); nothing is left open then. */
-int srv_recv_frames(struct srv_log *log, void *sock, zmq_msg_t *frames, size_t max, size_t *n);
+int rpl_recv_frames(struct log_sink *log, void *sock, zmq_msg_t *frames, size_t max, size_t *n);
 
 /* Sends env then body (len bytes). */
-void srv_send_frames(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv,
+void rpl_send_frames(struct log_sink *log, void *sock, zmq_msg_t *env, size_t nenv,
                      const void *body, size_t len);
 /* An error reply echoing id (raw msgpack, may be NULL). */
-void srv_send_error(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv,
+void rpl_send_error(struct log_sink *log, void *sock, zmq_msg_t *env, size_t nenv,
                     const uint8_t *id, size_t id_len, int code, const char *message);
 /* A success reply; INTERNAL if rep cannot be encoded. */
-void srv_send_ok(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv,
+void rpl_send_ok(struct log_sink *log, void *sock, zmq_msg_t *env, size_t nenv,
                  const struct isvd_proto_reply *rep);
 
 /* The wire code for an engine error (isvd_err): DIM → DIM_MISMATCH,
  * NONFINITE → NON_FINITE, NOT_READY, TOO_LARGE, NOMEM; the rest INTERNAL. */
-int srv_err_from_engine(int e);
+int rpl_err_from_engine(int e);
 
 /* Refuses rows the engine would refuse (missing values, magnitudes the
  * engine's admissibility rule refuses: isvd_first_inadmissible()) with a

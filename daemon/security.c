@@ -71,7 +71,7 @@ struct keyset {
 
 struct sec {
 	const struct cfg *cfg;
-	struct srv_log *log;
+	struct log_sink *log;
 	bool curve;
 	uint8_t secret[SEC_KEY_BYTES];
 	struct keyset all, ingest, query;   /* client_, ingest_, query_keys_dir */
@@ -82,7 +82,7 @@ struct sec {
 /* Where problems go: a stream (--check) or the log (start-up, SIGHUP). */
 struct report {
 	FILE *errs;
-	struct srv_log *log;
+	struct log_sink *log;
 	int problems;
 };
 
@@ -100,7 +100,7 @@ static void report(struct report *r, const char *fmt, ...)
 	if (r->errs)
 		fprintf(r->errs, "%s\n", msg);
 	if (r->log)
-		srv_logf(r->log, CFG_LOG_ERROR, "%s", msg);
+		log_msg(r->log, CFG_LOG_ERROR, "%s", msg);
 }
 
 /* ------------------------------------------------------------- key files */
@@ -361,13 +361,13 @@ static void z85_of(const uint8_t *key, char out[SEC_Z85_LEN + 1])
 		snprintf(out, SEC_Z85_LEN + 1, "?");
 }
 
-int sec_create(const struct cfg *cfg, struct srv_log *log, void *zctx, struct sec **out)
+int sec_create(const struct cfg *cfg, struct log_sink *log, void *zctx, struct sec **out)
 {
 	struct sec *s = calloc(1, sizeof *s);
 	struct report r = { NULL, log, 0 };
 
 	if (!s) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot allocate the security state: %s", strerror(errno));
+		log_msg(log, CFG_LOG_ERROR, "cannot allocate the security state: %s", strerror(errno));
 		return -1;
 	}
 	s->cfg = cfg;
@@ -377,13 +377,13 @@ int sec_create(const struct cfg *cfg, struct srv_log *log, void *zctx, struct se
 		const char *eps[3] = { cfg->endpoints.ingest, cfg->endpoints.query, cfg->endpoints.publish };
 		for (int i = 0; i < 3; i++)
 			if (!local_only(eps[i]))
-				srv_logf(log, CFG_LOG_WARN, "the %s endpoint %s is reachable from the network and "
-				         "security.curve is false: anyone who can connect can %s", role_names[i],
-				         eps[i], i == SEC_INGEST ? "push rows" : "read the model");
+				log_msg(log, CFG_LOG_WARN, "the %s endpoint %s is reachable from the network and "
+				        "security.curve is false: anyone who can connect can %s", role_names[i],
+				        eps[i], i == SEC_INGEST ? "push rows" : "read the model");
 		if (cfg->security.client_keys_dir[0] || cfg->security.ingest_keys_dir[0] ||
 		    cfg->security.query_keys_dir[0] || cfg->security.secret_key_file[0])
-			srv_logf(log, CFG_LOG_WARN, "security.* keys are set but security.curve is false: "
-			         "they have no effect");
+			log_msg(log, CFG_LOG_WARN, "security.* keys are set but security.curve is false: "
+			        "they have no effect");
 		*out = s;
 		return 0;
 	}
@@ -393,35 +393,35 @@ int sec_create(const struct cfg *cfg, struct srv_log *log, void *zctx, struct se
 	char z85s[SEC_Z85_LEN + 1], z85p[SEC_Z85_LEN + 1];
 	z85_of(s->secret, z85s);
 	if (zmq_curve_public(z85p, z85s) != 0) {
-		srv_logf(log, CFG_LOG_ERROR, "security.secret_key_file: cannot derive the public key: %s",
-		         zmq_strerror(errno));
+		log_msg(log, CFG_LOG_ERROR, "security.secret_key_file: cannot derive the public key: %s",
+		        zmq_strerror(errno));
 		goto fail;
 	}
 	memset(z85s, 0, sizeof z85s);
-	srv_logf(log, CFG_LOG_INFO, "CURVE on: server public key %s; %zu client key%s on every socket, "
-	         "%zu ingest-only, %zu query-only", z85p, s->all.n, s->all.n == 1 ? "" : "s",
-	         s->ingest.n, s->query.n);
+	log_msg(log, CFG_LOG_INFO, "CURVE on: server public key %s; %zu client key%s on every socket, "
+	        "%zu ingest-only, %zu query-only", z85p, s->all.n, s->all.n == 1 ? "" : "s",
+	        s->ingest.n, s->query.n);
 	if (s->all.n + s->ingest.n + s->query.n == 0)
-		srv_logf(log, CFG_LOG_WARN, "the keys directories are empty: every client is refused "
-		         "until keys are added (SIGHUP re-reads them)");
+		log_msg(log, CFG_LOG_WARN, "the keys directories are empty: every client is refused "
+		        "until keys are added (SIGHUP re-reads them)");
 
 	const char *test_off = getenv("ISVDD_TEST_NO_ZAP");
 	if (test_off && !strcmp(test_off, "1")) {
-		srv_logf(log, CFG_LOG_WARN, "ISVDD_TEST_NO_ZAP=1: the ZAP handler is not started, so every "
-		         "client is refused (a test of failing closed)");
+		log_msg(log, CFG_LOG_WARN, "ISVDD_TEST_NO_ZAP=1: the ZAP handler is not started, so every "
+		        "client is refused (a test of failing closed)");
 		*out = s;
 		return 0;
 	}
 	s->zap = zmq_socket(zctx, ZMQ_REP);
 	if (!s->zap) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot create the ZAP socket: %s", zmq_strerror(errno));
+		log_msg(log, CFG_LOG_ERROR, "cannot create the ZAP socket: %s", zmq_strerror(errno));
 		goto fail;
 	}
 	const int linger = 0;
 	zmq_setsockopt(s->zap, ZMQ_LINGER, &linger, sizeof linger);
 	if (zmq_bind(s->zap, SEC_ZAP_ENDPOINT) < 0) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot bind the ZAP handler %s: %s", SEC_ZAP_ENDPOINT,
-		         zmq_strerror(errno));
+		log_msg(log, CFG_LOG_ERROR, "cannot bind the ZAP handler %s: %s", SEC_ZAP_ENDPOINT,
+		        zmq_strerror(errno));
 		goto fail;
 	}
 	*out = s;
@@ -437,8 +437,8 @@ int sec_apply(struct sec *s, void *sock, enum sec_role role)
 	const char *dom = role_domains[role];
 
 	if (zmq_setsockopt(sock, ZMQ_HANDSHAKE_IVL, &ivl, sizeof ivl) < 0) {
-		srv_logf(s->log, CFG_LOG_ERROR, "%s socket: ZMQ_HANDSHAKE_IVL: %s", role_names[role],
-		         zmq_strerror(errno));
+		log_msg(s->log, CFG_LOG_ERROR, "%s socket: ZMQ_HANDSHAKE_IVL: %s", role_names[role],
+		        zmq_strerror(errno));
 		return -1;
 	}
 	if (!s->curve)
@@ -447,8 +447,8 @@ int sec_apply(struct sec *s, void *sock, enum sec_role role)
 	    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, s->secret, SEC_KEY_BYTES) < 0 ||
 	    zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, dom, strlen(dom)) < 0 ||
 	    zmq_setsockopt(sock, ZMQ_ZAP_ENFORCE_DOMAIN, &one, sizeof one) < 0) {
-		srv_logf(s->log, CFG_LOG_ERROR, "%s socket: cannot set up CURVE with an enforced ZAP domain "
-		         "(libzmq >= 4.3 is needed): %s", role_names[role], zmq_strerror(errno));
+		log_msg(s->log, CFG_LOG_ERROR, "%s socket: cannot set up CURVE with an enforced ZAP domain "
+		        "(libzmq >= 4.3 is needed): %s", role_names[role], zmq_strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -550,14 +550,14 @@ void sec_zap_serve(struct sec *s)
 				s->counts.refused[role]++;
 		}
 		if (ok)
-			srv_logf(s->log, CFG_LOG_DEBUG, "CURVE client %s admitted on the %s socket (peer %s)", z85,
-			         role_names[role], addr);
+			log_msg(s->log, CFG_LOG_DEBUG, "CURVE client %s admitted on the %s socket (peer %s)", z85,
+			        role_names[role], addr);
 		else if (!curve)
-			srv_log_refused(s->log, "client refused (peer %s): mechanism %.*s, only CURVE is accepted",
-			                addr, (int)(mlen < 16 ? mlen : 16), mech);
+			log_refused(s->log, "client refused (peer %s): mechanism %.*s, only CURVE is accepted",
+			            addr, (int)(mlen < 16 ? mlen : 16), mech);
 		else
-			srv_log_refused(s->log, "CURVE client %s refused on the %s socket (peer %s): key not "
-			                "authorised for it", z85, role >= 0 ? role_names[role] : "unknown", addr);
+			log_refused(s->log, "CURVE client %s refused on the %s socket (peer %s): key not "
+			            "authorised for it", z85, role >= 0 ? role_names[role] : "unknown", addr);
 		for (size_t i = 0; i < nf; i++)
 			zmq_msg_close(&f[i]);
 	}
@@ -570,12 +570,12 @@ void sec_reload(struct sec *s)
 	if (!s || !s->curve)
 		return;
 	if (load_dirs(s->cfg, &s->all, &s->ingest, &s->query, &r)) {
-		srv_logf(s->log, CFG_LOG_ERROR, "keys not reloaded (%d problem%s); the previous keys stay in force",
-		         r.problems, r.problems == 1 ? "" : "s");
+		log_msg(s->log, CFG_LOG_ERROR, "keys not reloaded (%d problem%s); the previous keys stay in force",
+		        r.problems, r.problems == 1 ? "" : "s");
 		return;
 	}
-	srv_logf(s->log, CFG_LOG_INFO, "keys reloaded: %zu on every socket, %zu ingest-only, %zu query-only",
-	         s->all.n, s->ingest.n, s->query.n);
+	log_msg(s->log, CFG_LOG_INFO, "keys reloaded: %zu on every socket, %zu ingest-only, %zu query-only",
+	        s->all.n, s->ingest.n, s->query.n);
 }
 
 void sec_get_counts(const struct sec *s, struct sec_counts *c)

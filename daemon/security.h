@@ -53,7 +53,7 @@ int sec_check(const struct cfg *cfg, FILE *errs);
  * Logs what it loaded, and warns when curve is off and an endpoint is not
  * loopback.  Returns 0 and sets *out (the caller owns it, release with
  * sec_destroy()), or -1 after logging why. */
-int sec_create(const struct cfg *cfg, struct srv_log *log, void *zctx, struct sec **out);
+int sec_create(const struct cfg *cfg, struct log_sink *log, void *zctx, struct sec **out);
 
 /* Sets the options of a socket about to be bound for role: the handshake
  * timeout and, with curve, CURVE server, secret key, ZAP domain and ZAP

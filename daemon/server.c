@@ -79,19 +79,19 @@ static void report_limits(struct isvdd *srv, bool final)
 	uint64_t cur[3];
 
 	sec_get_counts(srv->sec, &sc);
-	cur[0] = srv_log_refused_count(srv->log);
+	cur[0] = log_refused_count(srv->log);
 	cur[1] = sc.refused[SEC_INGEST] + sc.refused[SEC_QUERY] + sc.refused[SEC_PUBLISH];
 	cur[2] = srv->early_flushes;
 	if (!memcmp(cur, srv->reported, sizeof cur) && !final)
 		return;
 	memcpy(srv->reported, cur, sizeof cur);
-	srv_logf(srv->log, CFG_LOG_INFO, "refusals since start: %llu requests and clients refused; CURVE "
-	         "clients admitted %llu/%llu/%llu, refused %llu/%llu/%llu (ingest/query/publish); "
-	         "%llu early flushes at limits.max_pending_pushes",
-	         (unsigned long long)cur[0], (unsigned long long)sc.admitted[SEC_INGEST],
-	         (unsigned long long)sc.admitted[SEC_QUERY], (unsigned long long)sc.admitted[SEC_PUBLISH],
-	         (unsigned long long)sc.refused[SEC_INGEST], (unsigned long long)sc.refused[SEC_QUERY],
-	         (unsigned long long)sc.refused[SEC_PUBLISH], (unsigned long long)cur[2]);
+	log_msg(srv->log, CFG_LOG_INFO, "refusals since start: %llu requests and clients refused; CURVE "
+	        "clients admitted %llu/%llu/%llu, refused %llu/%llu/%llu (ingest/query/publish); "
+	        "%llu early flushes at limits.max_pending_pushes",
+	        (unsigned long long)cur[0], (unsigned long long)sc.admitted[SEC_INGEST],
+	        (unsigned long long)sc.admitted[SEC_QUERY], (unsigned long long)sc.admitted[SEC_PUBLISH],
+	        (unsigned long long)sc.refused[SEC_INGEST], (unsigned long long)sc.refused[SEC_QUERY],
+	        (unsigned long long)sc.refused[SEC_PUBLISH], (unsigned long long)cur[2]);
 }
 
 /* Timer: the refusal summary, once a minute. */
@@ -107,18 +107,18 @@ int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_
 	while (!*stop) {
 		if (*hup) {
 			*hup = 0;
-			srv_log_reopen(srv->log);
+			log_reopen(srv->log);
 			sec_reload(srv->sec);
 		}
 		if (loop_turn(srv->loop, -1) < 0) {
-			srv_logf(srv->log, CFG_LOG_ERROR, "zmq_poll: %s", zmq_strerror(errno));
+			log_msg(srv->log, CFG_LOG_ERROR, "zmq_poll: %s", zmq_strerror(errno));
 			ret = -1;
 			break;
 		}
 	}
 	ing_drain(srv);
-	srv_logf(srv->log, CFG_LOG_INFO, "stopping: %llu rows in the model; writing a checkpoint",
-	         (unsigned long long)srv->seq);
+	log_msg(srv->log, CFG_LOG_INFO, "stopping: %llu rows in the model; writing a checkpoint",
+	        (unsigned long long)srv->seq);
 	if (rec_checkpoint(srv))
 		ret = -1;
 	report_limits(srv, true);
@@ -135,7 +135,7 @@ static void *open_socket(struct isvdd *srv, int type, enum sec_role role, const 
 	void *s = zmq_socket(srv->zctx, type);
 
 	if (!s) {
-		srv_logf(srv->log, CFG_LOG_ERROR, "cannot create the %s socket: %s", what, zmq_strerror(errno));
+		log_msg(srv->log, CFG_LOG_ERROR, "cannot create the %s socket: %s", what, zmq_strerror(errno));
 		return NULL;
 	}
 	zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
@@ -148,8 +148,8 @@ static void *open_socket(struct isvdd *srv, int type, enum sec_role role, const 
 		return NULL;
 	}
 	if (zmq_bind(s, endpoint) < 0) {
-		srv_logf(srv->log, CFG_LOG_ERROR, "cannot bind the %s endpoint %s: %s", what, endpoint,
-		         zmq_strerror(errno));
+		log_msg(srv->log, CFG_LOG_ERROR, "cannot bind the %s endpoint %s: %s", what, endpoint,
+		        zmq_strerror(errno));
 		zmq_close(s);
 		return NULL;
 	}
@@ -181,7 +181,7 @@ static int register_loop(struct isvdd *srv)
 		ok = (srv->t_factors = loop_add_timer(l, c->publish.factors_every_ms, pub_on_factors_timer,
 		                                      srv)) >= 0;
 	if (!ok) {
-		srv_logf(srv->log, CFG_LOG_ERROR, "the event loop's tables are full");
+		log_msg(srv->log, CFG_LOG_ERROR, "the event loop's tables are full");
 		return -1;
 	}
 	loop_timer_at(l, srv->t_storage, now);
@@ -193,14 +193,14 @@ static int register_loop(struct isvdd *srv)
 	return 0;
 }
 
-int srv_create(const struct cfg *cfg, struct srv_log *log, bool repair, struct isvdd **out)
+int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, struct isvdd **out)
 {
 	struct isvdd *srv = calloc(1, sizeof *srv);
 	const int hs = (int)cfg->limits.send_hwm, hr = (int)cfg->limits.recv_hwm;
 	int ret = 1, err;
 
 	if (!srv) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot allocate the server: %s", strerror(errno));
+		log_msg(log, CFG_LOG_ERROR, "cannot allocate the server: %s", strerror(errno));
 		return 1;
 	}
 	srv->cfg = cfg;
@@ -212,11 +212,11 @@ int srv_create(const struct cfg *cfg, struct srv_log *log, bool repair, struct i
 	srv->fill = &srv->batch[0];
 	if (loop_create(SRV_POLL_MAX_MS, &srv->loop) ||
 	    (srv->t_flush = loop_add_timer(srv->loop, 0, ing_on_flush_timer, srv)) < 0) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot allocate the event loop: %s", strerror(ENOMEM));
+		log_msg(log, CFG_LOG_ERROR, "cannot allocate the event loop: %s", strerror(ENOMEM));
 		goto fail;
 	}
 	if (dup_init(&srv->dup, cfg->limits.max_clients)) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot allocate the duplicate table: %s", strerror(errno));
+		log_msg(log, CFG_LOG_ERROR, "cannot allocate the duplicate table: %s", strerror(errno));
 		goto fail;
 	}
 	if (cfg->model.dim && ing_make_model(srv, cfg->model.dim))
@@ -228,12 +228,12 @@ int srv_create(const struct cfg *cfg, struct srv_log *log, bool repair, struct i
 	ret = 1;
 	srv->logged = srv->seq;
 	if ((err = wrk_create(ing_engine_job, srv, &srv->engine))) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot start the engine thread: %s", strerror(err));
+		log_msg(log, CFG_LOG_ERROR, "cannot start the engine thread: %s", strerror(err));
 		goto fail;
 	}
 	srv->zctx = zmq_ctx_new();
 	if (!srv->zctx) {
-		srv_logf(log, CFG_LOG_ERROR, "zmq_ctx_new: %s", zmq_strerror(errno));
+		log_msg(log, CFG_LOG_ERROR, "zmq_ctx_new: %s", zmq_strerror(errno));
 		goto fail;
 	}
 	/* the ZAP handler is bound before the sockets that need it */

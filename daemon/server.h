@@ -24,7 +24,7 @@ struct isvdd;
  * publish (PUB).  Returns 0 and sets *out, or the exit code for main() after
  * logging why: 1 (an endpoint cannot be bound, the stored model does not
  * match the configuration, …), STO_EXIT_CORRUPT, STO_EXIT_UNUSABLE. */
-int srv_create(const struct cfg *cfg, struct srv_log *log, bool repair, struct isvdd **out);
+int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, struct isvdd **out);
 
 /* Serves until *stop becomes non-zero; reopens the log whenever *hup is set
  * (and clears it).  On stop, pending rows are folded and their pushes

@@ -52,7 +52,7 @@ struct sto;
  * aside as *.corrupt files) instead of refusing.  Returns 0 and *out, or an
  * exit code for main() (1: e.g. the stored model does not match the
  * configuration; STO_EXIT_*), having logged why. */
-int sto_open(const struct cfg *cfg, struct srv_log *log, bool repair, const struct sto_hooks *h,
+int sto_open(const struct cfg *cfg, struct log_sink *log, bool repair, const struct sto_hooks *h,
              struct sto **out);
 
 /* Appends one block (b->lsn is assigned here) and makes it as durable as
