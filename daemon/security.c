@@ -40,10 +40,8 @@
  */
 #include "security.h"
 
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +55,6 @@
 #endif
 
 #define SEC_ZAP_ENDPOINT  "inproc://zeromq.zap.01"
-#define SEC_MAX_KEY_FILE  4096      /* bytes read from a key file */
 #define SEC_ZAP_BURST     256       /* ZAP requests answered per loop turn */
 #define SEC_ZAP_FRAMES    8
 
@@ -105,109 +102,18 @@ static void report(struct report *r, const char *fmt, ...)
 
 /* ------------------------------------------------------------- key files */
 
-static bool z85_char(int c)
-{
-	return c > 0 && strchr("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#",
-	                       c) != NULL;
-}
-
 int sec_read_key_file(const char *path, bool want_secret, uint8_t key[SEC_KEY_BYTES],
                       char *why, size_t cap)
 {
-	char buf[SEC_MAX_KEY_FILE + 2];   /* one byte more than allowed tells a larger file */
-	char z85[SEC_Z85_LEN + 1];
-	struct stat st;
-	ssize_t n;
-	size_t got = 0, lines = 0;
-	bool secret_mark = false;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char z85[ISVD_KEY_Z85_LEN + 1];
 
-	if (fd < 0) {
-		snprintf(why, cap, "%s: cannot open: %s", path, strerror(errno));
+	if (isvd_key_file_read(path, want_secret, want_secret, z85, why, cap) != ISVD_KEY_OK)
 		return -1;
-	}
-	if (fstat(fd, &st) != 0) {
-		snprintf(why, cap, "%s: cannot stat: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(why, cap, "%s: not a regular file", path);
-		goto fail;
-	}
-	if (want_secret && (st.st_mode & 077)) {
-		snprintf(why, cap, "%s: a secret key must not be accessible by group or others "
-		         "(mode %04o); chmod 600 it", path, (unsigned)(st.st_mode & 07777));
-		goto fail;
-	}
-	while (got < SEC_MAX_KEY_FILE + 1 && (n = read(fd, buf + got, SEC_MAX_KEY_FILE + 1 - got)) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			snprintf(why, cap, "%s: cannot read: %s", path, strerror(errno));
-			goto fail;
-		}
-		got += (size_t)n;
-	}
-	close(fd);
-	fd = -1;
-	if (got > SEC_MAX_KEY_FILE) {
-		snprintf(why, cap, "%s: larger than %d bytes; not a key file", path, SEC_MAX_KEY_FILE);
-		return -1;
-	}
-	buf[got] = '\0';
-	if (memchr(buf, '\0', got)) {
-		snprintf(why, cap, "%s: contains a NUL byte; not a key file", path);
-		return -1;
-	}
-	for (char *line = buf, *next; line; line = next) {
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
-		size_t len = strlen(line);
-		while (len && isspace((unsigned char)line[len - 1]))
-			line[--len] = '\0';
-		while (isspace((unsigned char)*line))
-			line++, len--;
-		if (len == 0)
-			continue;
-		if (line[0] == '#') {
-			if (strstr(line, "secret") || strstr(line, "SECRET"))
-				secret_mark = true;
-			continue;
-		}
-		if (++lines > 1) {
-			snprintf(why, cap, "%s: more than one key line; a key file holds one Z85 key", path);
-			return -1;
-		}
-		if (len != SEC_Z85_LEN) {
-			snprintf(why, cap, "%s: the key line is %zu characters long; a Z85 key has %d", path,
-			         len, SEC_Z85_LEN);
-			return -1;
-		}
-		for (size_t i = 0; i < len; i++)
-			if (!z85_char((unsigned char)line[i])) {
-				snprintf(why, cap, "%s: character %zu of the key is not Z85", path, i + 1);
-				return -1;
-			}
-		memcpy(z85, line, SEC_Z85_LEN + 1);
-	}
-	if (lines == 0) {
-		snprintf(why, cap, "%s: no key in the file", path);
-		return -1;
-	}
-	if (!want_secret && secret_mark) {
-		snprintf(why, cap, "%s: this is a secret key file; a public key (the .pub file) belongs here",
-		         path);
-		return -1;
-	}
 	if (!zmq_z85_decode(key, z85)) {
 		snprintf(why, cap, "%s: not a valid Z85 key", path);
 		return -1;
 	}
 	return 0;
-fail:
-	close(fd);
-	return -1;
 }
 
 /* ------------------------------------------------------------- key sets */
