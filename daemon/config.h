@@ -56,7 +56,7 @@ struct cfg {
 	struct {
 		uint64_t max_message_bytes, max_rows_per_push, max_clients;
 		uint64_t recv_hwm, send_hwm, publish_hwm;
-		uint64_t max_pending_pushes;  /* queued pushes before an early flush (server.c) */
+		uint64_t max_pending_pushes;  /* queued pushes before an early flush (ingest.c) */
 		uint64_t handshake_ms;        /* ZMQ_HANDSHAKE_IVL of every socket; 0 = none */
 	} limits;
 	struct {                          /* security.c */

@@ -414,7 +414,7 @@ void ing_engine_finish(struct isvdd *srv)
  * gathering the next batch; the block before is finished first (one block
  * in the engine at a time).  Rows the log could not take are neither
  * applied nor acknowledged.  Returns with the block in flight: see
- * engine_finish() and drain(). */
+ * ing_engine_finish() and ing_drain(). */
 static void flush(struct isvdd *srv)
 {
 	struct ing_batch *b = srv->fill;

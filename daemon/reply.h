@@ -1,8 +1,9 @@
 /*
  * reply.h — receiving a request (all its frames) and sending a reply on a
  * ROUTER socket: the envelope frames of the request, then the encoded body;
- * and the wire code for an engine error.  Shared by the event loop (server.c, the
- * ingest socket) and the query thread (query.c), each on its own socket.
+ * the wire code for an engine error; the checks and payloads both threads
+ * share.  Used by the event loop (ingest.c, the ingest socket) and the
+ * query thread (query.c), each on its own socket.
  *
  * Every function consumes the envelope frames (env[0..nenv) are closed or
  * sent) whatever happens; a reply that cannot be sent (the peer is gone, a
