@@ -178,7 +178,7 @@ static void test_timeout_follows_nearest(void **state)
 
 struct pipe_ctx {
 	struct loop *l;
-	int fd;
+	int fd, wfd;                 /* the pipe's read and write ends */
 	int calls, nested;
 };
 
@@ -190,7 +190,7 @@ static void on_readable(void *ctx)
 	p->calls++;
 	assert_int_equal(read(p->fd, &c, 1), 1);
 	if (c == 'n') {   /* a nested turn must not call us again */
-		assert_int_equal(write(p->fd + 1, "x", 1), 1);   /* the pipe's write end */
+		assert_int_equal(write(p->wfd, "x", 1), 1);
 		p->nested++;
 		assert_int_equal(loop_turn(p->l, 0), 0);
 	}
@@ -206,10 +206,10 @@ static void test_io(void **state)
 
 	(void)state;
 	assert_int_equal(pipe(fds), 0);
-	assert_int_equal(fds[1], fds[0] + 1);
 	assert_int_equal(loop_create(50, &l), 0);
 	p.l = l;
 	p.fd = fds[0];
+	p.wfd = fds[1];
 	int id = loop_add_io(l, NULL, fds[0], on_readable, &p);
 	assert_true(id >= 0);
 	assert_int_equal(loop_turn(l, 0), 0);                  /* nothing readable */
