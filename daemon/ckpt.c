@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "isvd_model.h"   /* isvd_crc32c */
+#include "isvd_bytes.h"
 
 #define CKPT_MAX_BYTES ((uint64_t)1 << 36)
 
@@ -26,25 +26,19 @@ static const char magic[8] = { 'I', 'S', 'V', 'D', 'C', 'K', 'P', 'T' };
 
 void ckpt_name(char out[64], uint64_t seq, uint64_t lsn)
 {
-	snprintf(out, 64, "checkpoint-%020" PRIu64 "-%020" PRIu64 ".isvdc", seq, lsn);
-}
-
-static bool digits(const char *s, int n, uint64_t *v)
-{
-	*v = 0;
-	for (int i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		*v = *v * 10 + (uint64_t)(s[i] - '0');
-	}
-	return true;
+	snprintf(out, 64, CKPT_NAME_PREFIX "%0*" PRIu64 "-%0*" PRIu64 CKPT_NAME_SUFFIX, WAL_NAME_DIGITS, seq,
+	         WAL_NAME_DIGITS, lsn);
 }
 
 bool ckpt_parse_name(const char *name, uint64_t *seq, uint64_t *lsn)
 {
-	/* "checkpoint-" 11 + 20 + "-" + 20 + ".isvdc" 6 = 58 */
-	return strlen(name) == 58 && !strncmp(name, "checkpoint-", 11) && name[31] == '-' &&
-	       !strcmp(name + 52, ".isvdc") && digits(name + 11, 20, seq) && digits(name + 32, 20, lsn);
+	uint64_t v[2];
+
+	if (!wal_parse_numbered_name(name, CKPT_NAME_PREFIX, CKPT_NAME_SUFFIX, 2, v))
+		return false;
+	*seq = v[0];
+	*lsn = v[1];
+	return true;
 }
 
 int ckpt_write(int dirfd, const struct ckpt *c, char name_out[64], struct wal_err *e)
@@ -56,15 +50,15 @@ int ckpt_write(int dirfd, const struct ckpt *c, char name_out[64], struct wal_er
 
 	ckpt_name(name_out, c->seq, c->lsn);
 	memcpy(h, magic, 8);
-	wal_put32(h + 8, 1);
-	wal_put64(h + 16, c->seq);
-	wal_put64(h + 24, c->lsn);
-	wal_put64(h + 32, c->model_len);
-	wal_put64(h + 40, c->clients_len);
+	isvd_put_le32(h + 8, 1);
+	isvd_put_le64(h + 16, c->seq);
+	isvd_put_le64(h + 24, c->lsn);
+	isvd_put_le64(h + 32, c->model_len);
+	isvd_put_le64(h + 40, c->clients_len);
 	crc = isvd_crc32c(0, h, sizeof h);
 	crc = isvd_crc32c(crc, c->model, c->model_len);
 	crc = isvd_crc32c(crc, c->clients, c->clients_len);
-	wal_put32(tail, crc);
+	isvd_put_le32(tail, crc);
 
 	fd = openat(dirfd, CKPT_TMP_NAME, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -165,9 +159,9 @@ int ckpt_read(int dirfd, const char *name, struct ckpt *c, struct wal_err *e)
 		got += (size_t)n;
 	}
 	close(fd);
-	ml = wal_get64(buf + 32);
-	cl = wal_get64(buf + 40);
-	if (memcmp(buf, magic, 8) || wal_get32(buf + 8) != 1) {
+	ml = isvd_get_le64(buf + 32);
+	cl = isvd_get_le64(buf + 40);
+	if (memcmp(buf, magic, 8) || isvd_get_le32(buf + 8) != 1) {
 		free(buf);
 		return bad(e, name, "bad magic or version");
 	}
@@ -175,12 +169,12 @@ int ckpt_read(int dirfd, const char *name, struct ckpt *c, struct wal_err *e)
 		free(buf);
 		return bad(e, name, "section sizes do not add up to the file size (truncated?)");
 	}
-	if (wal_get32(buf + size - 4) != isvd_crc32c(0, buf, (size_t)size - 4)) {
+	if (isvd_get_le32(buf + size - 4) != isvd_crc32c(0, buf, (size_t)size - 4)) {
 		free(buf);
 		return bad(e, name, "checksum mismatch");
 	}
-	c->seq = wal_get64(buf + 16);
-	c->lsn = wal_get64(buf + 24);
+	c->seq = isvd_get_le64(buf + 16);
+	c->lsn = isvd_get_le64(buf + 24);
 	c->model = ml ? buf + CKPT_HEADER : NULL;
 	c->model_len = (size_t)ml;
 	c->clients = buf + CKPT_HEADER + ml;

@@ -44,6 +44,10 @@ int ckpt_write(int dirfd, const struct ckpt *c, char name_out[64], struct wal_er
 int ckpt_read(int dirfd, const char *name, struct ckpt *c, struct wal_err *e);
 void ckpt_fini(struct ckpt *c);
 
+/* The file name of the checkpoint at (seq, lsn), and back (false when name
+ * is not a checkpoint's); the numbers as in wal.h's numbered names. */
+#define CKPT_NAME_PREFIX "checkpoint-"
+#define CKPT_NAME_SUFFIX ".isvdc"
 void ckpt_name(char out[64], uint64_t seq, uint64_t lsn);
 bool ckpt_parse_name(const char *name, uint64_t *seq, uint64_t *lsn);
 

@@ -234,136 +234,198 @@ static void range_text(const struct cfg_option *o, char *buf, size_t cap)
 		         o->min, o->max);
 }
 
-/* Converts text (from the file, or a default) into the option's field.
- * plain: the scalar was unquoted (numbers and booleans must be).
- * Returns true on success; on failure reports a problem at m. */
+/* ------------------------------------------------- one setter per type */
+
+/* A scalar to set an option from: its text (from the file, or a default)
+ * of len bytes, whether it was unquoted (numbers and booleans must be), and
+ * where it is in the file. */
+struct cfg_scalar {
+	const char *text;
+	size_t len;
+	bool plain;
+	yaml_mark_t m;
+};
+
+/* A type's setter converts v into the option's field.  Returns true on
+ * success; on failure reports a problem at v->m and leaves the field as
+ * it was. */
+typedef bool cfg_setter(struct loader *L, const struct cfg_option *o, const struct cfg_scalar *v);
+
+static bool set_uint(struct loader *L, const struct cfg_option *o, const struct cfg_scalar *v)
+{
+	char rng[96], *end;
+	unsigned long long x;
+
+	range_text(o, rng, sizeof rng);
+	errno = 0;
+	x = strtoull(v->text, &end, 10);
+	if (!v->plain || v->len == 0 || v->text[0] < '0' || v->text[0] > '9' || *end || errno) {
+		problem(L, v->m, "%s must be an integer %s, got '%.40s'", o->name, rng, v->text);
+		return false;
+	}
+	if ((double)x < o->min || (double)x > o->max) {
+		problem(L, v->m, "%s must be %s, got %llu", o->name, rng, x);
+		return false;
+	}
+	*(uint64_t *)field(L->c, o) = x;
+	return true;
+}
+
+static bool set_real(struct loader *L, const struct cfg_option *o, const struct cfg_scalar *v)
+{
+	char rng[96], *end;
+	double x;
+
+	range_text(o, rng, sizeof rng);
+	errno = 0;
+	x = strtod(v->text, &end);
+	if (!v->plain || v->len == 0 || *end || errno || !isfinite(x)) {
+		problem(L, v->m, "%s must be a number %s, got '%.40s'", o->name, rng, v->text);
+		return false;
+	}
+	if (x < o->min || x > o->max || ((o->flags & CFG_MIN_EXCLUSIVE) && x <= o->min)) {
+		problem(L, v->m, "%s must be %s, got %.17g", o->name, rng, x);
+		return false;
+	}
+	*(double *)field(L->c, o) = x;
+	return true;
+}
+
+static bool set_bool(struct loader *L, const struct cfg_option *o, const struct cfg_scalar *v)
+{
+	if (v->plain && (!strcmp(v->text, "true") || !strcmp(v->text, "false"))) {
+		*(bool *)field(L->c, o) = v->text[0] == 't';
+		return true;
+	}
+	problem(L, v->m, "%s must be true or false, got '%.40s'", o->name, v->text);
+	return false;
+}
+
+static bool set_enum(struct loader *L, const struct cfg_option *o, const struct cfg_scalar *v)
+{
+	char list[128] = "";
+
+	for (int i = 0; o->choices[i]; i++)
+		if (!strcmp(v->text, o->choices[i])) {
+			*(int *)field(L->c, o) = i;
+			return true;
+		}
+	for (int i = 0; o->choices[i]; i++) {
+		if (i)
+			strncat(list, ", ", sizeof list - strlen(list) - 1);
+		strncat(list, o->choices[i], sizeof list - strlen(list) - 1);
+	}
+	problem(L, v->m, "%s must be one of %s, got '%.40s'", o->name, list, v->text);
+	return false;
+}
+
+/* Stores a copy of v->text (checked by the caller) in the option's field. */
+static bool store_string(struct loader *L, const struct cfg_option *o, const struct cfg_scalar *v)
+{
+	char *copy = strdup(v->text);
+
+	if (!copy) {
+		problem(L, v->m, "out of memory: %s", strerror(errno));
+		return false;
+	}
+	free(*(char **)field(L->c, o));
+	*(char **)field(L->c, o) = copy;
+	return true;
+}
+
+/* What every string-valued option refuses: a NUL byte, too many bytes. */
+static bool string_ok(struct loader *L, const struct cfg_option *o, const struct cfg_scalar *v)
+{
+	if (strlen(v->text) != v->len) {
+		problem(L, v->m, "%s must not contain a NUL byte", o->name);
+		return false;
+	}
+	if (v->len > CFG_MAX_STRING) {
+		problem(L, v->m, "%s is %zu bytes long; the limit is %d", o->name, v->len, CFG_MAX_STRING);
+		return false;
+	}
+	return true;
+}
+
+static bool set_string(struct loader *L, const struct cfg_option *o, const struct cfg_scalar *v)
+{
+	if (!string_ok(L, o, v))
+		return false;
+	if ((o->flags & CFG_NONEMPTY) && v->len == 0) {
+		problem(L, v->m, "%s must not be empty", o->name);
+		return false;
+	}
+	return store_string(L, o, v);
+}
+
+static bool set_endpoint(struct loader *L, const struct cfg_option *o, const struct cfg_scalar *v)
+{
+	static const char *const schemes[] = { "tcp://", "ipc://", "inproc://" };
+	bool ok = false;
+
+	if (!string_ok(L, o, v))
+		return false;
+	for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+		const size_t sl = strlen(schemes[i]);
+		if (!strncmp(v->text, schemes[i], sl) && v->len > sl)
+			ok = true;
+	}
+	if (!ok) {
+		problem(L, v->m, "%s must be a zmq endpoint (tcp://HOST:PORT, ipc://PATH or inproc://NAME), got '%.60s'",
+		        o->name, v->text);
+		return false;
+	}
+	if (v->len > 255) {
+		problem(L, v->m, "%s is longer than 255 bytes", o->name);
+		return false;
+	}
+	return store_string(L, o, v);
+}
+
+/* The per-type interface (as Redis's config.c has one per type): every
+ * option of a type is parsed, checked and documented the same way. */
+static const struct {
+	cfg_setter *set;
+	const char *name;            /* in `isvdd --help` */
+} cfg_types[] = {
+	[CFG_UINT] = { set_uint, "integer" },
+	[CFG_REAL] = { set_real, "number" },
+	[CFG_BOOL] = { set_bool, "bool" },
+	[CFG_STRING] = { set_string, "string" },
+	[CFG_ENUM] = { set_enum, "choice" },
+	[CFG_ENDPOINT] = { set_endpoint, "endpoint" },
+};
+
+/* Converts text (plain: unquoted) into the option's field; a problem at m
+ * when it does not fit the option. */
 static bool set_value(struct loader *L, const struct cfg_option *o, const char *text, size_t len,
                       bool plain, yaml_mark_t m)
 {
-	void *f = field(L->c, o);
-	char rng[96];
+	const struct cfg_scalar v = { text, len, plain, m };
 
-	switch (o->type) {
-	case CFG_UINT: {
-		char *end;
-		unsigned long long v;
-
-		range_text(o, rng, sizeof rng);
-		errno = 0;
-		v = strtoull(text, &end, 10);
-		if (!plain || len == 0 || text[0] < '0' || text[0] > '9' || *end || errno) {
-			problem(L, m, "%s must be an integer %s, got '%.40s'", o->name, rng, text);
-			return false;
-		}
-		if ((double)v < o->min || (double)v > o->max) {
-			problem(L, m, "%s must be %s, got %llu", o->name, rng, v);
-			return false;
-		}
-		*(uint64_t *)f = v;
-		return true;
-	}
-	case CFG_REAL: {
-		char *end;
-		double v;
-
-		range_text(o, rng, sizeof rng);
-		errno = 0;
-		v = strtod(text, &end);
-		if (!plain || len == 0 || *end || errno || !isfinite(v)) {
-			problem(L, m, "%s must be a number %s, got '%.40s'", o->name, rng, text);
-			return false;
-		}
-		if (v < o->min || v > o->max || ((o->flags & CFG_MIN_EXCLUSIVE) && v <= o->min)) {
-			problem(L, m, "%s must be %s, got %.17g", o->name, rng, v);
-			return false;
-		}
-		*(double *)f = v;
-		return true;
-	}
-	case CFG_BOOL:
-		if (plain && !strcmp(text, "true")) {
-			*(bool *)f = true;
-			return true;
-		}
-		if (plain && !strcmp(text, "false")) {
-			*(bool *)f = false;
-			return true;
-		}
-		problem(L, m, "%s must be true or false, got '%.40s'", o->name, text);
-		return false;
-	case CFG_ENUM:
-		for (int i = 0; o->choices[i]; i++)
-			if (!strcmp(text, o->choices[i])) {
-				*(int *)f = i;
-				return true;
-			}
-		{
-			char list[128] = "";
-			for (int i = 0; o->choices[i]; i++) {
-				if (i)
-					strncat(list, ", ", sizeof list - strlen(list) - 1);
-				strncat(list, o->choices[i], sizeof list - strlen(list) - 1);
-			}
-			problem(L, m, "%s must be one of %s, got '%.40s'", o->name, list, text);
-		}
-		return false;
-	case CFG_STRING:
-	case CFG_ENDPOINT: {
-		char *copy;
-
-		if (strlen(text) != len) {
-			problem(L, m, "%s must not contain a NUL byte", o->name);
-			return false;
-		}
-		if (len > CFG_MAX_STRING) {
-			problem(L, m, "%s is %zu bytes long; the limit is %d", o->name, len, CFG_MAX_STRING);
-			return false;
-		}
-		if (o->type == CFG_ENDPOINT) {
-			static const char *const schemes[] = { "tcp://", "ipc://", "inproc://" };
-			bool ok = false;
-			for (size_t i = 0; i < 3; i++) {
-				size_t sl = strlen(schemes[i]);
-				if (!strncmp(text, schemes[i], sl) && len > sl)
-					ok = true;
-			}
-			if (!ok) {
-				problem(L, m, "%s must be a zmq endpoint (tcp://HOST:PORT, ipc://PATH or inproc://NAME), got '%.60s'",
-				        o->name, text);
-				return false;
-			}
-			if (len > 255) {
-				problem(L, m, "%s is longer than 255 bytes", o->name);
-				return false;
-			}
-		} else if ((o->flags & CFG_NONEMPTY) && len == 0) {
-			problem(L, m, "%s must not be empty", o->name);
-			return false;
-		}
-		copy = strdup(text);
-		if (!copy) {
-			problem(L, m, "out of memory: %s", strerror(errno));
-			return false;
-		}
-		free(*(char **)f);
-		*(char **)f = copy;
-		return true;
-	}
-	}
-	return false;
+	return cfg_types[o->type].set(L, o, &v);
 }
 
 static const char *type_name(const struct cfg_option *o)
 {
-	switch (o->type) {
-	case CFG_UINT: return "integer";
-	case CFG_REAL: return "number";
-	case CFG_BOOL: return "bool";
-	case CFG_STRING: return "string";
-	case CFG_ENUM: return "choice";
-	case CFG_ENDPOINT: return "endpoint";
-	}
-	return "?";
+	return cfg_types[o->type].name;
+}
+
+bool cfg_option_info(size_t i, struct cfg_option_info *out)
+{
+	const struct cfg_option *o;
+
+	if (i >= N_OPTIONS)
+		return false;
+	o = &cfg_options[i];
+	out->name = o->name;
+	out->type = type_name(o);
+	out->min = o->min;
+	out->max = o->max;
+	out->min_exclusive = (o->flags & CFG_MIN_EXCLUSIVE) != 0;
+	out->nonempty = (o->flags & CFG_NONEMPTY) != 0;
+	out->choices = o->choices;
+	return true;
 }
 
 int cfg_init_defaults(struct cfg *c)

@@ -14,6 +14,7 @@
 #define ISVDD_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -55,7 +56,7 @@ struct cfg {
 	struct {
 		uint64_t max_message_bytes, max_rows_per_push, max_clients;
 		uint64_t recv_hwm, send_hwm, publish_hwm;
-		uint64_t max_pending_pushes;  /* queued pushes before an early flush (server.c) */
+		uint64_t max_pending_pushes;  /* queued pushes before an early flush (ingest.c) */
 		uint64_t handshake_ms;        /* ZMQ_HANDSHAKE_IVL of every socket; 0 = none */
 	} limits;
 	struct {                          /* security.c */
@@ -89,6 +90,18 @@ void cfg_fini(struct cfg *c);
 
 /* Writes the documentation of every option (from the table) to out. */
 void cfg_print_help(FILE *out);
+
+/* The option table, read-only (for tests and tools): the i-th option's
+ * name, its type's name ("integer", "number", "bool", "string", "choice",
+ * "endpoint"), its range (integer, number), whether "" is refused
+ * (string), and its NULL-terminated choices (choice).  false past the end. */
+struct cfg_option_info {
+	const char *name, *type;
+	double min, max;
+	bool min_exclusive, nonempty;
+	const char *const *choices;
+};
+bool cfg_option_info(size_t i, struct cfg_option_info *out);
 
 /* Names for enum values, for logs. */
 const char *cfg_log_level_name(int level);

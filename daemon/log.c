@@ -1,6 +1,6 @@
 /*
- * log.c — text or JSON log lines, the refused-request rate limit, and the
- * clocks the daemon uses.
+ * log.c — text or JSON log lines and the refused-request rate limit (its
+ * clocks are loop.c's).
  *
  * A text line:  2026-11-23T11:15:39.123Z isvdd[4242] info: message
  * A JSON line:  {"t":"2026-11-23T11:15:39.123Z","pid":4242,"level":"info","msg":"message"}
@@ -15,25 +15,10 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "loop.h"
 
-uint64_t srv_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-double srv_unix_time(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-int srv_log_open(struct srv_log *log, const char *path, int level, int json,
-                 uint64_t warn_every_ms)
+int log_open(struct log_sink *log, const char *path, int level, int json,
+             uint64_t warn_every_ms)
 {
 	pthread_mutexattr_t a;
 
@@ -65,7 +50,7 @@ int srv_log_open(struct srv_log *log, const char *path, int level, int json,
 	return 0;
 }
 
-void srv_log_reopen(struct srv_log *log)
+void log_reopen(struct log_sink *log)
 {
 	FILE *f;
 
@@ -73,8 +58,8 @@ void srv_log_reopen(struct srv_log *log)
 		return;
 	f = fopen(log->path, "a");
 	if (!f) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot reopen log file %s: %s; keeping the old one",
-		         log->path, strerror(errno));
+		log_msg(log, CFG_LOG_ERROR, "cannot reopen log file %s: %s; keeping the old one",
+		        log->path, strerror(errno));
 		return;
 	}
 	setvbuf(f, NULL, _IOLBF, 0);
@@ -82,10 +67,10 @@ void srv_log_reopen(struct srv_log *log)
 	fclose(log->f);
 	log->f = f;
 	pthread_mutex_unlock(&log->mu);
-	srv_logf(log, CFG_LOG_INFO, "log reopened");
+	log_msg(log, CFG_LOG_INFO, "log reopened");
 }
 
-void srv_log_close(struct srv_log *log)
+void log_close(struct log_sink *log)
 {
 	if (log->f && log->f != stderr)
 		fclose(log->f);
@@ -109,10 +94,10 @@ static void json_string(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-static void vlog(struct srv_log *log, int level, const char *fmt, va_list ap)
+static void vlog(struct log_sink *log, int level, const char *fmt, va_list ap)
 	__attribute__((format(printf, 3, 0)));
 
-static void vlog(struct srv_log *log, int level, const char *fmt, va_list ap)
+static void vlog(struct log_sink *log, int level, const char *fmt, va_list ap)
 {
 	char msg[1024], stamp[96];
 	struct timespec ts;
@@ -140,7 +125,7 @@ static void vlog(struct srv_log *log, int level, const char *fmt, va_list ap)
 	pthread_mutex_unlock(&log->mu);
 }
 
-void srv_logf(struct srv_log *log, int level, const char *fmt, ...)
+void log_msg(struct log_sink *log, int level, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -149,9 +134,9 @@ void srv_logf(struct srv_log *log, int level, const char *fmt, ...)
 	va_end(ap);
 }
 
-void srv_log_refused(struct srv_log *log, const char *fmt, ...)
+void log_refused(struct log_sink *log, const char *fmt, ...)
 {
-	const uint64_t now = srv_now_ms();
+	const uint64_t now = loop_now_ms();
 	char msg[768];
 	va_list ap;
 
@@ -166,16 +151,16 @@ void srv_log_refused(struct srv_log *log, const char *fmt, ...)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	if (log->suppressed)
-		srv_logf(log, CFG_LOG_WARN, "%s (and %llu more refused requests not logged)", msg,
-		         (unsigned long long)log->suppressed);
+		log_msg(log, CFG_LOG_WARN, "%s (and %llu more refused requests not logged)", msg,
+		        (unsigned long long)log->suppressed);
 	else
-		srv_logf(log, CFG_LOG_WARN, "%s", msg);
+		log_msg(log, CFG_LOG_WARN, "%s", msg);
 	log->last_warn_ms = now ? now : 1;
 	log->suppressed = 0;
 	pthread_mutex_unlock(&log->mu);
 }
 
-uint64_t srv_log_refused_count(struct srv_log *log)
+uint64_t log_refused_count(struct log_sink *log)
 {
 	uint64_t n;
 

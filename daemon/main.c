@@ -89,21 +89,21 @@ static int install_signals(void)
 	return 0;
 }
 
-static void log_start(struct srv_log *log, const struct cfg *c)
+static void log_start(struct log_sink *log, const struct cfg *c)
 {
-	srv_logf(log, CFG_LOG_INFO,
-	         "isvdd %s (protocol %d) starting: config %s; ingest %s, query %s, publish %s; "
-	         "dim %llu%s, rank %llu, extra %llu, center %s, forget %.17g; batching %llu rows / %llu ms; "
-	         "storage dir %s, fsync %s (interval %llu ms), checkpoint every %llu rows / %llu s",
-	         ISVD_VERSION, ISVD_PROTO_VERSION, c->path, c->endpoints.ingest, c->endpoints.query,
-	         c->endpoints.publish, (unsigned long long)c->model.dim,
-	         c->model.dim ? "" : " (from the first push)", (unsigned long long)c->model.rank,
-	         (unsigned long long)c->model.extra, c->model.center ? "yes" : "no", c->model.forget,
-	         (unsigned long long)c->batching.max_rows, (unsigned long long)c->batching.max_delay_ms,
-	         c->storage.dir, cfg_fsync_name(c->storage.fsync),
-	         (unsigned long long)c->storage.fsync_interval_ms,
-	         (unsigned long long)c->storage.checkpoint_every_rows,
-	         (unsigned long long)c->storage.checkpoint_every_s);
+	log_msg(log, CFG_LOG_INFO,
+	        "isvdd %s (protocol %d) starting: config %s; ingest %s, query %s, publish %s; "
+	        "dim %llu%s, rank %llu, extra %llu, center %s, forget %.17g; batching %llu rows / %llu ms; "
+	        "storage dir %s, fsync %s (interval %llu ms), checkpoint every %llu rows / %llu s",
+	        ISVD_VERSION, ISVD_PROTO_VERSION, c->path, c->endpoints.ingest, c->endpoints.query,
+	        c->endpoints.publish, (unsigned long long)c->model.dim,
+	        c->model.dim ? "" : " (from the first push)", (unsigned long long)c->model.rank,
+	        (unsigned long long)c->model.extra, c->model.center ? "yes" : "no", c->model.forget,
+	        (unsigned long long)c->batching.max_rows, (unsigned long long)c->batching.max_delay_ms,
+	        c->storage.dir, cfg_fsync_name(c->storage.fsync),
+	        (unsigned long long)c->storage.fsync_interval_ms,
+	        (unsigned long long)c->storage.checkpoint_every_rows,
+	        (unsigned long long)c->storage.checkpoint_every_s);
 }
 
 int main(int argc, char **argv)
@@ -111,7 +111,7 @@ int main(int argc, char **argv)
 	const char *path = NULL;
 	int check = 0, repair = 0, ret = 1, problems;
 	struct cfg cfg;
-	struct srv_log log;
+	struct log_sink log;
 	struct isvdd *srv = NULL;
 
 	blas_single_thread();
@@ -159,26 +159,26 @@ int main(int argc, char **argv)
 		goto out_cfg;
 	}
 
-	if (srv_log_open(&log, cfg.log.file, cfg.log.level, cfg.log.format == CFG_LOG_JSON,
-	                 cfg.log.warn_every_ms))
+	if (log_open(&log, cfg.log.file, cfg.log.level, cfg.log.format == CFG_LOG_JSON,
+	             cfg.log.warn_every_ms))
 		goto out_cfg;
 	if (install_signals()) {
-		srv_logf(&log, CFG_LOG_ERROR, "cannot install signal handlers");
+		log_msg(&log, CFG_LOG_ERROR, "cannot install signal handlers");
 		goto out_log;
 	}
 	log_start(&log, &cfg);
 	if ((ret = srv_create(&cfg, &log, repair, &srv)) != 0) {
-		srv_logf(&log, CFG_LOG_ERROR, "not starting (exit code %d)", ret);
+		log_msg(&log, CFG_LOG_ERROR, "not starting (exit code %d)", ret);
 		if (log.path)   /* the reason is in the file; say where */
 			fprintf(stderr, "isvdd: not starting; see %s\n", log.path);
 		goto out_log;
 	}
-	srv_logf(&log, CFG_LOG_INFO, "ready");
+	log_msg(&log, CFG_LOG_INFO, "ready");
 	ret = srv_run(srv, &got_stop, &got_hup) ? 1 : 0;
 	srv_destroy(srv);
-	srv_logf(&log, CFG_LOG_INFO, "stopped");
+	log_msg(&log, CFG_LOG_INFO, "stopped");
 out_log:
-	srv_log_close(&log);
+	log_close(&log);
 out_cfg:
 	cfg_fini(&cfg);
 	return ret;

@@ -4,12 +4,14 @@
 #include "reply.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "config.h"
 #include "isvd_model.h"
 
-int srv_recv_frames(struct srv_log *log, void *sock, zmq_msg_t *frames, size_t max, size_t *n)
+int rpl_recv_frames(struct log_sink *log, void *sock, zmq_msg_t *frames, size_t max, size_t *n)
 {
 	size_t k = 0;
 
@@ -21,7 +23,7 @@ int srv_recv_frames(struct srv_log *log, void *sock, zmq_msg_t *frames, size_t m
 				zmq_msg_close(&frames[i]);
 			if (k == 0 && (en == EAGAIN || en == EINTR))
 				return 0;
-			srv_logf(log, CFG_LOG_ERROR, "zmq_msg_recv: %s", zmq_strerror(en));
+			log_msg(log, CFG_LOG_ERROR, "zmq_msg_recv: %s", zmq_strerror(en));
 			return -1;
 		}
 		const int more = zmq_msg_more(&frames[k]);
@@ -36,7 +38,7 @@ int srv_recv_frames(struct srv_log *log, void *sock, zmq_msg_t *frames, size_t m
 			zmq_msg_close(&t);
 			for (size_t i = 0; i < k; i++)
 				zmq_msg_close(&frames[i]);
-			srv_log_refused(log, "dropped a message of more than %zu frames", max);
+			log_refused(log, "dropped a message of more than %zu frames", max);
 			return -1;
 		}
 	}
@@ -44,38 +46,38 @@ int srv_recv_frames(struct srv_log *log, void *sock, zmq_msg_t *frames, size_t m
 	return 1;
 }
 
-void srv_send_frames(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv,
+void rpl_send_frames(struct log_sink *log, void *sock, zmq_msg_t *env, size_t nenv,
                      const void *body, size_t len)
 {
 	for (size_t i = 0; i < nenv; i++) {
 		if (zmq_msg_send(&env[i], sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-			srv_logf(log, CFG_LOG_DEBUG, "reply dropped: %s", zmq_strerror(errno));
+			log_msg(log, CFG_LOG_DEBUG, "reply dropped: %s", zmq_strerror(errno));
 			for (size_t j = i; j < nenv; j++)
 				zmq_msg_close(&env[j]);
 			return;
 		}
 	}
 	if (zmq_send(sock, body, len, ZMQ_DONTWAIT) < 0)
-		srv_logf(log, CFG_LOG_DEBUG, "reply dropped: %s", zmq_strerror(errno));
+		log_msg(log, CFG_LOG_DEBUG, "reply dropped: %s", zmq_strerror(errno));
 }
 
-void srv_send_error(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv,
+void rpl_send_error(struct log_sink *log, void *sock, zmq_msg_t *env, size_t nenv,
                     const uint8_t *id, size_t id_len, int code, const char *message)
 {
 	uint8_t *out = NULL;
 	size_t len = 0;
 
 	if (isvd_proto_error_encode(id, id_len, code, message, &out, &len)) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot encode an error reply");
+		log_msg(log, CFG_LOG_ERROR, "cannot encode an error reply");
 		for (size_t i = 0; i < nenv; i++)
 			zmq_msg_close(&env[i]);
 		return;
 	}
-	srv_send_frames(log, sock, env, nenv, out, len);
+	rpl_send_frames(log, sock, env, nenv, out, len);
 	free(out);
 }
 
-void srv_send_ok(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv,
+void rpl_send_ok(struct log_sink *log, void *sock, zmq_msg_t *env, size_t nenv,
                  const struct isvd_proto_reply *rep)
 {
 	uint8_t *out = NULL;
@@ -83,17 +85,17 @@ void srv_send_ok(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv,
 	int rc = isvd_proto_reply_encode(rep, &out, &len);
 
 	if (rc) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot encode a %s reply: %s", isvd_proto_op_name(rep->op),
-		         isvd_proto_strerror(rc));
-		srv_send_error(log, sock, env, nenv, rep->id, rep->id_len, ISVD_PROTO_INTERNAL,
+		log_msg(log, CFG_LOG_ERROR, "cannot encode a %s reply: %s", isvd_proto_op_name(rep->op),
+		        isvd_proto_strerror(rc));
+		rpl_send_error(log, sock, env, nenv, rep->id, rep->id_len, ISVD_PROTO_INTERNAL,
 		               "the reply could not be encoded");
 		return;
 	}
-	srv_send_frames(log, sock, env, nenv, out, len);
+	rpl_send_frames(log, sock, env, nenv, out, len);
 	free(out);
 }
 
-int srv_err_from_engine(int e)
+int rpl_err_from_engine(int e)
 {
 	switch (e) {
 	case ISVD_ERR_DIM: return ISVD_PROTO_DIM_MISMATCH;
@@ -103,4 +105,63 @@ int srv_err_from_engine(int e)
 	case ISVD_ERR_NOMEM: return ISVD_PROTO_NOMEM;
 	default: return ISVD_PROTO_INTERNAL;
 	}
+}
+
+int rpl_factors(const struct isvd_model *m, bool center, struct isvd_proto_reply *rep)
+{
+	const size_t n = isvd_model_dim(m), kmax = isvd_model_rank(m);
+	size_t k = 0;
+	int rc;
+
+	rep->sigma.v = malloc((kmax ? kmax : 1) * sizeof(double));
+	rep->vt.data = malloc((kmax ? kmax : 1) * n * sizeof(double));
+	rep->mean.v = malloc(n * sizeof(double));
+	if (!rep->sigma.v || !rep->vt.data || !rep->mean.v)
+		return ISVD_PROTO_NOMEM;
+	if ((rc = isvd_model_factors(m, rep->sigma.v, rep->vt.data, rep->mean.v, &k)))
+		return rpl_err_from_engine(rc);
+	rep->sigma.n = k;
+	rep->vt.rows = k;
+	rep->vt.cols = n;
+	rep->has_mean = center;
+	rep->mean.n = center ? n : 0;
+	return ISVD_PROTO_OK;
+}
+
+void rpl_factors_free(struct isvd_proto_reply *rep)
+{
+	free(rep->sigma.v);
+	free(rep->vt.data);
+	free(rep->mean.v);
+	rep->sigma.v = rep->vt.data = rep->mean.v = NULL;
+}
+
+/* Where the first missing (NaN) value of m is, for a message. */
+static void first_nan(const struct isvd_proto_matrix *m, size_t *row, size_t *col)
+{
+	for (size_t i = 0; i < m->rows * m->cols; i++)
+		if (isnan(m->data[i])) {
+			*row = i / m->cols;
+			*col = i % m->cols;
+			return;
+		}
+	*row = *col = 0;
+}
+
+int rpl_check_values(const struct isvd_proto_matrix *m, char *buf, size_t cap)
+{
+	const size_t n = m->rows * m->cols;
+	size_t r, c, i;
+
+	if (m->n_missing) {
+		first_nan(m, &r, &c);
+		snprintf(buf, cap, "rows: row %zu, column %zu is missing; model.missing is 'reject'", r, c);
+		return ISVD_PROTO_NON_FINITE;
+	}
+	if ((i = isvd_first_inadmissible(m->data, n)) < n) {
+		snprintf(buf, cap, "rows: row %zu, column %zu is %g; magnitudes above %g are refused",
+		         i / m->cols, i % m->cols, m->data[i], ISVD_MAX_MAGNITUDE);
+		return ISVD_PROTO_NON_FINITE;
+	}
+	return ISVD_PROTO_OK;
 }

@@ -1,8 +1,9 @@
 /*
  * reply.h — receiving a request (all its frames) and sending a reply on a
  * ROUTER socket: the envelope frames of the request, then the encoded body;
- * and the wire code for an engine error.  Shared by the event loop (server.c, the
- * ingest socket) and the query thread (reader.c), each on its own socket.
+ * the wire code for an engine error; the checks and payloads both threads
+ * share.  Used by the event loop (ingest.c, the ingest socket) and the
+ * query thread (query.c), each on its own socket.
  *
  * Every function consumes the envelope frames (env[0..nenv) are closed or
  * sent) whatever happens; a reply that cannot be sent (the peer is gone, a
@@ -11,6 +12,7 @@
 #ifndef ISVDD_REPLY_H
 #define ISVDD_REPLY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,27 +22,41 @@
 #include "log.h"
 
 /* Frames in one request message, body included; more is dropped. */
-#define SRV_MAX_FRAMES 8
+#define RPL_MAX_FRAMES 8
 
 /* Receives one whole message without waiting into frames[0..*n), the last
  * frame being the body; frames must hold max entries.  Returns 1 with a
  * message (the caller closes or sends every frame), 0 when none is waiting,
  * -1 when a message of more than max frames was drained and dropped (logged
  * as a refusal) or the socket failed (logged); nothing is left open then. */
-int srv_recv_frames(struct srv_log *log, void *sock, zmq_msg_t *frames, size_t max, size_t *n);
+int rpl_recv_frames(struct log_sink *log, void *sock, zmq_msg_t *frames, size_t max, size_t *n);
 
 /* Sends env then body (len bytes). */
-void srv_send_frames(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv,
+void rpl_send_frames(struct log_sink *log, void *sock, zmq_msg_t *env, size_t nenv,
                      const void *body, size_t len);
 /* An error reply echoing id (raw msgpack, may be NULL). */
-void srv_send_error(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv,
+void rpl_send_error(struct log_sink *log, void *sock, zmq_msg_t *env, size_t nenv,
                     const uint8_t *id, size_t id_len, int code, const char *message);
 /* A success reply; INTERNAL if rep cannot be encoded. */
-void srv_send_ok(struct srv_log *log, void *sock, zmq_msg_t *env, size_t nenv,
+void rpl_send_ok(struct log_sink *log, void *sock, zmq_msg_t *env, size_t nenv,
                  const struct isvd_proto_reply *rep);
 
 /* The wire code for an engine error (isvd_err): DIM → DIM_MISMATCH,
  * NONFINITE → NON_FINITE, NOT_READY, TOO_LARGE, NOMEM; the rest INTERNAL. */
-int srv_err_from_engine(int e);
+int rpl_err_from_engine(int e);
+
+/* Refuses rows the engine would refuse (missing values, magnitudes the
+ * engine's admissibility rule refuses: isvd_first_inadmissible()) with a
+ * message naming row and column in buf.  ISVD_PROTO_OK when fine, else
+ * ISVD_PROTO_NON_FINITE.  Pushes (ingest.c) and queries (query.c) alike. */
+int rpl_check_values(const struct isvd_proto_matrix *m, char *buf, size_t cap);
+
+/* The `factors` reply's payload from model m (the loop's model or a query
+ * view's snapshot): sigma, Vᵀ and, when center, the mean.  The buffers are
+ * malloc'd into rep, also on failure: release them with rpl_factors_free().
+ * Returns an isvd_proto_err (NOMEM, or an engine error's wire code). */
+struct isvd_model;
+int rpl_factors(const struct isvd_model *m, bool center, struct isvd_proto_reply *rep);
+void rpl_factors_free(struct isvd_proto_reply *rep);
 
 #endif /* ISVDD_REPLY_H */

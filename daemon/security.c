@@ -40,10 +40,8 @@
  */
 #include "security.h"
 
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +55,6 @@
 #endif
 
 #define SEC_ZAP_ENDPOINT  "inproc://zeromq.zap.01"
-#define SEC_MAX_KEY_FILE  4096      /* bytes read from a key file */
 #define SEC_ZAP_BURST     256       /* ZAP requests answered per loop turn */
 #define SEC_ZAP_FRAMES    8
 
@@ -71,7 +68,7 @@ struct keyset {
 
 struct sec {
 	const struct cfg *cfg;
-	struct srv_log *log;
+	struct log_sink *log;
 	bool curve;
 	uint8_t secret[SEC_KEY_BYTES];
 	struct keyset all, ingest, query;   /* client_, ingest_, query_keys_dir */
@@ -82,7 +79,7 @@ struct sec {
 /* Where problems go: a stream (--check) or the log (start-up, SIGHUP). */
 struct report {
 	FILE *errs;
-	struct srv_log *log;
+	struct log_sink *log;
 	int problems;
 };
 
@@ -100,114 +97,23 @@ static void report(struct report *r, const char *fmt, ...)
 	if (r->errs)
 		fprintf(r->errs, "%s\n", msg);
 	if (r->log)
-		srv_logf(r->log, CFG_LOG_ERROR, "%s", msg);
+		log_msg(r->log, CFG_LOG_ERROR, "%s", msg);
 }
 
 /* ------------------------------------------------------------- key files */
 
-static bool z85_char(int c)
-{
-	return c > 0 && strchr("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#",
-	                       c) != NULL;
-}
-
 int sec_read_key_file(const char *path, bool want_secret, uint8_t key[SEC_KEY_BYTES],
                       char *why, size_t cap)
 {
-	char buf[SEC_MAX_KEY_FILE + 2];   /* one byte more than allowed tells a larger file */
-	char z85[SEC_Z85_LEN + 1];
-	struct stat st;
-	ssize_t n;
-	size_t got = 0, lines = 0;
-	bool secret_mark = false;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char z85[ISVD_KEY_Z85_LEN + 1];
 
-	if (fd < 0) {
-		snprintf(why, cap, "%s: cannot open: %s", path, strerror(errno));
+	if (isvd_key_file_read(path, want_secret, want_secret, z85, why, cap) != ISVD_KEY_OK)
 		return -1;
-	}
-	if (fstat(fd, &st) != 0) {
-		snprintf(why, cap, "%s: cannot stat: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(why, cap, "%s: not a regular file", path);
-		goto fail;
-	}
-	if (want_secret && (st.st_mode & 077)) {
-		snprintf(why, cap, "%s: a secret key must not be accessible by group or others "
-		         "(mode %04o); chmod 600 it", path, (unsigned)(st.st_mode & 07777));
-		goto fail;
-	}
-	while (got < SEC_MAX_KEY_FILE + 1 && (n = read(fd, buf + got, SEC_MAX_KEY_FILE + 1 - got)) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			snprintf(why, cap, "%s: cannot read: %s", path, strerror(errno));
-			goto fail;
-		}
-		got += (size_t)n;
-	}
-	close(fd);
-	fd = -1;
-	if (got > SEC_MAX_KEY_FILE) {
-		snprintf(why, cap, "%s: larger than %d bytes; not a key file", path, SEC_MAX_KEY_FILE);
-		return -1;
-	}
-	buf[got] = '\0';
-	if (memchr(buf, '\0', got)) {
-		snprintf(why, cap, "%s: contains a NUL byte; not a key file", path);
-		return -1;
-	}
-	for (char *line = buf, *next; line; line = next) {
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
-		size_t len = strlen(line);
-		while (len && isspace((unsigned char)line[len - 1]))
-			line[--len] = '\0';
-		while (isspace((unsigned char)*line))
-			line++, len--;
-		if (len == 0)
-			continue;
-		if (line[0] == '#') {
-			if (strstr(line, "secret") || strstr(line, "SECRET"))
-				secret_mark = true;
-			continue;
-		}
-		if (++lines > 1) {
-			snprintf(why, cap, "%s: more than one key line; a key file holds one Z85 key", path);
-			return -1;
-		}
-		if (len != SEC_Z85_LEN) {
-			snprintf(why, cap, "%s: the key line is %zu characters long; a Z85 key has %d", path,
-			         len, SEC_Z85_LEN);
-			return -1;
-		}
-		for (size_t i = 0; i < len; i++)
-			if (!z85_char((unsigned char)line[i])) {
-				snprintf(why, cap, "%s: character %zu of the key is not Z85", path, i + 1);
-				return -1;
-			}
-		memcpy(z85, line, SEC_Z85_LEN + 1);
-	}
-	if (lines == 0) {
-		snprintf(why, cap, "%s: no key in the file", path);
-		return -1;
-	}
-	if (!want_secret && secret_mark) {
-		snprintf(why, cap, "%s: this is a secret key file; a public key (the .pub file) belongs here",
-		         path);
-		return -1;
-	}
 	if (!zmq_z85_decode(key, z85)) {
 		snprintf(why, cap, "%s: not a valid Z85 key", path);
 		return -1;
 	}
 	return 0;
-fail:
-	close(fd);
-	return -1;
 }
 
 /* ------------------------------------------------------------- key sets */
@@ -361,13 +267,13 @@ static void z85_of(const uint8_t *key, char out[SEC_Z85_LEN + 1])
 		snprintf(out, SEC_Z85_LEN + 1, "?");
 }
 
-int sec_create(const struct cfg *cfg, struct srv_log *log, void *zctx, struct sec **out)
+int sec_create(const struct cfg *cfg, struct log_sink *log, void *zctx, struct sec **out)
 {
 	struct sec *s = calloc(1, sizeof *s);
 	struct report r = { NULL, log, 0 };
 
 	if (!s) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot allocate the security state: %s", strerror(errno));
+		log_msg(log, CFG_LOG_ERROR, "cannot allocate the security state: %s", strerror(errno));
 		return -1;
 	}
 	s->cfg = cfg;
@@ -377,13 +283,13 @@ int sec_create(const struct cfg *cfg, struct srv_log *log, void *zctx, struct se
 		const char *eps[3] = { cfg->endpoints.ingest, cfg->endpoints.query, cfg->endpoints.publish };
 		for (int i = 0; i < 3; i++)
 			if (!local_only(eps[i]))
-				srv_logf(log, CFG_LOG_WARN, "the %s endpoint %s is reachable from the network and "
-				         "security.curve is false: anyone who can connect can %s", role_names[i],
-				         eps[i], i == SEC_INGEST ? "push rows" : "read the model");
+				log_msg(log, CFG_LOG_WARN, "the %s endpoint %s is reachable from the network and "
+				        "security.curve is false: anyone who can connect can %s", role_names[i],
+				        eps[i], i == SEC_INGEST ? "push rows" : "read the model");
 		if (cfg->security.client_keys_dir[0] || cfg->security.ingest_keys_dir[0] ||
 		    cfg->security.query_keys_dir[0] || cfg->security.secret_key_file[0])
-			srv_logf(log, CFG_LOG_WARN, "security.* keys are set but security.curve is false: "
-			         "they have no effect");
+			log_msg(log, CFG_LOG_WARN, "security.* keys are set but security.curve is false: "
+			        "they have no effect");
 		*out = s;
 		return 0;
 	}
@@ -393,35 +299,35 @@ int sec_create(const struct cfg *cfg, struct srv_log *log, void *zctx, struct se
 	char z85s[SEC_Z85_LEN + 1], z85p[SEC_Z85_LEN + 1];
 	z85_of(s->secret, z85s);
 	if (zmq_curve_public(z85p, z85s) != 0) {
-		srv_logf(log, CFG_LOG_ERROR, "security.secret_key_file: cannot derive the public key: %s",
-		         zmq_strerror(errno));
+		log_msg(log, CFG_LOG_ERROR, "security.secret_key_file: cannot derive the public key: %s",
+		        zmq_strerror(errno));
 		goto fail;
 	}
 	memset(z85s, 0, sizeof z85s);
-	srv_logf(log, CFG_LOG_INFO, "CURVE on: server public key %s; %zu client key%s on every socket, "
-	         "%zu ingest-only, %zu query-only", z85p, s->all.n, s->all.n == 1 ? "" : "s",
-	         s->ingest.n, s->query.n);
+	log_msg(log, CFG_LOG_INFO, "CURVE on: server public key %s; %zu client key%s on every socket, "
+	        "%zu ingest-only, %zu query-only", z85p, s->all.n, s->all.n == 1 ? "" : "s",
+	        s->ingest.n, s->query.n);
 	if (s->all.n + s->ingest.n + s->query.n == 0)
-		srv_logf(log, CFG_LOG_WARN, "the keys directories are empty: every client is refused "
-		         "until keys are added (SIGHUP re-reads them)");
+		log_msg(log, CFG_LOG_WARN, "the keys directories are empty: every client is refused "
+		        "until keys are added (SIGHUP re-reads them)");
 
 	const char *test_off = getenv("ISVDD_TEST_NO_ZAP");
 	if (test_off && !strcmp(test_off, "1")) {
-		srv_logf(log, CFG_LOG_WARN, "ISVDD_TEST_NO_ZAP=1: the ZAP handler is not started, so every "
-		         "client is refused (a test of failing closed)");
+		log_msg(log, CFG_LOG_WARN, "ISVDD_TEST_NO_ZAP=1: the ZAP handler is not started, so every "
+		        "client is refused (a test of failing closed)");
 		*out = s;
 		return 0;
 	}
 	s->zap = zmq_socket(zctx, ZMQ_REP);
 	if (!s->zap) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot create the ZAP socket: %s", zmq_strerror(errno));
+		log_msg(log, CFG_LOG_ERROR, "cannot create the ZAP socket: %s", zmq_strerror(errno));
 		goto fail;
 	}
 	const int linger = 0;
 	zmq_setsockopt(s->zap, ZMQ_LINGER, &linger, sizeof linger);
 	if (zmq_bind(s->zap, SEC_ZAP_ENDPOINT) < 0) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot bind the ZAP handler %s: %s", SEC_ZAP_ENDPOINT,
-		         zmq_strerror(errno));
+		log_msg(log, CFG_LOG_ERROR, "cannot bind the ZAP handler %s: %s", SEC_ZAP_ENDPOINT,
+		        zmq_strerror(errno));
 		goto fail;
 	}
 	*out = s;
@@ -437,8 +343,8 @@ int sec_apply(struct sec *s, void *sock, enum sec_role role)
 	const char *dom = role_domains[role];
 
 	if (zmq_setsockopt(sock, ZMQ_HANDSHAKE_IVL, &ivl, sizeof ivl) < 0) {
-		srv_logf(s->log, CFG_LOG_ERROR, "%s socket: ZMQ_HANDSHAKE_IVL: %s", role_names[role],
-		         zmq_strerror(errno));
+		log_msg(s->log, CFG_LOG_ERROR, "%s socket: ZMQ_HANDSHAKE_IVL: %s", role_names[role],
+		        zmq_strerror(errno));
 		return -1;
 	}
 	if (!s->curve)
@@ -447,8 +353,8 @@ int sec_apply(struct sec *s, void *sock, enum sec_role role)
 	    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, s->secret, SEC_KEY_BYTES) < 0 ||
 	    zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, dom, strlen(dom)) < 0 ||
 	    zmq_setsockopt(sock, ZMQ_ZAP_ENFORCE_DOMAIN, &one, sizeof one) < 0) {
-		srv_logf(s->log, CFG_LOG_ERROR, "%s socket: cannot set up CURVE with an enforced ZAP domain "
-		         "(libzmq >= 4.3 is needed): %s", role_names[role], zmq_strerror(errno));
+		log_msg(s->log, CFG_LOG_ERROR, "%s socket: cannot set up CURVE with an enforced ZAP domain "
+		        "(libzmq >= 4.3 is needed): %s", role_names[role], zmq_strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -550,14 +456,14 @@ void sec_zap_serve(struct sec *s)
 				s->counts.refused[role]++;
 		}
 		if (ok)
-			srv_logf(s->log, CFG_LOG_DEBUG, "CURVE client %s admitted on the %s socket (peer %s)", z85,
-			         role_names[role], addr);
+			log_msg(s->log, CFG_LOG_DEBUG, "CURVE client %s admitted on the %s socket (peer %s)", z85,
+			        role_names[role], addr);
 		else if (!curve)
-			srv_log_refused(s->log, "client refused (peer %s): mechanism %.*s, only CURVE is accepted",
-			                addr, (int)(mlen < 16 ? mlen : 16), mech);
+			log_refused(s->log, "client refused (peer %s): mechanism %.*s, only CURVE is accepted",
+			            addr, (int)(mlen < 16 ? mlen : 16), mech);
 		else
-			srv_log_refused(s->log, "CURVE client %s refused on the %s socket (peer %s): key not "
-			                "authorised for it", z85, role >= 0 ? role_names[role] : "unknown", addr);
+			log_refused(s->log, "CURVE client %s refused on the %s socket (peer %s): key not "
+			            "authorised for it", z85, role >= 0 ? role_names[role] : "unknown", addr);
 		for (size_t i = 0; i < nf; i++)
 			zmq_msg_close(&f[i]);
 	}
@@ -570,12 +476,12 @@ void sec_reload(struct sec *s)
 	if (!s || !s->curve)
 		return;
 	if (load_dirs(s->cfg, &s->all, &s->ingest, &s->query, &r)) {
-		srv_logf(s->log, CFG_LOG_ERROR, "keys not reloaded (%d problem%s); the previous keys stay in force",
-		         r.problems, r.problems == 1 ? "" : "s");
+		log_msg(s->log, CFG_LOG_ERROR, "keys not reloaded (%d problem%s); the previous keys stay in force",
+		        r.problems, r.problems == 1 ? "" : "s");
 		return;
 	}
-	srv_logf(s->log, CFG_LOG_INFO, "keys reloaded: %zu on every socket, %zu ingest-only, %zu query-only",
-	         s->all.n, s->ingest.n, s->query.n);
+	log_msg(s->log, CFG_LOG_INFO, "keys reloaded: %zu on every socket, %zu ingest-only, %zu query-only",
+	        s->all.n, s->ingest.n, s->query.n);
 }
 
 void sec_get_counts(const struct sec *s, struct sec_counts *c)

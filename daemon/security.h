@@ -23,17 +23,18 @@
 #include <stdio.h>
 
 #include "config.h"
+#include "isvd_keyfile.h"
 #include "log.h"
 
 /* The three sockets; each has its own ZAP domain and admitted keys. */
 enum sec_role { SEC_INGEST, SEC_QUERY, SEC_PUBLISH, SEC_ROLES_ };
 
 #define SEC_KEY_BYTES 32
-#define SEC_Z85_LEN   40
+#define SEC_Z85_LEN   ISVD_KEY_Z85_LEN
 
 struct sec;
 
-/* Reads a key file: one Z85 key, comments allowed (see above).  want_secret
+/* Reads a key file (protocol/isvd_keyfile.h) and decodes its key.  want_secret
  * refuses a file that is accessible by group or others (chmod 600) and
  * !want_secret one whose comment marks it secret.  Returns 0 with key
  * filled, or -1 with a message naming path in why. */
@@ -53,7 +54,7 @@ int sec_check(const struct cfg *cfg, FILE *errs);
  * Logs what it loaded, and warns when curve is off and an endpoint is not
  * loopback.  Returns 0 and sets *out (the caller owns it, release with
  * sec_destroy()), or -1 after logging why. */
-int sec_create(const struct cfg *cfg, struct srv_log *log, void *zctx, struct sec **out);
+int sec_create(const struct cfg *cfg, struct log_sink *log, void *zctx, struct sec **out);
 
 /* Sets the options of a socket about to be bound for role: the handshake
  * timeout and, with curve, CURVE server, secret key, ZAP domain and ZAP

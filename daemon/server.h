@@ -24,18 +24,12 @@ struct isvdd;
  * publish (PUB).  Returns 0 and sets *out, or the exit code for main() after
  * logging why: 1 (an endpoint cannot be bound, the stored model does not
  * match the configuration, …), STO_EXIT_CORRUPT, STO_EXIT_UNUSABLE. */
-int srv_create(const struct cfg *cfg, struct srv_log *log, bool repair, struct isvdd **out);
+int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, struct isvdd **out);
 
 /* Serves until *stop becomes non-zero; reopens the log whenever *hup is set
  * (and clears it).  On stop, pending rows are folded and their pushes
  * answered before returning.  Returns 0, or -1 on a fatal error (logged). */
 int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_t *hup);
-
-/* Refuses rows the engine would refuse (missing values, |x| > 1e150) with a
- * message naming row and column in buf; 0 when fine.  Shared with the
- * query thread (reader.c). */
-struct isvd_proto_matrix;
-int srv_check_values(const struct isvd_proto_matrix *m, char *buf, size_t cap);
 
 /* Closes the sockets and frees everything.  srv_destroy(NULL) is a no-op. */
 void srv_destroy(struct isvdd *srv);

@@ -49,12 +49,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "loop.h"
+
 #define STO_RETRY_MS     1000   /* failed state: checkpoint retry interval */
 #define STO_PROGRESS_MS  1000   /* recovery progress log interval */
 
 struct sto {
 	const struct cfg *cfg;
-	struct srv_log *log;
+	struct log_sink *log;
 	int dirfd, lockfd;
 	struct wal_writer w;
 	uint64_t next_lsn;
@@ -106,7 +108,7 @@ static int list_dir(struct sto *s, struct names *segs, struct names *ckpts)
 	if (fd < 0 || !(d = fdopendir(fd))) {
 		if (fd >= 0)
 			close(fd);
-		srv_logf(s->log, CFG_LOG_ERROR, "cannot list %s: %s", s->cfg->storage.dir, strerror(errno));
+		log_msg(s->log, CFG_LOG_ERROR, "cannot list %s: %s", s->cfg->storage.dir, strerror(errno));
 		return -1;
 	}
 	rewinddir(d);
@@ -128,17 +130,17 @@ static int list_dir(struct sto *s, struct names *segs, struct names *ckpts)
 	return 0;
 nomem:
 	closedir(d);
-	srv_logf(s->log, CFG_LOG_ERROR, "cannot list %s: %s", s->cfg->storage.dir, strerror(ENOMEM));
+	log_msg(s->log, CFG_LOG_ERROR, "cannot list %s: %s", s->cfg->storage.dir, strerror(ENOMEM));
 	return -1;
 }
 
 static void remove_file(struct sto *s, const char *name, const char *reason)
 {
 	if (unlinkat(s->dirfd, name, 0) && errno != ENOENT)
-		srv_logf(s->log, CFG_LOG_WARN, "cannot remove %s/%s: %s", s->cfg->storage.dir, name,
-		         strerror(errno));
+		log_msg(s->log, CFG_LOG_WARN, "cannot remove %s/%s: %s", s->cfg->storage.dir, name,
+		        strerror(errno));
 	else
-		srv_logf(s->log, CFG_LOG_DEBUG, "removed %s/%s (%s)", s->cfg->storage.dir, name, reason);
+		log_msg(s->log, CFG_LOG_DEBUG, "removed %s/%s (%s)", s->cfg->storage.dir, name, reason);
 }
 
 /* Copies name to name.corrupt (what --repair drops is kept for a person). */
@@ -161,7 +163,7 @@ static int keep_copy(struct sto *s, const char *name)
 		rc = 0;
 done:
 	if (rc)
-		srv_logf(s->log, CFG_LOG_ERROR, "cannot copy %s to %s: %s", name, dst, strerror(errno));
+		log_msg(s->log, CFG_LOG_ERROR, "cannot copy %s to %s: %s", name, dst, strerror(errno));
 	if (in >= 0)
 		close(in);
 	if (out >= 0)
@@ -174,8 +176,8 @@ static int cut_segment(struct sto *s, const char *name, uint64_t off)
 	int fd = openat(s->dirfd, name, O_WRONLY | O_CLOEXEC);
 
 	if (fd < 0 || ftruncate(fd, (off_t)off) || fdatasync(fd)) {
-		srv_logf(s->log, CFG_LOG_ERROR, "cannot cut %s/%s at offset %" PRIu64 ": %s",
-		         s->cfg->storage.dir, name, off, strerror(errno));
+		log_msg(s->log, CFG_LOG_ERROR, "cannot cut %s/%s at offset %" PRIu64 ": %s",
+		        s->cfg->storage.dir, name, off, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -201,14 +203,14 @@ static int load_checkpoint(struct sto *s, const struct names *ckpts, const struc
 
 		ckpt_parse_name(name, &seq, &lsn);
 		if (ckpt_read(s->dirfd, name, &c, &e)) {
-			srv_logf(s->log, CFG_LOG_WARN, "%s%s", e.msg,
-			         i ? "; falling back to the previous checkpoint" : "");
+			log_msg(s->log, CFG_LOG_WARN, "%s%s", e.msg,
+			        i ? "; falling back to the previous checkpoint" : "");
 			continue;
 		}
 		if (c.seq != seq || c.lsn != lsn) {
-			srv_logf(s->log, CFG_LOG_WARN, "checkpoint %s is not valid: its contents say seq %" PRIu64
-			         ", lsn %" PRIu64 "%s", name, c.seq, c.lsn,
-			         i ? "; falling back to the previous checkpoint" : "");
+			log_msg(s->log, CFG_LOG_WARN, "checkpoint %s is not valid: its contents say seq %" PRIu64
+			        ", lsn %" PRIu64 "%s", name, c.seq, c.lsn,
+			        i ? "; falling back to the previous checkpoint" : "");
 			ckpt_fini(&c);
 			continue;
 		}
@@ -216,19 +218,19 @@ static int load_checkpoint(struct sto *s, const struct names *ckpts, const struc
 		rc = h->load(h->ctx, &c, why, sizeof why);
 		ckpt_fini(&c);
 		if (rc == -2) {
-			srv_logf(s->log, CFG_LOG_ERROR, "%s/%s: %s", s->cfg->storage.dir, name, why);
+			log_msg(s->log, CFG_LOG_ERROR, "%s/%s: %s", s->cfg->storage.dir, name, why);
 			return 1;
 		}
 		if (rc) {
-			srv_logf(s->log, CFG_LOG_WARN, "checkpoint %s cannot be loaded: %s%s", name, why,
-			         i ? "; falling back to the previous checkpoint" : "");
+			log_msg(s->log, CFG_LOG_WARN, "checkpoint %s cannot be loaded: %s%s", name, why,
+			        i ? "; falling back to the previous checkpoint" : "");
 			continue;
 		}
 		s->have_ckpt = true;
 		s->ckpt_seq = seq;
 		s->ckpt_lsn = lsn;
-		srv_logf(s->log, CFG_LOG_INFO, "loaded checkpoint %s/%s: %" PRIu64 " rows, log record %" PRIu64,
-		         s->cfg->storage.dir, name, seq, lsn);
+		log_msg(s->log, CFG_LOG_INFO, "loaded checkpoint %s/%s: %" PRIu64 " rows, log record %" PRIu64,
+		        s->cfg->storage.dir, name, seq, lsn);
 		return 0;
 	}
 	return 0;
@@ -239,8 +241,8 @@ static int load_checkpoint(struct sto *s, const struct names *ckpts, const struc
 static int repair_at(struct sto *s, const struct names *segs, size_t i, uint64_t off,
                      const char *msg)
 {
-	srv_logf(s->log, CFG_LOG_ERROR, "--repair: %s; dropping it and everything after it "
-	         "(copies kept as *.corrupt in %s)", msg, s->cfg->storage.dir);
+	log_msg(s->log, CFG_LOG_ERROR, "--repair: %s; dropping it and everything after it "
+	        "(copies kept as *.corrupt in %s)", msg, s->cfg->storage.dir);
 	for (size_t j = i; j < segs->n; j++)
 		if (keep_copy(s, segs->v[j]))
 			return STO_EXIT_UNUSABLE;
@@ -251,151 +253,179 @@ static int repair_at(struct sto *s, const struct names *segs, size_t i, uint64_t
 	return 0;
 }
 
+/* Where a replay stands, across segments. */
+struct replay {
+	const struct sto_hooks *h;
+	bool repair;
+	uint64_t expect;             /* the next record's lsn */
+	uint64_t records, bytes_total, bytes_done;
+	uint64_t start_ms, last_progress;
+	struct wal_push *pushes;     /* wal_next()'s scratch, cap entries */
+	size_t cap;
+};
+
+#define REPLAY_CUT (-1)   /* replay_records(): --repair cut the log at *off */
+
+/* Replays the records of segs->v[i] (mapped as seg) from *off on, moving
+ * *off past each; last: it is the last segment (a torn append there is cut
+ * off, not corruption).  0 at the segment's end, REPLAY_CUT when --repair
+ * ended the log at *off (seg is then closed), or an exit code. */
+static int replay_records(struct sto *s, struct replay *r, struct names *segs, size_t i,
+                          struct wal_segment *seg, uint64_t *off, bool last)
+{
+	for (;;) {
+		struct wal_block b;
+		struct wal_err e;
+		uint64_t next = 0;
+		char why[512];
+		int rc = wal_next(seg, *off, &b, &r->pushes, &r->cap, &next, &e);
+
+		if (rc < 0) {
+			log_msg(s->log, CFG_LOG_ERROR, "replaying %s: out of memory", seg->name);
+			return 1;
+		}
+		if (rc == WAL_END)
+			return 0;
+		if (rc == WAL_TORN && last) {
+			log_msg(s->log, CFG_LOG_WARN, "%s/%s: a torn append; cutting the log at offset %"
+			        PRIu64 " (%zu bytes dropped, none of them acknowledged)",
+			        s->cfg->storage.dir, e.msg, *off, seg->size - (size_t)*off);
+			return cut_segment(s, seg->name, *off) ? STO_EXIT_UNUSABLE : 0;
+		}
+		if (rc == WAL_TORN || rc == WAL_CORRUPT) {
+			char msg[600];
+			snprintf(msg, sizeof msg, "%s/%s", s->cfg->storage.dir, e.msg);
+			if (r->repair) {
+				wal_segment_close(seg);
+				rc = repair_at(s, segs, i, *off, msg);
+				if (rc)
+					return rc;
+				segs->n = i + 1;
+				return REPLAY_CUT;
+			}
+			log_msg(s->log, CFG_LOG_ERROR, "%s: corruption in the middle of the log; not starting "
+			        "(start with --repair to drop this record and everything after it)", msg);
+			return STO_EXIT_CORRUPT;
+		}
+		if (b.lsn < r->expect) {          /* covered by the checkpoint */
+			*off = next;
+			continue;
+		}
+		if (b.lsn != r->expect) {
+			log_msg(s->log, CFG_LOG_ERROR, "%s/%s: record at offset %" PRIu64 " is number %"
+			        PRIu64 ", expected %" PRIu64 "; not starting", s->cfg->storage.dir, seg->name,
+			        *off, b.lsn, r->expect);
+			return STO_EXIT_CORRUPT;
+		}
+		why[0] = '\0';
+		if (r->h->apply(r->h->ctx, &b, why, sizeof why)) {
+			log_msg(s->log, CFG_LOG_ERROR, "%s/%s: record %" PRIu64 " at offset %" PRIu64
+			        " cannot be replayed: %s; not starting", s->cfg->storage.dir, seg->name,
+			        b.lsn, *off, why);
+			return STO_EXIT_CORRUPT;
+		}
+		r->expect++;
+		r->records++;
+		r->bytes_done += next - *off;
+		*off = next;
+		if (loop_now_ms() - r->last_progress >= STO_PROGRESS_MS) {
+			r->last_progress = loop_now_ms();
+			log_msg(s->log, CFG_LOG_INFO, "recovery: %" PRIu64 " log records replayed, %.0f%% of %"
+			        PRIu64 " bytes", r->records, 100.0 * (double)r->bytes_done /
+			        (double)r->bytes_total, r->bytes_total);
+		}
+	}
+}
+
+/* Opens segs->v[i] into *seg.  0; 1 when the log ends before it (a torn
+ * header: removed, or --repair dropped it and what follows); or an exit
+ * code. */
+static int open_segment(struct sto *s, struct replay *r, struct names *segs, size_t i,
+                        struct wal_segment *seg)
+{
+	struct wal_err e;
+	int ret;
+
+	if (wal_segment_open(s->dirfd, segs->v[i], seg, &e) == 0) {
+		if (seg->first_lsn <= r->expect)
+			return 0;
+		log_msg(s->log, CFG_LOG_ERROR, "%s/%s starts at log record %" PRIu64 " but record %" PRIu64
+		        " is missing; not starting", s->cfg->storage.dir, seg->name, seg->first_lsn, r->expect);
+		wal_segment_close(seg);
+		return STO_EXIT_CORRUPT;
+	}
+	if (e.errnum == 0 && i + 1 == segs->n) {   /* a torn segment creation */
+		log_msg(s->log, CFG_LOG_WARN, "%s/%s; removing it (a segment creation cut short)",
+		        s->cfg->storage.dir, e.msg);
+		remove_file(s, segs->v[i], "torn header");
+		segs->n--;
+		return 1;
+	}
+	if (e.errnum == 0 && r->repair) {
+		if ((ret = repair_at(s, segs, i, 0, e.msg)))
+			return ret;
+		remove_file(s, segs->v[i], "damaged header");
+		segs->n = i;
+		return 1;
+	}
+	log_msg(s->log, CFG_LOG_ERROR, "%s/%s%s", s->cfg->storage.dir, e.msg,
+	        e.errnum ? "" : "; not starting (start with --repair to drop it and the log after it)");
+	return e.errnum ? STO_EXIT_UNUSABLE : STO_EXIT_CORRUPT;
+}
+
 /* Replays the log after the loaded checkpoint.  Sets *tail_seg / *tail_off
  * to the segment to append to (tail_seg = SIZE_MAX: create a new one).
  * 0 or an exit code. */
 static int replay(struct sto *s, struct names *segs, const struct sto_hooks *h, bool repair,
                   size_t *tail_seg, uint64_t *tail_off)
 {
-	const uint64_t start_ms = srv_now_ms();
-	uint64_t expect = s->ckpt_lsn + 1, records = 0, bytes_total = 0, bytes_done = 0;
-	uint64_t last_progress = start_ms;
-	struct wal_push *pushes = NULL;
-	size_t cap = 0, first = 0;
+	struct replay r = { .h = h, .repair = repair, .expect = s->ckpt_lsn + 1 };
+	size_t first = 0;
 	int ret = 0;
-	char why[512];
 
+	r.start_ms = r.last_progress = loop_now_ms();
 	*tail_seg = SIZE_MAX;
 	*tail_off = 0;
 	/* skip segments that end at or before the checkpoint */
 	while (first + 1 < segs->n) {
 		uint64_t next_first;
 		wal_parse_name(segs->v[first + 1], &next_first);
-		if (next_first > expect)
+		if (next_first > r.expect)
 			break;
 		first++;
 	}
 	for (size_t i = first; i < segs->n; i++) {
 		struct stat st;
 		if (fstatat(s->dirfd, segs->v[i], &st, 0) == 0)
-			bytes_total += (uint64_t)st.st_size;
+			r.bytes_total += (uint64_t)st.st_size;
 	}
-
 	for (size_t i = first; i < segs->n; i++) {
 		const bool last = i + 1 == segs->n;
 		struct wal_segment seg;
-		struct wal_err e;
 		uint64_t off = WAL_SEGMENT_HEADER;
 
-		if (wal_segment_open(s->dirfd, segs->v[i], &seg, &e)) {
-			if (e.errnum == 0 && last) {   /* a torn segment creation */
-				srv_logf(s->log, CFG_LOG_WARN, "%s/%s; removing it (a segment creation cut short)",
-				         s->cfg->storage.dir, e.msg);
-				remove_file(s, segs->v[i], "torn header");
-				segs->n--;
-				break;
-			}
-			if (e.errnum == 0 && repair) {
-				if ((ret = repair_at(s, segs, i, 0, e.msg)))
-					goto out;
-				remove_file(s, segs->v[i], "damaged header");
-				segs->n = i;
-				break;
-			}
-			srv_logf(s->log, CFG_LOG_ERROR, "%s/%s%s", s->cfg->storage.dir, e.msg,
-			         e.errnum ? "" : "; not starting (start with --repair to drop it and the log after it)");
-			ret = e.errnum ? STO_EXIT_UNUSABLE : STO_EXIT_CORRUPT;
-			goto out;
+		if ((ret = open_segment(s, &r, segs, i, &seg)) != 0) {
+			if (ret == 1)
+				ret = 0;   /* the log ends before this segment */
+			break;
 		}
-		if (seg.first_lsn > expect) {
-			srv_logf(s->log, CFG_LOG_ERROR, "%s/%s starts at log record %" PRIu64 " but record %" PRIu64
-			         " is missing; not starting", s->cfg->storage.dir, seg.name, seg.first_lsn, expect);
-			wal_segment_close(&seg);
-			ret = STO_EXIT_CORRUPT;
-			goto out;
-		}
-		for (;;) {
-			struct wal_block b;
-			uint64_t next = 0;
-			int r = wal_next(&seg, off, &b, &pushes, &cap, &next, &e);
-
-			if (r < 0) {
-				srv_logf(s->log, CFG_LOG_ERROR, "replaying %s: out of memory", seg.name);
-				ret = 1;
-				break;
-			}
-			if (r == WAL_END)
-				break;
-			if (r == WAL_TORN && last) {
-				srv_logf(s->log, CFG_LOG_WARN, "%s/%s: a torn append; cutting the log at offset %"
-				         PRIu64 " (%zu bytes dropped, none of them acknowledged)",
-				         s->cfg->storage.dir, e.msg, off, seg.size - (size_t)off);
-				if (cut_segment(s, seg.name, off))
-					ret = STO_EXIT_UNUSABLE;
-				break;
-			}
-			if (r == WAL_TORN || r == WAL_CORRUPT) {
-				char msg[600];
-				snprintf(msg, sizeof msg, "%s/%s", s->cfg->storage.dir, e.msg);
-				if (repair) {
-					wal_segment_close(&seg);
-					if ((ret = repair_at(s, segs, i, off, msg)))
-						goto out;
-					segs->n = i + 1;
-					*tail_seg = i;
-					*tail_off = off;
-					goto out;
-				}
-				srv_logf(s->log, CFG_LOG_ERROR, "%s: corruption in the middle of the log; not starting "
-				         "(start with --repair to drop this record and everything after it)", msg);
-				ret = STO_EXIT_CORRUPT;
-				break;
-			}
-			if (b.lsn < expect) {          /* covered by the checkpoint */
-				off = next;
-				continue;
-			}
-			if (b.lsn != expect) {
-				srv_logf(s->log, CFG_LOG_ERROR, "%s/%s: record at offset %" PRIu64 " is number %"
-				         PRIu64 ", expected %" PRIu64 "; not starting", s->cfg->storage.dir, seg.name,
-				         off, b.lsn, expect);
-				ret = STO_EXIT_CORRUPT;
-				break;
-			}
-			why[0] = '\0';
-			if (h->apply(h->ctx, &b, why, sizeof why)) {
-				srv_logf(s->log, CFG_LOG_ERROR, "%s/%s: record %" PRIu64 " at offset %" PRIu64
-				         " cannot be replayed: %s; not starting", s->cfg->storage.dir, seg.name,
-				         b.lsn, off, why);
-				ret = STO_EXIT_CORRUPT;
-				break;
-			}
-			expect++;
-			records++;
-			bytes_done += next - off;
-			off = next;
-			if (srv_now_ms() - last_progress >= STO_PROGRESS_MS) {
-				last_progress = srv_now_ms();
-				srv_logf(s->log, CFG_LOG_INFO, "recovery: %" PRIu64 " log records replayed, %.0f%% of %"
-				         PRIu64 " bytes", records, 100.0 * (double)bytes_done / (double)bytes_total,
-				         bytes_total);
-			}
-		}
+		ret = replay_records(s, &r, segs, i, &seg, &off, last);
 		wal_segment_close(&seg);
-		if (ret)
-			goto out;
-		if (last) {
+		if (ret == REPLAY_CUT || (ret == 0 && last)) {
 			*tail_seg = i;
 			*tail_off = off;
+			ret = 0;
+			break;
 		}
+		if (ret)
+			break;
 	}
-out:
-	free(pushes);
-	s->next_lsn = expect;
+	free(r.pushes);
+	s->next_lsn = r.expect;
 	if (!ret)
-		srv_logf(s->log, records ? CFG_LOG_INFO : CFG_LOG_DEBUG,
-		         "recovery: replayed %" PRIu64 " log records in %.3f s", records,
-		         (double)(srv_now_ms() - start_ms) / 1000.0);
+		log_msg(s->log, r.records ? CFG_LOG_INFO : CFG_LOG_DEBUG,
+		        "recovery: replayed %" PRIu64 " log records in %.3f s", r.records,
+		        (double)(loop_now_ms() - r.start_ms) / 1000.0);
 	return ret;
 }
 
@@ -406,7 +436,7 @@ static int lock_dir(struct sto *s)
 
 	s->lockfd = openat(s->dirfd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (s->lockfd < 0) {
-		srv_logf(s->log, CFG_LOG_ERROR, "cannot open %s/LOCK: %s", s->cfg->storage.dir, strerror(errno));
+		log_msg(s->log, CFG_LOG_ERROR, "cannot open %s/LOCK: %s", s->cfg->storage.dir, strerror(errno));
 		return -1;
 	}
 	if (flock(s->lockfd, LOCK_EX | LOCK_NB)) {
@@ -414,18 +444,18 @@ static int lock_dir(struct sto *s)
 		ssize_t r = pread(s->lockfd, other, sizeof other - 1, 0);
 		other[r > 0 ? r : 0] = '\0';
 		other[strcspn(other, "\n")] = '\0';
-		srv_logf(s->log, CFG_LOG_ERROR, "%s is in use by another isvdd (pid %s): %s",
-		         s->cfg->storage.dir, other[0] ? other : "unknown", strerror(errno));
+		log_msg(s->log, CFG_LOG_ERROR, "%s is in use by another isvdd (pid %s): %s",
+		        s->cfg->storage.dir, other[0] ? other : "unknown", strerror(errno));
 		return -1;
 	}
 	n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
 	if (ftruncate(s->lockfd, 0) || pwrite(s->lockfd, pid, (size_t)n, 0) != n)
-		srv_logf(s->log, CFG_LOG_WARN, "cannot write the pid into %s/LOCK: %s", s->cfg->storage.dir,
-		         strerror(errno));
+		log_msg(s->log, CFG_LOG_WARN, "cannot write the pid into %s/LOCK: %s", s->cfg->storage.dir,
+		        strerror(errno));
 	return 0;
 }
 
-int sto_open(const struct cfg *cfg, struct srv_log *log, bool repair, const struct sto_hooks *h,
+int sto_open(const struct cfg *cfg, struct log_sink *log, bool repair, const struct sto_hooks *h,
              struct sto **out)
 {
 	struct sto *s = calloc(1, sizeof *s);
@@ -436,7 +466,7 @@ int sto_open(const struct cfg *cfg, struct srv_log *log, bool repair, const stru
 	int ret = STO_EXIT_UNUSABLE;
 
 	if (!s) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot allocate storage: %s", strerror(errno));
+		log_msg(log, CFG_LOG_ERROR, "cannot allocate storage: %s", strerror(errno));
 		return 1;
 	}
 	s->cfg = cfg;
@@ -445,20 +475,20 @@ int sto_open(const struct cfg *cfg, struct srv_log *log, bool repair, const stru
 	s->dirfd = -1;
 	wal_writer_init(&s->w, -1);
 	if (mkdir(cfg->storage.dir, 0750) && errno != EEXIST) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot create storage.dir %s: %s", cfg->storage.dir, strerror(errno));
+		log_msg(log, CFG_LOG_ERROR, "cannot create storage.dir %s: %s", cfg->storage.dir, strerror(errno));
 		goto fail;
 	}
 	s->dirfd = open(cfg->storage.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s->dirfd < 0) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot open storage.dir %s: %s", cfg->storage.dir, strerror(errno));
+		log_msg(log, CFG_LOG_ERROR, "cannot open storage.dir %s: %s", cfg->storage.dir, strerror(errno));
 		goto fail;
 	}
 	s->w.dirfd = s->dirfd;
 	if (lock_dir(s))
 		goto fail;
 	if (unlinkat(s->dirfd, CKPT_TMP_NAME, 0) == 0)
-		srv_logf(log, CFG_LOG_INFO, "removed %s/%s left by an interrupted checkpoint", cfg->storage.dir,
-		         CKPT_TMP_NAME);
+		log_msg(log, CFG_LOG_INFO, "removed %s/%s left by an interrupted checkpoint", cfg->storage.dir,
+		        CKPT_TMP_NAME);
 	if (list_dir(s, &segs, &ckpts))
 		goto fail;
 	if ((ret = load_checkpoint(s, &ckpts, h)))
@@ -466,14 +496,14 @@ int sto_open(const struct cfg *cfg, struct srv_log *log, bool repair, const stru
 	if (!s->have_ckpt && ckpts.n) {
 		uint64_t first = 0;
 		if (!segs.n || !wal_parse_name(segs.v[0], &first) || first != 1) {
-			srv_logf(log, CFG_LOG_ERROR, "no checkpoint in %s is usable and the log does not reach back to "
-			         "its first record; not starting (move the directory away to start afresh)",
-			         cfg->storage.dir);
+			log_msg(log, CFG_LOG_ERROR, "no checkpoint in %s is usable and the log does not reach back to "
+			        "its first record; not starting (move the directory away to start afresh)",
+			        cfg->storage.dir);
 			ret = STO_EXIT_CORRUPT;
 			goto fail;
 		}
-		srv_logf(log, CFG_LOG_WARN, "no checkpoint in %s is usable; replaying the whole log",
-		         cfg->storage.dir);
+		log_msg(log, CFG_LOG_WARN, "no checkpoint in %s is usable; replaying the whole log",
+		        cfg->storage.dir);
 	}
 	if ((ret = replay(s, &segs, h, repair, &tail_seg, &tail_off)))
 		goto fail;
@@ -482,14 +512,14 @@ int sto_open(const struct cfg *cfg, struct srv_log *log, bool repair, const stru
 		uint64_t first;
 		wal_parse_name(segs.v[tail_seg], &first);
 		if (wal_reopen_segment(&s->w, segs.v[tail_seg], first, tail_off, &e)) {
-			srv_logf(log, CFG_LOG_ERROR, "%s/%s", cfg->storage.dir, e.msg);
+			log_msg(log, CFG_LOG_ERROR, "%s/%s", cfg->storage.dir, e.msg);
 			goto fail;
 		}
 	} else if (wal_create_segment(&s->w, s->next_lsn, &e)) {
-		srv_logf(log, CFG_LOG_ERROR, "%s/%s", cfg->storage.dir, e.msg);
+		log_msg(log, CFG_LOG_ERROR, "%s/%s", cfg->storage.dir, e.msg);
 		goto fail;
 	}
-	s->ckpt_ms = s->last_sync_ms = srv_now_ms();
+	s->ckpt_ms = s->last_sync_ms = loop_now_ms();
 	free(segs.v);
 	free(ckpts.v);
 	*out = s;
@@ -506,13 +536,13 @@ fail:
 static void set_failed(struct sto *s, const char *what, const char *msg)
 {
 	if (!s->failed)
-		srv_logf(s->log, CFG_LOG_ERROR, "storage failed: %s: %s; refusing pushes until a checkpoint "
-		         "succeeds (retried every %d ms); queries are still answered", what, msg, STO_RETRY_MS);
+		log_msg(s->log, CFG_LOG_ERROR, "storage failed: %s: %s; refusing pushes until a checkpoint "
+		        "succeeds (retried every %d ms); queries are still answered", what, msg, STO_RETRY_MS);
 	else
-		srv_logf(s->log, CFG_LOG_DEBUG, "storage still failed: %s: %s", what, msg);
+		log_msg(s->log, CFG_LOG_DEBUG, "storage still failed: %s: %s", what, msg);
 	s->failed = true;
 	snprintf(s->why, sizeof s->why, "%s: %s", what, msg);
-	s->retry_ms = srv_now_ms() + STO_RETRY_MS;
+	s->retry_ms = loop_now_ms() + STO_RETRY_MS;
 }
 
 bool sto_failed(const struct sto *s, const char **why)
@@ -551,8 +581,8 @@ int sto_log_block(struct sto *s, struct wal_block *b)
 		/* of unknown durability and never acknowledged: cut it off, so that
 		 * a restart does not replay a push that was refused */
 		if (ftruncate(s->w.fd, (off_t)before))
-			srv_logf(s->log, CFG_LOG_ERROR, "cannot cut the unsynced record off %s: %s", s->w.name,
-			         strerror(errno));
+			log_msg(s->log, CFG_LOG_ERROR, "cannot cut the unsynced record off %s: %s", s->w.name,
+			        strerror(errno));
 		set_failed(s, "log", e.msg);
 		wal_close(&s->w);
 		return -1;
@@ -643,14 +673,14 @@ static void prune(struct sto *s, uint64_t keep_ckpt_lsn, bool healing, const cha
 	free(segs.v);
 	free(ckpts.v);
 	if (fsync(s->dirfd))
-		srv_logf(s->log, CFG_LOG_WARN, "cannot fsync %s after pruning: %s", s->cfg->storage.dir,
-		         strerror(errno));
+		log_msg(s->log, CFG_LOG_WARN, "cannot fsync %s after pruning: %s", s->cfg->storage.dir,
+		        strerror(errno));
 }
 
 int sto_checkpoint(struct sto *s, uint64_t seq, const uint8_t *model, size_t model_len,
                    const uint8_t *clients, size_t clients_len)
 {
-	const uint64_t t0 = srv_now_ms();
+	const uint64_t t0 = loop_now_ms();
 	const uint64_t lsn = s->next_lsn - 1;
 	const bool healing = s->failed;
 	struct ckpt c = { 0 };
@@ -672,12 +702,12 @@ int sto_checkpoint(struct sto *s, uint64_t seq, const uint8_t *model, size_t mod
 	s->have_ckpt = true;
 	s->ckpt_seq = seq;
 	s->ckpt_lsn = lsn;
-	s->ckpt_ms = srv_now_ms();
+	s->ckpt_ms = loop_now_ms();
 	/* the next record starts a new segment, so that whole segments are
 	 * covered by checkpoints and can go */
 	if (healing || s->w.fd < 0 || s->w.off > WAL_SEGMENT_HEADER) {
 		if (s->w.fd >= 0 && s->cfg->storage.fsync != CFG_FSYNC_NONE && wal_sync(&s->w, &e))
-			srv_logf(s->log, CFG_LOG_WARN, "%s (covered by checkpoint %s)", e.msg, name);
+			log_msg(s->log, CFG_LOG_WARN, "%s (covered by checkpoint %s)", e.msg, name);
 		if (wal_create_segment(&s->w, s->next_lsn, &e)) {
 			set_failed(s, "log", e.msg);
 			return -1;
@@ -686,9 +716,9 @@ int sto_checkpoint(struct sto *s, uint64_t seq, const uint8_t *model, size_t mod
 	s->failed = false;
 	s->why[0] = '\0';
 	prune(s, lsn, healing, name);
-	srv_logf(s->log, CFG_LOG_INFO, "checkpoint %s/%s: %" PRIu64 " rows, %zu bytes, %.3f s%s",
-	         s->cfg->storage.dir, name, seq, model_len + clients_len + CKPT_OVERHEAD,
-	         (double)(srv_now_ms() - t0) / 1000.0, healing ? "; storage healthy again, accepting pushes" : "");
+	log_msg(s->log, CFG_LOG_INFO, "checkpoint %s/%s: %" PRIu64 " rows, %zu bytes, %.3f s%s",
+	        s->cfg->storage.dir, name, seq, model_len + clients_len + CKPT_OVERHEAD,
+	        (double)(loop_now_ms() - t0) / 1000.0, healing ? "; storage healthy again, accepting pushes" : "");
 	return 0;
 }
 
@@ -699,7 +729,7 @@ void sto_close(struct sto *s)
 	if (!s)
 		return;
 	if (s->w.fd >= 0 && !s->failed && wal_sync(&s->w, &e))
-		srv_logf(s->log, CFG_LOG_ERROR, "%s", e.msg);
+		log_msg(s->log, CFG_LOG_ERROR, "%s", e.msg);
 	wal_writer_fini(&s->w);
 	if (s->lockfd >= 0)
 		close(s->lockfd);   /* releases the flock */

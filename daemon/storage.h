@@ -6,17 +6,17 @@
  * The state machine of an accepted push, and the function behind each step:
  *
  *     pending rows ──sto_log_block()──► log record (fsync per storage.fsync)
- *        ──(server) engine update──► model ──(server) ack──► client
+ *        ──(ingest.c) engine update──► model ──(ingest.c) ack──► client
  *     model ──sto_checkpoint()──► checkpoint file ──► older files pruned
  *     start ──sto_open()──► newest valid checkpoint ──► log replayed after it
  *
- * storage.c owns the files; server.c owns the model and the duplicate table
- * and lends them through struct sto_hooks.  A storage error (a failed write,
- * fsync, rename, or segment creation) puts storage in the failed state: it
- * refuses to log (so the server refuses pushes with UNAVAILABLE and the
- * reason) until a checkpoint of the whole model succeeds, which the server
- * retries every second (sto_checkpoint_due()).  Nothing is ever retried as if
- * a failed fsync had succeeded.
+ * storage.c owns the files; the daemon owns the model and the duplicate
+ * table and lends them through struct sto_hooks (recover.c).  A storage
+ * error (a failed write, fsync, rename, or segment creation) puts storage
+ * in the failed state: it refuses to log (so the daemon refuses pushes
+ * with UNAVAILABLE and the reason) until a checkpoint of the whole model
+ * succeeds, which the daemon retries every second (sto_checkpoint_due()).
+ * Nothing is ever retried as if a failed fsync had succeeded.
  */
 #ifndef ISVDD_STORAGE_H
 #define ISVDD_STORAGE_H
@@ -52,7 +52,7 @@ struct sto;
  * aside as *.corrupt files) instead of refusing.  Returns 0 and *out, or an
  * exit code for main() (1: e.g. the stored model does not match the
  * configuration; STO_EXIT_*), having logged why. */
-int sto_open(const struct cfg *cfg, struct srv_log *log, bool repair, const struct sto_hooks *h,
+int sto_open(const struct cfg *cfg, struct log_sink *log, bool repair, const struct sto_hooks *h,
              struct sto **out);
 
 /* Appends one block (b->lsn is assigned here) and makes it as durable as

@@ -33,7 +33,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "isvd_model.h"   /* isvd_crc32c */
+#include "isvd_bytes.h"
+#include "isvd_model.h"   /* ISVD_MAX_DIM */
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the log stores float64 values in host order, which must be little-endian"
@@ -41,52 +42,39 @@
 
 static const char seg_magic[8] = { 'I', 'S', 'V', 'D', 'W', 'A', 'L', 0 };
 
-void wal_put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-void wal_put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-uint32_t wal_get32(const uint8_t *p)
-{
-	uint32_t v = 0;
-	for (int i = 3; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-uint64_t wal_get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 void wal_segment_name(char out[64], uint64_t first_lsn)
 {
-	snprintf(out, 64, "wal-%020" PRIu64 ".log", first_lsn);
+	snprintf(out, 64, WAL_NAME_PREFIX "%0*" PRIu64 WAL_NAME_SUFFIX, WAL_NAME_DIGITS, first_lsn);
+}
+
+bool wal_parse_numbered_name(const char *name, const char *prefix, const char *suffix,
+                             size_t nfields, uint64_t *v)
+{
+	const size_t lp = strlen(prefix), ls = strlen(suffix);
+	const size_t len = lp + nfields * (WAL_NAME_DIGITS + 1) - 1 + ls;
+	const char *f = name + lp;
+
+	if (nfields == 0 || strlen(name) != len || strncmp(name, prefix, lp) ||
+	    strcmp(name + len - ls, suffix))
+		return false;
+	for (size_t k = 0; k < nfields; k++, f += WAL_NAME_DIGITS + 1) {
+		uint64_t x = 0;
+		if (k > 0 && f[-1] != '-')
+			return false;
+		for (int i = 0; i < WAL_NAME_DIGITS; i++) {
+			const unsigned d = (unsigned)(f[i] - '0');
+			if (f[i] < '0' || f[i] > '9' || x > (UINT64_MAX - d) / 10)
+				return false;   /* not a digit, or more than a u64 holds */
+			x = x * 10 + d;
+		}
+		v[k] = x;
+	}
+	return true;
 }
 
 bool wal_parse_name(const char *name, uint64_t *first_lsn)
 {
-	uint64_t v = 0;
-
-	if (strlen(name) != 28 || strncmp(name, "wal-", 4) || strcmp(name + 24, ".log"))
-		return false;
-	for (int i = 4; i < 24; i++) {
-		if (name[i] < '0' || name[i] > '9')
-			return false;
-		v = v * 10 + (uint64_t)(name[i] - '0');
-	}
-	*first_lsn = v;
-	return true;
+	return wal_parse_numbered_name(name, WAL_NAME_PREFIX, WAL_NAME_SUFFIX, 1, first_lsn);
 }
 
 static int fail(struct wal_err *e, int errnum, const char *fmt, ...)
@@ -164,9 +152,9 @@ int wal_create_segment(struct wal_writer *w, uint64_t first_lsn, struct wal_err 
 	if (fd < 0)
 		return fail(e, errno, "cannot create log segment %s: %s", name, strerror(errno));
 	memcpy(h, seg_magic, 8);
-	wal_put32(h + 8, 1);
-	wal_put64(h + 16, first_lsn);
-	wal_put32(h + 24, isvd_crc32c(0, h, 24));
+	isvd_put_le32(h + 8, 1);
+	isvd_put_le64(h + 16, first_lsn);
+	isvd_put_le32(h + 24, isvd_crc32c(0, h, 24));
 	if (wal_pwrite_all(fd, h, sizeof h, 0) || fdatasync(fd)) {
 		int en = errno;
 		close(fd);
@@ -270,23 +258,23 @@ int wal_append(struct wal_writer *w, const struct wal_block *b, struct wal_err *
 	/* headers, client names and small pushes' rows go to w->buf; big
 	 * pushes' rows are written from where they are */
 	p = w->buf;
-	wal_put64(p + WAL_RECORD_HEADER, b->lsn);
-	wal_put64(p + WAL_RECORD_HEADER + 8, b->first_seq);
-	wal_put64(p + WAL_RECORD_HEADER + 16, b->dim);
-	wal_put32(p + WAL_RECORD_HEADER + 24, (uint32_t)b->npush);
-	wal_put32(p + WAL_RECORD_HEADER + 28, 0);
+	isvd_put_le64(p + WAL_RECORD_HEADER, b->lsn);
+	isvd_put_le64(p + WAL_RECORD_HEADER + 8, b->first_seq);
+	isvd_put_le64(p + WAL_RECORD_HEADER + 16, b->dim);
+	isvd_put_le32(p + WAL_RECORD_HEADER + 24, (uint32_t)b->npush);
+	isvd_put_le32(p + WAL_RECORD_HEADER + 28, 0);
 	add_piece(w, &np, p, WAL_RECORD_HEADER + 32);
 	p += WAL_RECORD_HEADER + 32;
 	for (size_t i = 0; i < b->npush; i++) {
 		const struct wal_push *q = &b->push[i];
 		const size_t bytes = q->rows * b->dim * sizeof(double);
-		wal_put64(p, q->rows);
-		wal_put64(p + 8, q->batch);
+		isvd_put_le64(p, q->rows);
+		isvd_put_le64(p + 8, q->batch);
 		p[16] = q->has_batch;
 		p[17] = 0;
 		p[18] = (uint8_t)q->client_len;
 		p[19] = (uint8_t)(q->client_len >> 8);
-		wal_put32(p + 20, 0);
+		isvd_put_le32(p + 20, 0);
 		if (q->client_len)
 			memcpy(p + 24, q->client, q->client_len);
 		add_piece(w, &np, p, 24 + q->client_len);
@@ -303,11 +291,11 @@ int wal_append(struct wal_writer *w, const struct wal_block *b, struct wal_err *
 		const size_t skip = i == 0 ? WAL_RECORD_HEADER : 0;
 		crc = isvd_crc32c(crc, w->pieces[i].p + skip, w->pieces[i].len - skip);
 	}
-	wal_put32(w->buf, WAL_RECORD_MAGIC);
-	wal_put32(w->buf + 4, WAL_TYPE_BLOCK);
-	wal_put64(w->buf + 8, len);
-	wal_put32(w->buf + 16, crc);
-	wal_put32(w->buf + 20, isvd_crc32c(0, w->buf, 20));
+	isvd_put_le32(w->buf, WAL_RECORD_MAGIC);
+	isvd_put_le32(w->buf + 4, WAL_TYPE_BLOCK);
+	isvd_put_le64(w->buf + 8, len);
+	isvd_put_le32(w->buf + 16, crc);
+	isvd_put_le32(w->buf + 20, isvd_crc32c(0, w->buf, 20));
 	at = w->off;
 	for (size_t i = 0; i < np; i++) {
 		if (wal_pwrite_all(w->fd, w->pieces[i].p, w->pieces[i].len, at))
@@ -377,9 +365,9 @@ int wal_segment_open(int dirfd, const char *name, struct wal_segment *s, struct 
 		s->map = NULL;
 		return fail(e, errno, "cannot map log segment %s: %s", name, strerror(errno));
 	}
-	if (memcmp(s->map, seg_magic, 8) || wal_get32(s->map + 8) != 1 ||
-	    wal_get32(s->map + 24) != isvd_crc32c(0, s->map, 24) ||
-	    wal_get64(s->map + 16) != s->first_lsn) {
+	if (memcmp(s->map, seg_magic, 8) || isvd_get_le32(s->map + 8) != 1 ||
+	    isvd_get_le32(s->map + 24) != isvd_crc32c(0, s->map, 24) ||
+	    isvd_get_le64(s->map + 16) != s->first_lsn) {
 		wal_segment_close(s);
 		return fail(e, 0, "log segment %s has a damaged header (bad magic, version, "
 		            "checksum or first record number)", name);
@@ -410,10 +398,10 @@ static const char *parse_block(const uint8_t *p, uint64_t len, struct wal_block 
 
 	if (len < 32)
 		return "block payload shorter than its header";
-	b->lsn = wal_get64(p);
-	b->first_seq = wal_get64(p + 8);
-	b->dim = (size_t)wal_get64(p + 16);
-	n = wal_get32(p + 24);
+	b->lsn = isvd_get_le64(p);
+	b->first_seq = isvd_get_le64(p + 8);
+	b->dim = (size_t)isvd_get_le64(p + 16);
+	n = isvd_get_le32(p + 24);
 	if (b->dim == 0 || b->dim > ISVD_MAX_DIM)
 		return "block dimension out of range";
 	if (n == 0)
@@ -436,8 +424,8 @@ static const char *parse_block(const uint8_t *p, uint64_t len, struct wal_block 
 		uint64_t rows, clen, bytes;
 		if (len - at < 24)
 			return "push header beyond the payload";
-		rows = wal_get64(p + at);
-		q->batch = wal_get64(p + at + 8);
+		rows = isvd_get_le64(p + at);
+		q->batch = isvd_get_le64(p + at + 8);
 		q->has_batch = p[at + 16] != 0;
 		clen = (uint64_t)p[at + 18] | (uint64_t)p[at + 19] << 8;
 		at += 24;
@@ -475,19 +463,19 @@ int wal_next(const struct wal_segment *s, uint64_t off, struct wal_block *b,
 		         " (%" PRIu64 " bytes)", s->name, off, left);
 		return WAL_TORN;
 	}
-	if (wal_get32(h) != WAL_RECORD_MAGIC || wal_get32(h + 20) != isvd_crc32c(0, h, 20) ||
-	    wal_get32(h + 4) != WAL_TYPE_BLOCK) {
+	if (isvd_get_le32(h) != WAL_RECORD_MAGIC || isvd_get_le32(h + 20) != isvd_crc32c(0, h, 20) ||
+	    isvd_get_le32(h + 4) != WAL_TYPE_BLOCK) {
 		snprintf(e->msg, sizeof e->msg, "%s: damaged record header at offset %" PRIu64,
 		         s->name, off);
 		return zeros(h, left) ? WAL_TORN : WAL_CORRUPT;
 	}
-	len = wal_get64(h + 8);
+	len = isvd_get_le64(h + 8);
 	if (len > left - WAL_RECORD_HEADER) {
 		snprintf(e->msg, sizeof e->msg, "%s: record at offset %" PRIu64 " needs %" PRIu64
 		         " bytes, %" PRIu64 " remain", s->name, off, len + WAL_RECORD_HEADER, left);
 		return WAL_TORN;
 	}
-	if (wal_get32(h + 16) != isvd_crc32c(0, h + WAL_RECORD_HEADER, len)) {
+	if (isvd_get_le32(h + 16) != isvd_crc32c(0, h + WAL_RECORD_HEADER, len)) {
 		snprintf(e->msg, sizeof e->msg, "%s: record at offset %" PRIu64 " fails its checksum",
 		         s->name, off);
 		return off + WAL_RECORD_HEADER + len == s->size ||

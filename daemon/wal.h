@@ -77,9 +77,6 @@ struct wal_block {
 
 /* ---------------------------------------------------------------- writer */
 
-/* The open segment being appended to.  Invariant: off is the end of the
- * last whole record written (the file is never longer once append
- * returns), synced ≤ off is what the last successful fsync covered. */
 /* A push's rows up to this size are copied into the writer's buffer; larger
  * ones are written from the caller's memory. */
 #define WAL_INLINE_MAX (64u << 10)
@@ -89,6 +86,9 @@ struct wal_piece {
 	size_t len;
 };
 
+/* The open segment being appended to.  Invariant: off is the end of the
+ * last whole record written (the file is never longer once append
+ * returns), synced ≤ off is what the last successful fsync covered. */
 struct wal_writer {
 	int dirfd;               /* storage.dir, borrowed */
 	int fd;                  /* -1 when no segment is open */
@@ -154,19 +154,24 @@ void wal_segment_close(struct wal_segment *s);
 int wal_next(const struct wal_segment *s, uint64_t off, struct wal_block *b,
              struct wal_push **pushes, size_t *cap, uint64_t *next, struct wal_err *e);
 
-/* The file name of the segment starting at lsn ("wal-%020llu.log"); parses
- * a name back (returns false when name is not a segment's). */
+/* storage.dir's numbered file names: a prefix, then nfields decimal
+ * numbers of exactly WAL_NAME_DIGITS digits (zero-padded u64) joined by
+ * '-', then a suffix.  wal_parse_numbered_name() parses one into
+ * v[0..nfields) and refuses anything else (a wrong length, prefix, suffix
+ * or separator, a non-digit, a number above UINT64_MAX). */
+#define WAL_NAME_DIGITS 20
+#define WAL_NAME_PREFIX "wal-"
+#define WAL_NAME_SUFFIX ".log"
+bool wal_parse_numbered_name(const char *name, const char *prefix, const char *suffix,
+                             size_t nfields, uint64_t *v);
+
+/* The file name of the segment starting at lsn ("wal-<lsn, 20 digits>.log");
+ * parses a name back (returns false when name is not a segment's). */
 void wal_segment_name(char out[64], uint64_t first_lsn);
 bool wal_parse_name(const char *name, uint64_t *first_lsn);
 
 /* pwrite() of all len bytes at off, retrying short writes and EINTR.
  * 0, or -1 with errno set.  Shared with the checkpoint writer. */
 int wal_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
-
-/* Little-endian helpers shared with the checkpoint format. */
-void wal_put32(uint8_t *p, uint32_t v);
-void wal_put64(uint8_t *p, uint64_t v);
-uint32_t wal_get32(const uint8_t *p);
-uint64_t wal_get64(const uint8_t *p);
 
 #endif /* ISVDD_WAL_H */

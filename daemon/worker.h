@@ -2,7 +2,7 @@
  * worker.h — one background thread that runs one job at a time: isvdd's
  * engine thread.
  *
- * The event loop (server.c) hands a block of rows to the engine with
+ * The event loop (ingest.c) hands a block of rows to the engine with
  * wrk_submit() and goes on receiving, decoding and logging the next block;
  * it learns that the job ended either by polling wrk_fd() (readable once
  * the job has ended) or by blocking in wrk_wait().  Only one job is ever in

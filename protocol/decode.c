@@ -160,6 +160,34 @@ static int scan_rows(struct proto_rd *rd, const char *key, uint32_t count,
 	return ISVD_PROTO_OK;
 }
 
+/* Converts the n little-endian values of esz bytes (8: f64, 4: f32) in
+ * data into out, counting NaNs (missing values) in *missing; an infinity is
+ * refused, naming its row and column (c columns). */
+static int read_values(const struct proto_obj *data, unsigned esz, uint64_t n, uint64_t c,
+                       const char *key, double *out, size_t *missing, struct isvd_proto_error *err)
+{
+	for (uint64_t q = 0; q < n; q++) {
+		const uint8_t *b = data->ptr + q * esz;
+		uint64_t u = 0;
+		double x;
+		for (unsigned t = esz; t-- > 0; )
+			u = (u << 8) | b[t];
+		if (esz == 8) {
+			memcpy(&x, &u, sizeof x);
+		} else {
+			uint32_t w = (uint32_t)u;
+			float f;
+			memcpy(&f, &w, sizeof f);
+			x = f;
+		}
+		if (isinf(x))
+			return nonfinite(err, key, (size_t)(q / c), (size_t)(q % c), x);
+		*missing += isnan(x) != 0;
+		out[q] = x;
+	}
+	return ISVD_PROTO_OK;
+}
+
 /* Form (b), after the map header of count entries. */
 static int dec_shaped(struct proto_rd *rd, const char *key, uint32_t count,
                       const struct isvd_proto_limits *lim, bool allow_empty,
@@ -236,26 +264,9 @@ static int dec_shaped(struct proto_rd *rd, const char *key, uint32_t count,
 	if (!out)
 		return proto_fail(err, ISVD_PROTO_NOMEM, "%s: out of memory", key);
 	size_t missing = 0;
-	for (uint64_t q = 0; q < n; q++) {
-		const uint8_t *b = data.ptr + q * esz;
-		uint64_t u = 0;
-		double x;
-		for (unsigned t = esz; t-- > 0; )
-			u = (u << 8) | b[t];
-		if (esz == 8) {
-			memcpy(&x, &u, sizeof x);
-		} else {
-			uint32_t w = (uint32_t)u;
-			float f;
-			memcpy(&f, &w, sizeof f);
-			x = f;
-		}
-		if (isinf(x)) {
-			proto_free(out);
-			return nonfinite(err, key, (size_t)(q / c), (size_t)(q % c), x);
-		}
-		missing += isnan(x) != 0;
-		out[q] = x;
+	if ((rc = read_values(&data, esz, n, c, key, out, &missing, err))) {
+		proto_free(out);
+		return rc;
 	}
 	m->data = out;
 	m->rows = (size_t)r;

@@ -9,8 +9,10 @@
  * proto_rd_skip() validates a whole value, bounded in depth, allocating
  * nothing.
  *
- * The field tables (schema.c) describe every body: key, type and where the
- * value lives in the C structure.  Encoder and decoder walk the same table.
+ * The field tables (encode.c: proto_request_fields, proto_reply_fields,
+ * proto_spectrum_fields) describe every body: key, type and where the value
+ * lives in the C structure.  Encoder (encode.c) and decoder (decode.c) walk
+ * the same table.
  */
 #ifndef PROTO_INTERNAL_H
 #define PROTO_INTERNAL_H

@@ -70,8 +70,37 @@ bool proto_obj_number(const struct proto_obj *o, double *out)
 	}
 }
 
-/* Header layout of each first byte outside the fix ranges:
- * type, bytes of value or length that follow. */
+/* The first bytes outside the fix ranges, 0xc0..0xdf: the type, and how
+ * many bytes of value or length follow (fixext: 0, the size is in the
+ * byte itself).  0xc1 is never used by msgpack. */
+struct header {
+	bool valid;
+	uint8_t type;                /* enum proto_type */
+	uint8_t n;
+};
+
+static const struct header headers[0x20] = {
+	[0x00] = { true, PT_NIL, 0 },
+	[0x02] = { true, PT_BOOL, 0 }, [0x03] = { true, PT_BOOL, 0 },
+	[0x04] = { true, PT_BIN, 1 }, [0x05] = { true, PT_BIN, 2 }, [0x06] = { true, PT_BIN, 4 },
+	[0x07] = { true, PT_EXT, 1 }, [0x08] = { true, PT_EXT, 2 }, [0x09] = { true, PT_EXT, 4 },
+	[0x0a] = { true, PT_F32, 4 }, [0x0b] = { true, PT_F64, 8 },
+	[0x0c] = { true, PT_UINT, 1 }, [0x0d] = { true, PT_UINT, 2 },
+	[0x0e] = { true, PT_UINT, 4 }, [0x0f] = { true, PT_UINT, 8 },
+	[0x10] = { true, PT_INT, 1 }, [0x11] = { true, PT_INT, 2 },
+	[0x12] = { true, PT_INT, 4 }, [0x13] = { true, PT_INT, 8 },
+	[0x14] = { true, PT_EXT, 0 }, [0x15] = { true, PT_EXT, 0 }, [0x16] = { true, PT_EXT, 0 },
+	[0x17] = { true, PT_EXT, 0 }, [0x18] = { true, PT_EXT, 0 },   /* fixext 1/2/4/8/16 */
+	[0x19] = { true, PT_STR, 1 }, [0x1a] = { true, PT_STR, 2 }, [0x1b] = { true, PT_STR, 4 },
+	[0x1c] = { true, PT_ARRAY, 2 }, [0x1d] = { true, PT_ARRAY, 4 },
+	[0x1e] = { true, PT_MAP, 2 }, [0x1f] = { true, PT_MAP, 4 },
+};
+
+/* Reads the msgpack header at the cursor into *o (and, for str, bin and
+ * ext, checks that its payload is there).  The fix ranges (fixint,
+ * fixmap, fixarray, fixstr) are tested first; every other first byte is
+ * looked up in headers[] above, which gives its type and how many bytes of
+ * value or length follow it. */
 int proto_rd_obj(struct proto_rd *rd, struct proto_obj *o, struct isvd_proto_error *err)
 {
 	size_t at = proto_rd_offset(rd);
@@ -88,37 +117,16 @@ int proto_rd_obj(struct proto_rd *rd, struct proto_obj *o, struct isvd_proto_err
 	if (b >= 0x90 && b <= 0x9f) { o->type = PT_ARRAY; o->len = b & 0x0f; goto count; }
 	if (b >= 0xa0 && b <= 0xbf) { o->type = PT_STR; o->len = b & 0x1f; goto payload; }
 
-	switch (b) {
-	case 0xc0: o->type = PT_NIL; rd->p++; return ISVD_PROTO_OK;
-	case 0xc2: case 0xc3: o->type = PT_BOOL; o->b = b == 0xc3; rd->p++; return ISVD_PROTO_OK;
-	case 0xc4: o->type = PT_BIN; n = 1; break;
-	case 0xc5: o->type = PT_BIN; n = 2; break;
-	case 0xc6: o->type = PT_BIN; n = 4; break;
-	case 0xc7: o->type = PT_EXT; n = 1; break;
-	case 0xc8: o->type = PT_EXT; n = 2; break;
-	case 0xc9: o->type = PT_EXT; n = 4; break;
-	case 0xca: o->type = PT_F32; n = 4; break;
-	case 0xcb: o->type = PT_F64; n = 8; break;
-	case 0xcc: o->type = PT_UINT; n = 1; break;
-	case 0xcd: o->type = PT_UINT; n = 2; break;
-	case 0xce: o->type = PT_UINT; n = 4; break;
-	case 0xcf: o->type = PT_UINT; n = 8; break;
-	case 0xd0: o->type = PT_INT; n = 1; break;
-	case 0xd1: o->type = PT_INT; n = 2; break;
-	case 0xd2: o->type = PT_INT; n = 4; break;
-	case 0xd3: o->type = PT_INT; n = 8; break;
-	case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
-		o->type = PT_EXT; n = 0; break;   /* fixext 1/2/4/8/16 */
-	case 0xd9: o->type = PT_STR; n = 1; break;
-	case 0xda: o->type = PT_STR; n = 2; break;
-	case 0xdb: o->type = PT_STR; n = 4; break;
-	case 0xdc: o->type = PT_ARRAY; n = 2; break;
-	case 0xdd: o->type = PT_ARRAY; n = 4; break;
-	case 0xde: o->type = PT_MAP; n = 2; break;
-	case 0xdf: o->type = PT_MAP; n = 4; break;
-	default:
+	const struct header *h = &headers[b - 0xc0];   /* b is in 0xc0..0xdf here */
+	if (!h->valid)
 		return proto_fail(err, ISVD_PROTO_BAD_REQUEST,
 		                  "byte 0x%02x at byte %zu is not valid msgpack", b, at);
+	o->type = (enum proto_type)h->type;
+	n = h->n;
+	if (o->type == PT_NIL || o->type == PT_BOOL) {
+		o->b = b == 0xc3;
+		rd->p++;
+		return ISVD_PROTO_OK;
 	}
 	if (proto_rd_left(rd) - 1 < n)
 		return proto_fail(err, ISVD_PROTO_BAD_REQUEST,

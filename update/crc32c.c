@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "isvd_bytes.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define HAVE_SSE42_PATH 1

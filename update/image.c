@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "isvd_bytes.h"
 
 #define IMAGE_MAGIC   "ISVDMODL"
 #define IMAGE_VERSION 1u
@@ -46,44 +47,16 @@
  * sums of squares formed from them in queries and updates stay finite. */
 #define MAX_MAGNITUDE 3.35e153
 
-static void put_u32(unsigned char *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put_u64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
 static void put_f64(unsigned char *p, double d)
 {
 	uint64_t v;
 	memcpy(&v, &d, sizeof v);
-	put_u64(p, v);
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-	uint32_t v = 0;
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
+	isvd_put_le64(p, v);
 }
 
 static double get_f64(const unsigned char *p)
 {
-	uint64_t v = get_u64(p);
+	uint64_t v = isvd_get_le64(p);
 	double d;
 	memcpy(&d, &v, sizeof d);
 	return d;
@@ -120,20 +93,20 @@ int isvd_model_save(const struct isvd_model *m, void *buf, size_t cap, size_t *l
 	if (cap < total)
 		return ISVD_ERR_TOO_LARGE;
 	memcpy(p, IMAGE_MAGIC, 8);
-	put_u32(p + 8, IMAGE_VERSION);
-	put_u32(p + 12, (m->center ? FLAG_CENTER : 0) | (exact ? FLAG_EXACT : 0));
-	put_u64(p + 16, total);
-	put_u64(p + 24, m->n);
-	put_u64(p + 32, m->k);
-	put_u64(p + 40, m->p);
-	put_u64(p + 48, m->B);
+	isvd_put_le32(p + 8, IMAGE_VERSION);
+	isvd_put_le32(p + 12, (m->center ? FLAG_CENTER : 0) | (exact ? FLAG_EXACT : 0));
+	isvd_put_le64(p + 16, total);
+	isvd_put_le64(p + 24, m->n);
+	isvd_put_le64(p + 32, m->k);
+	isvd_put_le64(p + 40, m->p);
+	isvd_put_le64(p + 48, m->B);
 	put_f64(p + 56, m->forget);
 	put_f64(p + 64, m->rcond);
-	put_u64(p + 72, m->reorth_every);
-	put_u64(p + 80, m->r);
-	put_u64(p + 88, m->rows_seen);
-	put_u64(p + 96, m->rows_since_reorth);
-	put_u64(p + 104, m->reorth_count);
+	isvd_put_le64(p + 72, m->reorth_every);
+	isvd_put_le64(p + 80, m->r);
+	isvd_put_le64(p + 88, m->rows_seen);
+	isvd_put_le64(p + 96, m->rows_since_reorth);
+	isvd_put_le64(p + 104, m->reorth_count);
 	put_f64(p + 112, m->weight);
 	put_f64(p + 120, m->energy);
 	q = p + HEADER_LEN;
@@ -148,7 +121,7 @@ int isvd_model_save(const struct isvd_model *m, void *buf, size_t cap, size_t *l
 		for (size_t j = 0; j < m->n; j++)
 			for (size_t i = 0; i <= j; i++, q += 8)
 				put_f64(q, m->Rt[j * m->n + i]);
-	put_u32(q, isvd_crc32c(0, p, (size_t)(q - p)));
+	isvd_put_le32(q, isvd_crc32c(0, p, (size_t)(q - p)));
 	if (len)
 		*len = total;
 	return ISVD_OK;
@@ -165,37 +138,37 @@ int isvd_model_load(const void *buf, size_t len, struct isvd_model **out)
 		return ISVD_ERR_INVALID;
 	if (len < HEADER_LEN + 4)
 		return ISVD_ERR_TRUNCATED;
-	if (memcmp(p, IMAGE_MAGIC, 8) != 0 || get_u32(p + 8) != IMAGE_VERSION)
+	if (memcmp(p, IMAGE_MAGIC, 8) != 0 || isvd_get_le32(p + 8) != IMAGE_VERSION)
 		return ISVD_ERR_FORMAT;
-	const uint32_t flags = get_u32(p + 12);
+	const uint32_t flags = isvd_get_le32(p + 12);
 	if (flags & ~(FLAG_CENTER | FLAG_EXACT))
 		return ISVD_ERR_FORMAT;
-	const uint64_t total = get_u64(p + 16);
+	const uint64_t total = isvd_get_le64(p + 16);
 	if (total < HEADER_LEN + 4)
 		return ISVD_ERR_FORMAT;
 	if (len < total)
 		return ISVD_ERR_TRUNCATED;
 	if (len > total)
 		return ISVD_ERR_FORMAT;  /* trailing bytes */
-	if (isvd_crc32c(0, p, total - 4) != get_u32(p + total - 4))
+	if (isvd_crc32c(0, p, total - 4) != isvd_get_le32(p + total - 4))
 		return ISVD_ERR_CORRUPT;
 
-	const uint64_t n = get_u64(p + 24), r = get_u64(p + 80);
+	const uint64_t n = isvd_get_le64(p + 24), r = isvd_get_le64(p + 80);
 	const int center = (flags & FLAG_CENTER) != 0, exact = (flags & FLAG_EXACT) != 0;
 	if (n < 1 || n > ISVD_MAX_DIM || image_len(n, r, center, exact) != total)
 		return ISVD_ERR_FORMAT;
 	isvd_options_default(&o);
 	o.dim = (size_t)n;
-	o.rank = (size_t)get_u64(p + 32);
-	o.extra = (size_t)get_u64(p + 40);
-	o.max_block = (size_t)get_u64(p + 48);
+	o.rank = (size_t)isvd_get_le64(p + 32);
+	o.extra = (size_t)isvd_get_le64(p + 40);
+	o.max_block = (size_t)isvd_get_le64(p + 48);
 	o.center = center;
 	o.forget = get_f64(p + 56);
 	o.rcond = get_f64(p + 64);
-	o.reorth_every = get_u64(p + 72);
+	o.reorth_every = isvd_get_le64(p + 72);
 	o.mode = exact ? ISVD_MODE_EXACT : ISVD_MODE_TRUNCATED;
-	if (get_u64(p + 32) > ISVD_MAX_RANK || get_u64(p + 40) > ISVD_MAX_RANK ||
-	    get_u64(p + 48) > ISVD_MAX_BLOCK || upd_validate_options(&o) != ISVD_OK)
+	if (isvd_get_le64(p + 32) > ISVD_MAX_RANK || isvd_get_le64(p + 40) > ISVD_MAX_RANK ||
+	    isvd_get_le64(p + 48) > ISVD_MAX_BLOCK || upd_validate_options(&o) != ISVD_OK)
 		return ISVD_ERR_FORMAT;
 
 	err = upd_alloc(&o, &m);
@@ -205,9 +178,9 @@ int isvd_model_load(const void *buf, size_t len, struct isvd_model **out)
 	if (r > m->m)
 		goto fail;
 	m->r = (size_t)r;
-	m->rows_seen = get_u64(p + 88);
-	m->rows_since_reorth = get_u64(p + 96);
-	m->reorth_count = get_u64(p + 104);
+	m->rows_seen = isvd_get_le64(p + 88);
+	m->rows_since_reorth = isvd_get_le64(p + 96);
+	m->reorth_count = isvd_get_le64(p + 104);
 	m->weight = get_f64(p + 112);
 	m->energy = get_f64(p + 120);
 	/* The bounds a running model keeps (see check_rows in model.c): energy

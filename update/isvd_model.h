@@ -60,6 +60,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* isvd_crc32c() lives in isvd_bytes.h; included here only until the
+ * engine's unit tests (tests/unit/update) include it themselves. */
+#include "isvd_bytes.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -206,6 +210,18 @@ void isvd_model_destroy(struct isvd_model *m);
  * whole blocks have been applied; isvd_model_rows_seen() tells how many. */
 int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, size_t ld);
 
+/* The admissibility rule of isvd_model_update(), for callers that check
+ * input before it reaches the model (the daemon refuses a push whole).
+ * A value is admissible when it is finite and |x| ≤ ISVD_MAX_MAGNITUDE;
+ * isvd_first_inadmissible() returns the index of the first value of
+ * x[0..n) that is not, or n when all are.  An update of admissible values
+ * may still be refused as ISVD_ERR_NONFINITE when the squares of the whole
+ * call, added to the model's energy, would overflow (rows × dim values of
+ * that size): that depends on the model's state, so only the update can
+ * tell, and it refuses the call whole. */
+#define ISVD_MAX_MAGNITUDE 1e150
+size_t isvd_first_inadmissible(const double *x, size_t n);
+
 /* Turns imputation of gaps on or off for a model (a loaded one starts with
  * REJECT); allocates the estimator's workspaces when turned on
  * (ISVD_ERR_NOMEM, model unchanged, if they cannot be had). */
@@ -279,10 +295,6 @@ size_t isvd_model_saved_size(const struct isvd_model *m);
 int isvd_model_save(const struct isvd_model *m, void *buf, size_t cap, size_t *len);
 /* Creates a model from an image; *out is set only on success. */
 int isvd_model_load(const void *buf, size_t len, struct isvd_model **out);
-
-/* CRC32C (Castagnoli), shared with the daemon's log records.  Start with
- * crc = 0; feeding a buffer in pieces gives the same result as at once. */
-uint32_t isvd_crc32c(uint32_t crc, const void *buf, size_t len);
 
 #ifdef __cplusplus
 }

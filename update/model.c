@@ -440,8 +440,10 @@ void upd_sign_normalise(struct isvd_model *m)
  * that nothing computed from them can overflow: the squares of the call's
  * values (×4 for centring, which can double a difference), summed over the
  * call and added to the energy already held, must stay below DBL_MAX/4.
- * In practice that admits |x| up to about 1e150 for any realistic call;
- * beyond it the call is refused as ISVD_ERR_NONFINITE, whole.  With
+ * Every value must be admissible (|x| ≤ ISVD_MAX_MAGNITUDE, the rule
+ * isvd_first_inadmissible() exports); beyond it, or when the call's
+ * squares would overflow the energy, the call is refused as
+ * ISVD_ERR_NONFINITE, whole.  With
  * gaps = 1 a NaN is a gap, not an error (±Inf still is), and a row without
  * an observed value is ISVD_ERR_GAPS; *has_gaps (may be NULL) tells whether
  * any row had one.
@@ -477,7 +479,7 @@ static int check_rows_gaps(const struct isvd_model *m, const double *rows, size_
 		if (seen == 0)
 			return ISVD_ERR_GAPS;
 	}
-	if (amax > 1e154)  /* amax² itself would overflow */
+	if (amax > ISVD_MAX_MAGNITUDE)  /* the exported rule, isvd_first_inadmissible() */
 		return ISVD_ERR_NONFINITE;
 	const double need = 4.0 * (double)m->n * (double)nrows * amax * amax;
 	if (!(m->energy + need < DBL_MAX / 4))

@@ -36,6 +36,7 @@
 
 #include <zmq.h>
 
+#include "isvd_keyfile.h"
 #include "isvd_proto.h"
 
 _Static_assert((int)ISVD_CLIENT_INTERNAL == (int)ISVD_PROTO_INTERNAL,
@@ -188,54 +189,27 @@ void isvd_client_options_init(struct isvd_client_options *o)
 
 int isvd_client_key_read(const char *path, bool secret, char z85[41], char *why, size_t why_size)
 {
-	char buf[4097], dummy[256];
-	size_t got = 0, keys = 0;
-	bool marked_secret = false;
-	FILE *f;
+	char dummy[256];
+	uint8_t bin[32];
+	int rc;
 
 	if (!why) {
 		why = dummy;
 		why_size = sizeof dummy;
 	}
-	if (!path || !(f = fopen(path, "r"))) {
-		snprintf(why, why_size, "%s: %s", path ? path : "(null)", strerror(path ? errno : EINVAL));
+	if (!path) {
+		snprintf(why, why_size, "(null): %s", strerror(EINVAL));
 		return ISVD_CLIENT_IO;
 	}
-	got = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	if (got == sizeof buf - 1) {
-		snprintf(why, why_size, "%s: larger than 4096 bytes; not a key file", path);
+	/* the format is the daemon's (protocol/isvd_keyfile.h); a client's own
+	 * secret key is not held to the daemon's file-mode rule */
+	rc = isvd_key_file_read(path, secret, false, z85, why, why_size);
+	if (rc == ISVD_KEY_IO)
+		return ISVD_CLIENT_IO;
+	if (rc != ISVD_KEY_OK)
 		return ISVD_CLIENT_INVALID;
-	}
-	buf[got] = '\0';
-	for (char *line = buf, *next; line; line = next) {
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
-		size_t len = strlen(line);
-		while (len && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
-			line[--len] = '\0';
-		while (*line == ' ' || *line == '\t')
-			line++, len--;
-		if (!len)
-			continue;
-		if (line[0] == '#') {
-			marked_secret |= strstr(line, "secret") != NULL;
-			continue;
-		}
-		uint8_t bin[32];
-		if (++keys > 1 || len != 40 || !zmq_z85_decode(bin, line)) {
-			snprintf(why, why_size, "%s: not a key file (one line of 40 Z85 characters expected)", path);
-			return ISVD_CLIENT_INVALID;
-		}
-		memcpy(z85, line, 41);
-	}
-	if (!keys) {
-		snprintf(why, why_size, "%s: no key in the file", path);
-		return ISVD_CLIENT_INVALID;
-	}
-	if (!secret && marked_secret) {
-		snprintf(why, why_size, "%s: a secret key file; the daemon's public key (.pub) is needed here", path);
+	if (!zmq_z85_decode(bin, z85)) {
+		snprintf(why, why_size, "%s: not a valid Z85 key", path);
 		return ISVD_CLIENT_INVALID;
 	}
 	return ISVD_CLIENT_OK;

@@ -192,6 +192,88 @@ static const char *command_opts(const char *cmd)
 
 /* Parses argv (argv[0] is the command).  Returns -1 to go on, else an exit
  * status. */
+/* Applies one option (opt, its value in optarg; given: the option as
+ * written, for messages).  -1 to go on, or parse()'s result. */
+static int apply_option(struct cli *c, int opt, const char *given)
+{
+	switch (opt) {
+	case 'h':
+		cmd_help(c->cmd, stdout);
+		return 0;
+	case 'I': c->o.ingest = optarg; break;
+	case 'Q': c->o.query = optarg; break;
+	case 'P': c->o.publish = optarg; break;
+	case 'T': {
+		char *end;
+		double t = strtod(optarg, &end);
+		if (*end || !(t > 0) || t > 86400 * 365)
+			return usage_error(c, "--timeout wants seconds > 0, not '%s'", optarg);
+		c->timeout_s = t;
+		c->o.timeout_ms = (int)ceil(t * 1000 > 2e9 ? 2e9 : t * 1000);
+		break;
+	}
+	case 'S': c->o.server_key_file = optarg; break;
+	case 'K': c->o.client_key_file = optarg; break;
+	case 'R': {
+		size_t v;
+		if (!parse_size(optarg, &v, 0) || v > 1000000)
+			return usage_error(c, "--retries wants a count, not '%s'", optarg);
+		c->o.retries = (int)v;
+		break;
+	}
+	case 'f':
+		if (!strcmp(c->cmd, "factors")) {
+			if (strcmp(optarg, "csv") && strcmp(optarg, "npy"))
+				return usage_error(c, "--format is csv or npy, not '%s'", optarg);
+			c->format = !strcmp(optarg, "npy");
+		} else {
+			int f = cli_format_parse(optarg);
+			if (f < 0)
+				return usage_error(c, "--format is auto, csv, tsv, text, f64 or f32, not '%s'", optarg);
+			c->format = f;
+		}
+		c->format_set = true;
+		break;
+	case 'd':
+		if (!parse_size(optarg, &c->dim, 1))
+			return usage_error(c, "--dim wants a positive count, not '%s'", optarg);
+		break;
+	case 'b':
+		if (!parse_size(optarg, &c->batch, 1) || c->batch > (1u << 24))
+			return usage_error(c, "--batch wants a positive count, not '%s'", optarg);
+		break;
+	case 'n':
+	case 'C': {
+		size_t v;
+		if (!parse_size(optarg, &v, 1) || v > 1000000)
+			return usage_error(c, "%s wants a positive count", given);
+		if (!strcmp(c->cmd, "push"))
+			c->in_flight = (unsigned)v;
+		else
+			c->count = v;
+		break;
+	}
+	case 'c':
+		if (!*optarg || strlen(optarg) > 255)
+			return usage_error(c, "--client wants 1..255 bytes, not '%s'", optarg);
+		c->o.client_id = optarg;
+		break;
+	case 'o': c->out = optarg; break;
+	case 's':
+		if (!strcmp(optarg, "scores"))
+			c->space = ISVD_CLIENT_SCORES;
+		else if (!strcmp(optarg, "u"))
+			c->space = ISVD_CLIENT_U;
+		else
+			return usage_error(c, "--space is scores or u, not '%s'", optarg);
+		break;
+	case 'j': c->json = true; break;
+	default:
+		return usage_error(c, "unexpected option %s", given);
+	}
+	return -1;
+}
+
 static int parse(struct cli *c, int argc, char **argv)
 {
 	static const struct option longs[] = {
@@ -215,8 +297,7 @@ static int parse(struct cli *c, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *allowed = command_opts(c->cmd);
-	int opt, li;
-	size_t v;
+	int opt, li, rc;
 
 	optind = 1;
 	opterr = 0;
@@ -225,77 +306,8 @@ static int parse(struct cli *c, int argc, char **argv)
 			return usage_error(c, "unknown option or missing value: %s", argv[optind - 1]);
 		if (strchr("fdbncosjC", opt) && !strchr(allowed, opt))
 			return usage_error(c, "option %s does not apply here", argv[optind - 1]);
-		switch (opt) {
-		case 'h':
-			cmd_help(c->cmd, stdout);
-			return 0;
-		case 'I': c->o.ingest = optarg; break;
-		case 'Q': c->o.query = optarg; break;
-		case 'P': c->o.publish = optarg; break;
-		case 'T': {
-			char *end;
-			double t = strtod(optarg, &end);
-			if (*end || !(t > 0) || t > 86400 * 365)
-				return usage_error(c, "--timeout wants seconds > 0, not '%s'", optarg);
-			c->timeout_s = t;
-			c->o.timeout_ms = (int)ceil(t * 1000 > 2e9 ? 2e9 : t * 1000);
-			break;
-		}
-		case 'S': c->o.server_key_file = optarg; break;
-		case 'K': c->o.client_key_file = optarg; break;
-		case 'R':
-			if (!parse_size(optarg, &v, 0) || v > 1000000)
-				return usage_error(c, "--retries wants a count, not '%s'", optarg);
-			c->o.retries = (int)v;
-			break;
-		case 'f':
-			if (!strcmp(c->cmd, "factors")) {
-				if (strcmp(optarg, "csv") && strcmp(optarg, "npy"))
-					return usage_error(c, "--format is csv or npy, not '%s'", optarg);
-				c->format = !strcmp(optarg, "npy");
-			} else {
-				int f = cli_format_parse(optarg);
-				if (f < 0)
-					return usage_error(c, "--format is auto, csv, tsv, text, f64 or f32, not '%s'", optarg);
-				c->format = f;
-			}
-			c->format_set = true;
-			break;
-		case 'd':
-			if (!parse_size(optarg, &c->dim, 1))
-				return usage_error(c, "--dim wants a positive count, not '%s'", optarg);
-			break;
-		case 'b':
-			if (!parse_size(optarg, &c->batch, 1) || c->batch > (1u << 24))
-				return usage_error(c, "--batch wants a positive count, not '%s'", optarg);
-			break;
-		case 'n':
-		case 'C':
-			if (!parse_size(optarg, &v, 1) || v > 1000000)
-				return usage_error(c, "%s wants a positive count", argv[optind - 1]);
-			if (!strcmp(c->cmd, "push"))
-				c->in_flight = (unsigned)v;
-			else
-				c->count = v;
-			break;
-		case 'c':
-			if (!*optarg || strlen(optarg) > 255)
-				return usage_error(c, "--client wants 1..255 bytes, not '%s'", optarg);
-			c->o.client_id = optarg;
-			break;
-		case 'o': c->out = optarg; break;
-		case 's':
-			if (!strcmp(optarg, "scores"))
-				c->space = ISVD_CLIENT_SCORES;
-			else if (!strcmp(optarg, "u"))
-				c->space = ISVD_CLIENT_U;
-			else
-				return usage_error(c, "--space is scores or u, not '%s'", optarg);
-			break;
-		case 'j': c->json = true; break;
-		default:
-			return usage_error(c, "unexpected option %s", argv[optind - 1]);
-		}
+		if ((rc = apply_option(c, opt, argv[optind - 1])) != -1)
+			return rc;
 	}
 	return -1;
 }

@@ -12,6 +12,7 @@
  */
 #include "ckpt.h"
 #include "fuzz_file.h"
+#include "isvd_bytes.h"
 #include "isvd_model.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -25,10 +26,10 @@ static void fix_crcs(uint8_t *p, size_t n)
 {
 	if (n < HDR + 4)
 		return;
-	uint64_t ml = wal_get64(p + 32), cl = wal_get64(p + 40);
+	uint64_t ml = isvd_get_le64(p + 32), cl = isvd_get_le64(p + 40);
 	if (ml >= 4 && ml <= n && cl <= n && HDR + ml + cl + 4 == n)
-		wal_put32(p + HDR + ml - 4, isvd_crc32c(0, p + HDR, (size_t)ml - 4));
-	wal_put32(p + n - 4, isvd_crc32c(0, p, n - 4));
+		isvd_put_le32(p + HDR + ml - 4, isvd_crc32c(0, p + HDR, (size_t)ml - 4));
+	isvd_put_le32(p + n - 4, isvd_crc32c(0, p, n - 4));
 }
 
 static void check_model(const struct isvd_model *m)

@@ -14,7 +14,7 @@
  * and a damaged record is reported with a message.
  */
 #include "fuzz_file.h"
-#include "isvd_model.h"   /* isvd_crc32c */
+#include "isvd_bytes.h"
 #include "wal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -28,14 +28,14 @@ static void fix_crcs(uint8_t *p, size_t n)
 
 	if (n < WAL_SEGMENT_HEADER)
 		return;
-	wal_put32(p + 24, isvd_crc32c(0, p, 24));
+	isvd_put_le32(p + 24, isvd_crc32c(0, p, 24));
 	while (n - off >= WAL_RECORD_HEADER) {
 		uint8_t *h = p + off;
-		uint64_t len = wal_get64(h + 8);
+		uint64_t len = isvd_get_le64(h + 8);
 		if (len > n - off - WAL_RECORD_HEADER)
 			break;
-		wal_put32(h + 16, isvd_crc32c(0, h + WAL_RECORD_HEADER, (size_t)len));
-		wal_put32(h + 20, isvd_crc32c(0, h, 20));
+		isvd_put_le32(h + 16, isvd_crc32c(0, h + WAL_RECORD_HEADER, (size_t)len));
+		isvd_put_le32(h + 20, isvd_crc32c(0, h, 20));
 		off += WAL_RECORD_HEADER + len;
 	}
 }
@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	buf = fuzz_body(data, size, fix_crcs);
-	wal_segment_name(name, (data[0] & 2) || size - 1 < WAL_SEGMENT_HEADER ? 1 : wal_get64(buf + 16));
+	wal_segment_name(name, (data[0] & 2) || size - 1 < WAL_SEGMENT_HEADER ? 1 : isvd_get_le64(buf + 16));
 	fuzz_write(name, buf, size - 1);
 	free(buf);
 

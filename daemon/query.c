@@ -1,12 +1,12 @@
 /*
- * reader.c — the query thread (see reader.h for the shape).
+ * query.c — the query thread (see query.h for the shape).
  *
  * DESIGN
  *   One thread polls the query ROUTER and its end of the control PAIR.  A
  *   query takes a reference on the current view under the mutex, computes
  *   its answer from the view's snapshot without any lock, and drops the
- *   reference; rdr_publish_view() swaps the view under the same mutex.  So
- *   the engine's update (on the engine thread, server.c) and a query never
+ *   reference; qry_publish_view() swaps the view under the same mutex.  So
+ *   the engine's update (on the engine thread, ingest.c) and a query never
  *   touch the same memory, and a query costs its own arithmetic only: at (1000, 50) a
  *   one-row `project` is ~0.1 ms whatever the ingest load.
  *
@@ -15,11 +15,11 @@
  *   reply body, or "S" (stop).
  *
  * INVARIANTS
- *   r->view is never NULL after rdr_start(); view->refs counts r->view's own
+ *   r->view is never NULL after qry_start(); view->refs counts r->view's own
  *   reference plus every query in progress; a view is freed by whoever
  *   drops its last reference.
  */
-#include "reader.h"
+#include "query.h"
 
 #include <errno.h>
 #include <math.h>
@@ -30,37 +30,37 @@
 #include <zmq.h>
 
 #include "isvd_proto.h"
+#include "loop.h"
 #include "reply.h"
-#include "server.h"
 
 #ifndef ISVD_VERSION
 #define ISVD_VERSION "0.0.0"
 #endif
 
-#define RDR_CTL_ENDPOINT "inproc://isvdd-reader-ctl"
+#define QRY_CTL_ENDPOINT "inproc://isvdd-query-ctl"
 /* Loop → thread replies carry "R" before a query's envelope and body. */
-#define RDR_CTL_FRAMES   (SRV_MAX_FRAMES + 1)
-#define RDR_POLL_MS      250
+#define QRY_CTL_FRAMES   (RPL_MAX_FRAMES + 1)
+#define QRY_POLL_MS      250
 
-struct rdr_view {
-	int refs;                    /* under rdr.mu */
+struct qry_view {
+	int refs;                    /* under qry.mu */
 	struct isvd_model *snap;     /* NULL until the model exists */
 	uint64_t seq;
 	double ingest_rows_per_s;
 };
 
-struct rdr {
+struct qry {
 	const struct cfg *cfg;
-	struct srv_log *log;
+	struct log_sink *log;
 	void *zctx;
 	void *query;                 /* owned by the thread once started */
 	void *ctl_loop;              /* the loop's end of the PAIR */
-	struct rdr_hooks hooks;
+	struct qry_hooks hooks;
 	struct isvd_proto_limits lim;
 	uint64_t start_ms;
 
 	pthread_mutex_t mu;
-	struct rdr_view *view;
+	struct qry_view *view;
 	uint64_t last_checkpoint_seq;   /* under mu; may move without a new view */
 
 	pthread_t thread;
@@ -72,7 +72,7 @@ struct rdr {
 
 /* ----------------------------------------------------------------- views */
 
-void rdr_view_free(struct rdr_view *v)
+void qry_view_free(struct qry_view *v)
 {
 	if (!v)
 		return;
@@ -80,9 +80,9 @@ void rdr_view_free(struct rdr_view *v)
 	free(v);
 }
 
-struct rdr_view *rdr_view_make(const struct isvd_model *model, uint64_t seq, int *err)
+struct qry_view *qry_view_make(const struct isvd_model *model, uint64_t seq, int *err)
 {
-	struct rdr_view *v = calloc(1, sizeof *v);
+	struct qry_view *v = calloc(1, sizeof *v);
 
 	*err = ISVD_OK;
 	if (!v) {
@@ -98,9 +98,9 @@ struct rdr_view *rdr_view_make(const struct isvd_model *model, uint64_t seq, int
 	return v;
 }
 
-static struct rdr_view *view_get(struct rdr *r)
+static struct qry_view *view_get(struct qry *r)
 {
-	struct rdr_view *v;
+	struct qry_view *v;
 
 	pthread_mutex_lock(&r->mu);
 	v = r->view;
@@ -109,7 +109,7 @@ static struct rdr_view *view_get(struct rdr *r)
 	return v;
 }
 
-static void view_put(struct rdr *r, struct rdr_view *v)
+static void view_put(struct qry *r, struct qry_view *v)
 {
 	bool last;
 
@@ -117,13 +117,13 @@ static void view_put(struct rdr *r, struct rdr_view *v)
 	last = --v->refs == 0;
 	pthread_mutex_unlock(&r->mu);
 	if (last)
-		rdr_view_free(v);
+		qry_view_free(v);
 }
 
-void rdr_publish_view(struct rdr *r, struct rdr_view *v, uint64_t last_checkpoint_seq,
+void qry_publish_view(struct qry *r, struct qry_view *v, uint64_t last_checkpoint_seq,
                       double ingest_rows_per_s)
 {
-	struct rdr_view *old;
+	struct qry_view *old;
 
 	v->ingest_rows_per_s = ingest_rows_per_s;
 	pthread_mutex_lock(&r->mu);
@@ -135,18 +135,31 @@ void rdr_publish_view(struct rdr *r, struct rdr_view *v, uint64_t last_checkpoin
 		view_put(r, old);
 }
 
-void rdr_set_checkpoint(struct rdr *r, uint64_t last_checkpoint_seq)
+void qry_set_checkpoint(struct qry *r, uint64_t last_checkpoint_seq)
 {
 	pthread_mutex_lock(&r->mu);
 	r->last_checkpoint_seq = last_checkpoint_seq;
 	pthread_mutex_unlock(&r->mu);
 }
 
-/* ------------------------------------------------------------- messaging */
-
 /* --------------------------------------------------------------- queries */
 
-static int do_info(struct rdr *r, const struct rdr_view *v, struct isvd_proto_reply *rep)
+/* A query op's handler: fills rep (buffers malloc'd into it, freed by the
+ * caller whatever the result) from view v.  ISVD_PROTO_OK, or the wire code
+ * with a message in msg (left empty: the code's own text). */
+typedef int query_fn(struct qry *r, const struct qry_view *v, const struct isvd_proto_request *req,
+                     struct isvd_proto_reply *rep, char *msg, size_t cap);
+
+static int do_ping(struct qry *r, const struct qry_view *v, const struct isvd_proto_request *req,
+                   struct isvd_proto_reply *rep, char *msg, size_t cap)
+{
+	rep->version = (char *)ISVD_VERSION;   /* static; the encoder only reads it */
+	rep->protocol = ISVD_PROTO_VERSION;
+	return ISVD_PROTO_OK;
+}
+
+static int do_info(struct qry *r, const struct qry_view *v, const struct isvd_proto_request *req,
+                   struct isvd_proto_reply *rep, char *msg, size_t cap)
 {
 	struct isvd_info info;
 	int rc;
@@ -159,12 +172,12 @@ static int do_info(struct rdr *r, const struct rdr_view *v, struct isvd_proto_re
 	pthread_mutex_lock(&r->mu);
 	rep->last_checkpoint_seq = r->last_checkpoint_seq;
 	pthread_mutex_unlock(&r->mu);
-	rep->uptime_s = (double)(srv_now_ms() - r->start_ms) / 1000.0;
+	rep->uptime_s = (double)(loop_now_ms() - r->start_ms) / 1000.0;
 	rep->ingest_rows_per_s = v->ingest_rows_per_s;
 	if (!v->snap)
 		return ISVD_PROTO_OK;
 	if ((rc = isvd_model_info(v->snap, &info)))
-		return srv_err_from_engine(rc);
+		return rpl_err_from_engine(rc);
 	rep->rank = info.rank;
 	rep->rank_max = info.rank_max;
 	rep->mode = (char *)isvd_mode_name(info.mode);   /* static; the encoder only reads it */
@@ -178,158 +191,180 @@ static int do_info(struct rdr *r, const struct rdr_view *v, struct isvd_proto_re
 	if (!rep->sigma.v)
 		return ISVD_PROTO_NOMEM;
 	if ((rc = isvd_model_factors(v->snap, rep->sigma.v, NULL, NULL, &rep->sigma.n)))
-		return srv_err_from_engine(rc);
+		return rpl_err_from_engine(rc);
 	return ISVD_PROTO_OK;
 }
 
-static int check_rows(const struct rdr_view *v, const struct isvd_proto_matrix *m, char *msg,
-                      size_t cap)
+/* The model must have seen rows; for rows (may be NULL), of its dimension
+ * and admissible. */
+static int check_ready(const struct qry_view *v, const struct isvd_proto_matrix *m, char *msg,
+                       size_t cap)
 {
 	if (!v->snap || v->seq == 0) {
 		snprintf(msg, cap, "the model has seen no rows yet");
 		return ISVD_PROTO_NOT_READY;
 	}
+	if (!m)
+		return ISVD_PROTO_OK;
 	if (m->cols != isvd_model_dim(v->snap)) {
 		snprintf(msg, cap, "rows: rows have %zu values; the model's dimension is %zu", m->cols,
 		         isvd_model_dim(v->snap));
 		return ISVD_PROTO_DIM_MISMATCH;
 	}
-	return srv_check_values(m, msg, cap);
+	return rpl_check_values(m, msg, cap);
 }
 
-/* Answers one query from the current view; a `checkpoint` goes to the loop
- * (env ownership moves there). */
-static void handle_query(struct rdr *r, void *ctl, zmq_msg_t *frames, size_t nframes)
+static int do_project(struct qry *r, const struct qry_view *v, const struct isvd_proto_request *req,
+                      struct isvd_proto_reply *rep, char *msg, size_t cap)
+{
+	int code, rc;
+
+	if ((code = check_ready(v, &req->rows, msg, cap)))
+		return code;
+	rep->coords.rows = req->rows.rows;
+	rep->coords.cols = isvd_model_rank(v->snap);
+	rep->coords.data = malloc((rep->coords.rows * rep->coords.cols + 1) * sizeof(double));
+	rep->residual.v = malloc(req->rows.rows * sizeof(double));
+	rep->residual.n = req->rows.rows;
+	if (!rep->coords.data || !rep->residual.v)
+		return ISVD_PROTO_NOMEM;
+	rc = isvd_model_project(v->snap, req->rows.data, req->rows.rows, req->rows.cols,
+	                        req->space == ISVD_PROTO_SPACE_U ? ISVD_SPACE_U : ISVD_SPACE_SCORES,
+	                        rep->coords.data, rep->residual.v);
+	return rc ? rpl_err_from_engine(rc) : ISVD_PROTO_OK;
+}
+
+static int do_reconstruct(struct qry *r, const struct qry_view *v,
+                          const struct isvd_proto_request *req, struct isvd_proto_reply *rep,
+                          char *msg, size_t cap)
+{
+	int code, rc;
+
+	if ((code = check_ready(v, &req->rows, msg, cap)))
+		return code;
+	rep->rows.rows = req->rows.rows;
+	rep->rows.cols = req->rows.cols;
+	rep->rows.data = malloc(req->rows.rows * req->rows.cols * sizeof(double));
+	if (!rep->rows.data)
+		return ISVD_PROTO_NOMEM;
+	rc = isvd_model_reconstruct(v->snap, req->rows.data, req->rows.rows, req->rows.cols,
+	                            rep->rows.data);
+	return rc ? rpl_err_from_engine(rc) : ISVD_PROTO_OK;
+}
+
+static int do_factors(struct qry *r, const struct qry_view *v, const struct isvd_proto_request *req,
+                      struct isvd_proto_reply *rep, char *msg, size_t cap)
+{
+	int code;
+
+	if ((code = check_ready(v, NULL, msg, cap)))
+		return code;
+	return rpl_factors(v->snap, r->cfg->model.center, rep);
+}
+
+/* The ops the query thread answers itself; `checkpoint` is forwarded to
+ * the loop (handle_query()) and `push` belongs on the ingest socket. */
+static const struct {
+	enum isvd_proto_op op;
+	query_fn *fn;
+} query_ops[] = {
+	{ ISVD_OP_PING, do_ping },
+	{ ISVD_OP_INFO, do_info },
+	{ ISVD_OP_PROJECT, do_project },
+	{ ISVD_OP_RECONSTRUCT, do_reconstruct },
+	{ ISVD_OP_FACTORS, do_factors },
+};
+
+static query_fn *find_op(enum isvd_proto_op op)
+{
+	for (size_t i = 0; i < sizeof query_ops / sizeof query_ops[0]; i++)
+		if (query_ops[i].op == op)
+			return query_ops[i].fn;
+	return NULL;
+}
+
+/* Sends rep, or the error code with msg, and logs a refusal or failure. */
+static void answer(struct qry *r, zmq_msg_t *env, size_t nenv, const struct isvd_proto_request *req,
+                   const struct isvd_proto_reply *rep, int code, char *msg, size_t cap)
+{
+	if (!code) {
+		rpl_send_ok(r->log, r->query, env, nenv, rep);
+		return;
+	}
+	if (!msg[0])
+		snprintf(msg, cap, "%s", isvd_proto_strerror(code));
+	if (code == ISVD_PROTO_NOMEM || code == ISVD_PROTO_INTERNAL)
+		log_msg(r->log, CFG_LOG_ERROR, "%s failed: %s", isvd_proto_op_name(req->op), msg);
+	else
+		log_refused(r->log, "%s refused: %s: %s", isvd_proto_op_name(req->op),
+		            isvd_proto_err_name(code), msg);
+	rpl_send_error(r->log, r->query, env, nenv, req->id, req->id_len, code, msg);
+}
+
+/* Hands a `checkpoint` request (all its frames) to the loop over the
+ * control pair; the loop answers and the thread relays the reply. */
+static void forward_to_loop(struct qry *r, void *ctl, zmq_msg_t *frames, size_t nframes)
+{
+	for (size_t i = 0; i < nframes; i++)
+		if (zmq_msg_send(&frames[i], ctl, i + 1 < nframes ? ZMQ_SNDMORE : 0) < 0) {
+			log_msg(r->log, CFG_LOG_ERROR, "cannot forward a checkpoint request: %s",
+			        zmq_strerror(errno));
+			for (size_t j = i; j < nframes; j++)
+				zmq_msg_close(&frames[j]);
+			return;
+		}
+}
+
+/* Answers one query from the current view through query_ops; a
+ * `checkpoint` goes to the loop (every frame's ownership moves there). */
+static void handle_query(struct qry *r, void *ctl, zmq_msg_t *frames, size_t nframes)
 {
 	zmq_msg_t *env = frames, *body = &frames[nframes - 1];
 	const size_t nenv = nframes - 1;
 	struct isvd_proto_request req;
 	struct isvd_proto_reply rep;
 	struct isvd_proto_error perr;
-	struct rdr_view *v = NULL;
+	struct qry_view *v;
+	query_fn *fn;
 	char msg[256] = "";
-	int code, rc;
+	int code;
 
-	memset(&rep, 0, sizeof rep);
 	code = isvd_proto_request_decode(zmq_msg_data(body), zmq_msg_size(body), &r->lim, &req, &perr);
 	if (req.op == ISVD_OP_PUSH) {
 		code = ISVD_PROTO_UNKNOWN_OP;
 		snprintf(perr.message, sizeof perr.message, "op 'push' belongs on the ingest socket");
 	}
 	if (code) {
-		srv_log_refused(r->log, "query refused: %s: %s", isvd_proto_err_name(code), perr.message);
-		srv_send_error(r->log, r->query, env, nenv, req.id, req.id_len, code, perr.message);
-		goto out;
+		log_refused(r->log, "query refused: %s: %s", isvd_proto_err_name(code), perr.message);
+		rpl_send_error(r->log, r->query, env, nenv, req.id, req.id_len, code, perr.message);
+		zmq_msg_close(body);
+		isvd_proto_request_fini(&req);
+		return;
 	}
 	if (req.op == ISVD_OP_CHECKPOINT) {   /* the loop answers; we relay */
-		for (size_t i = 0; i < nframes; i++)
-			if (zmq_msg_send(&frames[i], ctl, i + 1 < nframes ? ZMQ_SNDMORE : 0) < 0) {
-				srv_logf(r->log, CFG_LOG_ERROR, "cannot forward a checkpoint request: %s",
-				         zmq_strerror(errno));
-				for (size_t j = i; j < nframes; j++)
-					zmq_msg_close(&frames[j]);
-				break;
-			}
+		forward_to_loop(r, ctl, frames, nframes);
 		isvd_proto_request_fini(&req);
-		return;   /* every frame consumed */
+		return;
 	}
 	v = view_get(r);
+	memset(&rep, 0, sizeof rep);
 	rep.op = req.op;
 	rep.ok = true;
 	rep.id = req.id;
 	rep.id_len = req.id_len;
 	rep.seq = v->seq;
-	switch (req.op) {
-	case ISVD_OP_PING:
-		rep.version = (char *)ISVD_VERSION;
-		rep.protocol = ISVD_PROTO_VERSION;
-		break;
-	case ISVD_OP_INFO:
-		code = do_info(r, v, &rep);
-		break;
-	case ISVD_OP_PROJECT:
-		if ((code = check_rows(v, &req.rows, msg, sizeof msg)))
-			break;
-		rep.coords.rows = req.rows.rows;
-		rep.coords.cols = isvd_model_rank(v->snap);
-		rep.coords.data = malloc((rep.coords.rows * rep.coords.cols + 1) * sizeof(double));
-		rep.residual.v = malloc(req.rows.rows * sizeof(double));
-		rep.residual.n = req.rows.rows;
-		if (!rep.coords.data || !rep.residual.v) {
-			code = ISVD_PROTO_NOMEM;
-			break;
-		}
-		rc = isvd_model_project(v->snap, req.rows.data, req.rows.rows, req.rows.cols,
-		                        req.space == ISVD_PROTO_SPACE_U ? ISVD_SPACE_U : ISVD_SPACE_SCORES,
-		                        rep.coords.data, rep.residual.v);
-		if (rc)
-			code = srv_err_from_engine(rc);
-		break;
-	case ISVD_OP_RECONSTRUCT:
-		if ((code = check_rows(v, &req.rows, msg, sizeof msg)))
-			break;
-		rep.rows.rows = req.rows.rows;
-		rep.rows.cols = req.rows.cols;
-		rep.rows.data = malloc(req.rows.rows * req.rows.cols * sizeof(double));
-		if (!rep.rows.data) {
-			code = ISVD_PROTO_NOMEM;
-			break;
-		}
-		if ((rc = isvd_model_reconstruct(v->snap, req.rows.data, req.rows.rows, req.rows.cols,
-		                                 rep.rows.data)))
-			code = srv_err_from_engine(rc);
-		break;
-	case ISVD_OP_FACTORS: {
-		size_t k = 0;
-		if (!v->snap || v->seq == 0) {
-			code = ISVD_PROTO_NOT_READY;
-			snprintf(msg, sizeof msg, "the model has seen no rows yet");
-			break;
-		}
-		const size_t n = isvd_model_dim(v->snap), kmax = isvd_model_rank(v->snap);
-		rep.sigma.v = malloc((kmax ? kmax : 1) * sizeof(double));
-		rep.vt.data = malloc((kmax ? kmax : 1) * n * sizeof(double));
-		rep.mean.v = malloc(n * sizeof(double));
-		if (!rep.sigma.v || !rep.vt.data || !rep.mean.v) {
-			code = ISVD_PROTO_NOMEM;
-			break;
-		}
-		if ((rc = isvd_model_factors(v->snap, rep.sigma.v, rep.vt.data, rep.mean.v, &k))) {
-			code = srv_err_from_engine(rc);
-			break;
-		}
-		rep.sigma.n = k;
-		rep.vt.rows = k;
-		rep.vt.cols = n;
-		rep.has_mean = r->cfg->model.center;
-		rep.mean.n = rep.has_mean ? n : 0;
-		break;
-	}
-	default:
+	if ((fn = find_op(req.op)) != NULL) {
+		code = fn(r, v, &req, &rep, msg, sizeof msg);
+	} else {
 		code = ISVD_PROTO_UNKNOWN_OP;
 		snprintf(msg, sizeof msg, "unknown op");
-		break;
 	}
-	if (code) {
-		if (!msg[0])
-			snprintf(msg, sizeof msg, "%s", isvd_proto_strerror(code));
-		if (code == ISVD_PROTO_NOMEM || code == ISVD_PROTO_INTERNAL)
-			srv_logf(r->log, CFG_LOG_ERROR, "%s failed: %s", isvd_proto_op_name(req.op), msg);
-		else
-			srv_log_refused(r->log, "%s refused: %s: %s", isvd_proto_op_name(req.op),
-			                isvd_proto_err_name(code), msg);
-		srv_send_error(r->log, r->query, env, nenv, req.id, req.id_len, code, msg);
-	} else {
-		srv_send_ok(r->log, r->query, env, nenv, &rep);
-	}
-	free(rep.sigma.v);
-	free(rep.vt.data);
-	free(rep.mean.v);
+	answer(r, env, nenv, &req, &rep, code, msg, sizeof msg);
+	rpl_factors_free(&rep);   /* sigma (info, factors), vt and mean (factors) */
 	free(rep.coords.data);
 	free(rep.residual.v);
 	free(rep.rows.data);
 	view_put(r, v);
-out:
 	zmq_msg_close(body);
 	isvd_proto_request_fini(&req);
 }
@@ -338,13 +373,13 @@ out:
 
 static void *run(void *arg)
 {
-	struct rdr *r = arg;
+	struct qry *r = arg;
 	void *ctl = zmq_socket(r->zctx, ZMQ_PAIR);
-	int rc = ctl && zmq_connect(ctl, RDR_CTL_ENDPOINT) == 0 ? 0 : -1;
+	int rc = ctl && zmq_connect(ctl, QRY_CTL_ENDPOINT) == 0 ? 0 : -1;
 
 	if (rc)
-		srv_logf(r->log, CFG_LOG_ERROR, "query thread: cannot connect its control pair: %s",
-		         zmq_strerror(errno));
+		log_msg(r->log, CFG_LOG_ERROR, "query thread: cannot connect its control pair: %s",
+		        zmq_strerror(errno));
 	pthread_mutex_lock(&r->mu);
 	r->start_rc = rc;
 	r->start_done = true;
@@ -360,17 +395,17 @@ static void *run(void *arg)
 		{ ctl, 0, ZMQ_POLLIN, 0 },
 	};
 	for (;;) {
-		zmq_msg_t frames[RDR_CTL_FRAMES];
+		zmq_msg_t frames[QRY_CTL_FRAMES];
 		size_t n = 0;
 
-		if (zmq_poll(items, 2, RDR_POLL_MS) < 0) {
+		if (zmq_poll(items, 2, QRY_POLL_MS) < 0) {
 			if (errno == EINTR)
 				continue;
-			srv_logf(r->log, CFG_LOG_ERROR, "query thread: zmq_poll: %s", zmq_strerror(errno));
+			log_msg(r->log, CFG_LOG_ERROR, "query thread: zmq_poll: %s", zmq_strerror(errno));
 			break;
 		}
 		if (items[1].revents & ZMQ_POLLIN) {   /* from the loop: a reply or stop */
-			int got = srv_recv_frames(r->log, ctl, frames, RDR_CTL_FRAMES, &n);
+			int got = rpl_recv_frames(r->log, ctl, frames, QRY_CTL_FRAMES, &n);
 			if (got == 1) {
 				const bool stop = zmq_msg_size(&frames[0]) == 1 &&
 				                  *(const char *)zmq_msg_data(&frames[0]) == 'S';
@@ -381,7 +416,7 @@ static void *run(void *arg)
 					break;
 				}
 				if (n >= 2) {
-					srv_send_frames(r->log, r->query, frames + 1, n - 2, zmq_msg_data(&frames[n - 1]),
+					rpl_send_frames(r->log, r->query, frames + 1, n - 2, zmq_msg_data(&frames[n - 1]),
 					            zmq_msg_size(&frames[n - 1]));
 					zmq_msg_close(&frames[n - 1]);
 				} else {
@@ -392,7 +427,7 @@ static void *run(void *arg)
 		}
 		if (items[0].revents & ZMQ_POLLIN)
 			for (int burst = 0; burst < 1024; burst++) {
-				int got = srv_recv_frames(r->log, r->query, frames, SRV_MAX_FRAMES, &n);
+				int got = rpl_recv_frames(r->log, r->query, frames, RPL_MAX_FRAMES, &n);
 				if (got == 0)
 					break;
 				if (got == 1)
@@ -405,43 +440,43 @@ static void *run(void *arg)
 	return NULL;
 }
 
-int rdr_start(const struct cfg *cfg, struct srv_log *log, void *zctx, void *query_sock,
-              const struct rdr_hooks *hooks, const struct isvd_model *model, uint64_t seq,
-              uint64_t last_checkpoint_seq, struct rdr **out)
+int qry_start(const struct cfg *cfg, struct log_sink *log, void *zctx, void *query_sock,
+              const struct qry_hooks *hooks, const struct isvd_model *model, uint64_t seq,
+              uint64_t last_checkpoint_seq, struct qry **out)
 {
-	struct rdr *r = calloc(1, sizeof *r);
+	struct qry *r = calloc(1, sizeof *r);
 	int err;
 
 	if (!r) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot allocate the query thread: %s", strerror(errno));
+		log_msg(log, CFG_LOG_ERROR, "cannot allocate the query thread: %s", strerror(errno));
 		return -1;
 	}
 	r->cfg = cfg;
 	r->log = log;
 	r->zctx = zctx;
 	r->hooks = *hooks;
-	r->start_ms = srv_now_ms();
+	r->start_ms = loop_now_ms();
 	r->lim.max_frame = cfg->limits.max_message_bytes;
 	r->lim.max_rows = cfg->limits.max_rows_per_push;
 	r->lim.max_cols = ISVD_MAX_DIM;
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->started_cv, NULL);
-	r->view = rdr_view_make(model, seq, &err);
+	r->view = qry_view_make(model, seq, &err);
 	r->last_checkpoint_seq = last_checkpoint_seq;
 	if (!r->view) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot snapshot the model for the query thread: %s",
-		         isvd_strerror(err));
+		log_msg(log, CFG_LOG_ERROR, "cannot snapshot the model for the query thread: %s",
+		        isvd_strerror(err));
 		goto fail;
 	}
 	r->ctl_loop = zmq_socket(zctx, ZMQ_PAIR);
-	if (!r->ctl_loop || zmq_bind(r->ctl_loop, RDR_CTL_ENDPOINT) < 0) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot bind the query thread's control pair: %s",
-		         zmq_strerror(errno));
+	if (!r->ctl_loop || zmq_bind(r->ctl_loop, QRY_CTL_ENDPOINT) < 0) {
+		log_msg(log, CFG_LOG_ERROR, "cannot bind the query thread's control pair: %s",
+		        zmq_strerror(errno));
 		goto fail;
 	}
 	r->query = query_sock;
 	if ((err = pthread_create(&r->thread, NULL, run, r))) {
-		srv_logf(log, CFG_LOG_ERROR, "cannot start the query thread: %s", strerror(err));
+		log_msg(log, CFG_LOG_ERROR, "cannot start the query thread: %s", strerror(err));
 		r->query = NULL;
 		goto fail;
 	}
@@ -462,22 +497,22 @@ int rdr_start(const struct cfg *cfg, struct srv_log *log, void *zctx, void *quer
 fail:
 	if (r->ctl_loop)
 		zmq_close(r->ctl_loop);
-	rdr_view_free(r->view);
+	qry_view_free(r->view);
 	pthread_cond_destroy(&r->started_cv);
 	pthread_mutex_destroy(&r->mu);
 	free(r);
 	return -1;
 }
 
-void *rdr_ctl_socket(struct rdr *r)
+void *qry_ctl_socket(struct qry *r)
 {
 	return r->ctl_loop;
 }
 
-void rdr_serve_ctl(struct rdr *r)
+void qry_serve_ctl(struct qry *r)
 {
 	for (int burst = 0; burst < 64; burst++) {
-		zmq_msg_t frames[RDR_CTL_FRAMES];
+		zmq_msg_t frames[QRY_CTL_FRAMES];
 		size_t n = 0;
 		struct isvd_proto_request req;
 		struct isvd_proto_reply rep;
@@ -487,7 +522,7 @@ void rdr_serve_ctl(struct rdr *r)
 		char why[600] = "";
 		uint64_t seq = 0;
 
-		if (srv_recv_frames(r->log, r->ctl_loop, frames, SRV_MAX_FRAMES, &n) != 1)
+		if (rpl_recv_frames(r->log, r->ctl_loop, frames, RPL_MAX_FRAMES, &n) != 1)
 			return;
 		zmq_msg_t *body = &frames[n - 1];
 		isvd_proto_request_decode(zmq_msg_data(body), zmq_msg_size(body), &r->lim, &req, &perr);
@@ -518,7 +553,7 @@ void rdr_serve_ctl(struct rdr *r)
 	}
 }
 
-void rdr_stop(struct rdr *r)
+void qry_stop(struct qry *r)
 {
 	if (!r)
 		return;
@@ -527,7 +562,7 @@ void rdr_stop(struct rdr *r)
 		pthread_join(r->thread, NULL);
 	}
 	zmq_close(r->ctl_loop);
-	rdr_view_free(r->view);
+	qry_view_free(r->view);
 	pthread_cond_destroy(&r->started_cv);
 	pthread_mutex_destroy(&r->mu);
 	free(r);

@@ -1,0 +1,154 @@
+/*
+ * isvdd.h — the state of a running daemon (struct isvdd), shared by the
+ * units of its loop thread, and what each of them offers the others:
+ *
+ *   server.c   wiring: sockets, threads, the loop and its registrations
+ *   ingest.c   pushes: validate → dedup → enqueue, batches, flush to the engine
+ *   publish.c  the `spectrum` and `factors` snapshots on the PUB socket
+ *   recover.c  start-up recovery (storage's hooks) and checkpoints
+ *
+ * Nothing here is for main.c or the query thread (server.h, query.h).
+ *
+ * INVARIANTS
+ *   srv->seq == isvd_model_rows_seen(srv->model) whenever srv->fly is NULL
+ *   (no block in the engine); while one is, the model and *srv->fly are the
+ *   engine thread's.  srv->logged >= srv->seq: rows logged since the last
+ *   checkpoint's seq (the next record's first_seq - 1).  A batch's rows
+ *   hold nrows × dim values, the rows of its acks with rows > 0, in ack
+ *   order.  The fill batch holds at most limits.max_pending_pushes acks
+ *   (one more first flushes it), so the ack queue holds at most that many
+ *   gathering plus the block in the engine.  kmax = min(model.rank, dim).
+ */
+#ifndef ISVDD_ISVDD_H
+#define ISVDD_ISVDD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <zmq.h>
+
+#include "config.h"
+#include "dedup.h"
+#include "isvd_model.h"
+#include "isvd_proto.h"
+#include "log.h"
+#include "reply.h"
+#include "storage.h"
+#include "wal.h"
+
+#define SRV_POLL_MAX_MS  250    /* longest poll, so a signal is seen promptly */
+
+struct ing_ack {                 /* a push answered after the next flush */
+	zmq_msg_t env[RPL_MAX_FRAMES];
+	size_t nenv;
+	uint8_t *id;                 /* owned */
+	size_t id_len;
+	char *client;                /* owned; NULL when the push had none */
+	bool has_batch;
+	uint64_t batch;
+	size_t rows;                 /* rows this push put in its batch (0: a duplicate) */
+	bool duplicate;
+	long dup_of;                 /* duplicate of the queued ack at this index, or -1 */
+	uint64_t seq;                /* result; for a known duplicate its original seq */
+	int err;                     /* set by the flush when the push is refused */
+	char *errmsg;                /* owned */
+};
+
+/* Pushes gathered into one engine block.  The loop fills one batch
+ * (srv->fill) while the engine thread applies the other (srv->fly). */
+struct ing_batch {
+	double *rows;                /* the rows of the acks with rows > 0, in ack order; ld = dim */
+	size_t nrows, cap;           /* cap in rows */
+	struct ing_ack *acks;
+	size_t nacks, acks_cap;
+	/* written by the engine thread, read after wrk_wait() */
+	uint64_t seq_after;          /* rows in the model after the block */
+	struct qry_view *view;       /* the query thread's next view, or NULL */
+	int view_err;                /* why view is NULL when one was wanted (an isvd_err) */
+};
+
+struct isvdd {
+	const struct cfg *cfg;
+	struct log_sink *log;
+	void *zctx, *ingest, *query, *publish;
+	struct isvd_proto_limits lim;
+	struct loop *loop;           /* the loop thread's pollables and timers (loop.c) */
+	int t_flush, t_spectrum, t_factors, t_storage, t_report;   /* timer ids; -1: none */
+
+	struct isvd_model *model;    /* NULL until the dimension is known */
+	size_t dim, kmax;            /* kmax = min(rank, dim) */
+	uint64_t seq;                /* rows in the model when no block is in flight */
+	uint64_t logged;             /* rows in the log records since the last checkpoint's seq */
+
+	struct ing_batch batch[2];
+	struct ing_batch *fill;      /* gathering pushes: batch[0] or batch[1] */
+	struct ing_batch *fly;       /* the other while the engine applies it, else NULL */
+	struct wrk *engine;          /* the engine thread (NULL during recovery) */
+
+	struct dup_table dup;        /* (client, batch) pushes applied (dedup.c) */
+
+	uint64_t spectrum_seq, factors_seq;  /* seq of the last published snapshot */
+	bool spectrum_sent, factors_sent;
+
+	uint64_t start_ms;
+	uint64_t rate_ms[2], rate_seq[2];    /* [0] older mark, [1] newer mark */
+
+	struct sto *sto;             /* storage.dir; NULL only inside srv_create() */
+	uint64_t blocks;             /* flushes that answered pushes, ever */
+	struct qry *qry;             /* the query thread; NULL until srv_create() starts it */
+	struct wal_push *wal_push;   /* the log record's scratch, wal_push_cap entries */
+	size_t wal_push_cap;
+
+	struct sec *sec;             /* CURVE keys and the ZAP handler (security.c) */
+	uint64_t early_flushes;      /* flushes forced by limits.max_pending_pushes */
+	uint64_t reported[3];        /* refused requests, CURVE refusals, early flushes at the last one */
+};
+
+/* ---------------------------------------------------------- ingest.c */
+
+/* Creates the model of dimension dim and reserves the batches for it.
+ * An isvd_err (logged). */
+int ing_make_model(struct isvdd *srv, size_t dim);
+/* Adopts m (ownership moves; the old model is destroyed) as the model. */
+void ing_adopt_model(struct isvdd *srv, struct isvd_model *m);
+/* Pollable: the ingest socket (a burst of pushes, then a flush). */
+void ing_on_readable(void *srv);
+/* Timer: batching.max_delay_ms after the fill batch's first push. */
+void ing_on_flush_timer(void *srv, uint64_t now_ms);
+/* worker.h's job: the engine thread's half of a block. */
+void ing_engine_job(void *srv, void *batch);
+/* Waits for the block in the engine, if any, and finishes it (view,
+ * duplicate table, acks); the engine is idle afterwards. */
+void ing_engine_finish(struct isvdd *srv);
+/* Flushes the fill batch and waits for the engine: everything gathered is
+ * applied and answered, and the model may be read or written. */
+void ing_drain(struct isvdd *srv);
+/* Rebuilds and applies the batch a log record holds, exactly as the engine
+ * thread applied it live.  0, or -1 with why. */
+int ing_replay_block(struct isvdd *srv, const struct wal_block *b, char *why, size_t cap);
+/* Frees both batches (their unanswered acks dropped). */
+void ing_fini(struct isvdd *srv);
+
+/* --------------------------------------------------------- publish.c */
+
+/* Timers: the periodic snapshots, each sent only when the model moved. */
+void pub_on_spectrum_timer(void *srv, uint64_t now_ms);
+void pub_on_factors_timer(void *srv, uint64_t now_ms);
+/* After a block: the spectrum when publish.spectrum_every_rows rows came. */
+void pub_after_block(struct isvdd *srv);
+
+/* --------------------------------------------------------- recover.c */
+
+/* Storage's hooks for sto_open(): load a checkpoint, replay a record. */
+struct sto_hooks rec_hooks(struct isvdd *srv);
+/* Writes a checkpoint of everything acknowledged so far (draining first).
+ * 0, or -1 with storage failed (logged by storage.c). */
+int rec_checkpoint(struct isvdd *srv);
+/* The query thread's `checkpoint` op (qry_hooks.checkpoint). */
+int rec_on_checkpoint_request(void *srv, uint64_t *seq, char *why, size_t cap);
+/* Timer, and after every burst: the interval fsync, storage's retry and
+ * due checkpoints; re-arms itself for storage's next deadline. */
+void rec_on_storage_timer(void *srv, uint64_t now_ms);
+
+#endif /* ISVDD_ISVDD_H */

@@ -1,0 +1,186 @@
+/*
+ * test_config.c — the configuration table (daemon/config.c): every key's
+ * range check, walked from the table itself, so a key added later is
+ * covered too.  Integers and numbers: both ends of the range load, one
+ * step beyond either end is refused; choices: each loads, anything else is
+ * refused; booleans, strings and endpoints likewise.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+static char dir[] = "/tmp/isvd-test-config-XXXXXX";
+
+/* Problems cfg_load() finds in a file holding just "section: {key: value}". */
+static int load_one(const char *name, const char *value)
+{
+	char path[128], section[64];
+	const char *dot = strchr(name, '.');
+	struct cfg c;
+	FILE *f, *errs;
+	int problems;
+
+	assert_non_null(dot);
+	snprintf(section, sizeof section, "%.*s", (int)(dot - name), name);
+	snprintf(path, sizeof path, "%s/c.yaml", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fprintf(f, "%s:\n  %s: %s\n", section, dot + 1, value);
+	fclose(f);
+	assert_non_null(errs = fopen("/dev/null", "w"));
+	assert_int_equal(cfg_init_defaults(&c), 0);
+	problems = cfg_load(&c, path, errs);
+	cfg_fini(&c);
+	fclose(errs);
+	unlink(path);
+	return problems;
+}
+
+static void accepts(const char *name, const char *value)
+{
+	if (load_one(name, value) != 0)
+		fail_msg("%s: %s refused", name, value);
+}
+
+static void refuses(const char *name, const char *value)
+{
+	if (load_one(name, value) == 0)
+		fail_msg("%s: %s accepted", name, value);
+}
+
+static void check_integer(const struct cfg_option_info *o)
+{
+	char v[64];
+
+	snprintf(v, sizeof v, "%.0f", o->min);
+	accepts(o->name, v);
+	snprintf(v, sizeof v, "%.0f", o->max);
+	accepts(o->name, v);
+	snprintf(v, sizeof v, "%.0f", o->max + 1);
+	refuses(o->name, v);
+	snprintf(v, sizeof v, "%.0f", o->min - 1);   /* "-1" when min is 0 */
+	refuses(o->name, v);
+	refuses(o->name, "1.5");
+	refuses(o->name, "'7'");                      /* quoted: a string, not a number */
+	refuses(o->name, "twelve");
+}
+
+static void check_number(const struct cfg_option_info *o)
+{
+	char v[64];
+
+	snprintf(v, sizeof v, "%.17g", o->max);
+	accepts(o->name, v);
+	snprintf(v, sizeof v, "%.17g", o->max + (o->max ? o->max * 1e-9 : 1e-9));
+	refuses(o->name, v);
+	snprintf(v, sizeof v, "%.17g", o->min);
+	if (o->min_exclusive) {
+		refuses(o->name, v);
+		snprintf(v, sizeof v, "%.17g", o->min + (o->max - o->min) * 1e-6);
+	}
+	accepts(o->name, v);
+	snprintf(v, sizeof v, "%.17g", o->min - 1);
+	refuses(o->name, v);
+	refuses(o->name, ".nan");
+	refuses(o->name, "'0.5'");
+}
+
+static void check_choice(const struct cfg_option_info *o)
+{
+	for (size_t i = 0; o->choices[i]; i++)
+		accepts(o->name, o->choices[i]);
+	refuses(o->name, "no-such-choice");
+	refuses(o->name, "''");
+}
+
+static void check_bool(const struct cfg_option_info *o)
+{
+	accepts(o->name, "false");
+	if (strcmp(o->name, "security.curve"))   /* true needs keys: a cross-field rule */
+		accepts(o->name, "true");
+	refuses(o->name, "yes");
+	refuses(o->name, "1");
+	refuses(o->name, "'true'");
+}
+
+static void check_string(const struct cfg_option_info *o)
+{
+	char *big = malloc(5000);
+
+	accepts(o->name, "some-name");
+	if (o->nonempty)
+		refuses(o->name, "''");
+	else
+		accepts(o->name, "''");
+	memset(big, 'a', 4097);
+	big[4097] = '\0';
+	refuses(o->name, big);                        /* longer than a string may be */
+	free(big);
+	refuses(o->name, "[a, b]");                   /* not a scalar */
+}
+
+static void check_endpoint(const struct cfg_option_info *o)
+{
+	accepts(o->name, "tcp://127.0.0.1:1");
+	accepts(o->name, "ipc:///tmp/isvd-test.sock");
+	accepts(o->name, "inproc://isvd-test");
+	refuses(o->name, "''");
+	refuses(o->name, "tcp://");
+	refuses(o->name, "http://127.0.0.1:1");
+	refuses(o->name, "127.0.0.1:1");
+}
+
+static void test_every_key(void **state)
+{
+	struct cfg_option_info o;
+	size_t n = 0;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	for (size_t i = 0; cfg_option_info(i, &o); i++, n++) {
+		if (!strcmp(o.type, "integer"))
+			check_integer(&o);
+		else if (!strcmp(o.type, "number"))
+			check_number(&o);
+		else if (!strcmp(o.type, "choice"))
+			check_choice(&o);
+		else if (!strcmp(o.type, "bool"))
+			check_bool(&o);
+		else if (!strcmp(o.type, "string"))
+			check_string(&o);
+		else if (!strcmp(o.type, "endpoint"))
+			check_endpoint(&o);
+		else
+			fail_msg("%s: unknown type %s", o.name, o.type);
+	}
+	assert_true(n >= 40);   /* the table as of this writing; more only adds rows */
+	rmdir(dir);
+}
+
+static void test_defaults_load(void **state)
+{
+	struct cfg c;
+	struct cfg_option_info o;
+
+	(void)state;
+	assert_int_equal(cfg_init_defaults(&c), 0);
+	cfg_fini(&c);
+	assert_false(cfg_option_info(1000, &o));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults_load),
+		cmocka_unit_test(test_every_key),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
