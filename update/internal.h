@@ -182,7 +182,7 @@ void upd_weigh_block(struct isvd_model *m, const double *rows, size_t b, size_t 
  * stale (a no-op otherwise).  Return isvd_err codes. */
 int upd_exact_workspace(struct isvd_model *m);
 /* Parts a fold of B-row blocks splits into with `threads` threads (1 when
- * the parts would be shorter than n), and the doubles each part ≥ 1 needs
+ * the parts would be shorter than 8n rows), and the doubles each part ≥ 1 needs
  * in part_buf (0 on a workspace-query failure). */
 size_t upd_exact_parts(size_t n, size_t B, size_t threads);
 size_t upd_exact_part_len(const struct isvd_model *m);

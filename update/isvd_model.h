@@ -143,7 +143,7 @@ struct isvd_options {
 	                          rounding across counts.  Truncated mode below
 	                          n = 256 runs 1; exact mode splits a block's
 	                          rows (TSQR) only when each part keeps at least
-	                          n rows, else runs 1.
+	                          8n rows, else runs 1.
 	                          Not part of a saved image: a loaded model
 	                          takes the default. */
 	int missing;           /* enum isvd_missing (default REJECT).  IMPUTE:
