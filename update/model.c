@@ -72,19 +72,21 @@ int upd_validate_options(const struct isvd_options *o)
 
 /*
  * The strategy `auto` resolves to for dimension n, rank k and extra p: the
- * cheaper per row by a cost model fitted to isvd-bench on the 2-core
- * reference machine (one BLAS thread, default block sizes; `isvd-bench
- * --mode both` prints both):
- *   exact      ≈ 5e-11·n² s per row (dtpqrt's 2n² flops), measured
- *              2.2e5 rows/s at n = 256, 5.5e4 at 512, 2.2e4 at 1000;
- *   truncated  ≈ 7.4e-10·(m+64)³/64 + 2.07e-10·n·(m+64) s per row with
- *              m = min(k + p, n) (Brand's core per 64-row block, and the
- *              n-sized projections), within ~20% of the measurements at
- *              n = 512…1000, m = 18…110.
- * The curves cross near n ≈ 560 for k = 8, 970 for k = 50 and 1500 for
- * k = 100 (p = 10), where the measured rates are within noise of each
- * other.  Exact mode also needs ~3n² doubles, so auto never picks it above
- * n = 4096.
+ * cheaper per row by a cost model fitted (least squares on relative error)
+ * to isvd-bench on the 2-core reference machine: centred rows, 10,000 a
+ * run, default block sizes, the engine's default threads (2), one BLAS
+ * thread, n = 256…1000 and k = 8, 50, 100 (`isvd-bench --mode both`):
+ *   exact      ≈ 1.53e-10·n² s per row (dtpqrt's 2n² flops, and the one
+ *              SVD of R that reading the factors costs, over 10,000 rows);
+ *              measured 8.9–11.3 µs at n = 256, 35–42 at 512, 150–154 at
+ *              1000;
+ *   truncated  ≈ 6.27e-10·(m+64)³/64 + 2.90e-10·n·(m+64) s per row with
+ *              m = min(k + p, n) (the core of a 64-row block, and the
+ *              n-sized products), within 15% of the measurements but at
+ *              n = 256, k = 8 (17.9 µs measured, 11.5 predicted).
+ * The curves cross near n ≈ 290 for k = 8, 490 for k = 50 and 780 for
+ * k = 100 (p = 10).  Exact mode also needs ~3n² doubles, so auto never
+ * picks it above n = 4096.
  */
 static int upd_choose_mode(size_t n, size_t k, size_t p)
 {
@@ -92,8 +94,8 @@ static int upd_choose_mode(size_t n, size_t k, size_t p)
 		return ISVD_MODE_TRUNCATED;
 	const double dn = (double)n;
 	const double m = (double)(k + p < n ? k + p : n) + 64.0;
-	const double t_exact = 5e-11 * dn * dn;
-	const double t_trunc = 7.4e-10 * m * m * m / 64.0 + 2.07e-10 * dn * m;
+	const double t_exact = 1.53e-10 * dn * dn;
+	const double t_trunc = 6.27e-10 * m * m * m / 64.0 + 2.90e-10 * dn * m;
 	return t_exact <= t_trunc ? ISVD_MODE_EXACT : ISVD_MODE_TRUNCATED;
 }
 
