@@ -127,15 +127,11 @@ int isvd_model_save(const struct isvd_model *m, void *buf, size_t cap, size_t *l
 	return ISVD_OK;
 }
 
-int isvd_model_load(const void *buf, size_t len, struct isvd_model **out)
+/* Checks an image's header, length and CRC and reads the options it
+ * declares into *o and its component count into *r.  isvd_err codes. */
+static int read_header(const unsigned char *p, size_t len, struct isvd_options *o,
+                       uint64_t *r)
 {
-	const unsigned char *p = buf, *q;
-	struct isvd_options o;
-	struct isvd_model *m = NULL;
-	int err;
-
-	if (!buf || !out)
-		return ISVD_ERR_INVALID;
 	if (len < HEADER_LEN + 4)
 		return ISVD_ERR_TRUNCATED;
 	if (memcmp(p, IMAGE_MAGIC, 8) != 0 || isvd_get_le32(p + 8) != IMAGE_VERSION)
@@ -153,30 +149,36 @@ int isvd_model_load(const void *buf, size_t len, struct isvd_model **out)
 	if (isvd_crc32c(0, p, total - 4) != isvd_get_le32(p + total - 4))
 		return ISVD_ERR_CORRUPT;
 
-	const uint64_t n = isvd_get_le64(p + 24), r = isvd_get_le64(p + 80);
+	const uint64_t n = isvd_get_le64(p + 24);
 	const int center = (flags & FLAG_CENTER) != 0, exact = (flags & FLAG_EXACT) != 0;
-	if (n < 1 || n > ISVD_MAX_DIM || image_len(n, r, center, exact) != total)
+	*r = isvd_get_le64(p + 80);
+	if (n < 1 || n > ISVD_MAX_DIM || image_len(n, *r, center, exact) != total)
 		return ISVD_ERR_FORMAT;
-	isvd_options_default(&o);
-	o.dim = (size_t)n;
-	o.rank = (size_t)isvd_get_le64(p + 32);
-	o.extra = (size_t)isvd_get_le64(p + 40);
-	o.max_block = (size_t)isvd_get_le64(p + 48);
-	o.center = center;
-	o.forget = get_f64(p + 56);
-	o.rcond = get_f64(p + 64);
-	o.reorth_every = isvd_get_le64(p + 72);
-	o.mode = exact ? ISVD_MODE_EXACT : ISVD_MODE_TRUNCATED;
+	isvd_options_default(o);
+	o->dim = (size_t)n;
+	o->rank = (size_t)isvd_get_le64(p + 32);
+	o->extra = (size_t)isvd_get_le64(p + 40);
+	o->max_block = (size_t)isvd_get_le64(p + 48);
+	o->center = center;
+	o->forget = get_f64(p + 56);
+	o->rcond = get_f64(p + 64);
+	o->reorth_every = isvd_get_le64(p + 72);
+	o->mode = exact ? ISVD_MODE_EXACT : ISVD_MODE_TRUNCATED;
 	if (isvd_get_le64(p + 32) > ISVD_MAX_RANK || isvd_get_le64(p + 40) > ISVD_MAX_RANK ||
-	    isvd_get_le64(p + 48) > ISVD_MAX_BLOCK || upd_validate_options(&o) != ISVD_OK)
+	    isvd_get_le64(p + 48) > ISVD_MAX_BLOCK || upd_validate_options(o) != ISVD_OK)
 		return ISVD_ERR_FORMAT;
+	return ISVD_OK;
+}
 
-	err = upd_alloc(&o, &m);
-	if (err)
-		return err;
-	err = ISVD_ERR_FORMAT;
+/* Reads the state after the header into the freshly allocated m (r
+ * components) and checks it against the invariants a running model keeps.
+ * ISVD_ERR_FORMAT when any field is out of them. */
+static int read_state(struct isvd_model *m, const unsigned char *p, uint64_t r)
+{
+	const unsigned char *q;
+
 	if (r > m->m)
-		goto fail;
+		return ISVD_ERR_FORMAT;
 	m->r = (size_t)r;
 	m->rows_seen = isvd_get_le64(p + 88);
 	m->rows_since_reorth = isvd_get_le64(p + 96);
@@ -187,48 +189,62 @@ int isvd_model_load(const void *buf, size_t len, struct isvd_model **out)
 	 * below DBL_MAX/4, hence σ and |μ| far below overflow when squared. */
 	if (!(isfinite(m->weight) && m->weight >= 0 && m->energy >= 0 &&
 	      m->energy < DBL_MAX / 4))
-		goto fail;
+		return ISVD_ERR_FORMAT;
 	if ((m->rows_seen == 0) != (m->weight == 0))
-		goto fail;
+		return ISVD_ERR_FORMAT;
 	q = p + HEADER_LEN;
 	for (size_t i = 0; i < m->r; i++, q += 8) {
 		m->sigma[i] = get_f64(q);
 		if (!(m->sigma[i] > 0 && m->sigma[i] <= MAX_MAGNITUDE) ||
 		    (i > 0 && m->sigma[i] > m->sigma[i - 1]))
-			goto fail;
+			return ISVD_ERR_FORMAT;
 	}
 	for (size_t i = 0; i < m->n * m->r; i++, q += 8) {
 		m->V[i] = get_f64(q);
 		if (!isfinite(m->V[i]) || fabs(m->V[i]) > 1.0 + 1e-9)
-			goto fail;
+			return ISVD_ERR_FORMAT;
 	}
-	if (center)
+	if (m->center)
 		for (size_t i = 0; i < m->n; i++, q += 8) {
 			m->mean[i] = get_f64(q);
 			if (!(fabs(m->mean[i]) <= MAX_MAGNITUDE))
-				goto fail;
+				return ISVD_ERR_FORMAT;
 		}
-	if (exact) {   /* R; sigma and V above are its SVD, so not stale */
+	if (m->mode == ISVD_MODE_EXACT) {   /* R; sigma and V above are its SVD */
 		for (size_t j = 0; j < m->n; j++)
 			for (size_t i = 0; i <= j; i++, q += 8) {
 				m->Rt[j * m->n + i] = get_f64(q);
 				if (!(fabs(m->Rt[j * m->n + i]) <= MAX_MAGNITUDE))
-					goto fail;
+					return ISVD_ERR_FORMAT;
 			}
 		m->stale = 0;
 	}
 	/* V must be orthonormal (loosely: a running model keeps ‖VᵀV − I‖_F
 	 * near 1e-12 and re-orthogonalises on schedule). */
 	double orth;
-	err = upd_orthogonality_error(m, &orth);
+	const int err = upd_orthogonality_error(m, &orth);
 	if (err)
-		goto fail;
-	err = ISVD_ERR_FORMAT;
-	if (!(orth <= 1e-6))
-		goto fail;
+		return err;
+	return orth <= 1e-6 ? ISVD_OK : ISVD_ERR_FORMAT;
+}
+
+int isvd_model_load(const void *buf, size_t len, struct isvd_model **out)
+{
+	struct isvd_options o;
+	struct isvd_model *m = NULL;
+	uint64_t r;
+	int err;
+
+	if (!buf || !out)
+		return ISVD_ERR_INVALID;
+	if ((err = read_header(buf, len, &o, &r)))
+		return err;
+	if ((err = upd_alloc(&o, &m)))
+		return err;
+	if ((err = read_state(m, buf, r))) {
+		isvd_model_destroy(m);
+		return err;
+	}
 	*out = m;
 	return ISVD_OK;
-fail:
-	isvd_model_destroy(m);
-	return err;
 }

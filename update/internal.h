@@ -16,17 +16,26 @@
  *
  * STATE MACHINE OF ONE UPDATE CALL
  *
- *   isvd_model_update ──► upd_check_rows (finite? sizes?) ──► for each block:
- *       upd_fold_block: weight + centre rows into Y ──► core or direct SVD
- *       ──► truncate ──► commit (swap V, σ, μ, totals) ──► upd_sign_normalise
+ *   isvd_model_update ──► check_rows_gaps (admissible? gaps allowed? a row
+ *   with no observed value?) ──► for each block of ≤ B rows:
+ *       [gaps: upd_impute_block fills them into Xb from the state so far]
+ *       ──► upd_truncated_fold or upd_exact_fold
+ *
+ *   upd_truncated_fold: upd_weigh_block (weights, centring by reflection,
+ *       mean correction → Y) ──► fold_core (r + bb < n: residual_implicit,
+ *       else residual_full; core_eig, else core_svd; the rotation job) or
+ *       fold_direct (QR of the stacked block, SVD of its triangle)
+ *       ──► commit (swap V, σ, μ, totals) ──► upd_sign_normalise
  *       ──► upd_reorthogonalise when rows_since_reorth ≥ reorth_every
  *
- *   A block is atomic: everything is computed in workspaces and the state is
- *   written only after every LAPACK call of the block has succeeded.
+ *   A truncated block is atomic: everything is computed in workspaces and
+ *   the state is written only after every LAPACK call of the block has
+ *   succeeded.
  *
- *   Exact mode: upd_weigh_block ──► R ← λ^{b/2}R ──► dtpqrt folds the block
- *   into R ──► commit totals, mark the factors stale; the next reader calls
- *   upd_exact_refresh (SVD of R ──► σ, V, sign-normalised).
+ *   upd_exact_fold: upd_weigh_block ──► R ← λ^{b/2}R ──► fold_rows (dtpqrt,
+ *   or TSQR parts over the pool) ──► commit totals, mark the factors stale;
+ *   the next reader calls upd_exact_refresh (SVD of R ──► σ, V,
+ *   sign-normalised).
  */
 #ifndef ISVD_UPDATE_INTERNAL_H
 #define ISVD_UPDATE_INTERNAL_H

@@ -60,9 +60,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* isvd_crc32c() lives in isvd_bytes.h; included here only until the
- * engine's unit tests (tests/unit/update) include it themselves. */
-#include "isvd_bytes.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -692,7 +692,11 @@ int upd_truncated_fold(struct isvd_model *m, const double *rows, size_t b, size_
 		if (!isfinite(m->svals[i]))
 			return ISVD_ERR_NONFINITE;
 
-	/* Commit. */
+	/* Commit.  The invariants of internal.h: r ≤ m, σ finite, positive and
+	 * non-increasing. */
+	assert(rn <= m->m);
+	for (size_t i = 1; i < rn; i++)
+		assert(m->svals[i] <= m->svals[i - 1] && m->svals[i] > 0);
 	double *tmp = m->V;
 	m->V = m->Vnew;
 	m->Vnew = tmp;

@@ -6,6 +6,7 @@
  * against is obviously right rather than fast.
  */
 #include "ref.h"
+#include "isvd_bytes.h"
 
 #include <math.h>
 #include <stdlib.h>

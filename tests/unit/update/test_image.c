@@ -18,6 +18,7 @@
  * image also holds the triangular factor R).
  */
 #include "ref.h"
+#include "isvd_bytes.h"
 
 #include <math.h>
 #include <stdlib.h>

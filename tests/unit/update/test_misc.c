@@ -10,6 +10,7 @@
  *     the whole (as the header promises).
  */
 #include "internal.h"
+#include "isvd_bytes.h"
 #include "ref.h"
 
 #include <limits.h>
