@@ -84,7 +84,10 @@ static const struct cfg_option cfg_options[] = {
 	{ "model.mode", CFG_ENUM, OFF(model.mode), "auto", 0, 0, 0, modes,
 	  "update strategy: exact (the stream's n×n triangular factor; exact for every k, O(n²) per row "
 	  "and memory), truncated (Brand's update, O(n·(k+extra)) memory), or auto (exact where "
-	  "cheaper: up to n ≈ 560 at rank 8, 970 at rank 50, 1500 at rank 100)" },
+	  "cheaper: up to n ≈ 290 at rank 8, 490 at rank 50, 780 at rank 100)" },
+	{ "model.threads", CFG_UINT, OFF(model.threads), "1", 0, ISVD_MAX_THREADS, 0, NULL,
+	  "threads the engine splits a fold's n-sized products over (0 = auto: up to 2 cores); "
+	  "1 leaves the other core to the loop thread, which measured as fast or faster" },
 	{ "model.missing", CFG_ENUM, OFF(model.missing), "reject", 0, 0, 0, missings,
 	  "what a push with missing values (nil/NaN) gets: reject = NON_FINITE, nothing applied" },
 

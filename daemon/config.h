@@ -31,6 +31,7 @@ struct cfg {
 	struct {
 		uint64_t dim;             /* 0: from the first push */
 		uint64_t rank, extra, reorth_every;
+		uint64_t threads;         /* the engine's (isvd_options.threads); 0 = auto */
 		bool center;
 		double forget;            /* λ; derived from half_life when that is set */
 		double half_life;         /* rows; 0 = not set */

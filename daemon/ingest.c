@@ -129,6 +129,7 @@ int ing_make_model(struct isvdd *srv, size_t dim)
 	o.forget = srv->cfg->model.forget;
 	o.reorth_every = srv->cfg->model.reorth_every;
 	o.mode = srv->cfg->model.mode;
+	o.threads = (size_t)srv->cfg->model.threads;
 	rc = isvd_model_create(&o, &srv->model);
 	if (rc) {
 		log_msg(srv->log, CFG_LOG_ERROR, "cannot create a model of dimension %zu: %s", dim,
@@ -147,6 +148,11 @@ void ing_adopt_model(struct isvdd *srv, struct isvd_model *m)
 	srv->model = m;
 	if (m) {
 		struct isvd_options o;
+		/* a loaded model starts with the engine's default threads */
+		const int rc = isvd_model_set_threads(m, (size_t)srv->cfg->model.threads);
+		if (rc)
+			log_msg(srv->log, CFG_LOG_WARN, "model.threads %llu not applied: %s",
+			        (unsigned long long)srv->cfg->model.threads, isvd_strerror(rc));
 		isvd_model_options(m, &o);
 		srv->dim = o.dim;
 		srv->kmax = o.rank < o.dim ? o.rank : o.dim;

@@ -158,6 +158,7 @@ struct isvd_options {
 #define ISVD_MAX_DIM   ((size_t)1 << 24)
 #define ISVD_MAX_RANK  4096
 #define ISVD_MAX_BLOCK 65536
+#define ISVD_MAX_THREADS 64
 
 struct isvd_model;
 
@@ -218,6 +219,11 @@ int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, si
  * tell, and it refuses the call whole. */
 #define ISVD_MAX_MAGNITUDE 1e150
 size_t isvd_first_inadmissible(const double *x, size_t n);
+
+/* Changes the threads a model runs with (isvd_options.threads; 0 = auto),
+ * e.g. for a loaded one, which starts with the default.  Resolved as at
+ * creation.  ISVD_ERR_NOMEM (model unchanged) if the pool cannot be had. */
+int isvd_model_set_threads(struct isvd_model *m, size_t threads);
 
 /* Turns imputation of gaps on or off for a model (a loaded one starts with
  * REJECT); allocates the estimator's workspaces when turned on

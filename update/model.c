@@ -67,6 +67,8 @@ int upd_validate_options(const struct isvd_options *o)
 		return ISVD_ERR_INVALID;
 	if (o->missing != ISVD_MISSING_REJECT && o->missing != ISVD_MISSING_IMPUTE)
 		return ISVD_ERR_INVALID;
+	if (o->threads > ISVD_MAX_THREADS)
+		return ISVD_ERR_INVALID;
 	return ISVD_OK;
 }
 
@@ -146,6 +148,25 @@ static size_t resolve_threads(size_t threads)
 	return cores >= 2 ? 2 : 1;
 }
 
+/* The thread count a model of m's shape runs with `threads` asked for. */
+static size_t threads_for(const struct isvd_model *m, size_t threads)
+{
+	if (m->mode == ISVD_MODE_EXACT)
+		return upd_exact_parts(m->n, m->B, resolve_threads(threads));
+	return m->n < UPD_PAR_MIN_DIM ? 1 : resolve_threads(threads);
+}
+
+/* Doubles each part ≥ 1 of the pool needs in part_buf (0: a workspace
+ * query failed). */
+static size_t part_len_of(const struct isvd_model *m)
+{
+	const size_t q = m->B + 1 < m->n ? m->B + 1 : m->n;
+
+	if (m->mode == ISVD_MODE_EXACT)
+		return upd_exact_part_len(m);
+	return m->m * q + q * q;   /* VᵀY and YᵀY; the core path's bb ≤ q */
+}
+
 /* Sizes, allocates and fills the truncated strategy's workspaces. */
 static int alloc_truncated(struct isvd_model *m)
 {
@@ -166,7 +187,7 @@ static int alloc_truncated(struct isvd_model *m)
 	m->G = calloc(q * mm, sizeof *m->G);
 	m->eig_d = calloc(s, sizeof *m->eig_d);
 	m->eig_e = calloc(s, sizeof *m->eig_e);
-	m->part_len = mm * q + q * q;   /* VᵀY and YᵀY; the core path's bb ≤ q */
+	m->part_len = part_len_of(m);
 	m->part_buf = parts > 1 ? calloc((parts - 1) * m->part_len, sizeof *m->part_buf) : NULL;
 	m->iwork = calloc(upd_truncated_liwork(m), sizeof *m->iwork);
 	if (!m->Vnew || !m->P || !m->P2 || !m->R || !m->R2 || !m->K || !m->tau || !m->hv ||
@@ -193,7 +214,7 @@ static int alloc_exact(struct isvd_model *m)
 	if (!m->Rt || !m->K || !m->Bt || !m->Tq || !m->hv || !m->ynorm2 || !m->iwork)
 		return ISVD_ERR_NOMEM;
 	if (m->threads > 1) {
-		m->part_len = upd_exact_part_len(m);
+		m->part_len = part_len_of(m);
 		if (m->part_len == 0)
 			return ISVD_ERR_INVALID;
 		m->part_buf = calloc((m->threads - 1) * m->part_len, sizeof *m->part_buf);
@@ -260,10 +281,7 @@ int upd_alloc(const struct isvd_options *o, struct isvd_model **out)
 	m->rcond = o->rcond;
 	m->mode = mode;
 	m->eig_max_cond = UPD_EIG_MAX_COND;
-	if (mode == ISVD_MODE_EXACT)
-		m->threads = upd_exact_parts(n, B, resolve_threads(o->threads));
-	else
-		m->threads = n < UPD_PAR_MIN_DIM ? 1 : resolve_threads(o->threads);
+	m->threads = threads_for(m, o->threads);
 
 	m->V = calloc(n * mm, sizeof *m->V);
 	m->sigma = calloc(mm, sizeof *m->sigma);
@@ -341,6 +359,35 @@ void isvd_model_destroy(struct isvd_model *m)
 	free(m->Xb);
 	upd_imp_fini(&m->imp);
 	free(m);
+}
+
+int isvd_model_set_threads(struct isvd_model *m, size_t threads)
+{
+	struct upd_pool *pool = NULL;
+	double *buf = NULL;
+
+	if (!m || m->frozen || threads > ISVD_MAX_THREADS)
+		return ISVD_ERR_INVALID;
+	const size_t want = threads_for(m, threads);
+	if (want == m->threads)
+		return ISVD_OK;
+	const size_t len = part_len_of(m);
+	if (want > 1) {
+		if (len == 0)
+			return ISVD_ERR_INVALID;
+		buf = calloc((want - 1) * len, sizeof *buf);
+		if (!buf || upd_pool_create(want, &pool) != 0) {
+			free(buf);
+			return ISVD_ERR_NOMEM;
+		}
+	}
+	upd_pool_destroy(m->pool);
+	free(m->part_buf);
+	m->pool = pool;
+	m->part_buf = buf;
+	m->part_len = len;
+	m->threads = want;
+	return ISVD_OK;
 }
 
 int isvd_model_set_missing(struct isvd_model *m, int missing)

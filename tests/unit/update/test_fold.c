@@ -322,6 +322,17 @@ static void test_threads(void **state)
 	struct isvd_model *b2 = fit_threads(2, x, rows, n);
 	struct isvd_model *a3 = fit_threads(3, x, rows, n);
 
+	/* a model switched to 2 threads before its rows runs as one created so,
+	 * bit for bit; switching back and out of range */
+	struct isvd_model *s2 = fit_threads(1, x, 0, n);
+	REF_ASSERT_OK(isvd_model_set_threads(s2, 2));
+	assert_int_equal(upd_pool_size(s2->pool), 2);
+	ref_feed(s2, x, rows, n, 0, 130, 9);
+	assert_memory_equal(a2->V, s2->V, a2->r * n * sizeof *a2->V);
+	REF_ASSERT_OK(isvd_model_set_threads(s2, 1));
+	assert_null(s2->pool);
+	REF_ASSERT_ERR(isvd_model_set_threads(s2, ISVD_MAX_THREADS + 1), ISVD_ERR_INVALID);
+	isvd_model_destroy(s2);
 	/* the same count: bit-identical state */
 	assert_int_equal(a2->r, b2->r);
 	assert_memory_equal(a2->sigma, b2->sigma, a2->r * sizeof *a2->sigma);
