@@ -419,3 +419,13 @@ int ref_patch_double(unsigned char *img, size_t len, double old, double new)
 	ref_fix_crc(img, len);
 	return 1;
 }
+
+void ref_assert_same_image(const struct isvd_model *a, const struct isvd_model *b)
+{
+	size_t la, lb;
+	unsigned char *ia = ref_save(a, &la), *ib = ref_save(b, &lb);
+	assert_int_equal(la, lb);
+	assert_memory_equal(ia, ib, la);
+	free(ia);
+	free(ib);
+}

@@ -148,6 +148,10 @@ void ref_feed(struct isvd_model *md, const double *rows, size_t m, size_t ld,
 /* Saved image (malloc'd, *len its size). */
 unsigned char *ref_save(const struct isvd_model *md, size_t *len);
 
+/* Asserts that two models save to the same bytes (their whole state is
+ * bit-identical). */
+void ref_assert_same_image(const struct isvd_model *a, const struct isvd_model *b);
+
 /* Recomputes the trailing CRC32C of a saved image after a test edits it. */
 void ref_fix_crc(unsigned char *img, size_t len);
 
