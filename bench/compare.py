@@ -230,11 +230,19 @@ def ipca_thread_counts():
     return [1]
 
 
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sk:
-        sk.bind(("127.0.0.1", 0))
-        return sk.getsockname()[1]
+def free_ports(count):
+    """`count` distinct TCP ports on 127.0.0.1 that nothing listens on right
+    now (all held open until all are chosen, so none is handed out twice)."""
+    socks = []
+    try:
+        for _ in range(count):
+            sk = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(sk)
+            sk.bind(("127.0.0.1", 0))
+        return [sk.getsockname()[1] for sk in socks]
+    finally:
+        for sk in socks:
+            sk.close()
 
 
 class Daemon:
@@ -244,7 +252,8 @@ class Daemon:
 
     def __init__(self, exe, tmpdir, n, k, extra):
         self.root = tempfile.mkdtemp(prefix="isvdd-", dir=tmpdir)
-        ep = {w: "tcp://127.0.0.1:%d" % free_port() for w in ("ingest", "query", "publish")}
+        ep = {w: "tcp://127.0.0.1:%d" % p
+              for w, p in zip(("ingest", "query", "publish"), free_ports(3))}
         self.endpoints = ep
         self.log = os.path.join(self.root, "isvdd.log")
         cfg = os.path.join(self.root, "isvdd.yaml")
