@@ -47,11 +47,13 @@
  * prepared for. */
 struct upd_imp {
 	double *vm;      /* n×m  V's rows at the gaps (|M| × r) */
-	double *g;       /* 2m²  the r×r system and its Cholesky factor, or
-	                    (Woodbury, |M| < r) scaled V_M and the |M|×|M| one */
+	double *g;       /* 2m² + 6m: the r×r system and its Cholesky factor;
+	                    (Woodbury, |M| < r) scaled V_M and the |M|×|M| one;
+	                    or CG's six r-vectors */
 	double *c;       /* m    coordinates */
 	double *d;       /* 2n   the centred row, zero at gaps; then V_M c;
-	                    the second half is Woodbury's scratch */
+	                    the second half is Woodbury's and CG's scratch */
+	size_t d_len;    /* 2n */
 	double *ridge;   /* m    s²/λ_i */
 	size_t *idx;     /* n    the gaps' indices */
 	size_t r;

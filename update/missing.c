@@ -23,7 +23,9 @@
  *   toward the mean rather than blown up.  V_OᵀV_O = I − V_MᵀV_M (V has
  *   orthonormal columns), so with few gaps the system costs O(|M|·r² + r³)
  *   plus one O(n·r) product V_Oᵀd; with fewer gaps than components the
- *   Woodbury identity turns the r×r system into an |M|×|M| one.
+ *   Woodbury identity turns the r×r system into an |M|×|M| one, and with
+ *   more, conjugate gradients on G (never formed) usually converge in a few
+ *   O(|M|·r) steps — the r×r factorisation remains the fallback.
  *   Warm-up: before the model has any component (r = 0), gaps take the
  *   running mean (0 before any row, or without centring).
  *   Exact mode uses the same estimator on its SVD (computed from R once per
@@ -79,9 +81,11 @@ int upd_imp_init(struct upd_imp *w, size_t n, size_t m)
 {
 	memset(w, 0, sizeof *w);
 	w->vm = malloc((n ? n : 1) * (m ? m : 1) * sizeof *w->vm);
-	w->g = malloc((m ? 2 * m * m : 1) * sizeof *w->g);   /* r² or nm·r + nm², nm < r */
+	/* r², nm·r + nm² with nm < r (Woodbury), or 6r (CG) */
+	w->g = malloc((m ? 2 * m * m + 6 * m : 1) * sizeof *w->g);
 	w->c = malloc((m ? m : 1) * sizeof *w->c);
-	w->d = malloc(2 * n * sizeof *w->d);
+	w->d_len = 2 * n;
+	w->d = malloc(w->d_len * sizeof *w->d);
 	w->idx = malloc(n * sizeof *w->idx);
 	w->ridge = malloc((m ? m : 1) * sizeof *w->ridge);
 	if (!w->vm || !w->g || !w->c || !w->d || !w->idx || !w->ridge) {
@@ -108,6 +112,81 @@ void upd_imp_prepare(const struct isvd_model *m, struct upd_imp *w)
 		s2 = NOISE_FLOOR * lam1;
 	for (size_t i = 0; i < r; i++)
 		w->ridge[i] = s2 * m->weight / (m->sigma[i] * m->sigma[i]);
+}
+
+/*
+ * Solves G c = c in place for G = I + diag(ridge) − V_MᵀV_M (w->vm, nm × r)
+ * by conjugate gradients preconditioned with G's diagonal, without forming
+ * G: each step costs two products with V_M (4·nm·r flops) against
+ * nm·r² + r³/3 for forming and factoring G.  With a few gaps spread over
+ * the coordinates G is close to a multiple of I and a few steps reach a
+ * relative residual of CG_TOL; 1 when they did (c solved), 0 when CG_MAX
+ * steps did not (c untouched: the caller factors G instead — gaps that
+ * hide most of a component make G ill-conditioned).  Scratch: w->g (6r)
+ * and the second half of w->d (nm).
+ */
+#define CG_TOL 1e-12
+#define CG_MAX 40
+
+static int cg_solve(struct upd_imp *w, size_t nm, size_t r)
+{
+	double *x = w->g, *res = x + r, *z = res + r, *p = z + r, *ap = p + r, *dinv = ap + r;
+	double *t = w->d + (w->d_len / 2);
+	const double *b = w->c;
+	double bb = 0, rz = 0;
+
+	for (size_t i = 0; i < r; i++) {
+		double g = 1.0 + w->ridge[i];
+		for (size_t q = 0; q < nm; q++)
+			g -= AT(w->vm, nm, q, i) * AT(w->vm, nm, q, i);
+		if (!(g > 0))
+			return 0;
+		dinv[i] = 1.0 / g;
+		x[i] = 0.0;
+		res[i] = b[i];
+		z[i] = dinv[i] * b[i];
+		p[i] = z[i];
+		rz += res[i] * z[i];
+		bb += b[i] * b[i];
+	}
+	if (bb == 0) {
+		return 1;   /* c = 0 already */
+	}
+	for (int it = 0; it < CG_MAX; it++) {
+		/* ap = G p = p + ridge∘p − V_Mᵀ(V_M p) */
+		cblas_dgemv(CblasColMajor, CblasNoTrans, (int)nm, (int)r, 1.0, w->vm, (int)nm, p, 1,
+		            0.0, t, 1);
+		cblas_dgemv(CblasColMajor, CblasTrans, (int)nm, (int)r, -1.0, w->vm, (int)nm, t, 1,
+		            0.0, ap, 1);
+		double pap = 0;
+		for (size_t i = 0; i < r; i++) {
+			ap[i] += (1.0 + w->ridge[i]) * p[i];
+			pap += p[i] * ap[i];
+		}
+		if (!(pap > 0))
+			return 0;
+		const double alpha = rz / pap;
+		double rr = 0;
+		for (size_t i = 0; i < r; i++) {
+			x[i] += alpha * p[i];
+			res[i] -= alpha * ap[i];
+			rr += res[i] * res[i];
+		}
+		if (rr <= CG_TOL * CG_TOL * bb) {
+			memcpy(w->c, x, r * sizeof *x);
+			return 1;
+		}
+		double rz_new = 0;
+		for (size_t i = 0; i < r; i++) {
+			z[i] = dinv[i] * res[i];
+			rz_new += res[i] * z[i];
+		}
+		const double beta = rz_new / rz;
+		rz = rz_new;
+		for (size_t i = 0; i < r; i++)
+			p[i] = z[i] + beta * p[i];
+	}
+	return 0;
 }
 
 /*
@@ -178,7 +257,11 @@ int upd_imp_row(const struct isvd_model *m, struct upd_imp *w, const double *x, 
 				acc += AT(w->vm, nm, q, i) * t[q];
 			w->c[i] += acc / (1.0 + w->ridge[i]);
 		}
-	} else {
+	} else if (4 * nm > n || !cg_solve(w, nm, r)) {
+		/* (CG only while the gaps are at most a quarter of the row: with
+		 * more, V_MᵀV_M's spectrum spreads, CG needs tens of steps, and
+		 * forming G measured faster — 50% gaps at (1000, 50): 4.3k rows/s
+		 * factored, 3.4k by CG) */
 		/* G = V_OᵀV_O + diag(ridge) = I − V_MᵀV_M + diag(ridge) (upper). */
 		memset(w->g, 0, r * r * sizeof *w->g);
 		for (size_t i = 0; i < r; i++)
