@@ -36,7 +36,7 @@
  * centring, reflected) block and computes the totals the block would
  * produce.  Enters: b ≤ B finite rows.  Leaves: *bb_out columns in Y (b
  * without centring; b − 1, plus one mean-correction column when rows came
- * before, with centring), their squared norms in m->ynorm2, m->mu_new,
+ * before, with centring), m->mu_new,
  * *w_new, *e_new and *lam_b = λ^b.  Touches no state.
  */
 void upd_weigh_block(struct isvd_model *m, const double *rows, size_t b, size_t ld,
@@ -102,10 +102,8 @@ void upd_weigh_block(struct isvd_model *m, const double *rows, size_t b, size_t 
 	}
 	/* Squared norms by ddot, not dnrm2's scaled loop: check_rows() bounds
 	 * every value so that these sums of squares cannot overflow. */
-	for (size_t i = 0; i < bb; i++) {
-		m->ynorm2[i] = cblas_ddot((int)n, m->Y + i * n, 1, m->Y + i * n, 1);
-		e += m->ynorm2[i];
-	}
+	for (size_t i = 0; i < bb; i++)
+		e += cblas_ddot((int)n, m->Y + i * n, 1, m->Y + i * n, 1);
 	*bb_out = bb;
 	*w_new = wa + wb;
 	*e_new = w * m->energy + e;

@@ -70,7 +70,7 @@ size_t upd_exact_parts(size_t n, size_t B, size_t threads)
 struct exact_job {
 	struct isvd_model *m;
 	size_t bb, parts;
-	int info[8];
+	int info[ISVD_MAX_THREADS];   /* parts ≤ threads ≤ ISVD_MAX_THREADS */
 };
 
 /* Part 0: dtpqrt of its rows into R.  Part p ≥ 1: dgeqrf of its rows. */
@@ -104,7 +104,7 @@ static int fold_rows(struct isvd_model *m, size_t bb)
 	const size_t n = m->n, ldb = m->B + 1;
 	struct exact_job j = { .m = m, .bb = bb, .parts = upd_pool_size(m->pool) };
 
-	if (bb < j.parts * 8 * n || j.parts > 8)
+	if (bb < j.parts * 8 * n)
 		j.parts = 1;     /* a short block: one dtpqrt */
 	if (j.parts == 1)
 		exact_part(&j, 0);

@@ -53,7 +53,6 @@ struct upd_imp {
 	double *c;       /* m    coordinates */
 	double *d;       /* 2n   the centred row, zero at gaps; then V_M c;
 	                    the second half is Woodbury's and CG's scratch */
-	size_t d_len;    /* 2n */
 	double *ridge;   /* m    s²/λ_i */
 	size_t *idx;     /* n    the gaps' indices */
 	size_t r;
@@ -131,7 +130,6 @@ struct isvd_model {
 	double *tau;      /* s   Householder scalars */
 	double *dw;       /* B   row weights sqrt(λ^age) of the current block */
 	double *hv;       /* B   the centring reflection's vector (block.c) */
-	double *ynorm2;   /* B+1 squared norms of Y's columns as weighed */
 	double *W;        /* s×m the core's top right singular vectors (t × cnt) */
 	double *eig_d;    /* s   the eigen route's tridiagonal (diagonal) */
 	double *eig_e;    /* s   … and off-diagonal */
@@ -139,7 +137,7 @@ struct isvd_model {
 	size_t part_len;  /* max(m·(B+1), (B+1)²) */
 	struct upd_pool *pool;  /* threads parts (NULL in a snapshot: one part) */
 	size_t threads;   /* resolved thread count, ≥ 1 */
-	uint64_t stat_implicit;  /* core folds that took the one-pass residual */
+	uint64_t stat_implicit; /* core folds that took the implicit residual */
 	uint64_t stat_eig;      /* core folds whose core took the eigen route */
 	double eig_max_cond;    /* UPD_EIG_MAX_COND; tests move it to force a route */
 	/* ---- missing values (missing.c) ----
@@ -217,14 +215,16 @@ int upd_svd(struct isvd_model *m, size_t rows, size_t cols, double *A, double *A
 uint32_t upd_crc32c_portable(uint32_t crc, const void *buf, size_t len);
 int upd_crc32c_accelerated(void);
 
-/* missing.c: the estimator's scratch, its per-state preparation, one row,
- * and a whole block into m->Xb (*gaps: values imputed).  isvd_err codes. */
+/* missing.c: the estimator's scratch, its per-state preparation, one row
+ * (*filled: its gaps), and a whole block into m->Xb (*gaps: values
+ * imputed, *gap_rows: rows that had any).  isvd_err codes. */
 int upd_imp_init(struct upd_imp *w, size_t n, size_t m);
 void upd_imp_fini(struct upd_imp *w);
 void upd_imp_prepare(const struct isvd_model *m, struct upd_imp *w);
-int upd_imp_row(const struct isvd_model *m, struct upd_imp *w, const double *x, double *out);
+int upd_imp_row(const struct isvd_model *m, struct upd_imp *w, const double *x, double *out,
+                size_t *filled);
 int upd_impute_block(struct isvd_model *m, const double *rows, size_t b, size_t ld,
-                     uint64_t *gaps);
+                     uint64_t *gaps, uint64_t *gap_rows);
 
 /* Number of singular values to keep: at most m, and only σ > rcond·σ_1. */
 size_t upd_keep_count(const struct isvd_model *m, const double *s, size_t len);

@@ -84,8 +84,7 @@ int upd_imp_init(struct upd_imp *w, size_t n, size_t m)
 	/* r², nm·r + nm² with nm < r (Woodbury), or 6r (CG) */
 	w->g = malloc((m ? 2 * m * m + 6 * m : 1) * sizeof *w->g);
 	w->c = malloc((m ? m : 1) * sizeof *w->c);
-	w->d_len = 2 * n;
-	w->d = malloc(w->d_len * sizeof *w->d);
+	w->d = malloc(2 * n * sizeof *w->d);
 	w->idx = malloc(n * sizeof *w->idx);
 	w->ridge = malloc((m ? m : 1) * sizeof *w->ridge);
 	if (!w->vm || !w->g || !w->c || !w->d || !w->idx || !w->ridge) {
@@ -123,15 +122,14 @@ void upd_imp_prepare(const struct isvd_model *m, struct upd_imp *w)
  * relative residual of CG_TOL; 1 when they did (c solved), 0 when CG_MAX
  * steps did not (c untouched: the caller factors G instead — gaps that
  * hide most of a component make G ill-conditioned).  Scratch: w->g (6r)
- * and the second half of w->d (nm).
+ * and t (nm).
  */
 #define CG_TOL 1e-12
 #define CG_MAX 40
 
-static int cg_solve(struct upd_imp *w, size_t nm, size_t r)
+static int cg_solve(struct upd_imp *w, size_t nm, size_t r, double *t)
 {
 	double *x = w->g, *res = x + r, *z = res + r, *p = z + r, *ap = p + r, *dinv = ap + r;
-	double *t = w->d + (w->d_len / 2);
 	const double *b = w->c;
 	double bb = 0, rz = 0;
 
@@ -190,16 +188,77 @@ static int cg_solve(struct upd_imp *w, size_t nm, size_t r)
 }
 
 /*
+ * Solves G c = c in place, G = I + diag(ridge) − V_MᵀV_M, by the Woodbury
+ * identity when there are fewer gaps than components (nm < r): an
+ * nm × nm system instead of r × r.  With D = I + diag(ridge),
+ * (D − V_MᵀV_M)⁻¹ = D⁻¹ + D⁻¹V_Mᵀ H⁻¹ V_M D⁻¹, H = I − V_M D⁻¹ V_Mᵀ
+ * (positive definite: V_M's rows come from orthonormal columns and the
+ * ridge is > 0).  Scratch: w->g (nm·r + nm² < 2m²) and t (nm).
+ */
+static int woodbury_solve(struct upd_imp *w, size_t nm, size_t r, double *t)
+{
+	for (size_t i = 0; i < r; i++)
+		w->c[i] /= 1.0 + w->ridge[i];
+	/* H = I − Σ_i V_M[:, i] V_M[:, i]ᵀ /(1 + ridge_i), upper; from a copy of
+	 * V_M's columns scaled by 1/sqrt(1 + ridge_i) in g (nm × r, ld nm) */
+	for (size_t i = 0; i < r; i++) {
+		const double f = 1.0 / sqrt(1.0 + w->ridge[i]);
+		for (size_t q = 0; q < nm; q++)
+			AT(w->g, nm, q, i) = f * AT(w->vm, nm, q, i);
+	}
+	double *h = w->g + nm * r;
+	memset(h, 0, nm * nm * sizeof *h);
+	for (size_t q = 0; q < nm; q++)
+		AT(h, nm, q, q) = 1.0;
+	cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, (int)nm, (int)r, -1.0, w->g,
+	            (int)nm, 1.0, h, (int)nm);
+	if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', (lapack_int)nm, h, (lapack_int)nm) != 0)
+		return ISVD_ERR_LAPACK;
+	cblas_dgemv(CblasColMajor, CblasNoTrans, (int)nm, (int)r, 1.0, w->vm, (int)nm, w->c, 1,
+	            0.0, t, 1);
+	if (LAPACKE_dpotrs_work(LAPACK_COL_MAJOR, 'U', (lapack_int)nm, 1, h, (lapack_int)nm, t,
+	                        (lapack_int)nm) != 0)
+		return ISVD_ERR_LAPACK;
+	for (size_t i = 0; i < r; i++) {
+		double acc = 0;
+		for (size_t q = 0; q < nm; q++)
+			acc += AT(w->vm, nm, q, i) * t[q];
+		w->c[i] += acc / (1.0 + w->ridge[i]);
+	}
+	return ISVD_OK;
+}
+
+/* Solves G c = c in place by forming G = I − V_MᵀV_M + diag(ridge) (upper,
+ * in w->g) and factoring it: the general case, O(nm·r² + r³). */
+static int chol_solve(struct upd_imp *w, size_t nm, size_t r)
+{
+	memset(w->g, 0, r * r * sizeof *w->g);
+	for (size_t i = 0; i < r; i++)
+		AT(w->g, r, i, i) = 1.0 + w->ridge[i];
+	cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, (int)r, (int)nm, -1.0, w->vm,
+	            (int)nm, 1.0, w->g, (int)r);
+	if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', (lapack_int)r, w->g, (lapack_int)r) != 0)
+		return ISVD_ERR_LAPACK;
+	if (LAPACKE_dpotrs_work(LAPACK_COL_MAJOR, 'U', (lapack_int)r, 1, w->g, (lapack_int)r,
+	                        w->c, (lapack_int)r) != 0)
+		return ISVD_ERR_LAPACK;
+	return ISVD_OK;
+}
+
+/*
  * Fills the gaps of the row x (n values, NaN = gap, at least one observed)
- * into out (n values; observed values copied unchanged).  Enters with
- * upd_imp_prepare() done for the model's current state.  Returns
+ * into out (n values; observed values copied unchanged); *filled (may be
+ * NULL) receives the number of gaps.  Enters with upd_imp_prepare() done
+ * for the model's current state.  Returns
  * ISVD_ERR_NONFINITE if an imputed value is not finite, ISVD_ERR_LAPACK if
  * the r×r system is not positive definite (it is by construction).
  */
-int upd_imp_row(const struct isvd_model *m, struct upd_imp *w, const double *x, double *out)
+int upd_imp_row(const struct isvd_model *m, struct upd_imp *w, const double *x, double *out,
+                size_t *filled)
 {
 	const size_t n = m->n, r = w->r;
 	size_t nm = 0;
+	int err;
 
 	for (size_t j = 0; j < n; j++) {
 		if (isnan(x[j])) {
@@ -210,6 +269,8 @@ int upd_imp_row(const struct isvd_model *m, struct upd_imp *w, const double *x, 
 		}
 		out[j] = x[j];
 	}
+	if (filled)
+		*filled = nm;
 	if (nm == 0)
 		return ISVD_OK;
 	if (r == 0) {   /* warm-up: the running mean */
@@ -223,57 +284,20 @@ int upd_imp_row(const struct isvd_model *m, struct upd_imp *w, const double *x, 
 	for (size_t i = 0; i < r; i++)
 		for (size_t q = 0; q < nm; q++)
 			AT(w->vm, nm, q, i) = AT(m->V, n, w->idx[q], i);
-	if (nm < r) {
-		/* Woodbury, an nm × nm system instead of r × r: with D = I + diag(ridge),
-		 * (D − V_MᵀV_M)⁻¹ = D⁻¹ + D⁻¹V_Mᵀ H⁻¹ V_M D⁻¹, H = I − V_M D⁻¹ V_Mᵀ
-		 * (positive definite: V_M's rows come from orthonormal columns and
-		 * the ridge is > 0).  c ← D⁻¹c + D⁻¹V_Mᵀ H⁻¹ V_M D⁻¹c. */
-		double *t = w->d + n;    /* d's second half: nm ≤ n scratch */
-		for (size_t i = 0; i < r; i++)
-			w->c[i] /= 1.0 + w->ridge[i];
-		/* H = I − Σ_i V_M[:, i] V_M[:, i]ᵀ /(1 + ridge_i), upper; scale a copy
-		 * of V_M's columns by 1/sqrt(1 + ridge_i) in g (nm × r, ld nm) */
-		for (size_t i = 0; i < r; i++) {
-			const double f = 1.0 / sqrt(1.0 + w->ridge[i]);
-			for (size_t q = 0; q < nm; q++)
-				AT(w->g, nm, q, i) = f * AT(w->vm, nm, q, i);
-		}
-		double *h = w->g + nm * r;   /* nm × nm after it: nm·r + nm² < 2m² */
-		memset(h, 0, nm * nm * sizeof *h);
-		for (size_t q = 0; q < nm; q++)
-			AT(h, nm, q, q) = 1.0;
-		cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, (int)nm, (int)r, -1.0, w->g,
-		            (int)nm, 1.0, h, (int)nm);
-		if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', (lapack_int)nm, h, (lapack_int)nm) != 0)
-			return ISVD_ERR_LAPACK;
-		cblas_dgemv(CblasColMajor, CblasNoTrans, (int)nm, (int)r, 1.0, w->vm, (int)nm, w->c,
-		            1, 0.0, t, 1);
-		if (LAPACKE_dpotrs_work(LAPACK_COL_MAJOR, 'U', (lapack_int)nm, 1, h, (lapack_int)nm,
-		                        t, (lapack_int)nm) != 0)
-			return ISVD_ERR_LAPACK;
-		for (size_t i = 0; i < r; i++) {
-			double acc = 0;
-			for (size_t q = 0; q < nm; q++)
-				acc += AT(w->vm, nm, q, i) * t[q];
-			w->c[i] += acc / (1.0 + w->ridge[i]);
-		}
-	} else if (4 * nm > n || !cg_solve(w, nm, r)) {
-		/* (CG only while the gaps are at most a quarter of the row: with
-		 * more, V_MᵀV_M's spectrum spreads, CG needs tens of steps, and
-		 * forming G measured faster — 50% gaps at (1000, 50): 4.3k rows/s
-		 * factored, 3.4k by CG) */
-		/* G = V_OᵀV_O + diag(ridge) = I − V_MᵀV_M + diag(ridge) (upper). */
-		memset(w->g, 0, r * r * sizeof *w->g);
-		for (size_t i = 0; i < r; i++)
-			AT(w->g, r, i, i) = 1.0 + w->ridge[i];
-		cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, (int)r, (int)nm, -1.0, w->vm,
-		            (int)nm, 1.0, w->g, (int)r);
-		if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', (lapack_int)r, w->g, (lapack_int)r) != 0)
-			return ISVD_ERR_LAPACK;
-		if (LAPACKE_dpotrs_work(LAPACK_COL_MAJOR, 'U', (lapack_int)r, 1, w->g, (lapack_int)r,
-		                        w->c, (lapack_int)r) != 0)
-			return ISVD_ERR_LAPACK;
-	}
+	/* c ← G⁻¹c: Woodbury for fewer gaps than components; CG while the gaps
+	 * are at most a quarter of the row (with more, V_MᵀV_M's spectrum
+	 * spreads, CG needs tens of steps, and forming G measured faster — 50%
+	 * gaps at (1000, 50): 4.3k rows/s factored, 3.4k by CG); else, or when
+	 * CG does not converge, G factored. */
+	double *t = w->d + n;   /* d's second half: nm ≤ n scratch */
+	if (nm < r)
+		err = woodbury_solve(w, nm, r, t);
+	else if (4 * nm <= n && cg_solve(w, nm, r, t))
+		err = ISVD_OK;
+	else
+		err = chol_solve(w, nm, r);
+	if (err)
+		return err;
 	/* x_M = μ_M + V_M c. */
 	cblas_dgemv(CblasColMajor, CblasNoTrans, (int)nm, (int)r, 1.0, w->vm, (int)nm, w->c, 1,
 	            0.0, w->d, 1);
@@ -289,23 +313,25 @@ int upd_imp_row(const struct isvd_model *m, struct upd_imp *w, const double *x, 
 
 /*
  * Completes b rows (ld apart) into m->Xb (b × n, ld n) from the model as it
- * stands; *gaps receives the number of values imputed.  Exact mode first
- * brings its factors up to date (the SVD of R).
+ * stands; *gaps receives the number of values imputed and *gap_rows the
+ * rows that had any.  Exact mode first brings its factors up to date (the
+ * SVD of R).
  */
 int upd_impute_block(struct isvd_model *m, const double *rows, size_t b, size_t ld,
-                     uint64_t *gaps)
+                     uint64_t *gaps, uint64_t *gap_rows)
 {
 	int err = upd_refresh(m);
 
 	if (err)
 		return err;
 	upd_imp_prepare(m, &m->imp);
-	*gaps = 0;
+	*gaps = *gap_rows = 0;
 	for (size_t i = 0; i < b; i++) {
-		const double *x = rows + i * ld;
-		*gaps += m->n - isvd_row_observed(x, m->n);
-		if ((err = upd_imp_row(m, &m->imp, x, m->Xb + i * m->n)))
+		size_t nm;
+		if ((err = upd_imp_row(m, &m->imp, rows + i * ld, m->Xb + i * m->n, &nm)))
 			return err;
+		*gaps += nm;
+		*gap_rows += nm > 0;
 	}
 	return ISVD_OK;
 }

@@ -172,7 +172,6 @@ static int alloc_truncated(struct isvd_model *m)
 {
 	const size_t n = m->n, B = m->B, mm = m->m, s = m->s, c = m->c;
 	const size_t q = B + 1 < n ? B + 1 : n;  /* residual columns on the core path */
-	const size_t parts = m->threads;
 
 	m->Vnew = calloc(n * mm, sizeof *m->Vnew);
 	m->P = calloc(mm * (B + 1), sizeof *m->P);
@@ -182,19 +181,13 @@ static int alloc_truncated(struct isvd_model *m)
 	m->K = calloc(s * c, sizeof *m->K);
 	m->tau = calloc(s, sizeof *m->tau);
 	m->hv = calloc(B, sizeof *m->hv);
-	m->ynorm2 = calloc(B + 1, sizeof *m->ynorm2);
 	m->W = calloc(s * mm, sizeof *m->W);
 	m->G = calloc(q * mm, sizeof *m->G);
 	m->eig_d = calloc(s, sizeof *m->eig_d);
 	m->eig_e = calloc(s, sizeof *m->eig_e);
-	m->part_len = part_len_of(m);
-	m->part_buf = parts > 1 ? calloc((parts - 1) * m->part_len, sizeof *m->part_buf) : NULL;
 	m->iwork = calloc(upd_truncated_liwork(m), sizeof *m->iwork);
 	if (!m->Vnew || !m->P || !m->P2 || !m->R || !m->R2 || !m->K || !m->tau || !m->hv ||
-	    !m->ynorm2 || !m->W || !m->G || !m->eig_d || !m->eig_e || (parts > 1 && !m->part_buf) ||
-	    !m->iwork)
-		return ISVD_ERR_NOMEM;
-	if (parts > 1 && upd_pool_create(parts, &m->pool) != 0)
+	    !m->W || !m->G || !m->eig_d || !m->eig_e || !m->iwork)
 		return ISVD_ERR_NOMEM;
 	return upd_truncated_workspace(m);
 }
@@ -209,18 +202,9 @@ static int alloc_exact(struct isvd_model *m)
 	m->Bt = calloc((B + 1) * n, sizeof *m->Bt);
 	m->Tq = calloc(m->nb * n, sizeof *m->Tq);
 	m->hv = calloc(B, sizeof *m->hv);
-	m->ynorm2 = calloc(B + 1, sizeof *m->ynorm2);
 	m->iwork = calloc(8 * m->c, sizeof *m->iwork);
-	if (!m->Rt || !m->K || !m->Bt || !m->Tq || !m->hv || !m->ynorm2 || !m->iwork)
+	if (!m->Rt || !m->K || !m->Bt || !m->Tq || !m->hv || !m->iwork)
 		return ISVD_ERR_NOMEM;
-	if (m->threads > 1) {
-		m->part_len = part_len_of(m);
-		if (m->part_len == 0)
-			return ISVD_ERR_INVALID;
-		m->part_buf = calloc((m->threads - 1) * m->part_len, sizeof *m->part_buf);
-		if (!m->part_buf || upd_pool_create(m->threads, &m->pool) != 0)
-			return ISVD_ERR_NOMEM;
-	}
 	return upd_exact_workspace(m);
 }
 
@@ -257,7 +241,7 @@ int upd_alloc(const struct isvd_options *o, struct isvd_model **out)
 		total = add_sat(total, mul_sat(2 * q, q));
 		total = add_sat(total, mul_sat(s, c));
 		total = add_sat(total, mul_sat(s + q, mm));      /* W, G */
-		total = add_sat(total, mul_sat(2, s) + 2 * B + 1); /* eig_d, eig_e, hv, ynorm2 */
+		total = add_sat(total, mul_sat(2, s) + 2 * B + 1); /* eig_d, eig_e, hv */
 		total = add_sat(total, mul_sat(2 * (q + 1), mm + q + 1));  /* part_buf, ≤ 2 parts */
 	}
 	if (total > MAX_TOTAL_DOUBLES)
@@ -281,7 +265,7 @@ int upd_alloc(const struct isvd_options *o, struct isvd_model **out)
 	m->rcond = o->rcond;
 	m->mode = mode;
 	m->eig_max_cond = UPD_EIG_MAX_COND;
-	m->threads = threads_for(m, o->threads);
+	m->threads = 1;   /* no pool yet: isvd_model_set_threads() below */
 
 	m->V = calloc(n * mm, sizeof *m->V);
 	m->sigma = calloc(mm, sizeof *m->sigma);
@@ -306,7 +290,8 @@ int upd_alloc(const struct isvd_options *o, struct isvd_model **out)
 		err = ISVD_ERR_NOMEM;
 		goto fail;
 	}
-	if ((err = isvd_model_set_missing(m, o->missing)))
+	if ((err = isvd_model_set_threads(m, o->threads)) ||
+	    (err = isvd_model_set_missing(m, o->missing)))
 		goto fail;
 	*out = m;
 	return ISVD_OK;
@@ -349,7 +334,6 @@ void isvd_model_destroy(struct isvd_model *m)
 	free(m->Bt);
 	free(m->Tq);
 	free(m->hv);
-	free(m->ynorm2);
 	free(m->W);
 	free(m->G);
 	free(m->eig_d);
@@ -426,7 +410,7 @@ int isvd_model_snapshot(const struct isvd_model *m, struct isvd_model **out)
 	s->V = s->Vnew = s->sigma = s->mean = s->Y = s->P = s->P2 = s->R = s->R2 = NULL;
 	s->K = s->Kcopy = s->VT = s->svals = s->tau = s->dw = s->mu_b = s->mu_new = NULL;
 	s->work = s->Rt = s->Bt = s->Tq = NULL;
-	s->hv = s->ynorm2 = s->W = s->G = s->eig_d = s->eig_e = s->part_buf = NULL;
+	s->hv = s->W = s->G = s->eig_d = s->eig_e = s->part_buf = NULL;
 	s->pool = NULL;
 	s->threads = 1;
 	s->Xb = NULL;
@@ -554,9 +538,7 @@ static int block_has_gaps(const struct isvd_model *m, const double *rows, size_t
 
 int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, size_t ld)
 {
-	int err;
-
-	int gaps;
+	int err, gaps;
 
 	if (!m || m->frozen)
 		return ISVD_ERR_INVALID;
@@ -567,10 +549,10 @@ int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, si
 		const size_t b = nrows - i < m->B ? nrows - i : m->B;
 		const double *x = rows + i * ld;
 		size_t xld = ld;
-		uint64_t filled = 0;
+		uint64_t filled = 0, filled_rows = 0;
 		if (gaps && block_has_gaps(m, x, b, ld)) {
 			/* the block completed from the model before it (missing.c) */
-			if ((err = upd_impute_block(m, x, b, ld, &filled)))
+			if ((err = upd_impute_block(m, x, b, ld, &filled, &filled_rows)))
 				return err;
 			x = m->Xb;
 			xld = m->n;
@@ -579,11 +561,8 @@ int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, si
 		                                 : upd_truncated_fold(m, x, b, xld);
 		if (err)
 			return err;
-		if (filled) {
-			for (size_t q = 0; q < b; q++)
-				m->rows_with_gaps += isvd_row_observed(rows + (i + q) * ld, m->n) < m->n;
-			m->values_imputed += filled;
-		}
+		m->rows_with_gaps += filled_rows;
+		m->values_imputed += filled;
 	}
 	return ISVD_OK;
 }
@@ -842,7 +821,7 @@ int isvd_model_impute(const struct isvd_model *m, const double *rows, size_t nro
 		return err;
 	upd_imp_prepare(m, &w);
 	for (size_t i = 0; i < nrows && !err; i++)
-		err = upd_imp_row(m, &w, rows + i * ld, out + i * m->n);
+		err = upd_imp_row(m, &w, rows + i * ld, out + i * m->n, NULL);
 	upd_imp_fini(&w);
 	return err;
 }

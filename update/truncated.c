@@ -179,17 +179,17 @@ size_t upd_keep_count(const struct isvd_model *m, const double *s, size_t len)
 
 /* ------------------------------------------------------------------------
  * The n-sized products, split by rows over the pool.  Part 0 writes a sum
- * into its destination, parts 1… into their own slice of m->part_buf; the
- * caller then adds those in part order (reduce()), so a given part count
- * gives bit-identical results. */
+ * into its destination, parts 1… into their own slice of m->part_buf;
+ * run_job() then adds those in part order, so a given part count gives
+ * bit-identical results. */
 
 enum job_op {
 	OP_PROJECT,        /* dst (r × bb, ld r)  = V[rows]ᵀ Y[rows] */
-	OP_PROJECT_GRAM,   /* the same, and dst2 (bb × bb upper) = Y[rows]ᵀ Y[rows] */
 	OP_SUBTRACT,       /* Y[rows] −= V[rows] C */
-	OP_SUBTRACT_PROJECT_GRAM,  /* OP_SUBTRACT, then OP_PROJECT_GRAM on the
-	                              result, chunk by chunk of SWEEP_ROWS rows
-	                              so each chunk is reused from cache */
+	OP_SUBTRACT_PROJECT_GRAM,  /* OP_SUBTRACT, then dst = V[rows]ᵀ Y[rows] and
+	                              dst2 (bb × bb upper) = Y[rows]ᵀ Y[rows] on the
+	                              result, chunk by chunk of SWEEP_ROWS rows so
+	                              each chunk is reused from cache */
 	OP_GRAM,           /* dst (bb × bb upper) = Y[rows]ᵀ Y[rows] */
 	OP_TRSM,           /* Y[rows] ← Y[rows] T⁻¹, T (bb × bb upper) */
 	OP_ROTATE          /* Vnew[rows] = V[rows] W[0:r] + Y[rows] W[r:t] */
@@ -200,8 +200,8 @@ struct job {
 	enum job_op op;
 	size_t parts, r, bb, rn;
 	const double *C;    /* OP_SUBTRACT*: r × bb, ld r;  OP_TRSM: T */
-	double *dst;        /* OP_PROJECT*, OP_*GRAM */
-	double *dst2;       /* OP_PROJECT_GRAM's Gram matrix */
+	double *dst;        /* OP_PROJECT, OP_SUBTRACT_PROJECT_GRAM, OP_GRAM */
+	double *dst2;       /* OP_SUBTRACT_PROJECT_GRAM's Gram matrix */
 	const double *W;    /* OP_ROTATE: t × rn, ld t */
 };
 
@@ -210,7 +210,8 @@ static double *part_dst(const struct job *j, size_t part)
 	return part == 0 ? j->dst : j->m->part_buf + (part - 1) * j->m->part_len;
 }
 
-/* OP_PROJECT_GRAM's second sum: after the first in each part's slice. */
+/* OP_SUBTRACT_PROJECT_GRAM's second sum: after the first in each part's
+ * slice. */
 static double *part_dst2(const struct job *j, size_t part)
 {
 	return part == 0 ? j->dst2 : part_dst(j, part) + j->r * j->bb;
@@ -223,8 +224,6 @@ static void job_run(void *arg, size_t part)
 	const size_t n = m->n, r = j->r, bb = j->bb;
 	size_t lo, hi;
 
-	if (part >= j->parts)
-		return;
 	upd_pool_range(n, j->parts, part, &lo, &hi);
 	const int h = (int)(hi - lo);
 	double *Y = m->Y + lo;
@@ -232,19 +231,11 @@ static void job_run(void *arg, size_t part)
 
 	switch (j->op) {
 	case OP_PROJECT:
-	case OP_PROJECT_GRAM:
 		if (h > 0)
 			cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)r, (int)bb, h, 1.0,
 			            V, (int)n, Y, (int)n, 0.0, part_dst(j, part), (int)r);
 		else
 			memset(part_dst(j, part), 0, r * bb * sizeof(double));
-		if (j->op == OP_PROJECT)
-			break;
-		if (h > 0)
-			cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, (int)bb, h, 1.0, Y,
-			            (int)n, 0.0, part_dst2(j, part), (int)bb);
-		else
-			memset(part_dst2(j, part), 0, bb * bb * sizeof(double));
 		break;
 	case OP_SUBTRACT_PROJECT_GRAM:
 		if (h == 0) {
@@ -295,19 +286,13 @@ static void job_run(void *arg, size_t part)
 	}
 }
 
-/* Parts for the n-sized products of this model (1 without a pool). */
-static size_t parts_of(const struct isvd_model *m)
-{
-	return upd_pool_size(m->pool);
-}
-
 /* Runs one job over the pool and adds the partial results (len doubles,
  * for the ops that have them) into j->dst in part order. */
 static void run_job(struct job *j, size_t len)
 {
-	j->parts = parts_of(j->m);
+	j->parts = upd_pool_size(j->m->pool);   /* 1 without a pool */
 	upd_pool_run(j->m->pool, job_run, j);
-	const int sums2 = j->op == OP_PROJECT_GRAM || j->op == OP_SUBTRACT_PROJECT_GRAM;
+	const int sums2 = j->op == OP_SUBTRACT_PROJECT_GRAM;
 	if (j->op == OP_PROJECT || j->op == OP_GRAM || sums2)
 		for (size_t p = 1; p < j->parts; p++)
 			cblas_daxpy((int)len, 1.0, part_dst(j, p), 1, j->dst, 1);
