@@ -40,7 +40,8 @@
  *   single-threaded).
  *
  *   The engine's figure links update/ directly: same options as the
- *   daemon's model (mode auto, no centring, extra 10), one BLAS thread,
+ *   daemon's model (mode auto, no centring, extra 10, one engine thread as
+ *   model.threads' default), one BLAS thread,
  *   isvd_model_update() on blocks of 1024 rows (batching.max_rows), timed
  *   for the same --seconds.
  *
@@ -794,8 +795,6 @@ static int pool_make(struct pool *p, size_t n, size_t k, uint64_t seed)
 /* ------------------------------------------------------------------------ */
 /* The engine in process                                                    */
 
-extern void openblas_set_num_threads(int n) __attribute__((weak));
-
 /* The engine's rows/s on the pool in blocks of E2E_MAX_ROWS for about
  * `seconds`, with the daemon's model options.  *mode receives the mode auto
  * resolved to.  -1 on failure. */
@@ -814,6 +813,7 @@ static double engine_rate(const struct pool *p, double seconds, const char **mod
 	o.rank = p->k;
 	o.center = 0;
 	o.mode = ISVD_MODE_AUTO;
+	o.threads = 1;   /* isvdd's model.threads default */
 	err = isvd_model_create(&o, &m);
 	if (err == ISVD_OK)
 		err = isvd_model_options(m, &r);
@@ -1514,8 +1514,7 @@ int main(int argc, char **argv)
 	int failed = 0;
 
 	setenv("OPENBLAS_NUM_THREADS", "1", 0);   /* as the daemon: one BLAS thread */
-	if (openblas_set_num_threads)
-		openblas_set_num_threads(1);
+	bench_blas_single_thread();
 	if (parse_opts(argc, argv, &o) != 0)
 		return 2;
 	o.isvdd = find_isvdd(o.isvdd, exe_buf, sizeof exe_buf);
