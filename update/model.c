@@ -522,11 +522,6 @@ static int check_rows_gaps(const struct isvd_model *m, const double *rows, size_
 	return ISVD_OK;
 }
 
-static int check_rows(const struct isvd_model *m, const double *rows, size_t nrows, size_t ld)
-{
-	return check_rows_gaps(m, rows, nrows, ld, 0, NULL);
-}
-
 /* Whether any of the b rows (ld apart) has a NaN. */
 static int block_has_gaps(const struct isvd_model *m, const double *rows, size_t b, size_t ld)
 {
@@ -712,17 +707,22 @@ static double norm2(const double *x, size_t n)
 
 /*
  * Shared body of project and reconstruct.  For each chunk of rows: xc = x − μ
- * (column-major n × c), scores = Vₖᵀxc, then either the residual
- * ‖xc − Vₖ scores‖ or the reconstruction μ + Vₖ scores.
+ * (column-major n × c, zero at gaps), scores = Vₖᵀxc, then either the
+ * residual ‖xc − Vₖ scores‖ or the reconstruction μ + Vₖ scores.
+ * A row with gaps (NaN) gets its scores from the gap estimator instead
+ * (missing.c: the first k of the coordinates c fitted to its observed
+ * values, as a fold imputes), and its residual over the observed values
+ * only; rows without gaps are computed exactly as before gaps existed.
  */
 static int project_rows(const struct isvd_model *m, const double *rows, size_t nrows,
                         size_t ld, enum isvd_space space, double *coords,
                         double *residual, double *recon)
 {
 	const size_t n = m->n;
+	struct upd_imp w = { 0 };
 	size_t kr;
-	double *xc = NULL, *sc = NULL;
-	int err;
+	double *xc = NULL, *sc = NULL, *fill = NULL;
+	int err, gaps = 0;
 
 	if (m->rows_seen == 0)
 		return ISVD_ERR_NOT_READY;
@@ -732,7 +732,7 @@ static int project_rows(const struct isvd_model *m, const double *rows, size_t n
 	if (err)
 		return err;
 	kr = isvd_model_rank(m);
-	err = check_rows(m, rows, nrows, ld);
+	err = check_rows_gaps(m, rows, nrows, ld, 1, &gaps);
 	if (err || nrows == 0)
 		return err;
 	const size_t chunk = nrows < QUERY_CHUNK ? nrows : QUERY_CHUNK;
@@ -742,16 +742,34 @@ static int project_rows(const struct isvd_model *m, const double *rows, size_t n
 		err = ISVD_ERR_NOMEM;
 		goto out;
 	}
+	if (gaps) {
+		if ((err = upd_imp_init(&w, n, m->r)))
+			goto out;
+		if (!(fill = malloc(n * sizeof *fill))) {
+			err = ISVD_ERR_NOMEM;
+			goto out;
+		}
+		upd_imp_prepare(m, &w);
+	}
 	for (size_t i0 = 0; i0 < nrows; i0 += chunk) {
 		const size_t c = nrows - i0 < chunk ? nrows - i0 : chunk;
 		for (size_t i = 0; i < c; i++) {
 			const double *x = rows + (i0 + i) * ld;
 			for (size_t j = 0; j < n; j++)
-				xc[i * n + j] = m->center ? x[j] - m->mean[j] : x[j];
+				xc[i * n + j] = isnan(x[j]) ? 0.0 : m->center ? x[j] - m->mean[j] : x[j];
 		}
 		if (kr > 0)
 			cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)kr, (int)c,
 			            (int)n, 1.0, m->V, (int)n, xc, (int)n, 0.0, sc, (int)kr);
+		/* rows with gaps: scores from the estimator's coordinates */
+		for (size_t i = 0; gaps && i < c; i++) {
+			const double *x = rows + (i0 + i) * ld;
+			size_t nm;
+			if ((err = upd_imp_row(m, &w, x, fill, &nm)))
+				goto out;
+			if (nm > 0 && w.r > 0)
+				memcpy(sc + i * kr, w.c, kr * sizeof *sc);
+		}
 		if (recon) {
 			double *out = recon + i0 * n;
 			for (size_t i = 0; i < c; i++)
@@ -766,8 +784,13 @@ static int project_rows(const struct isvd_model *m, const double *rows, size_t n
 			if (kr > 0)
 				cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)c,
 				            (int)kr, -1.0, m->V, (int)n, sc, (int)kr, 1.0, xc, (int)n);
-			for (size_t i = 0; i < c; i++)
+			for (size_t i = 0; i < c; i++) {
+				const double *x = rows + (i0 + i) * ld;
+				for (size_t j = 0; gaps && j < n; j++)
+					if (isnan(x[j]))
+						xc[i * n + j] = 0.0;   /* over the observed values only */
 				residual[i0 + i] = norm2(xc + i * n, n);
+			}
 		}
 		if (coords) {
 			for (size_t i = 0; i < c; i++)
@@ -780,6 +803,9 @@ static int project_rows(const struct isvd_model *m, const double *rows, size_t n
 		}
 	}
 out:
+	if (gaps)
+		upd_imp_fini(&w);
+	free(fill);
 	free(xc);
 	free(sc);
 	return err;
