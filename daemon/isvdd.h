@@ -93,6 +93,10 @@ struct isvdd {
 
 	uint64_t start_ms;
 	uint64_t rate_ms[2], rate_seq[2];    /* [0] older mark, [1] newer mark */
+	/* the engine's gap counters when serving began (after recovery): info
+	 * and spectrum report the counts since start as the difference */
+	uint64_t gap_rows0, gap_values0;
+	bool warned_gap_replay;      /* recovery: the lifted-imputation warning was logged */
 
 	struct sto *sto;             /* storage.dir; NULL only inside srv_create() */
 	uint64_t blocks;             /* flushes that answered pushes, ever */

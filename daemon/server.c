@@ -227,6 +227,11 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, struct 
 		goto fail;
 	ret = 1;
 	srv->logged = srv->seq;
+	struct isvd_info gi;
+	if (srv->model && isvd_model_info(srv->model, &gi) == ISVD_OK) {
+		srv->gap_rows0 = gi.rows_with_gaps;
+		srv->gap_values0 = gi.values_imputed;
+	}
 	if ((err = wrk_create(ing_engine_job, srv, &srv->engine))) {
 		log_msg(log, CFG_LOG_ERROR, "cannot start the engine thread: %s", strerror(err));
 		goto fail;

@@ -177,6 +177,10 @@ void cli_print_info(FILE *f, const struct isvd_client_info *in, bool utf8)
 	fprintf(f, "rows       %" PRIu64 " seen, seq %" PRIu64 ", last checkpoint seq %" PRIu64 "\n",
 	        in->rows_seen, in->seq, in->last_checkpoint_seq);
 	fprintf(f, "daemon     up %.1f s, ingest %.0f rows/s\n", in->uptime_s, in->ingest_rows_per_s);
+	if (in->missing[0] || in->has_gaps)
+		fprintf(f, "gaps       missing values %s; %" PRIu64 " rows with gaps, %" PRIu64
+		        " values imputed since start\n", in->missing[0] ? in->missing : "?",
+		        in->rows_with_gaps, in->values_imputed);
 	fprintf(f, "quality    explained energy %.2f%%, condition number %.6g, orthogonality error %.3g\n",
 	        100 * in->explained_energy_ratio, in->condition_number, in->orthogonality_error);
 	if (in->nsigma == 0) {
@@ -215,6 +219,11 @@ void cli_print_info_json(FILE *f, const struct isvd_client_info *in)
 	cli_json_double(f, in->uptime_s);
 	fputs(",\"ingest_rows_per_s\":", f);
 	cli_json_double(f, in->ingest_rows_per_s);
+	if (in->missing[0])   /* "reject" or "impute" (the library admits no other) */
+		fprintf(f, ",\"missing\":\"%s\"", in->missing);
+	if (in->has_gaps)
+		fprintf(f, ",\"rows_with_gaps\":%" PRIu64 ",\"values_imputed\":%" PRIu64,
+		        in->rows_with_gaps, in->values_imputed);
 	fputs("}\n", f);
 }
 
