@@ -381,7 +381,9 @@ int isvd_model_set_missing(struct isvd_model *m, int missing)
 	if (missing == ISVD_MISSING_IMPUTE && !m->Xb) {
 		struct upd_imp w;
 		double *xb = malloc(m->B * m->n * sizeof *xb);
-		if (!xb || upd_imp_init(&w, m->n, m->m) != ISVD_OK) {
+		const int exact = m->mode == ISVD_MODE_EXACT;
+		const int with_q = exact || m->n <= m->B;
+		if (!xb || upd_imp_init(&w, m->n, m->m, with_q, exact, with_q ? 0 : m->B) != ISVD_OK) {
 			free(xb);
 			return ISVD_ERR_NOMEM;
 		}
@@ -427,9 +429,9 @@ int isvd_model_snapshot(const struct isvd_model *m, struct isvd_model **out)
 		isvd_model_destroy(s);
 		return ISVD_ERR_NOMEM;
 	}
-	if (lazy) {
+	if (lazy)
 		memcpy(s->Rt, m->Rt, m->n * m->n * sizeof *s->Rt);
-	} else {
+	else {
 		memcpy(s->V, m->V, m->r * m->n * sizeof *s->V);
 		memcpy(s->sigma, m->sigma, m->r * sizeof *s->sigma);
 	}
@@ -709,10 +711,10 @@ static double norm2(const double *x, size_t n)
  * Shared body of project and reconstruct.  For each chunk of rows: xc = x − μ
  * (column-major n × c, zero at gaps), scores = Vₖᵀxc, then either the
  * residual ‖xc − Vₖ scores‖ or the reconstruction μ + Vₖ scores.
- * A row with gaps (NaN) gets its scores from the gap estimator instead
- * (missing.c: the first k of the coordinates c fitted to its observed
- * values, as a fold imputes), and its residual over the observed values
- * only; rows without gaps are computed exactly as before gaps existed.
+ * A row with gaps (NaN) is first completed by the estimator a fold would
+ * impute it with (missing.c), then answered as a complete row, except that
+ * its residual covers the observed values only; rows without gaps are
+ * computed exactly as before gaps existed.
  */
 static int project_rows(const struct isvd_model *m, const double *rows, size_t nrows,
                         size_t ld, enum isvd_space space, double *coords,
@@ -722,7 +724,7 @@ static int project_rows(const struct isvd_model *m, const double *rows, size_t n
 	struct upd_imp w = { 0 };
 	size_t kr;
 	double *xc = NULL, *sc = NULL, *fill = NULL;
-	int err, gaps = 0;
+	int err, gaps = 0, have_w = 0;
 
 	if (m->rows_seen == 0)
 		return ISVD_ERR_NOT_READY;
@@ -743,33 +745,29 @@ static int project_rows(const struct isvd_model *m, const double *rows, size_t n
 		goto out;
 	}
 	if (gaps) {
-		if ((err = upd_imp_init(&w, n, m->r)))
+		if ((err = upd_imp_query_init(m, &w)))
 			goto out;
+		have_w = 1;
 		if (!(fill = malloc(n * sizeof *fill))) {
 			err = ISVD_ERR_NOMEM;
 			goto out;
 		}
-		upd_imp_prepare(m, &w);
 	}
 	for (size_t i0 = 0; i0 < nrows; i0 += chunk) {
 		const size_t c = nrows - i0 < chunk ? nrows - i0 : chunk;
 		for (size_t i = 0; i < c; i++) {
 			const double *x = rows + (i0 + i) * ld;
+			size_t nm = 0;
+			if (gaps && (err = upd_imp_fill(m, &w, x, fill, &nm)))
+				goto out;
+			if (nm)
+				x = fill;   /* the completed row */
 			for (size_t j = 0; j < n; j++)
-				xc[i * n + j] = isnan(x[j]) ? 0.0 : m->center ? x[j] - m->mean[j] : x[j];
+				xc[i * n + j] = m->center ? x[j] - m->mean[j] : x[j];
 		}
 		if (kr > 0)
 			cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)kr, (int)c,
 			            (int)n, 1.0, m->V, (int)n, xc, (int)n, 0.0, sc, (int)kr);
-		/* rows with gaps: scores from the estimator's coordinates */
-		for (size_t i = 0; gaps && i < c; i++) {
-			const double *x = rows + (i0 + i) * ld;
-			size_t nm;
-			if ((err = upd_imp_row(m, &w, x, fill, &nm)))
-				goto out;
-			if (nm > 0 && w.r > 0)
-				memcpy(sc + i * kr, w.c, kr * sizeof *sc);
-		}
 		if (recon) {
 			double *out = recon + i0 * n;
 			for (size_t i = 0; i < c; i++)
@@ -803,7 +801,7 @@ static int project_rows(const struct isvd_model *m, const double *rows, size_t n
 		}
 	}
 out:
-	if (gaps)
+	if (have_w)
 		upd_imp_fini(&w);
 	free(fill);
 	free(xc);
@@ -843,11 +841,12 @@ int isvd_model_impute(const struct isvd_model *m, const double *rows, size_t nro
 		return err;
 	if (nrows == 0)
 		return ISVD_OK;
-	if ((err = upd_imp_init(&w, m->n, m->r)))
+	if ((err = upd_imp_query_init(m, &w)))
 		return err;
-	upd_imp_prepare(m, &w);
-	for (size_t i = 0; i < nrows && !err; i++)
-		err = upd_imp_row(m, &w, rows + i * ld, out + i * m->n, NULL);
+	for (size_t i = 0; i < nrows && !err; i++) {
+		size_t nm;
+		err = upd_imp_fill(m, &w, rows + i * ld, out + i * m->n, &nm);
+	}
 	upd_imp_fini(&w);
 	return err;
 }
