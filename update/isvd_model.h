@@ -270,9 +270,9 @@ int isvd_model_factors(const struct isvd_model *m, double *sigma, double *vt,
  * coords (may be NULL) receives nrows × rank values row-major (ld = rank);
  * residual (may be NULL) receives ‖(x−μ) − VₖVₖᵀ(x−μ)‖₂ per row.
  * Queries take NaN as a gap whatever the model's missing setting: a row
- * with gaps gets the coordinates the gap estimator fits to its observed
- * values (isvd_model_impute's, the first k of them) and a residual over
- * its observed values only, ‖((x−μ) − Vₖc)_O‖₂; rows without gaps are
+ * with gaps is first completed, x̂ = isvd_model_impute()'s row (the
+ * estimator a fold imputes with), and answered as x̂ would be, except that
+ * its residual covers its observed values only; rows without gaps are
  * unaffected.  Returns ISVD_ERR_NOT_READY before the first row,
  * ISVD_ERR_NONFINITE on ±Inf (or magnitudes above ISVD_MAX_MAGNITUDE),
  * ISVD_ERR_GAPS for a row with no observed value.  Allocates scratch
@@ -281,7 +281,7 @@ int isvd_model_project(const struct isvd_model *m, const double *rows, size_t nr
                        size_t ld, enum isvd_space space, double *coords, double *residual);
 
 /* Reconstructs nrows rows: out_i = μ + VₖVₖᵀ(x_i − μ), row-major (ld = dim);
- * for a row with gaps, μ + Vₖc with the coordinates of isvd_model_project.
+ * for a row with gaps, of its completion x̂ (see isvd_model_project).
  * To fill only the gaps, keeping the observed values, use
  * isvd_model_impute(). */
 int isvd_model_reconstruct(const struct isvd_model *m, const double *rows, size_t nrows,

@@ -91,9 +91,9 @@ static const struct {
 	{ "project", "isvd project [options] FILE|-",
 	  "Projects the rows of FILE onto the model and writes CSV: a header row, then per\n"
 	  "row its k coordinates and the residual norm ||(x-mu) - V V^T (x-mu)||.  Rows may\n"
-	  "have missing values (as for push): such a row's coordinates are fitted to its\n"
-	  "observed values and its residual covers only them; when the input has any, an\n"
-	  "'observed' column counts each row's observed values.\n",
+	  "have missing values (as for push): such a row is first completed from the model\n"
+	  "(as a push would be) and its residual covers its observed values only; when the\n"
+	  "input has any, an 'observed' column counts each row's observed values.\n",
 	  "  -s, --space S     scores (default: V^T(x-mu)) or u (Sigma^-1 V^T(x-mu))\n"
 	  "  -o, --output FILE write to FILE instead of standard output\n"
 	  "  -f, --format F    input format, as for push\n"

@@ -387,9 +387,9 @@ class Client:
         space "scores" gives Vₖᵀ(x − μ) per row, "u" gives Σₖ⁺Vₖᵀ(x − μ).
         coords is an (r, k) float64 array (a 1-D X is one row, r = 1);
         residual an (r,) array of the distances ‖(x − μ) − VₖVₖᵀ(x − μ)‖.
-        Rows may have gaps (np.nan, None, masked entries): such a row's
-        coords are fitted to its observed values and its residual covers
-        only them.  With return_observed=True the result is (coords,
+        Rows may have gaps (np.nan, None, masked entries): such a row is
+        first completed by the estimator the daemon imputes with, then
+        projected; its residual covers only its observed values.  With return_observed=True the result is (coords,
         residual, observed), observed an (r,) int array counting the values
         each residual covers.
         """
@@ -414,8 +414,8 @@ class Client:
         """Rows X rebuilt from the model: an (r, n) float64 array.
 
         By default the model's reconstruction μ + VₖVₖᵀ(x − μ) of every value
-        (for a row with gaps, from the coordinates fitted to its observed
-        values).  With fill=True, gap filling: each row keeps its observed
+        (for a row with gaps, of the row completed by the imputation
+        estimator).  With fill=True, gap filling: each row keeps its observed
         values and only its gaps (np.nan, None, masked entries) are filled,
         by the estimator the daemon imputes with at ingest.
         """

@@ -295,9 +295,10 @@ struct isvd_client_projection {
 };
 /* Projects nrows × dim rows (row-major doubles).  Missing values (gaps) are
  * NaN, in any query and in pushes to a daemon with model.missing: impute;
- * ±Inf is refused (NON_FINITE).  A row with gaps gets coordinates fitted to
- * its observed values and a residual over them only (see observed); a row
- * whose every value is NaN is refused (BAD_MATRIX). */
+ * ±Inf is refused (NON_FINITE).  A row with gaps is first completed by the
+ * estimator the daemon imputes with, then projected; its residual covers
+ * its observed values only (see observed).  A row whose every value is NaN
+ * is refused (BAD_MATRIX). */
 int isvd_client_project(struct isvd_client *c, const double *rows, size_t nrows, size_t dim,
                         enum isvd_client_space space, struct isvd_client_projection *out);
 void isvd_client_projection_fini(struct isvd_client_projection *p);
