@@ -71,6 +71,16 @@ struct upd_imp {
 	double *cb;
 	double *vr;
 	int vr_ready;
+	/* the basis the estimator uses (V: n × r, sigma: r), set by each
+	 * preparation: the model's own, or exact mode's eigen basis below */
+	const double *V;
+	const double *sigma;
+	/* exact mode: the top eigenpairs of RᵀR (missing.c, prepare_eig) —
+	 * A and its reflectors, Z, the basis ev (n × m) and es (m), and
+	 * dsytrd/dstedc/dormtr scratch; NULL otherwise */
+	double *ea, *ez, *ev, *es, *ed, *ee, *etau, *ework;
+	int *eiwork;      /* lapack_int (LP64), as the model's iwork */
+	size_t elwork, eliwork;
 };
 #define UPD_IMP_Q_GAPS 32
 
