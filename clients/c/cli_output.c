@@ -246,6 +246,9 @@ void cli_print_snapshot(FILE *f, const struct isvd_client_snapshot *s, bool json
 			cli_json_double(f, s->explained_energy_ratio);
 			fputs(",\"t\":", f);
 			cli_json_double(f, s->t);
+			if (s->has_gaps)
+				fprintf(f, ",\"rows_with_gaps\":%" PRIu64 ",\"values_imputed\":%" PRIu64,
+				        s->rows_with_gaps, s->values_imputed);
 		} else {
 			fprintf(f, "{\"topic\":\"factors\",\"seq\":%" PRIu64 ",\"sigma\":", s->seq);
 			cli_json_vec(f, s->sigma, s->k);
@@ -262,6 +265,8 @@ void cli_print_snapshot(FILE *f, const struct isvd_client_snapshot *s, bool json
 		fprintf(f, "spectrum seq=%" PRIu64 " rows_seen=%" PRIu64 " energy=%.2f%% sigma=", s->seq,
 		        s->rows_seen, 100 * s->explained_energy_ratio);
 		put_vec_short(f, s->sigma, s->k);
+		if (s->has_gaps && s->rows_with_gaps)
+			fprintf(f, " gaps=%" PRIu64 "/%" PRIu64, s->values_imputed, s->rows_with_gaps);
 		fputc('\n', f);
 	} else {
 		fprintf(f, "factors seq=%" PRIu64 " k=%zu dim=%zu mean=%s sigma=", s->seq, s->k, s->dim,

@@ -1254,6 +1254,9 @@ static int decode_snapshot(struct isvd_client *c, const char *topic, size_t tlen
 			sp.sigma.v = NULL;
 			s->explained_energy_ratio = sp.explained_energy_ratio;
 			s->t = sp.t;
+			s->has_gaps = sp.has_gaps;
+			s->rows_with_gaps = sp.rows_with_gaps;
+			s->values_imputed = sp.values_imputed;
 		}
 		isvd_proto_spectrum_fini(&sp);
 	} else if (tlen == strlen(ISVD_PROTO_TOPIC_FACTORS) && !memcmp(topic, ISVD_PROTO_TOPIC_FACTORS, tlen)) {

@@ -347,6 +347,9 @@ struct isvd_client_snapshot {
 	struct isvd_client_matrix vt;
 	double *mean;
 	size_t dim;
+	/* added in 0.2 (the struct grew): spectrum, when the daemon sent them */
+	bool has_gaps;
+	uint64_t rows_with_gaps, values_imputed;   /* since the daemon started */
 };
 void isvd_client_snapshot_fini(struct isvd_client_snapshot *s);
 
