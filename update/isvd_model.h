@@ -241,6 +241,50 @@ size_t isvd_row_observed(const double *x, size_t n);
 int isvd_model_impute(const struct isvd_model *m, const double *rows, size_t nrows,
                       size_t ld, double *out);
 
+/* ------------------------------------------------------------ monitoring
+ * (monitor.c has the definitions in full.)  For a row x with scores
+ * c = Vₖᵀ(x − μ): SPE = ‖(x − μ) − Vₖc‖² (the Q statistic) and
+ * T² = Σ_{i≤k} c_i²/v_i, v_i = σ_i²/W (W = weight_total).  Rows with gaps
+ * are completed as queries complete them; their SPE covers the observed
+ * values only. */
+
+/* SPE and T² of nrows rows against the model as it stands (spe and t2 get
+ * nrows values each).  ISVD_ERR_NOT_READY before the first row; otherwise
+ * the errors of isvd_model_project().  Allocates scratch per call. */
+int isvd_model_scores(const struct isvd_model *m, const double *rows, size_t nrows, size_t ld,
+                      double *spe, double *t2);
+
+/* isvd_model_update() that also scores every row against the model as it
+ * stood before the row's block (blocks of max_block rows): the statistics
+ * a monitor flags a row by before the row changes the model.  Rows before
+ * the model's first get NaN.  The scoring workspace (n·max_block +
+ * k·max_block doubles) is allocated on the first call, or beforehand by
+ * isvd_model_set_scoring(m, 1); then this allocates nothing.  Exact mode
+ * computes the SVD of R once per block to score it. */
+int isvd_model_update_scored(struct isvd_model *m, const double *rows, size_t nrows, size_t ld,
+                             double *spe, double *t2);
+int isvd_model_set_scoring(struct isvd_model *m, int on);
+
+/* sin of the largest principal angle between the row spaces of a and b,
+ * k × n each with orthonormal rows (row-major, e.g. two isvd_model_factors
+ * vt), from ‖b − (b aᵀ) a‖₂ (accurate for small angles). */
+int isvd_subspace_sin(const double *a, const double *b, size_t k, size_t n, double *sin_max);
+
+/* Stability of each reported component (count receives k): gap[i] =
+ * min over its neighbours j (i ± 1 among the kept components; below the
+ * last, the untracked energy per dimension) of |σ_i² − σ_j²|/σ_1²; stable[i]
+ * when every such difference exceeds ISVD_STABILITY_FACTOR times the noise
+ * in σ² of both (σ²·√(2/W), plus in truncated mode the energy not kept).
+ * An unstable component's vector is not determined alone: only its span
+ * with the neighbour it is close to is.  gap and stable hold k values (or
+ * may be NULL). */
+#define ISVD_STABILITY_FACTOR 3.0
+int isvd_model_stability(const struct isvd_model *m, double *gap, int *stable, size_t *count);
+
+/* All kept singular values (min(k + extra, n) at most; *r their count), for
+ * statistics over the components beyond k. */
+int isvd_model_kept(const struct isvd_model *m, double *sigma, size_t *r);
+
 /* Re-orthogonalises V now (also done automatically every reorth_every rows;
  * a no-op in exact mode, whose V is recomputed from R). */
 int isvd_model_reorthogonalize(struct isvd_model *m);
