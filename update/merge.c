@@ -53,6 +53,17 @@
 
 #define AT(a, ld, i, j) ((a)[(size_t)(j) * (ld) + (i)])
 
+/* The isvd_err of a LAPACKE call's nonzero info: the high-level interface
+ * allocates its workspace, and reports a failed allocation as a negative
+ * info of its own; other negative values are a programming error (a bad
+ * argument); positive ones a factorisation that did not converge. */
+static int lapack_err(lapack_int info)
+{
+	if (info == LAPACK_WORK_MEMORY_ERROR || info == LAPACK_TRANSPOSE_MEMORY_ERROR)
+		return ISVD_ERR_NOMEM;
+	return info < 0 ? ISVD_ERR_INVALID : ISVD_ERR_LAPACK;
+}
+
 int isvd_model_merge_check(const struct isvd_model *a, const struct isvd_model *b,
                            const char **what)
 {
@@ -100,12 +111,12 @@ static int square_svd(double *A, size_t q, double *s, double *u, double *vt)
 	double *U = u ? u : scratch, *VT = u ? scratch : vt;
 	info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', n, n, A, n, s, U, n, VT, n);
 	if (info < 0) {
-		err = ISVD_ERR_INVALID;   /* a programming error: bad argument */
+		err = lapack_err(info);   /* no memory, or a bad argument */
 	} else if (info > 0) {
 		/* gesdd did not converge: the slower, more robust QR iteration */
 		info = LAPACKE_dgesvd(LAPACK_COL_MAJOR, 'S', 'S', n, n, copy, n, s, U, n, VT, n,
 		                      superb);
-		err = info == 0 ? ISVD_OK : info < 0 ? ISVD_ERR_INVALID : ISVD_ERR_LAPACK;
+		err = info == 0 ? ISVD_OK : lapack_err(info);
 	}
 out:
 	free(copy);
@@ -252,7 +263,7 @@ static int stack_tall(struct isvd_model *out, double *M, size_t t, double *s, si
 	}
 	info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, (lapack_int)t, (lapack_int)n, M, (lapack_int)t, tau);
 	if (info != 0) {
-		err = info < 0 ? ISVD_ERR_INVALID : ISVD_ERR_LAPACK;
+		err = lapack_err(info);
 		goto out;
 	}
 	for (size_t j = 0; j < n; j++)
@@ -287,7 +298,7 @@ static int stack_wide(struct isvd_model *out, double *Mt, size_t t, double *s, s
 	}
 	info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, (lapack_int)n, (lapack_int)t, Mt, (lapack_int)n, tau);
 	if (info != 0) {
-		err = info < 0 ? ISVD_ERR_INVALID : ISVD_ERR_LAPACK;
+		err = lapack_err(info);
 		goto out;
 	}
 	for (size_t j = 0; j < t; j++)
@@ -305,7 +316,7 @@ static int stack_wide(struct isvd_model *out, double *Mt, size_t t, double *s, s
 	info = LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'N', (lapack_int)n, (lapack_int)*keep,
 	                      (lapack_int)t, Mt, (lapack_int)n, tau, out->V, (lapack_int)n);
 	if (info != 0)
-		err = info < 0 ? ISVD_ERR_INVALID : ISVD_ERR_LAPACK;
+		err = lapack_err(info);
 out:
 	free(tau);
 	free(T);
