@@ -166,31 +166,8 @@ static int merge_totals(const struct isvd_model *const *in, size_t count,
 	return ISVD_OK;
 }
 
-/* The rows of C (see the top): element (q, j) of C at c[q·rs + j·cs], one
- * row per input that has seen rows; *nc their count (0 without centring or
- * with fewer than two such inputs: then C adds nothing). */
-static void correction_rows(const struct isvd_model *const *in, size_t count,
-                            const struct isvd_model *out, double *c, size_t rs, size_t cs,
-                            size_t *nc)
-{
-	size_t q = 0, live = 0;
-
-	for (size_t i = 0; i < count; i++)
-		live += in[i]->weight > 0;
-	if (out->center && live >= 2)
-		for (size_t i = 0; i < count; i++) {
-			if (!(in[i]->weight > 0))
-				continue;
-			const double sw = sqrt(in[i]->weight);
-			for (size_t j = 0; j < out->n; j++)
-				c[q * rs + j * cs] = sw * (in[i]->mean[j] - out->mean[j]);
-			q++;
-		}
-	*nc = q;
-}
-
-/* Inputs with centring whose mean-correction row C holds (see
- * correction_rows): the count of inputs that have seen rows, when ≥ 2. */
+/* The number of rows of C (see the top): one per input that has seen rows
+ * when the models centre and at least two have; else 0 (C adds nothing). */
 static size_t correction_count(const struct isvd_model *const *in, size_t count, int center)
 {
 	size_t live = 0;
@@ -200,6 +177,26 @@ static size_t correction_count(const struct isvd_model *const *in, size_t count,
 	return center && live >= 2 ? live : 0;
 }
 
+/* The rows of C: element (q, j) at c[q·rs + j·cs]; returns their count
+ * (correction_count()). */
+static size_t correction_rows(const struct isvd_model *const *in, size_t count,
+                              const struct isvd_model *out, double *c, size_t rs, size_t cs)
+{
+	size_t q = 0;
+
+	if (correction_count(in, count, out->center) == 0)
+		return 0;
+	for (size_t i = 0; i < count; i++) {
+		if (!(in[i]->weight > 0))
+			continue;
+		const double sw = sqrt(in[i]->weight);
+		for (size_t j = 0; j < out->n; j++)
+			c[q * rs + j * cs] = sw * (in[i]->mean[j] - out->mean[j]);
+		q++;
+	}
+	return q;
+}
+
 /* Exact mode: out->Rt ← the triangle of [R_1; …; R_P; C]; then its SVD. */
 static int merge_exact(const struct isvd_model *const *in, size_t count,
                        struct isvd_model *out)
@@ -207,13 +204,12 @@ static int merge_exact(const struct isvd_model *const *in, size_t count,
 	const size_t n = out->n, nb = out->nb;
 	const size_t nc = correction_count(in, count, out->center);
 	double *B = NULL;
-	size_t q;
 	int first = 1, err = ISVD_OK;
 	lapack_int info;
 
 	memset(out->Rt, 0, n * n * sizeof *out->Rt);
 	for (size_t i = 0; i < count; i++) {
-		if (in[i]->rows_seen == 0)
+		if (!(in[i]->weight > 0))   /* no rows (a loaded image: weight 0 ⇔ rows 0) */
 			continue;
 		if (first) {   /* R ← R_1 (zeros below the diagonal in both) */
 			memcpy(out->Rt, in[i]->Rt, n * n * sizeof *out->Rt);
@@ -232,8 +228,9 @@ static int merge_exact(const struct isvd_model *const *in, size_t count,
 	if (nc > 0) {
 		if (!(B = malloc(nc * n * sizeof *B)))
 			return ISVD_ERR_NOMEM;
-		correction_rows(in, count, out, B, 1, nc, &q);
+		const size_t q = correction_rows(in, count, out, B, 1, nc);
 		assert(q == nc);
+		(void)q;
 		info = LAPACKE_dtpqrt_work(LAPACK_COL_MAJOR, (lapack_int)nc, (lapack_int)n, 0,
 		                           (lapack_int)(nc < nb ? nc : nb), out->Rt, (lapack_int)n,
 		                           B, (lapack_int)nc, out->Tq, (lapack_int)nb, out->work);
@@ -329,7 +326,7 @@ static int merge_truncated(const struct isvd_model *const *in, size_t count,
                            struct isvd_model *out)
 {
 	const size_t n = out->n, nc = correction_count(in, count, out->center);
-	size_t t = nc, keep = 0, q, row = 0;
+	size_t t = nc, keep = 0, q, row = 0;   /* t: rows of M */
 	double *M = NULL, *s = NULL;
 	int err;
 
@@ -358,11 +355,10 @@ static int merge_truncated(const struct isvd_model *const *in, size_t count,
 			}
 		}
 	/* C's rows: rows of the tall M, columns of the wide Mᵀ */
-	if (tall)
-		correction_rows(in, count, out, M + row, 1, t, &q);
-	else
-		correction_rows(in, count, out, M + row * n, n, 1, &q);
+	q = tall ? correction_rows(in, count, out, M + row, 1, t)
+	         : correction_rows(in, count, out, M + row * n, n, 1);
 	assert(q == nc);
+	(void)q;
 	err = tall ? stack_tall(out, M, t, s, &keep) : stack_wide(out, M, t, s, &keep);
 	if (err)
 		goto out;
