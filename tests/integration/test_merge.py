@@ -199,3 +199,23 @@ def test_seed_refusals(tmp_path):
 def test_isvdd_help_documents_seed():
     p = run_isvdd("--help")
     assert p.returncode == 0 and "--seed IMAGE" in p.stdout, p.stdout
+
+
+def test_a_checkpoint_without_a_model(tmp_path):
+    """A daemon that never learned its dimension checkpoints no model:
+    `inspect` says so, `merge` refuses it by name, and its directory may
+    still be seeded (it holds no rows)."""
+    x = rows(6, 200)
+    ca = checkpointed(tmp_path, "a", x)
+    with Daemon(tmp_path, model={"dim": 0, "rank": N, "extra": 0, "mode": "exact",
+                                 "center": True}, name="e") as d:
+        ok(isvd("checkpoint", d=d))
+        empty = newest_checkpoint(d)
+    shown = ok(isvd("inspect", empty)).stdout
+    assert "isvdd checkpoint, seq 0" in shown and "none yet" in shown, shown
+    p = isvd("merge", "-o", str(tmp_path / "o.img"), ca, empty)
+    assert p.returncode == 1 and empty in p.stderr and "no model" in p.stderr, p.stderr
+    with Daemon(tmp_path, model={"dim": 0, "rank": N, "extra": 0, "mode": "exact", "center": True},
+                name="e", args=("--seed", ca)) as d:
+        assert d.info()["rows_seen"] == 200
+        assert_factors_match(d.factors(), x, center=True)
