@@ -149,6 +149,11 @@ struct sto_hooks rec_hooks(struct isvdd *srv);
 /* Writes a checkpoint of everything acknowledged so far (draining first).
  * 0, or -1 with storage failed (logged by storage.c). */
 int rec_checkpoint(struct isvdd *srv);
+/* isvdd --seed: when recovery found no rows in storage.dir, makes the model
+ * in path (an engine image, or a checkpoint's image) the model and writes
+ * it as a checkpoint.  0, or -1 (logged): the directory holds a model, the
+ * file is unreadable or damaged, or its model is not the configuration's. */
+int rec_seed(struct isvdd *srv, const char *path);
 /* The query thread's `checkpoint` op (qry_hooks.checkpoint). */
 int rec_on_checkpoint_request(void *srv, uint64_t *seq, char *why, size_t cap);
 /* Timer, and after every burst: the interval fsync, storage's retry and

@@ -80,6 +80,7 @@ typedef enum isvd_err {
 	ISVD_ERR_TRUNCATED,   /* a saved image or buffer is shorter than it must be */
 	ISVD_ERR_TOO_LARGE,   /* sizes whose product would overflow or exceed limits */
 	ISVD_ERR_GAPS,        /* a row has no observed value (every value is a gap) */
+	ISVD_ERR_MISMATCH,    /* models to merge differ in a setting that must match */
 	ISVD_ERR_COUNT_       /* number of codes; not an error */
 } isvd_err;
 
@@ -351,6 +352,38 @@ size_t isvd_model_saved_size(const struct isvd_model *m);
 int isvd_model_save(const struct isvd_model *m, void *buf, size_t cap, size_t *len);
 /* Creates a model from an image; *out is set only on success. */
 int isvd_model_load(const void *buf, size_t len, struct isvd_model **out);
+
+/* Merging (merge.c): the model of the union of several streams, from the
+ * models of each, without their rows.  Rows keep the weights they had in
+ * their own model (with forgetting, each input's rows stay as old as they
+ * were there); the weights, rows seen, energy and mean combine exactly.
+ *   exact      the QR of the stacked triangles [R_1; …; R_P; C] (dtpqrt):
+ *              σ and V equal the SVD of all rows to rounding.
+ *   truncated  the SVD of the stacked [Σ_1V_1ᵀ; …; Σ_PV_Pᵀ; C], truncated
+ *              to k + extra components: as approximate as each input, plus
+ *              what this truncation drops.
+ * C holds, when the models centre, one mean-correction row per input,
+ * √w_i·(μ_i − μ) with μ = Σ w_iμ_i / Σ w_i (for two models their scatter is
+ * that of the one row √(w_1w_2/(w_1+w_2))·(μ_1 − μ_2)).  The energy total
+ * stays exact (it is tracked apart from the factors), so `info`'s explained
+ * energy ratio is exact too.  Models that have seen no rows add nothing.
+ *
+ * Every input must have the same dimension, mode (resolved: exact or
+ * truncated), centring, rank, extra, forgetting factor and rcond:
+ * otherwise ISVD_ERR_MISMATCH, and isvd_model_merge_check() names the
+ * setting.  The result takes max_block, reorth_every, threads and the
+ * missing-value setting of in[0]; rows seen, rows with gaps, values
+ * imputed and re-orthogonalisation counts are the inputs' sums.  Inputs
+ * are read only (an exact-mode input may compute its cached SVD);
+ * snapshots are refused (ISVD_ERR_INVALID).  *out is set only on success;
+ * the caller owns it.  Commutative and associative to rounding. */
+int isvd_model_merge(const struct isvd_model *const *in, size_t count,
+                     struct isvd_model **out);
+/* ISVD_OK when a and b may be merged; else ISVD_ERR_MISMATCH with *what
+ * (may be NULL) the setting that differs ("dimension", "mode",
+ * "centring", "rank", "extra", "forgetting factor", "rcond"), static text. */
+int isvd_model_merge_check(const struct isvd_model *a, const struct isvd_model *b,
+                           const char **what);
 
 #ifdef __cplusplus
 }

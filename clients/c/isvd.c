@@ -9,6 +9,10 @@
  *   isvd subscribe [TOPIC...]  published snapshots, one line each
  *   isvd checkpoint | ping
  *   isvd keygen NAME           a CURVE key pair: NAME.key (secret), NAME.pub
+ *   isvd merge -o OUT FILE...  merge saved models (checkpoints, images) into one
+ *   isvd inspect FILE          what a checkpoint or image holds
+ * (keygen, merge and inspect contact no daemon; merge and inspect live in
+ * cli_model.c and link the engine)
  *
  * Endpoints come from --ingest/--query/--publish, else the environment
  * (ISVD_INGEST, ISVD_QUERY, ISVD_PUBLISH), else the protocol's defaults
@@ -19,6 +23,7 @@
  * input, I/O), 2 a usage error.
  */
 #include "cli.h"
+#include "cli_model.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -136,6 +141,13 @@ static const struct {
 	  "the public key (give the daemon's to clients as --server-key; put a client's in\n"
 	  "one of the daemon's keys directories).  Existing files are never overwritten.\n"
 	  "Prints the public key.  Contacts nothing; the common options do not apply.\n", "" },
+	{ "merge", "isvd merge -o OUT FILE...",
+	  "Merges saved models (isvdd checkpoint files or engine images) into one engine\n"
+	  "image OUT (isvd merge --help says more).  Contacts nothing; the common options\n"
+	  "do not apply.\n", "  -o, --output OUT  the image to write (required)\n" },
+	{ "inspect", "isvd inspect FILE",
+	  "Prints what an isvdd checkpoint file or an engine image holds.  Contacts\n"
+	  "nothing; the common options do not apply.\n", "" },
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -876,6 +888,10 @@ int main(int argc, char **argv)
 		}
 		return cmd_keygen(argv[2]);
 	}
+	if (!strcmp(argv[1], "merge"))
+		return cli_merge(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "inspect"))
+		return cli_inspect(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
 		printf("isvd %s (libisvd %s, protocol 1)\n", ISVD_VERSION, ISVD_CLIENT_VERSION);
 		return 0;
