@@ -203,3 +203,43 @@ def test_off_by_default_and_baseline_refused(tmp_path):
         assert "rows_flagged" not in d.info()
         r = d.call(d.q, {"op": "baseline"})
         assert not r["ok"] and "monitor.enabled" in r["error"]["message"]
+
+
+def test_clients_show_monitoring(tmp_path):
+    """The CLI subscribes to anomaly and drift and shows drift and stability
+    in info; the Python client gets scores in its Ack and anomaly dicts."""
+    import os
+    import subprocess
+    import isvd
+    cli = os.environ.get("ISVD_CLI", "")
+    if not cli:
+        pytest.skip("ISVD_CLI is not set (meson test sets it)")
+    rng = np.random.default_rng(6)
+    basis = orth(rng, K, DIM)
+    with monitor_daemon(tmp_path, monitor={"anomaly_max_per_s": 1000}) as d, \
+            isvd.Client(ingest=d.ingest, query=d.query, publish=d.publish) as c:
+        ends = ["--ingest", d.ingest, "--query", d.query, "--publish", d.publish]
+        ack = c.push(gen(rng, basis, 3000, scale=(4.0, 2.0, 2.0, 1.0)), scores=True)
+        assert ack.spe is not None and len(ack.spe) == 3000 and ack.spe_limit == float("inf")
+        sub = c.subscribe("anomaly", timeout=20)
+        p = subprocess.Popen([cli, "subscribe", "anomaly", "--count", "1", "--json",
+                              "--timeout", "20", *ends], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        import time
+        time.sleep(0.5)                                   # both subscribers connected
+        x = gen(rng, basis, 50)
+        x[10] += 3.0                                       # far off the model
+        ack = c.push(x, scores=True)
+        assert ack.spe[10] > ack.spe_limit and np.isfinite(ack.spe_limit)
+        a = sub.recv()
+        assert a["topic"] == "anomaly" and ack.seq - 39 in a["seq"]
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+        assert '"topic":"anomaly"' in out and f"{ack.seq - 39}" in out, out
+        info = subprocess.run([cli, "info", *ends], capture_output=True, text=True, timeout=30)
+        assert info.returncode == 0, info.stderr
+        assert "monitor    limits SPE" in info.stdout and "unstable" in info.stdout, info.stdout
+        j = subprocess.run([cli, "info", "--json", *ends], capture_output=True, text=True,
+                           timeout=30)
+        assert '"stable":[1,0,0,1]' in j.stdout.replace(" ", ""), j.stdout
+        assert c.info()["stable"] == [1.0, 0.0, 0.0, 1.0]
