@@ -98,6 +98,8 @@ struct bench_opts {
 	size_t ngaps;            /* 0: option absent, imputation off */
 	double run_gaps;         /* the fraction of the run in progress (< 0: off) */
 	size_t merge;            /* --merge P: time merging P models (0: off) */
+	int monitor;             /* --monitor: each configuration also with scoring */
+	int run_monitor;         /* the run in progress scores (isvd_model_update_scored) */
 	int run_mode;            /* the mode of the run in progress */
 };
 
@@ -148,6 +150,9 @@ static void usage(FILE *f)
 	"                   parts, stream each into its own model (untimed) and time\n"
 	"                   isvd_model_merge() of the P models (P >= 1); errors are\n"
 	"                   the merged model's against the SVD of all rows\n"
+	"  --monitor        run each configuration twice, without and with the\n"
+	"                   monitor's scores (isvd_model_update_scored: SPE and T² of\n"
+	"                   every row against the model before its block); column mon\n"
 	"  --threads T      the engine's threads for the n-sized products (default:\n"
 	"                   its choice, up to 2); the BLAS itself always runs one\n"
 	"  --json           one JSON object per configuration instead of the table\n"
@@ -157,7 +162,7 @@ static void usage(FILE *f)
 static int parse_opts(int argc, char **argv, struct bench_opts *o)
 {
 	enum { O_DIM = 256, O_RANK, O_EXTRA, O_ROWS, O_BLOCK, O_CENTER, O_SEED, O_NOISE,
-	       O_SIGNAL, O_INPUT, O_SAVE, O_NOEXACT, O_JSON, O_REPEAT, O_MODE, O_THREADS, O_MISSING, O_MERGE, O_HELP };
+	       O_SIGNAL, O_INPUT, O_SAVE, O_NOEXACT, O_JSON, O_REPEAT, O_MODE, O_THREADS, O_MISSING, O_MERGE, O_MONITOR, O_HELP };
 	static const struct option longopts[] = {
 		{"dim", required_argument, NULL, O_DIM},
 		{"rank", required_argument, NULL, O_RANK},
@@ -177,6 +182,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 		{"threads", required_argument, NULL, O_THREADS},
 		{"missing", required_argument, NULL, O_MISSING},
 		{"merge", required_argument, NULL, O_MERGE},
+		{"monitor", no_argument, NULL, O_MONITOR},
 		{"help", no_argument, NULL, O_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -222,6 +228,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 		case O_NOEXACT: o->no_exact = 1; break;
 		case O_JSON: o->json = 1; break;
 		case O_THREADS: rc = parse_size(PROG, "--threads", optarg, 1, 64, &o->threads); break;
+		case O_MONITOR: o->monitor = 1; break;
 		case O_MERGE: rc = parse_size(PROG, "--merge", optarg, 1, 4096, &o->merge); break;
 		case O_MISSING: {
 			const char *p = optarg;
@@ -601,6 +608,7 @@ struct bench_result {
 	size_t n, k, extra, block, rank_reported;
 	size_t threads;                 /* the engine's, resolved */
 	double gaps;                    /* fraction of values made gaps (< 0: off) */
+	int monitor;                    /* scored at ingest (--monitor) */
 	int mode;                       /* resolved: ISVD_MODE_EXACT or _TRUNCATED */
 	uint64_t rows;
 	double seconds, cpu_seconds, exact_seconds;
@@ -651,6 +659,7 @@ static int write_factors(const char *path, const double *sigma, const double *vt
 static int run_config(const struct bench_opts *o, size_t n, size_t k, uint64_t nrows,
                       struct bench_result *res)
 {
+	double *spe = NULL, *t2 = NULL;   /* --monitor: the run's scores */
 	struct isvd_options mo, resolved;
 	struct isvd_model *m = NULL;
 	size_t block = 0;
@@ -688,6 +697,7 @@ static int run_config(const struct bench_opts *o, size_t n, size_t k, uint64_t n
 	res->rows = nrows;
 	res->data_bytes = (double)nrows * (double)n * sizeof(double);
 	res->gaps = o->run_gaps;
+	res->monitor = o->run_monitor;
 	const double *stream = x;   /* what the model is fed: x, or x with gaps */
 	if (o->run_gaps >= 0) {
 		xg = malloc((size_t)nrows * n * sizeof *xg);
@@ -717,6 +727,14 @@ static int run_config(const struct bench_opts *o, size_t n, size_t k, uint64_t n
 	mo.missing = o->run_gaps >= 0 ? ISVD_MISSING_IMPUTE : ISVD_MISSING_REJECT;
 	res->extra = mo.extra;
 	res->peak_rss_per_config = reset_peak_rss();
+	if (o->run_monitor) {
+		spe = malloc(((size_t)nrows ? (size_t)nrows : 1) * sizeof *spe);
+		t2 = malloc(((size_t)nrows ? (size_t)nrows : 1) * sizeof *t2);
+		if (!spe || !t2) {
+			fprintf(stderr, "isvd-bench: out of memory for the scores\n");
+			goto out;
+		}
+	}
 	for (unsigned rep = 0; rep < o->repeat; rep++) {
 		double seconds, c0;
 
@@ -738,6 +756,10 @@ static int run_config(const struct bench_opts *o, size_t n, size_t k, uint64_t n
 		}
 		block = resolved.max_block;
 		res->block = block;
+		if (o->run_monitor && (err = isvd_model_set_scoring(m, 1))) {
+			fprintf(stderr, "isvd-bench: isvd_model_set_scoring: %s\n", isvd_strerror(err));
+			goto out;
+		}
 		res->mode = resolved.mode;
 		res->extra = resolved.extra;
 		res->threads = resolved.threads;
@@ -746,7 +768,9 @@ static int run_config(const struct bench_opts *o, size_t n, size_t k, uint64_t n
 		t0 = now_seconds();
 		for (uint64_t i = 0; i < nrows; i += block) {
 			size_t b = (size_t)(nrows - i < block ? nrows - i : block);
-			err = isvd_model_update(m, stream + (size_t)i * n, b, n);
+			err = o->run_monitor
+			      ? isvd_model_update_scored(m, stream + (size_t)i * n, b, n, spe + i, t2 + i)
+			      : isvd_model_update(m, stream + (size_t)i * n, b, n);
 			if (err != ISVD_OK) {
 				fprintf(stderr, "isvd-bench: isvd_model_update at row %llu: %s\n",
 				        (unsigned long long)i, isvd_strerror(err));
@@ -761,6 +785,9 @@ static int run_config(const struct bench_opts *o, size_t n, size_t k, uint64_t n
 		if (rep == 0 || c0 < res->cpu_seconds)
 			res->cpu_seconds = c0;
 	}
+	free(spe);
+	free(t2);
+	spe = t2 = NULL;
 	heap2 = heap_in_use();
 	res->peak_rss = peak_rss_bytes();
 	res->model_heap = heap0 >= 0 && heap2 >= 0 ? heap2 - heap0 : -1.0;
@@ -830,6 +857,8 @@ static int run_config(const struct bench_opts *o, size_t n, size_t k, uint64_t n
 	ret = 0;
 out:
 	isvd_model_destroy(m);
+	free(spe);
+	free(t2);
 	free(vt_x);
 	free(sig_x);
 	free(vt_m);
@@ -971,6 +1000,7 @@ static void print_json(const struct bench_opts *o, const struct bench_result *r)
 	printf("\"threads\":%zu,", r->threads);
 	if (r->gaps >= 0)
 		printf("\"missing_fraction\":%.6g,", r->gaps);
+	printf("\"monitor\":%s,", r->monitor ? "true" : "false");
 	printf("\"blas_core\":");
 	json_string(bench_blas_core());
 	printf(",\"blas_threads\":%d,", bench_blas_threads());
@@ -1018,11 +1048,11 @@ static void print_header(const struct bench_opts *o)
 	       bench_blas_core(), bench_blas_threads(), o->threads ? "from --threads" : "its choice");
 	printf("  rows/s: engine time only; peak RSS includes the rows held in memory (data);\n"
 	       "  model: malloc heap held by the model; errors vs LAPACK dgesdd of all rows\n\n");
-	printf("%6s %4s %-9s %3s %5s %3s %5s %7s %11s %9s %9s %9s %9s %10s %10s %9s\n", "n", "k",
-	       "mode", "p", "block", "thr", "gaps", "rows", "rows/s", "engine s", "peakRSS", "data",
-	       "model", "sigma err", "subsp sin", "orth err");
-	printf("%6s %4s %-9s %3s %5s %3s %5s %7s %11s %9s %9s %9s %9s %10s %10s %9s\n", "", "", "",
-	       "", "", "", "%", "", "", "", "MiB", "MiB", "MiB", "", "", "");
+	printf("%6s %4s %-9s %3s %5s %3s %5s %3s %7s %11s %9s %9s %9s %9s %10s %10s %9s\n", "n",
+	       "k", "mode", "p", "block", "thr", "gaps", "mon", "rows", "rows/s", "engine s",
+	       "peakRSS", "data", "model", "sigma err", "subsp sin", "orth err");
+	printf("%6s %4s %-9s %3s %5s %3s %5s %3s %7s %11s %9s %9s %9s %9s %10s %10s %9s\n", "", "",
+	       "", "", "", "", "%", "", "", "", "", "MiB", "MiB", "MiB", "", "", "");
 	fflush(stdout);
 }
 
@@ -1046,9 +1076,9 @@ static void print_row(const struct bench_result *r)
 		snprintf(gp, sizeof gp, "%.0f", 100 * r->gaps);
 	else
 		snprintf(gp, sizeof gp, "-");
-	printf("%6zu %4zu %-9s %3zu %5zu %3zu %5s %7llu %11.0f %9.3f %9.1f %9.1f %9s %10s %10s "
+	printf("%6zu %4zu %-9s %3zu %5zu %3zu %5s %3s %7llu %11.0f %9.3f %9.1f %9.1f %9s %10s %10s "
 	       "%9.1e\n", r->n, r->k, isvd_mode_name(r->mode), r->extra, r->block, r->threads, gp,
-	       (unsigned long long)r->rows,
+	       r->monitor ? "on" : "-", (unsigned long long)r->rows,
 	       r->seconds > 0 ? (double)r->rows / r->seconds : 0.0, r->seconds,
 	       (double)r->peak_rss / 1048576.0, r->data_bytes / 1048576.0, mh, se, ss,
 	       r->orth_err);
@@ -1111,19 +1141,21 @@ int main(int argc, char **argv)
 				failed |= run_merge(&o, n, k, rows) != 0;
 				continue;
 			}
-			for (size_t gi = 0; gi < (o.ngaps ? o.ngaps : 1); gi++) {
-				o.run_gaps = o.ngaps ? o.gaps[gi] : -1.0;
-				int rc = run_config(&o, n, k, rows, &res);
+			for (size_t gi = 0; gi < (o.ngaps ? o.ngaps : 1); gi++)
+				for (int mon = 0; mon <= o.monitor; mon++) {
+					o.run_gaps = o.ngaps ? o.gaps[gi] : -1.0;
+					o.run_monitor = mon;
+					int rc = run_config(&o, n, k, rows, &res);
 
-				if (rc != 0)
-					failed = 1;
-				if (rc >= 0) {
-					if (o.json)
-						print_json(&o, &res);
-					else
-						print_row(&res);
+					if (rc != 0)
+						failed = 1;
+					if (rc >= 0) {
+						if (o.json)
+							print_json(&o, &res);
+						else
+							print_row(&res);
+					}
 				}
-			}
 		}
 	}
 	return failed;
