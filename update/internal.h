@@ -180,6 +180,7 @@ struct isvd_model {
 	 * isvd_model_set_scoring() (NULL otherwise and in a snapshot) ---- */
 	double *score_x;
 	double *score_c;
+	struct upd_imp score_eig;   /* exact mode: the basis scores use (upd_eig_basis) */
 	double *mu_b;     /* n   weighted mean of the current block */
 	double *mu_new;   /* n   mean after the current block */
 	double *work;     /* lwork doubles for LAPACK */
@@ -259,6 +260,10 @@ int upd_impute_block(struct isvd_model *m, const double *rows, size_t b, size_t 
  * allocates; release with upd_imp_fini), then rows completed one by one
  * by the estimator a fold of m would use. */
 int upd_imp_query_init(const struct isvd_model *m, struct upd_imp *w);
+/* Exact mode: the top eigenpairs of RᵀR (R's singular values and right
+ * vectors, without its SVD) into w->V, w->sigma, w->r, and the ridge; w
+ * made with exact = 1.  ISVD_ERR_LAPACK when the eigensolver fails. */
+int upd_eig_basis(const struct isvd_model *m, struct upd_imp *w);
 int upd_imp_fill(const struct isvd_model *m, struct upd_imp *w, const double *x, double *out,
                  size_t *filled);
 

@@ -203,7 +203,7 @@ void upd_imp_prepare(const struct isvd_model *m, struct upd_imp *w)
  */
 #define EIG_KEEP 1e-7
 
-static int prepare_eig(const struct isvd_model *m, struct upd_imp *w)
+int upd_eig_basis(const struct isvd_model *m, struct upd_imp *w)
 {
 	const size_t n = m->n;
 	lapack_int info;
@@ -586,7 +586,7 @@ static int prepare(const struct isvd_model *m, struct upd_imp *w)
 
 	w->q_ready = 0;
 	/* exact mode with R at hand and not yet decomposed: its eigenpairs */
-	if (w->ea && m->Rt && m->stale && prepare_eig(m, w) == ISVD_OK)
+	if (w->ea && m->Rt && m->stale && upd_eig_basis(m, w) == ISVD_OK)
 		return ISVD_OK;
 	if ((err = upd_refresh(m)))
 		return err;

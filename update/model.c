@@ -419,6 +419,7 @@ int isvd_model_snapshot(const struct isvd_model *m, struct isvd_model **out)
 	s->Xb = NULL;
 	memset(&s->imp, 0, sizeof s->imp);
 	s->score_x = s->score_c = NULL;
+	memset(&s->score_eig, 0, sizeof s->score_eig);
 	s->iwork = NULL;
 	s->stale = lazy;
 	s->frozen = 1;
