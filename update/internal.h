@@ -181,6 +181,13 @@ struct isvd_model {
 	double *score_x;
 	double *score_c;
 	struct upd_imp score_eig;   /* exact mode: the basis scores use (upd_eig_basis) */
+	/* exact mode: the scoring basis carried from block to block and
+	 * refined by subspace iteration (monitor.c, refine()): sq (n × sm,
+	 * orthonormal columns, valid when sq_ok), scratch sy (n × sm), sb
+	 * (sm × sm), sw (sm), stau (sm), swork (slwork) */
+	double *sq, *sy, *sb, *sw, *stau, *swork;
+	size_t sm, slwork;
+	int sq_ok;
 	double *mu_b;     /* n   weighted mean of the current block */
 	double *mu_new;   /* n   mean after the current block */
 	double *work;     /* lwork doubles for LAPACK */

@@ -420,6 +420,8 @@ int isvd_model_snapshot(const struct isvd_model *m, struct isvd_model **out)
 	memset(&s->imp, 0, sizeof s->imp);
 	s->score_x = s->score_c = NULL;
 	memset(&s->score_eig, 0, sizeof s->score_eig);
+	s->sq = s->sy = s->sb = s->sw = s->stau = s->swork = NULL;
+	s->sq_ok = 0;
 	s->iwork = NULL;
 	s->stale = lazy;
 	s->frozen = 1;

@@ -109,6 +109,126 @@ void upd_score_fini(struct isvd_model *m)
 	free(m->score_c);
 	m->score_x = m->score_c = NULL;
 	upd_imp_fini(&m->score_eig);
+	free(m->sq);
+	free(m->sy);
+	free(m->sb);
+	free(m->sw);
+	free(m->stau);
+	free(m->swork);
+	m->sq = m->sy = m->sb = m->sw = m->stau = m->swork = NULL;
+	m->sq_ok = 0;
+}
+
+/* Exact mode's subspace-iteration workspace (refine()). */
+static int refine_init(struct isvd_model *m)
+{
+	const size_t n = m->n, sm = m->m < n ? m->m : n;
+	double q1 = 0, q2 = 0, q3 = 0;
+	const lapack_int ln = (lapack_int)n, ls = (lapack_int)sm;
+
+	if (LAPACKE_dgeqrf_work(LAPACK_COL_MAJOR, ln, ls, NULL, ln, NULL, &q1, -1) ||
+	    LAPACKE_dorgqr_work(LAPACK_COL_MAJOR, ln, ls, ls, NULL, ln, NULL, &q2, -1) ||
+	    LAPACKE_dsyev_work(LAPACK_COL_MAJOR, 'V', 'U', ls, NULL, ls, NULL, &q3, -1))
+		return ISVD_ERR_NOMEM;
+	double lw = q1 > q2 ? q1 : q2;
+	m->slwork = (size_t)(lw > q3 ? lw : q3) + 1;
+	m->sm = sm;
+	m->sq = malloc(n * sm * sizeof *m->sq);
+	m->sy = malloc(n * sm * sizeof *m->sy);
+	m->sb = malloc(sm * sm * sizeof *m->sb);
+	m->sw = malloc(sm * sizeof *m->sw);
+	m->stau = malloc(sm * sizeof *m->stau);
+	m->swork = malloc(m->slwork * sizeof *m->swork);
+	return m->sq && m->sy && m->sb && m->sw && m->stau && m->swork ? ISVD_OK : ISVD_ERR_NOMEM;
+}
+
+/* Relative residual below which a Ritz pair of the refined basis is taken:
+ * ‖RᵀR v − λ v‖ ≤ REFINE_TOL · λ₁. */
+#define REFINE_TOL 1e-11
+#define REFINE_STEPS 3
+
+/*
+ * Exact mode's top k for scoring, without an eigensolver on n × n: the
+ * basis of the block before (sq, k + extra columns) is refined by
+ * subspace iteration on RᵀR — Z = Rᵀ(R Q), re-orthonormalised — and a
+ * Rayleigh–Ritz step (the eigenpairs of (RQ)ᵀ(RQ), sm × sm).  One block
+ * moves the subspace little, and the top k converge by (σ_{sm+1}/σ_k)² a
+ * step, so a step or two suffice; each Ritz pair of the top k must have a
+ * residual under REFINE_TOL·λ₁, else after REFINE_STEPS the caller takes
+ * the eigenpairs of RᵀR (upd_eig_basis).  Scores are outputs, not state:
+ * that this basis depends on the blocks before does not touch replay.  On
+ * success V (n × k in sq, the top k first), sigma (in sw, descending) and
+ * *kk are set; 0, or -1 to fall back.
+ */
+static int refine(struct isvd_model *m, size_t k, const double **V, const double **sigma,
+                  size_t *kk)
+{
+	const size_t n = m->n, sm = m->sm;
+	const lapack_int ln = (lapack_int)n, ls = (lapack_int)sm;
+
+	if (!m->sq_ok || k > sm)
+		return -1;
+	m->sq_ok = 0;   /* until a step succeeds: sq is rewritten on the way */
+	for (int step = 0; step < REFINE_STEPS; step++) {
+		/* Q ← orth(RᵀR Q) */
+		memcpy(m->sy, m->sq, n * sm * sizeof *m->sy);
+		cblas_dtrmm(CblasColMajor, CblasLeft, CblasUpper, CblasNoTrans, CblasNonUnit, (int)n,
+		            (int)sm, 1.0, m->Rt, (int)n, m->sy, (int)n);
+		cblas_dtrmm(CblasColMajor, CblasLeft, CblasUpper, CblasTrans, CblasNonUnit, (int)n,
+		            (int)sm, 1.0, m->Rt, (int)n, m->sy, (int)n);
+		if (LAPACKE_dgeqrf_work(LAPACK_COL_MAJOR, ln, ls, m->sy, ln, m->stau, m->swork,
+		                        (lapack_int)m->slwork) ||
+		    LAPACKE_dorgqr_work(LAPACK_COL_MAJOR, ln, ls, ls, m->sy, ln, m->stau, m->swork,
+		                        (lapack_int)m->slwork))
+			return -1;
+		/* Rayleigh–Ritz: B = (RQ)ᵀ(RQ), its eigenpairs, V = Q W */
+		memcpy(m->sq, m->sy, n * sm * sizeof *m->sq);
+		cblas_dtrmm(CblasColMajor, CblasLeft, CblasUpper, CblasNoTrans, CblasNonUnit, (int)n,
+		            (int)sm, 1.0, m->Rt, (int)n, m->sy, (int)n);
+		cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, (int)sm, (int)n, 1.0, m->sy, (int)n,
+		            0.0, m->sb, (int)sm);
+		if (LAPACKE_dsyev_work(LAPACK_COL_MAJOR, 'V', 'U', ls, m->sb, ls, m->sw, m->swork,
+		                       (lapack_int)m->slwork))
+			return -1;
+		/* descending: column j of W is eigenvector sm − 1 − j */
+		for (size_t j = 0; j < sm / 2; j++) {
+			const size_t o = sm - 1 - j;
+			const double t = m->sw[j];
+			m->sw[j] = m->sw[o];
+			m->sw[o] = t;
+			for (size_t i = 0; i < sm; i++) {
+				const double u = AT(m->sb, sm, i, j);
+				AT(m->sb, sm, i, j) = AT(m->sb, sm, i, o);
+				AT(m->sb, sm, i, o) = u;
+			}
+		}
+		cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)sm, (int)sm, 1.0,
+		            m->sq, (int)n, m->sb, (int)sm, 0.0, m->sy, (int)n);
+		memcpy(m->sq, m->sy, n * sm * sizeof *m->sq);
+		/* residuals of the top k: RᵀR v − λ v */
+		const double l1 = m->sw[0];
+		if (!(l1 > 0))
+			return -1;
+		cblas_dtrmm(CblasColMajor, CblasLeft, CblasUpper, CblasNoTrans, CblasNonUnit, (int)n,
+		            (int)k, 1.0, m->Rt, (int)n, m->sy, (int)n);
+		cblas_dtrmm(CblasColMajor, CblasLeft, CblasUpper, CblasTrans, CblasNonUnit, (int)n,
+		            (int)k, 1.0, m->Rt, (int)n, m->sy, (int)n);
+		int ok = 1;
+		for (size_t j = 0; j < k && ok; j++) {
+			cblas_daxpy((int)n, -m->sw[j], m->sq + j * n, 1, m->sy + j * n, 1);
+			ok = cblas_dnrm2((int)n, m->sy + j * n, 1) <= REFINE_TOL * l1 && m->sw[j] > 0;
+		}
+		m->sq_ok = 1;   /* an orthonormal basis again, converged or not */
+		if (ok) {
+			for (size_t j = 0; j < sm; j++)
+				m->sw[j] = m->sw[j] > 0 ? sqrt(m->sw[j]) : 0;   /* σ from λ */
+			*V = m->sq;   /* and the next block starts from it */
+			*sigma = m->sw;
+			*kk = k;
+			return 0;
+		}
+	}
+	return -1;
 }
 
 int isvd_model_set_scoring(struct isvd_model *m, int on)
@@ -124,7 +244,8 @@ int isvd_model_set_scoring(struct isvd_model *m, int on)
 	m->score_x = malloc(m->n * m->B * sizeof *m->score_x);
 	m->score_c = malloc((m->kmax ? m->kmax : 1) * m->B * sizeof *m->score_c);
 	if (!m->score_x || !m->score_c ||
-	    (m->mode == ISVD_MODE_EXACT && upd_imp_init(&m->score_eig, m->n, m->m, 0, 1, 0))) {
+	    (m->mode == ISVD_MODE_EXACT &&
+	     (upd_imp_init(&m->score_eig, m->n, m->m, 0, 1, 0) || refine_init(m)))) {
 		upd_score_fini(m);
 		return ISVD_ERR_NOMEM;
 	}
@@ -147,23 +268,35 @@ int upd_score_block(struct isvd_model *m, const double *x, size_t xld, const dou
 			spe[i] = t2[i] = NAN;   /* nothing to score against yet */
 		return ISVD_OK;
 	}
-	/* the top k: exact mode's from the eigenpairs of RᵀR when R has moved
-	 * since its SVD (a third of the SVD's cost), else the model's own */
+	/* the top k: exact mode's refined from the block before (refine()), or
+	 * from the eigenpairs of RᵀR when R has moved since its SVD (a third of
+	 * the SVD's cost), else the model's own */
 	const double *V = m->V, *sigma = m->sigma;
-	size_t r = m->r;
-	if (m->mode == ISVD_MODE_EXACT && m->stale && m->score_eig.ea &&
-	    upd_eig_basis(m, &m->score_eig) == ISVD_OK) {
+	size_t r = m->r, k;
+	if (m->mode == ISVD_MODE_EXACT && m->stale && m->sq &&
+	    refine(m, m->kmax < m->sm ? m->kmax : m->sm, &V, &sigma, &k) == 0) {
+		r = k;
+	} else if (m->mode == ISVD_MODE_EXACT && m->stale && m->score_eig.ea &&
+	           upd_eig_basis(m, &m->score_eig) == ISVD_OK) {
 		V = m->score_eig.V;
 		sigma = m->score_eig.sigma;
 		r = m->score_eig.r;
+		if (m->sq && r >= m->sm) {   /* the next block refines from here */
+			memcpy(m->sq, V, m->n * m->sm * sizeof *m->sq);
+			m->sq_ok = 1;
+		}
 	} else {
 		if ((err = upd_refresh(m)))
 			return err;
 		V = m->V;
 		sigma = m->sigma;
 		r = m->r;
+		if (m->sq && r >= m->sm) {
+			memcpy(m->sq, V, m->n * m->sm * sizeof *m->sq);
+			m->sq_ok = 1;
+		}
 	}
-	const size_t k = r < m->kmax ? r : m->kmax;
+	k = r < m->kmax ? r : m->kmax;
 	double *xc = m->score_x, *c = m->score_c;
 	for (size_t i = 0; i < b; i++)
 		for (size_t j = 0; j < n; j++)
@@ -176,17 +309,34 @@ int upd_score_block(struct isvd_model *m, const double *x, size_t xld, const dou
 	}
 	for (size_t i = 0; i < b; i++) {
 		const double *res = xc + i * n, *o = orig + i * old;
-		double acc = 0, amax = 0;
-		for (size_t j = 0; j < n; j++)
-			if (!isnan(o[j]) && fabs(res[j]) > amax)
-				amax = fabs(res[j]);
-		if (amax > 0)   /* scaled, as norm2 in model.c: no square overflows */
-			for (size_t j = 0; j < n; j++)
+		/* the plain sum of squares (four partial sums), over the observed
+		 * values; scaled only when it overflows (|x| near 1e150) */
+		double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+		size_t j = 0;
+		if (orig == x) {   /* a block without gaps */
+			for (; j + 4 <= n; j += 4) {
+				a0 += res[j] * res[j];
+				a1 += res[j + 1] * res[j + 1];
+				a2 += res[j + 2] * res[j + 2];
+				a3 += res[j + 3] * res[j + 3];
+			}
+		}
+		for (; j < n; j++)
+			if (!isnan(o[j]))
+				a0 += res[j] * res[j];
+		spe[i] = (a0 + a1) + (a2 + a3);
+		if (!isfinite(spe[i])) {
+			double acc = 0, amax = 0;
+			for (j = 0; j < n; j++)
+				if (!isnan(o[j]) && fabs(res[j]) > amax)
+					amax = fabs(res[j]);
+			for (j = 0; amax > 0 && j < n; j++)
 				if (!isnan(o[j])) {
 					const double y = res[j] / amax;
 					acc += y * y;
 				}
-		spe[i] = amax * amax * acc;
+			spe[i] = amax * amax * acc;
+		}
 		double s = 0;
 		for (size_t a = 0; a < k; a++)
 			if (sigma[a] > 0)
