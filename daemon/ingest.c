@@ -678,6 +678,32 @@ static int enqueue(struct isvdd *srv, zmq_msg_t *env, size_t nenv, struct isvd_p
 	return ISVD_PROTO_OK;
 }
 
+/* With CURVE, a client id is the pusher's only within its key: the name
+ * the duplicate table, the fill batch and the log know a push by becomes
+ * "<key>/<client>", the key as the ZAP handler reported it (Z85, the
+ * message's User-Id).  So one admitted key cannot make another key's next
+ * pushes look like duplicates, and a replay finds the same names.  Without
+ * CURVE (no User-Id) names stay as sent.  ISVD_PROTO_OK, or NOMEM. */
+static int scope_client(const struct isvdd *srv, const zmq_msg_t *body,
+                        struct isvd_proto_request *req)
+{
+	if (!srv->cfg->security.curve || !req->client)
+		return ISVD_PROTO_OK;
+	const char *key = zmq_msg_gets((zmq_msg_t *)body, "User-Id");
+	if (!key || !*key)
+		return ISVD_PROTO_OK;   /* cannot happen under CURVE: ZAP admitted it */
+	const size_t kl = strlen(key), cl = strlen(req->client);
+	char *s = malloc(kl + 1 + cl + 1);
+	if (!s)
+		return ISVD_PROTO_NOMEM;
+	memcpy(s, key, kl);
+	s[kl] = '/';
+	memcpy(s + kl + 1, req->client, cl + 1);
+	free(req->client);
+	req->client = s;
+	return ISVD_PROTO_OK;
+}
+
 /* One push: validate → dedup → enqueue; a refusal at any step is logged
  * (rate-limited) and answered at once. */
 static void handle_push(struct isvdd *srv, zmq_msg_t *env, size_t nenv, const zmq_msg_t *body)
@@ -689,6 +715,8 @@ static void handle_push(struct isvdd *srv, zmq_msg_t *env, size_t nenv, const zm
 
 	code = validate(srv, body, &req, msg, sizeof msg);
 	who = printable(req.client, whobuf);
+	if (code == ISVD_PROTO_OK && (code = scope_client(srv, body, &req)))
+		snprintf(msg, sizeof msg, "out of memory");
 	if (code == ISVD_PROTO_OK) {
 		/* limits.max_pending_pushes: a full queue is flushed early (before
 		 * dedup, whose indices point into the queue) */

@@ -213,6 +213,28 @@ def test_authorized_key_pushes_queries_and_subscribes(secured):
         assert snap["seq"] >= before + 3
 
 
+def test_client_ids_are_scoped_by_key(secured):
+    """Two admitted keys push with the same client id and batch numbers:
+    both pushes are applied (one key cannot make the other's look like
+    duplicates), and each key's own resend is still a duplicate."""
+    k = secured.keys
+    socks = {}
+    for name in ("full", "pusher"):
+        socks[name] = secured.sock(zmq.DEALER, secured.ingest, keys=k[name],
+                                   server_public=k["server"].public)
+    before = rows_in_model(secured)
+    body = {"op": "push", "rows": mat(ROWS), "client": "shared-id", "batch": 7}
+    first = ask(socks["full"], body, wait_s=10)
+    second = ask(socks["pusher"], body, wait_s=10)
+    assert first["ok"] and not first["duplicate"] and first["accepted"] == 3, first
+    assert second["ok"] and not second["duplicate"] and second["accepted"] == 3, second
+    assert rows_in_model(secured) == before + 6
+    for name, orig in (("full", first), ("pusher", second)):
+        again = ask(socks[name], body, wait_s=10)
+        assert again["ok"] and again["duplicate"] and again["seq"] == orig["seq"], again
+    assert rows_in_model(secured) == before + 6
+
+
 def test_unknown_key_is_refused_and_logged(secured):
     stranger = Keys(secured.tmp, "stranger")
     refused_everywhere(secured, keys=stranger, server_public=secured.keys["server"].public)
