@@ -45,8 +45,10 @@
 
 #include <zmq.h>
 
+#include "http.h"
 #include "isvdd.h"
 #include "loop.h"
+#include "metrics.h"
 #include "query.h"
 #include "security.h"
 #include "storage.h"
@@ -116,6 +118,7 @@ int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_
 			break;
 		}
 	}
+	met_set_phase(srv->met, MET_STOPPING);
 	ing_drain(srv);
 	log_msg(srv->log, CFG_LOG_INFO, "stopping: %llu rows in the model; writing a checkpoint",
 	        (unsigned long long)srv->seq);
@@ -211,6 +214,13 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const c
 	srv->lim.max_rows = cfg->limits.max_rows_per_push;
 	srv->lim.max_cols = ISVD_MAX_DIM;
 	srv->fill = &srv->batch[0];
+	/* the HTTP endpoint answers from the start: /healthz says "recovering" */
+	if (!(srv->met = met_create())) {
+		log_msg(log, CFG_LOG_ERROR, "cannot allocate the metrics: %s", strerror(ENOMEM));
+		goto fail;
+	}
+	if (http_start(cfg, log, srv->met, loop_now_ms(), &srv->http))
+		goto fail;
 	if (loop_create(SRV_POLL_MAX_MS, &srv->loop) ||
 	    (srv->t_flush = loop_add_timer(srv->loop, 0, ing_on_flush_timer, srv)) < 0) {
 		log_msg(log, CFG_LOG_ERROR, "cannot allocate the event loop: %s", strerror(ENOMEM));
@@ -247,6 +257,7 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const c
 	/* the ZAP handler is bound before the sockets that need it */
 	if (sec_create(cfg, log, srv->zctx, &srv->sec))
 		goto fail;
+	sec_set_metrics(srv->sec, srv->met);
 	if (!(srv->ingest = open_socket(srv, ZMQ_ROUTER, SEC_INGEST, cfg->endpoints.ingest, hs, hr)))
 		goto fail;
 	if (!(srv->query = open_socket(srv, ZMQ_ROUTER, SEC_QUERY, cfg->endpoints.query, hs, hr)))
@@ -256,13 +267,15 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const c
 		goto fail;
 	srv->start_ms = loop_now_ms();
 	srv->rate_ms[0] = srv->rate_ms[1] = srv->start_ms;
-	const struct qry_hooks rh = { srv, rec_on_checkpoint_request };
+	const struct qry_hooks rh = { srv, rec_on_checkpoint_request, srv->met };
 	if (qry_start(cfg, log, srv->zctx, srv->query, &rh, srv->model, srv->seq,
 	              sto_last_checkpoint_seq(srv->sto), &srv->qry))
 		goto fail;
 	srv->query = NULL;   /* the query thread's now */
 	if (register_loop(srv))
 		goto fail;
+	http_attach(srv->http, srv->qry);
+	met_set_phase(srv->met, MET_SERVING);
 	*out = srv;
 	return 0;
 fail:
@@ -274,7 +287,8 @@ void srv_destroy(struct isvdd *srv)
 {
 	if (!srv)
 		return;
-	wrk_destroy(srv->engine);   /* first: it may be applying a block */
+	http_stop(srv->http);       /* it reads the query thread's summaries */
+	wrk_destroy(srv->engine);   /* then the engine: it may be applying a block */
 	qry_stop(srv->qry);         /* then the query thread: it closes the query socket */
 	ing_fini(srv);
 	sto_close(srv->sto);
@@ -290,5 +304,6 @@ void srv_destroy(struct isvdd *srv)
 		zmq_ctx_term(srv->zctx);
 	isvd_model_destroy(srv->model);
 	loop_destroy(srv->loop);
+	met_destroy(srv->met);
 	free(srv);
 }
