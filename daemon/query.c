@@ -436,8 +436,10 @@ static void summarize(struct qry *r)
 	s->ingest_rows_per_s = v->ingest_rows_per_s;
 	s->uptime_s = (double)(loop_now_ms() - r->start_ms) / 1000.0;
 	s->nsigma = 0;
-	s->have_model = v->snap && isvd_model_info(v->snap, &s->info) == ISVD_OK &&
-	                isvd_model_factors(v->snap, s->sigma, NULL, NULL, &s->nsigma) == ISVD_OK;
+	s->have_model = v->snap && isvd_model_info(v->snap, &s->info) == ISVD_OK;
+	if (s->have_model && s->info.rows_seen &&
+	    isvd_model_factors(v->snap, s->sigma, NULL, NULL, &s->nsigma) != ISVD_OK)
+		s->nsigma = 0;
 	view_put(r, v);
 	pthread_mutex_lock(&r->mu);
 	r->sum_work = r->sum;

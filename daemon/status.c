@@ -461,6 +461,7 @@ void status_render(const struct status_page *p, FILE *out)
 	        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
 	        "<meta http-equiv=\"refresh\" content=\"%d\">"
 	        "<meta name=\"color-scheme\" content=\"light dark\">"
+	        "<link rel=\"icon\" href=\"data:,\">"
 	        "<title>isvdd · %s</title><style>%s</style></head>\n<body><main>\n",
 	        STATUS_REFRESH_S, p->phase == MET_SERVING && !p->storage_failed ? "serving" : "attention",
 	        style);
