@@ -10,6 +10,15 @@
  *   touch the same memory, and a query costs its own arithmetic only: at (1000, 50) a
  *   one-row `project` is ~0.1 ms whatever the ingest load.
  *
+ *   The HTTP thread (http.c) never reads a snapshot itself: a snapshot's
+ *   readers must be serialised (an exact-mode snapshot computes its SVD on
+ *   first read), so qry_summary() asks this thread, through an eventfd it
+ *   polls, for the figures of the current view (summarize()) and waits for
+ *   them on sum_cv; a summary is computed only when asked for and the view
+ *   changed, so an unwatched daemon pays nothing.  Every query is counted
+ *   (metrics.c) before its answer is sent, so a client that saw an answer
+ *   sees it counted.
+ *
  *   Control pair frames: thread → loop: the request's envelope frames and
  *   body (a `checkpoint`); loop → thread: "R", the envelope frames and the
  *   reply body, or "S" (stop).

@@ -28,6 +28,12 @@
  *   Teardown runs the other way: the engine thread first (it may be
  *   applying a block), then the query thread (it closes its socket).
  *
+ *   With http.listen set, a fourth thread (libmicrohttpd's, http.c) serves
+ *   /metrics, /status and /healthz from the registry (metrics.c, which
+ *   every unit updates where its events happen) and the query thread's
+ *   summaries; it starts before recovery (/healthz: "recovering") and
+ *   stops first.
+ *
  *   Hostile peers: every socket bounds message size (ZMQ_MAXMSGSIZE),
  *   queues (high-water marks) and handshake time (limits.handshake_ms);
  *   refusals are counted and summed up in the log once a minute and at
