@@ -333,9 +333,10 @@ static void value(FILE *out, double v)
 }
 
 /* The samples of one histogram; labels ("op=\"info\"" or "") go before le.
- * scale converts the integer unit to the base unit. */
+ * Dividing by unit converts the integer unit to the base unit (a division,
+ * so that 10000 ns is the 1e-05 s a reader expects, not 1.0000000000000001e-05). */
 static void histogram(FILE *out, const char *name, const char *labels, const struct met_hist *h,
-                      const uint64_t *bounds, size_t nb, double scale)
+                      const uint64_t *bounds, size_t nb, double unit)
 {
 	const char *sep = labels[0] ? "," : "";
 	uint64_t cum = 0;
@@ -343,13 +344,13 @@ static void histogram(FILE *out, const char *name, const char *labels, const str
 	for (size_t i = 0; i < nb; i++) {
 		cum += get(&h->bucket[i]);
 		fprintf(out, "%s_bucket{%s%sle=\"", name, labels, sep);
-		value(out, (double)bounds[i] * scale);
+		value(out, (double)bounds[i] / unit);
 		fprintf(out, "\"} %llu\n", (unsigned long long)cum);
 	}
 	cum += get(&h->bucket[nb]);
 	fprintf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, (unsigned long long)cum);
 	fprintf(out, "%s_sum%s%s%s ", name, labels[0] ? "{" : "", labels, labels[0] ? "}" : "");
-	value(out, (double)get(&h->sum) * scale);
+	value(out, (double)get(&h->sum) / unit);
 	fprintf(out, "\n%s_count%s%s%s %llu\n", name, labels[0] ? "{" : "", labels, labels[0] ? "}" : "",
 	        (unsigned long long)cum);
 }
@@ -397,7 +398,7 @@ static void render_ingest(struct met *m, FILE *out)
 	histogram(out, "isvd_block_rows", "", &m->block_rows, rows_bounds, N_ROWS_BOUNDS, 1.0);
 	family(out, "isvd_fold_duration_seconds", "histogram",
 	       "Time the engine thread took to fold one block into the model.");
-	histogram(out, "isvd_fold_duration_seconds", "", &m->fold_ns, ns_bounds, N_NS_BOUNDS, 1e-9);
+	histogram(out, "isvd_fold_duration_seconds", "", &m->fold_ns, ns_bounds, N_NS_BOUNDS, 1e9);
 }
 
 static void render_queries(struct met *m, FILE *out)
@@ -416,7 +417,7 @@ static void render_queries(struct met *m, FILE *out)
 		if (op != ISVD_OP_PUSH) {
 			snprintf(labels, sizeof labels, "op=\"%s\"", op_label(op));
 			histogram(out, "isvd_query_duration_seconds", labels, &m->query_ns[op], ns_bounds,
-			          N_NS_BOUNDS, 1e-9);
+			          N_NS_BOUNDS, 1e9);
 		}
 }
 
@@ -485,7 +486,7 @@ static void render_storage(struct met *m, const struct met_info *in, FILE *out)
 	if (have)
 		fprintf(out, "isvd_checkpoint_rows %llu\n", (unsigned long long)get(&m->checkpoint_seq));
 	family(out, "isvd_fsync_duration_seconds", "histogram", "Time one fsync of the write-ahead log took.");
-	histogram(out, "isvd_fsync_duration_seconds", "", &m->fsync_ns, ns_bounds, N_NS_BOUNDS, 1e-9);
+	histogram(out, "isvd_fsync_duration_seconds", "", &m->fsync_ns, ns_bounds, N_NS_BOUNDS, 1e9);
 	scalar(out, "isvd_storage_failures_total", "counter",
 	       "Times storage entered the failed state (a log write, fsync or checkpoint failed).",
 	       (double)get(&m->storage_failures));

@@ -12,7 +12,8 @@
  *
  *   Charts: the spectrum is one <rect class="bar"> per reported component,
  *   its height proportional to log10 σ over whole decades spanning every
- *   σ > 0 (a σ of 0 gets height 0), so heights are ordered as σ; each bar
+ *   σ > 0 with room below the smallest (a σ of 0 gets height 0), so
+ *   heights are ordered as σ and none but a zero is empty; each bar
  *   carries data-component and data-sigma for tools and tests.  The
  *   explained-energy curve is Σ_{j≤i} σ_j² over the stream's whole energy.
  *   The ingest rate is the registry's ring (metrics.c): rows acknowledged
@@ -95,17 +96,27 @@ static void esc(FILE *out, const char *s)
 		}
 }
 
-/* A count with thousands separators (thin spaces). */
-static void count(FILE *out, uint64_t v)
+/* v with thousands separators (thin spaces) into buf (64 bytes suffice). */
+static const char *count_text(uint64_t v, char *buf, size_t cap)
 {
 	char d[32];
 	const int n = snprintf(d, sizeof d, "%llu", (unsigned long long)v);
+	size_t at = 0;
 
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < n && at + 8 < cap; i++) {
 		if (i && (n - i) % 3 == 0)
-			fputs("&#8201;", out);
-		fputc(d[i], out);
+			at += (size_t)snprintf(buf + at, cap - at, "&#8201;");
+		buf[at++] = d[i];
 	}
+	buf[at] = '\0';
+	return buf;
+}
+
+static void count(FILE *out, uint64_t v)
+{
+	char buf[64];
+
+	fputs(count_text(v, buf, sizeof buf), out);
 }
 
 static void bytes(FILE *out, uint64_t b)
@@ -209,7 +220,9 @@ static void spectrum(FILE *out, const struct qry_summary *s)
 		}
 	if (!(hi > 0))
 		lo = hi = 1;
-	const int dlo = (int)floor(log10(lo)), dhi = (int)fmax(ceil(log10(hi)), dlo + 1);
+	/* whole decades, the lowest at least a quarter decade under the smallest
+	 * σ > 0, so that every σ > 0 has a visible bar */
+	const int dlo = (int)floor(log10(lo) - 0.25), dhi = (int)fmax(ceil(log10(hi)), dlo + 1);
 	svg_open(out, "singular values, log scale", CH_W);
 	const int every = (dhi - dlo + 5) / 6;   /* at most about six labelled decades */
 	for (int d = dlo; d <= dhi; d += every) {
@@ -326,13 +339,11 @@ static void tiles(const struct status_page *p, FILE *out)
 {
 	const struct qry_summary *s = p->model;
 	const bool have = s && s->have_model;
-	char v[64];
+	char v[96];
 	const double now = p->nrate ? p->rate[p->nrate - 1] : 0;
 	fputs("<section class=\"tiles\">\n", out);
-	snprintf(v, sizeof v, "%llu", (unsigned long long)(s ? s->seq : 0));
-	tile(out, "rows in the model", v, "acknowledged and applied");
-	snprintf(v, sizeof v, "%.0f", now);
-	tile(out, "ingest, rows/s", v, "the last whole 10 s");
+	tile(out, "rows in the model", count_text(s ? s->seq : 0, v, sizeof v), "acknowledged and applied");
+	tile(out, "ingest, rows/s", count_text((uint64_t)(now + 0.5), v, sizeof v), "the last whole 10 s");
 	snprintf(v, sizeof v, have ? "%zu / %zu" : "–", have ? s->nsigma : 0, have ? s->info.rank_max : 0);
 	tile(out, "components", v, "reported / k");
 	snprintf(v, sizeof v, have ? "%.2f%%" : "–", have ? 100 * s->info.explained_energy_ratio : 0);
@@ -385,6 +396,14 @@ static void model_table(const struct status_page *p, FILE *out)
 		snprintf(v, sizeof v, "%.6g", s->info.weight_total);
 		row_text(out, "effective rows Σw", v);
 		row_count(out, "re-orthogonalisations", s->info.reorth_count);
+		if (s->info.missing == ISVD_MISSING_IMPUTE) {
+			snprintf(v, sizeof v, "imputed: %llu rows with gaps, %llu values filled",
+			         (unsigned long long)s->info.rows_with_gaps,
+			         (unsigned long long)s->info.values_imputed);
+			row_text(out, "missing values", v);
+		} else {
+			row_text(out, "missing values", "refused (model.missing: reject)");
+		}
 	} else {
 		snprintf(v, sizeof v, "%llu%s", (unsigned long long)c->model.dim,
 		         c->model.dim ? "" : " (from the first push)");
