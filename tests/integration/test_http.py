@@ -521,3 +521,39 @@ def test_off_unless_configured_and_a_busy_port_is_refused(tmp_path):
         d.stop(expect=1)
     finally:
         s.close()
+
+
+def test_curve_admissions_and_refusals_are_counted(tmp_path):
+    """The ZAP handler's verdicts per socket, on a CURVE daemon whose
+    HTTP endpoint is on loopback (allowed without allow_insecure)."""
+    os.makedirs(tmp_path / "keys")
+    for name in ("server", "good", "stranger"):
+        isvd.keygen(str(tmp_path / name))
+    shutil.copy(tmp_path / "good.pub", tmp_path / "keys" / "good.pub")
+    d = Daemon(tmp_path, wait_ready=False, extra_sections={
+        **HTTP, "security": {"curve": True, "secret_key_file": str(tmp_path / "server.key"),
+                             "client_keys_dir": str(tmp_path / "keys")}})
+    try:
+        port = http_port(d)
+        deadline = time.monotonic() + 30
+        while get(port, "/healthz")[0] != 200:
+            assert time.monotonic() < deadline, d.log()
+            time.sleep(0.05)
+        keys = {"server_key": str(tmp_path / "server.pub")}
+        with isvd.Client(d.ingest, d.query, d.publish, timeout=20, retries=0,
+                         client_key=str(tmp_path / "good.key"), **keys) as c:
+            c.ping()
+            c.push(np.ones((2, 3)))
+        with isvd.Client(d.ingest, d.query, d.publish, timeout=1, retries=0,
+                         client_key=str(tmp_path / "stranger.key"), **keys) as c:
+            with pytest.raises(isvd.Timeout):
+                c.ping()
+        fams = scrape(port)
+        assert value(fams, "isvd_curve_admitted", socket="query") == 1
+        assert value(fams, "isvd_curve_admitted", socket="ingest") == 1
+        assert value(fams, "isvd_curve_refused", socket="query") >= 1   # it may have retried
+        assert value(fams, "isvd_curve_refused", socket="ingest") == 0
+        assert value(fams, "isvd_curve_admitted", socket="publish") == 0
+        assert value(fams, "isvd_rows_ingested") == 2
+    finally:
+        d.stop()
