@@ -13,11 +13,14 @@ The daemon serves 127.0.0.1 on a port of its choosing (http.listen
   under the build directory (ISVD_ARTIFACTS);
 - /healthz: 503 "recovering" while recovery is held (faultfs pauses the
   lock file's creation), 200 when serving, 503 with the reason under an
-  injected storage fault (faultfs), 200 again once storage heals;
+  injected storage fault (faultfs), 200 again once storage heals, 503
+  "stopping" while the final checkpoint is held at its rename;
 - 404 for other paths, 405 for other methods, 413 for a request body, a
   bounded request size;
 - with security.curve, a non-loopback http.listen is refused (--check and
-  start) unless http.allow_insecure.
+  start) unless http.allow_insecure; CURVE admissions and refusals are
+  counted per socket;
+- no endpoint unless http.listen is set; a port in use stops the start.
 """
 import base64
 import fcntl
@@ -27,6 +30,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -318,6 +322,36 @@ def test_healthz_recovering_then_fault_and_back(tmp_path):
         assert d.push(np.ones((2, 4)), client="h", batch=1)["accepted"] == 2
     finally:
         d.stop()
+
+
+@pytest.mark.skipif(not os.path.exists(FAULTFS), reason="ISVD_FAULTFS not built")
+def test_healthz_says_stopping_during_the_final_checkpoint(tmp_path):
+    ctl = tmp_path / "faults"
+    ctl.write_text("")
+    d = Daemon(tmp_path, model={"dim": 4, "rank": 4},
+               extra_sections={**HTTP, "storage": {"checkpoint_every_rows": 0, "checkpoint_every_s": 0}},
+               env=faultfs_env(ctl, tmp_path / "data"))
+    try:
+        port = http_port(d)
+        assert d.push(np.arange(12.0).reshape(3, 4) + np.eye(3, 4))["ok"]
+        ctl.write_text("rename PAUSE\n")   # holds the final checkpoint at its rename
+        t = 1_700_000_001 * 10**9
+        os.utime(ctl, ns=(t, t))
+        d.signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while True:
+            status, _, body = get(port, "/healthz")
+            if status == 503:
+                break
+            assert time.monotonic() < deadline, d.log()
+            time.sleep(0.05)
+        assert body == "stopping\n"
+        assert "stopping: 3 rows in the model" in d.log()
+        ctl.write_text("")
+        t += 10**9
+        os.utime(ctl, ns=(t, t))
+    finally:
+        d.stop()   # exit status 0: the checkpoint went through
 
 
 # ------------------------------------------------------------------- /status
