@@ -86,7 +86,7 @@ struct qry {
 	/* the HTTP thread's summaries (qry_summary()): asked for through
 	 * sum_fd, computed by the thread from its view, handed over under mu */
 	uint64_t view_gen;           /* under mu: views published, the first one 1 */
-	int sum_fd;                  /* eventfd, polled by the thread; -1 before start */
+	int sum_fd;                  /* eventfd, polled by the thread */
 	bool sum_want;               /* under mu */
 	pthread_cond_t sum_cv;       /* a summary was published */
 	struct qry_summary *sum;     /* under mu: the latest (gen 0: none) */
@@ -439,11 +439,8 @@ static void summarize(struct qry *r)
 	v = r->view;
 	v->refs++;
 	s->gen = r->view_gen;
-	s->last_checkpoint_seq = r->last_checkpoint_seq;
 	pthread_mutex_unlock(&r->mu);
 	s->seq = v->seq;
-	s->ingest_rows_per_s = v->ingest_rows_per_s;
-	s->uptime_s = (double)(loop_now_ms() - r->start_ms) / 1000.0;
 	s->nsigma = 0;
 	s->have_model = v->snap && isvd_model_info(v->snap, &s->info) == ISVD_OK;
 	if (s->have_model && s->info.rows_seen &&

@@ -81,9 +81,6 @@ void qry_serve_ctl(struct qry *r);
 struct qry_summary {
 	uint64_t gen;                /* the view it describes (views count from 1); 0: none */
 	uint64_t seq;                /* rows in that view */
-	uint64_t last_checkpoint_seq;
-	double ingest_rows_per_s;    /* as `info` reports it */
-	double uptime_s;
 	bool have_model;             /* false until the dimension is known */
 	struct isvd_info info;       /* when have_model */
 	size_t nsigma;               /* σ reported, non-increasing */

@@ -594,7 +594,7 @@ bool sto_failed(const struct sto *s, const char **why)
 int sto_log_block(struct sto *s, struct wal_block *b)
 {
 	struct wal_err e;
-	const uint64_t before = s->w.off;
+	uint64_t before;
 
 	if (s->failed)
 		return -1;
@@ -611,6 +611,7 @@ int sto_log_block(struct sto *s, struct wal_block *b)
 		}
 		measure_log(s);
 	}
+	before = s->w.off;   /* after a roll: the new segment's, which the rollback cuts */
 	b->lsn = s->next_lsn;
 	if (wal_append(&s->w, b, &e)) {
 		set_failed(s, "log", e.msg);
@@ -625,6 +626,8 @@ int sto_log_block(struct sto *s, struct wal_block *b)
 		if (ftruncate(s->w.fd, (off_t)before))
 			log_msg(s->log, CFG_LOG_ERROR, "cannot cut the unsynced record off %s: %s", s->w.name,
 			        strerror(errno));
+		else
+			s->log_bytes -= s->w.off - before;
 		set_failed(s, "log", e.msg);
 		wal_close(&s->w);
 		return -1;

@@ -24,6 +24,7 @@ The daemon serves 127.0.0.1 on a port of its choosing (http.listen
 """
 import base64
 import fcntl
+import glob
 import http.client
 import json
 import os
@@ -209,6 +210,36 @@ def test_metrics_count_what_the_workload_did(daemon):
     assert value(fams, "isvd_queries", op="checkpoint") == 1
     assert value(fams, "isvd_checkpoint_rows") == rows
     assert value(fams, "isvd_checkpoint_age_seconds") >= 0
+
+
+def test_log_size_follows_the_files(tmp_path):
+    """isvd_log_bytes and isvd_log_segments are what storage.dir holds,
+    across segment rolls and the pruning after a checkpoint."""
+    d = Daemon(tmp_path, model={"dim": 8, "rank": 2},
+               extra_sections={**HTTP, "storage": {"segment_bytes": 65536}})
+    try:
+        port = http_port(d)
+
+        def on_disk():
+            files = glob.glob(os.path.join(d.data, "wal-*.log"))
+            return sum(os.path.getsize(f) for f in files), len(files)
+
+        rng = np.random.default_rng(3)
+        for _ in range(30):   # 30 × 100 rows × 64 bytes: several 64 KiB segments
+            assert d.push(rng.standard_normal((100, 8)))["ok"]
+        fams = scrape(port)
+        size, n = on_disk()
+        assert n >= 3
+        assert (value(fams, "isvd_log_bytes"), value(fams, "isvd_log_segments")) == (size, n)
+        for _ in range(2):   # the second checkpoint prunes what the first covers
+            assert d.call(d.q, {"op": "checkpoint"})["ok"]
+            assert d.push(rng.standard_normal((3, 8)))["ok"]
+        fams = scrape(port)
+        size2, n2 = on_disk()
+        assert n2 < n
+        assert (value(fams, "isvd_log_bytes"), value(fams, "isvd_log_segments")) == (size2, n2)
+    finally:
+        d.stop()
 
 
 def test_metrics_before_the_first_row(daemon):
