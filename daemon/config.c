@@ -33,13 +33,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <yaml.h>
 
 #include "isvd_model.h"
 
 /* ------------------------------------------------------------- the table */
 
-enum cfg_type { CFG_UINT, CFG_REAL, CFG_BOOL, CFG_STRING, CFG_ENUM, CFG_ENDPOINT };
+enum cfg_type { CFG_UINT, CFG_REAL, CFG_BOOL, CFG_STRING, CFG_ENUM, CFG_ENDPOINT, CFG_LISTEN };
 
 #define CFG_MIN_EXCLUSIVE 1u   /* REAL: the value must be > min, not >= */
 #define CFG_NONEMPTY      2u   /* STRING: "" is refused */
@@ -184,6 +186,14 @@ static const struct cfg_option cfg_options[] = {
 	{ "security.query_keys_dir", CFG_STRING, OFF(security.query_keys_dir), "", 0, 0, 0, NULL,
 	  "with curve: directory of public keys admitted on the query and publish sockets only (read, no "
 	  "push); empty = none" },
+
+	{ "http.listen", CFG_LISTEN, OFF(http.listen), "", 0, 0, 0, NULL,
+	  "HOST:PORT of the HTTP endpoint serving /metrics (Prometheus), /status (a page) and /healthz "
+	  "(HOST an IPv4 address, [IPv6] or localhost; port 0 = any free one, logged); empty = off; "
+	  "no authentication: keep it on loopback" },
+	{ "http.allow_insecure", CFG_BOOL, OFF(http.allow_insecure), "false", 0, 0, 0, NULL,
+	  "with security.curve: serve http.listen on a non-loopback address anyway (the page and the "
+	  "metrics reveal the model, unencrypted and to anyone); false = refuse to start" },
 
 	{ "log.level", CFG_ENUM, OFF(log.level), "info", 0, 0, 0, levels,
 	  "least severe level written" },
@@ -408,6 +418,82 @@ static bool set_endpoint(struct loader *L, const struct cfg_option *o, const str
 	return store_string(L, o, v);
 }
 
+int cfg_parse_listen(const char *text, struct sockaddr_storage *addr, socklen_t *len,
+                     bool *loopback, char *why, size_t cap)
+{
+	const char *colon = strrchr(text, ':');
+	char host[64], *end;
+	unsigned long port;
+	size_t hl;
+
+	memset(addr, 0, sizeof *addr);
+	if (!colon || colon == text) {
+		snprintf(why, cap, "must be HOST:PORT (e.g. 127.0.0.1:5573), got '%.60s'", text);
+		return -1;
+	}
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (!colon[1] || *end || errno || port > 65535 || colon[1] < '0' || colon[1] > '9') {
+		snprintf(why, cap, "port must be a number from 0 to 65535, got '%.20s'", colon + 1);
+		return -1;
+	}
+	hl = (size_t)(colon - text);
+	if (text[0] == '[') {                         /* [IPv6]:PORT */
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)addr;
+		if (hl < 3 || text[hl - 1] != ']' || hl - 2 >= sizeof host) {
+			snprintf(why, cap, "an IPv6 address goes in brackets, e.g. [::1]:5573; got '%.60s'", text);
+			return -1;
+		}
+		memcpy(host, text + 1, hl - 2);
+		host[hl - 2] = '\0';
+		if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1) {
+			snprintf(why, cap, "'%.60s' is not an IPv6 address", host);
+			return -1;
+		}
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		*len = sizeof *a6;
+		*loopback = IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
+		return 0;
+	}
+	struct sockaddr_in *a4 = (struct sockaddr_in *)addr;
+	if (hl >= sizeof host) {
+		snprintf(why, cap, "host '%.60s' is too long", text);
+		return -1;
+	}
+	memcpy(host, text, hl);
+	host[hl] = '\0';
+	if (!strcmp(host, "localhost"))
+		snprintf(host, sizeof host, "127.0.0.1");
+	if (inet_pton(AF_INET, host, &a4->sin_addr) != 1) {
+		snprintf(why, cap, "host must be an IPv4 address, [IPv6] or localhost (names are not "
+		         "resolved), got '%.60s'", host);
+		return -1;
+	}
+	a4->sin_family = AF_INET;
+	a4->sin_port = htons((uint16_t)port);
+	*len = sizeof *a4;
+	*loopback = (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
+	return 0;
+}
+
+/* http.listen: "" (off) or what cfg_parse_listen() accepts. */
+static bool set_listen(struct loader *L, const struct cfg_option *o, const struct cfg_scalar *v)
+{
+	struct sockaddr_storage a;
+	socklen_t len;
+	bool loop;
+	char why[160];
+
+	if (!string_ok(L, o, v))
+		return false;
+	if (v->len && cfg_parse_listen(v->text, &a, &len, &loop, why, sizeof why)) {
+		problem(L, v->m, "%s %s", o->name, why);
+		return false;
+	}
+	return store_string(L, o, v);
+}
+
 /* The per-type interface (as Redis's config.c has one per type): every
  * option of a type is parsed, checked and documented the same way. */
 static const struct {
@@ -420,6 +506,7 @@ static const struct {
 	[CFG_STRING] = { set_string, "string" },
 	[CFG_ENUM] = { set_enum, "choice" },
 	[CFG_ENDPOINT] = { set_endpoint, "endpoint" },
+	[CFG_LISTEN] = { set_listen, "listen" },
 };
 
 /* Converts text (plain: unquoted) into the option's field; a problem at m
@@ -478,7 +565,7 @@ void cfg_fini(struct cfg *c)
 		return;
 	for (size_t i = 0; i < N_OPTIONS; i++) {
 		const struct cfg_option *o = &cfg_options[i];
-		if (o->type == CFG_STRING || o->type == CFG_ENDPOINT)
+		if (o->type == CFG_STRING || o->type == CFG_ENDPOINT || o->type == CFG_LISTEN)
 			free(*(char **)field(c, o));
 	}
 	free(c->path);
@@ -669,7 +756,7 @@ static bool load_sections(struct loader *L)
 		if (!name) {
 			/* reported above */
 		} else if (!section_exists(name)) {
-			problem(L, kev.start_mark, "unknown section '%.60s' (sections: model, endpoints, batching, publish, storage, limits, security, log)",
+			problem(L, kev.start_mark, "unknown section '%.60s' (sections: model, endpoints, batching, publish, storage, limits, security, http, log)",
 			        name);
 		} else if (!plain_node(L, &vev, name)) {
 			/* reported */
@@ -746,6 +833,21 @@ static void check_together(struct loader *L)
 	    !c->security.query_keys_dir[0])
 		problem(L, L->where[ci], "security.curve is true but no keys directory is set (client_keys_dir, "
 		        "ingest_keys_dir or query_keys_dir): nobody could connect");
+
+	/* the page and the metrics reveal the model: with CURVE protecting the
+	 * sockets, an open HTTP port would undo it unless asked for */
+	struct sockaddr_storage a;
+	socklen_t alen;
+	bool loopback = true;
+	char why[160];
+	const size_t li = opt_index("http.listen");
+	if (c->security.curve && c->http.listen[0] && !c->http.allow_insecure &&
+	    !cfg_parse_listen(c->http.listen, &a, &alen, &loopback, why, sizeof why) && !loopback)
+		problem(L, L->set[li] ? L->where[li] : L->where[ci],
+		        "http.listen %s is not a loopback address and security.curve is true: /status and "
+		        "/metrics would reveal the model to anyone, without authentication or encryption; "
+		        "bind 127.0.0.1 (and reach it through a tunnel or a proxy), or set "
+		        "http.allow_insecure: true", c->http.listen);
 }
 
 static char *read_file(struct loader *L, const char *path, size_t *len)

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 /* Largest configuration file read, in bytes. */
 #define CFG_MAX_FILE_BYTES (1u << 20)
@@ -76,6 +77,10 @@ struct cfg {
 		char *ingest_keys_dir;    /* public keys admitted on ingest only */
 		char *query_keys_dir;     /* public keys admitted on query and publish only */
 	} security;
+	struct {                          /* http.c: /metrics, /status, /healthz */
+		char *listen;             /* "HOST:PORT" (cfg_parse_listen()); "" = off */
+		bool allow_insecure;      /* serve a non-loopback address with security.curve on */
+	} http;
 	struct {
 		int level;                /* enum cfg_log_level */
 		int format;               /* enum cfg_log_format */
@@ -103,7 +108,7 @@ void cfg_print_help(FILE *out);
 
 /* The option table, read-only (for tests and tools): the i-th option's
  * name, its type's name ("integer", "number", "bool", "string", "choice",
- * "endpoint"), its range (integer, number), whether "" is refused
+ * "endpoint", "listen"), its range (integer, number), whether "" is refused
  * (string), and its NULL-terminated choices (choice).  false past the end. */
 struct cfg_option_info {
 	const char *name, *type;
@@ -112,6 +117,16 @@ struct cfg_option_info {
 	const char *const *choices;
 };
 bool cfg_option_info(size_t i, struct cfg_option_info *out);
+
+/* Parses an http.listen value "HOST:PORT": HOST is an IPv4 address, an
+ * IPv6 address in brackets ("[::1]:5573") or "localhost" (127.0.0.1);
+ * PORT is 0..65535, 0 taking any free port.  Names other than localhost
+ * are refused, so that whether the page is reachable from the network
+ * never depends on a resolver.  Returns 0 with *addr (*len bytes) and
+ * *loopback (127.0.0.0/8 or ::1), or -1 with why.  The parser of the
+ * option and http.c's bind share it. */
+int cfg_parse_listen(const char *text, struct sockaddr_storage *addr, socklen_t *len,
+                     bool *loopback, char *why, size_t cap);
 
 /* Names for enum values, for logs. */
 const char *cfg_log_level_name(int level);

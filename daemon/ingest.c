@@ -72,6 +72,7 @@
 
 #include "isvdd.h"
 #include "loop.h"
+#include "metrics.h"
 #include "query.h"
 #include "worker.h"
 
@@ -378,6 +379,7 @@ static void answer_batch(struct isvdd *srv, struct ing_batch *b)
 			continue;
 		}
 		if (a->err) {
+			met_refusal(srv->met, MET_INGEST, a->err);
 			rpl_send_error(srv->log, srv->ingest, a->env, a->nenv, a->id, a->id_len, a->err, a->errmsg);
 			a->nenv = 0;
 			ack_fini(a);
@@ -398,6 +400,7 @@ static void answer_batch(struct isvdd *srv, struct ing_batch *b)
 			rep.spe_limit = b->spe_limit;
 			rep.t2_limit = b->t2_limit;
 		}
+		met_acked(srv->met, rep.accepted, a->duplicate, loop_now_ms());
 		rpl_send_ok(srv->log, srv->ingest, a->env, a->nenv, &rep);
 		a->nenv = 0;
 		ack_fini(a);
@@ -447,7 +450,11 @@ static void finish_batch(struct isvdd *srv, struct ing_batch *b, bool applied)
 
 void ing_engine_job(void *ctx, void *job)
 {
-	apply_batch(ctx, job);
+	struct isvdd *srv = ctx;
+	const uint64_t t0 = loop_now_ns();
+
+	apply_batch(srv, job);
+	met_fold(srv->met, loop_now_ns() - t0);
 }
 
 void ing_engine_finish(struct isvdd *srv)
@@ -483,6 +490,7 @@ static void flush(struct isvdd *srv)
 		srv->fill = b == &srv->batch[0] ? &srv->batch[1] : &srv->batch[0];
 		assert(!srv->fly);   /* one block in the engine at a time */
 		srv->fly = b;
+		met_block(srv->met, b->nrows);
 		wrk_submit(srv->engine, b);
 	} else {
 		finish_batch(srv, b, false);   /* duplicates of applied pushes, refusals */
@@ -727,7 +735,9 @@ static void handle_push(struct isvdd *srv, zmq_msg_t *env, size_t nenv, const zm
 		const struct verdict v = dedup(srv, &req, who);
 		code = enqueue(srv, env, nenv, &req, &v, msg, sizeof msg);
 	}
+	met_push(srv->met);
 	if (code) {
+		met_refusal(srv->met, MET_INGEST, code);
 		log_refused(srv->log, "push refused (client %s): %s: %s", who,
 		            isvd_proto_err_name(code), msg);
 		rpl_send_error(srv->log, srv->ingest, env, nenv, req.id, req.id_len, code, msg);

@@ -129,6 +129,9 @@ struct isvdd {
 	struct sec *sec;             /* CURVE keys and the ZAP handler (security.c) */
 	uint64_t early_flushes;      /* flushes forced by limits.max_pending_pushes */
 	uint64_t reported[3];        /* refused requests, CURVE refusals, early flushes at the last one */
+
+	struct met *met;             /* counters, gauges and histograms (metrics.c) */
+	struct http *http;           /* /metrics, /status, /healthz (http.c); NULL when off */
 };
 
 /* ---------------------------------------------------------- ingest.c */

@@ -75,6 +75,8 @@ int loop_turn(struct loop *l, long wait_ms);
 /* Monotonic milliseconds: the loop's clock, which every timer uses (and the
  * daemon's other intervals: the log's rate limit, uptime). */
 uint64_t loop_now_ms(void);
+/* The same clock in nanoseconds (durations for the metrics). */
+uint64_t loop_now_ns(void);
 /* Unix time in seconds (log lines, snapshot timestamps). */
 double loop_unix_time(void);
 

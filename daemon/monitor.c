@@ -31,6 +31,7 @@
 #include "isvdd.h"
 #include "limits.h"
 #include "loop.h"
+#include "metrics.h"
 #include "query.h"
 
 /* The query thread's copy of the figures info reports. */
@@ -42,6 +43,8 @@ static void tell_query(struct isvdd *srv)
 	                               s->drift_base_deg };
 	if (srv->qry)
 		qry_set_monitor(srv->qry, &m);
+	met_monitor(srv->met, s->rows_flagged, s->messages, s->messages_dropped, s->drift_prev_deg,
+	            s->drift_base_deg);
 }
 
 void mon_block_limits(const struct cfg *cfg, const struct isvd_model *m, struct ing_batch *b)

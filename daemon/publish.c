@@ -22,12 +22,15 @@
 
 #include "isvdd.h"
 #include "loop.h"
+#include "metrics.h"
 
 void pub_send(struct isvdd *srv, const char *topic, const uint8_t *body, size_t len)
 {
 	if (zmq_send(srv->publish, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
 	    zmq_send(srv->publish, body, len, ZMQ_DONTWAIT) < 0)
 		log_msg(srv->log, CFG_LOG_DEBUG, "%s snapshot not sent: %s", topic, zmq_strerror(errno));
+	else
+		met_snapshot(srv->met, strcmp(topic, ISVD_PROTO_TOPIC_SPECTRUM) ? 1 : 0);
 }
 
 static void publish_spectrum(struct isvdd *srv)

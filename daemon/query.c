@@ -10,6 +10,15 @@
  *   touch the same memory, and a query costs its own arithmetic only: at (1000, 50) a
  *   one-row `project` is ~0.1 ms whatever the ingest load.
  *
+ *   The HTTP thread (http.c) never reads a snapshot itself: a snapshot's
+ *   readers must be serialised (an exact-mode snapshot computes its SVD on
+ *   first read), so qry_summary() asks this thread, through an eventfd it
+ *   polls, for the figures of the current view (summarize()) and waits for
+ *   them on sum_cv; a summary is computed only when asked for and the view
+ *   changed, so an unwatched daemon pays nothing.  Every query is counted
+ *   (metrics.c) before its answer is sent, so a client that saw an answer
+ *   sees it counted.
+ *
  *   Control pair frames: thread → loop: the request's envelope frames and
  *   body (a `checkpoint`); loop → thread: "R", the envelope frames and the
  *   reply body, or "S" (stop).
@@ -26,12 +35,16 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <zmq.h>
 
 #include "isvd_proto.h"
 #include "limits.h"
 #include "loop.h"
+#include "metrics.h"
 #include "reply.h"
 
 #ifndef ISVD_VERSION
@@ -71,6 +84,15 @@ struct qry {
 	int start_rc;                /* the thread's set-up result, under mu */
 	pthread_cond_t started_cv;
 	bool start_done;
+
+	/* the HTTP thread's summaries (qry_summary()): asked for through
+	 * sum_fd, computed by the thread from its view, handed over under mu */
+	uint64_t view_gen;           /* under mu: views published, the first one 1 */
+	int sum_fd;                  /* eventfd, polled by the thread */
+	bool sum_want;               /* under mu */
+	pthread_cond_t sum_cv;       /* a summary was published */
+	struct qry_summary *sum;     /* under mu: the latest (gen 0: none) */
+	struct qry_summary *sum_work;   /* the thread's, being computed */
 };
 
 /* ----------------------------------------------------------------- views */
@@ -132,6 +154,7 @@ void qry_publish_view(struct qry *r, struct qry_view *v, uint64_t last_checkpoin
 	pthread_mutex_lock(&r->mu);
 	old = r->view;
 	r->view = v;
+	r->view_gen++;
 	r->last_checkpoint_seq = last_checkpoint_seq;
 	pthread_mutex_unlock(&r->mu);
 	if (old)
@@ -443,6 +466,7 @@ static void handle_query(struct qry *r, void *ctl, zmq_msg_t *frames, size_t nfr
 	query_fn *fn;
 	char msg[256] = "";
 	int code;
+	const uint64_t t0 = loop_now_ns();
 
 	code = isvd_proto_request_decode(zmq_msg_data(body), zmq_msg_size(body), &r->lim, &req, &perr);
 	if (req.op == ISVD_OP_PUSH) {
@@ -451,6 +475,8 @@ static void handle_query(struct qry *r, void *ctl, zmq_msg_t *frames, size_t nfr
 	}
 	if (code) {
 		log_refused(r->log, "query refused: %s: %s", isvd_proto_err_name(code), perr.message);
+		met_refusal(r->hooks.met, MET_QUERY, code);   /* counted before the client can see it */
+		met_query(r->hooks.met, req.op, loop_now_ns() - t0);
 		rpl_send_error(r->log, r->query, env, nenv, req.id, req.id_len, code, perr.message);
 		zmq_msg_close(body);
 		isvd_proto_request_fini(&req);
@@ -474,6 +500,9 @@ static void handle_query(struct qry *r, void *ctl, zmq_msg_t *frames, size_t nfr
 		code = ISVD_PROTO_UNKNOWN_OP;
 		snprintf(msg, sizeof msg, "unknown op");
 	}
+	if (code)   /* counted before the client can see the answer */
+		met_refusal(r->hooks.met, MET_QUERY, code);
+	met_query(r->hooks.met, req.op, loop_now_ns() - t0);
 	answer(r, env, nenv, &req, &rep, code, msg, sizeof msg);
 	rpl_factors_free(&rep);   /* sigma (info, factors), vt and mean (factors) */
 	free(rep.coords.data);
@@ -486,6 +515,76 @@ static void handle_query(struct qry *r, void *ctl, zmq_msg_t *frames, size_t nfr
 	view_put(r, v);
 	zmq_msg_close(body);
 	isvd_proto_request_fini(&req);
+}
+
+/* --------------------------------------------------------- summaries */
+
+/* The thread's answer to qry_summary(): the figures of the current view,
+ * computed outside the lock (the thread is the snapshot's only reader),
+ * then published under it. */
+static void summarize(struct qry *r)
+{
+	struct qry_summary *s = r->sum_work;
+	struct qry_view *v;
+	uint64_t u64;
+
+	while (read(r->sum_fd, &u64, sizeof u64) < 0 && errno == EINTR)
+		;
+	pthread_mutex_lock(&r->mu);
+	r->sum_want = false;
+	v = r->view;
+	v->refs++;
+	s->gen = r->view_gen;
+	pthread_mutex_unlock(&r->mu);
+	s->seq = v->seq;
+	s->nsigma = 0;
+	s->have_model = v->snap && isvd_model_info(v->snap, &s->info) == ISVD_OK;
+	if (s->have_model && s->info.rows_seen &&
+	    isvd_model_factors(v->snap, s->sigma, NULL, NULL, &s->nsigma) != ISVD_OK)
+		s->nsigma = 0;
+	view_put(r, v);
+	pthread_mutex_lock(&r->mu);
+	r->sum_work = r->sum;
+	r->sum = s;
+	pthread_cond_broadcast(&r->sum_cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* Copies what a summary holds (σ up to nsigma only). */
+static void summary_copy(struct qry_summary *to, const struct qry_summary *from)
+{
+	memcpy(to, from, offsetof(struct qry_summary, sigma));
+	memcpy(to->sigma, from->sigma, from->nsigma * sizeof from->sigma[0]);
+}
+
+int qry_summary(struct qry *r, struct qry_summary *out, int wait_ms)
+{
+	struct timespec until;
+	const uint64_t one = 1;
+	uint64_t want_gen;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += wait_ms / 1000;
+	until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&r->mu);
+	want_gen = r->view_gen;
+	if (r->sum->gen != want_gen) {
+		if (!r->sum_want) {
+			r->sum_want = true;
+			while (write(r->sum_fd, &one, sizeof one) < 0 && errno == EINTR)
+				;
+		}
+		while (r->sum->gen < want_gen &&
+		       pthread_cond_timedwait(&r->sum_cv, &r->mu, &until) != ETIMEDOUT)
+			;
+	}
+	summary_copy(out, r->sum);
+	pthread_mutex_unlock(&r->mu);
+	return out->gen ? 0 : -1;
 }
 
 /* ------------------------------------------------------------ the thread */
@@ -509,15 +608,16 @@ static void *run(void *arg)
 			zmq_close(ctl);
 		return NULL;
 	}
-	zmq_pollitem_t items[2] = {
+	zmq_pollitem_t items[3] = {
 		{ r->query, 0, ZMQ_POLLIN, 0 },
 		{ ctl, 0, ZMQ_POLLIN, 0 },
+		{ NULL, r->sum_fd, ZMQ_POLLIN, 0 },   /* qry_summary() asks */
 	};
 	for (;;) {
 		zmq_msg_t frames[QRY_CTL_FRAMES];
 		size_t n = 0;
 
-		if (zmq_poll(items, 2, QRY_POLL_MS) < 0) {
+		if (zmq_poll(items, 3, QRY_POLL_MS) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_msg(r->log, CFG_LOG_ERROR, "query thread: zmq_poll: %s", zmq_strerror(errno));
@@ -552,11 +652,46 @@ static void *run(void *arg)
 				if (got == 1)
 					handle_query(r, ctl, frames, n);
 			}
+		if (items[2].revents & ZMQ_POLLIN)
+			summarize(r);
 	}
 	zmq_close(ctl);
 	zmq_close(r->query);
 	r->query = NULL;
 	return NULL;
+}
+
+/* The summary slots, the eventfd and the condition variable (on the
+ * monotonic clock qry_summary() waits by).  0, or -1 with errno. */
+static int summary_init(struct qry *r)
+{
+	pthread_condattr_t ca;
+
+	r->sum = calloc(1, sizeof *r->sum);
+	r->sum_work = calloc(1, sizeof *r->sum_work);
+	r->sum_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (!r->sum || !r->sum_work || r->sum_fd < 0) {
+		const int e = r->sum_fd < 0 && r->sum && r->sum_work ? errno : ENOMEM;
+		free(r->sum);
+		free(r->sum_work);
+		if (r->sum_fd >= 0)
+			close(r->sum_fd);
+		errno = e;
+		return -1;
+	}
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->sum_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	return 0;
+}
+
+static void summary_fini(struct qry *r)
+{
+	pthread_cond_destroy(&r->sum_cv);
+	close(r->sum_fd);
+	free(r->sum);
+	free(r->sum_work);
 }
 
 int qry_start(const struct cfg *cfg, struct log_sink *log, void *zctx, void *query_sock,
@@ -585,7 +720,15 @@ int qry_start(const struct cfg *cfg, struct log_sink *log, void *zctx, void *que
 		r->gap_rows0 = gi.rows_with_gaps;
 		r->gap_values0 = gi.values_imputed;
 	}
+	if (summary_init(r)) {
+		log_msg(log, CFG_LOG_ERROR, "cannot set up the query thread's summaries: %s", strerror(errno));
+		pthread_cond_destroy(&r->started_cv);
+		pthread_mutex_destroy(&r->mu);
+		free(r);
+		return -1;
+	}
 	r->view = qry_view_make(model, seq, &err);
+	r->view_gen = 1;
 	r->last_checkpoint_seq = last_checkpoint_seq;
 	if (!r->view) {
 		log_msg(log, CFG_LOG_ERROR, "cannot snapshot the model for the query thread: %s",
@@ -622,6 +765,7 @@ fail:
 	if (r->ctl_loop)
 		zmq_close(r->ctl_loop);
 	qry_view_free(r->view);
+	summary_fini(r);
 	pthread_cond_destroy(&r->started_cv);
 	pthread_mutex_destroy(&r->mu);
 	free(r);
@@ -645,6 +789,7 @@ void qry_serve_ctl(struct qry *r)
 		size_t len = 0;
 		char why[600] = "";
 		uint64_t seq = 0;
+		const uint64_t t0 = loop_now_ns();
 
 		if (rpl_recv_frames(r->log, r->ctl_loop, frames, RPL_MAX_FRAMES, &n) != 1)
 			return;
@@ -662,7 +807,9 @@ void qry_serve_ctl(struct qry *r)
 			isvd_proto_reply_encode(&rep, &out, &len);
 		} else {
 			isvd_proto_error_encode(req.id, req.id_len, ISVD_PROTO_UNAVAILABLE, why, &out, &len);
+			met_refusal(r->hooks.met, MET_QUERY, ISVD_PROTO_UNAVAILABLE);
 		}
+		met_query(r->hooks.met, ISVD_OP_CHECKPOINT, loop_now_ns() - t0);
 		isvd_proto_request_fini(&req);
 		zmq_msg_close(body);
 		/* "R", the envelope, the reply */
@@ -689,6 +836,7 @@ void qry_stop(struct qry *r)
 	}
 	zmq_close(r->ctl_loop);
 	qry_view_free(r->view);
+	summary_fini(r);
 	pthread_cond_destroy(&r->started_cv);
 	pthread_mutex_destroy(&r->mu);
 	free(r);

@@ -31,6 +31,7 @@
 #include "isvd_model.h"
 #include "log.h"
 
+struct met;
 struct qry;
 
 /* What the loop lends the thread for the ops it answers: checkpoint()
@@ -40,6 +41,7 @@ struct qry_hooks {
 	void *ctx;
 	int (*checkpoint)(void *ctx, uint64_t *seq, char *why, size_t cap);
 	int (*baseline)(void *ctx, uint64_t *seq, char *why, size_t cap);
+	struct met *met;             /* queries and refusals are counted here (may be NULL) */
 };
 
 /* The monitor's figures the loop keeps (monitor.c), as info reports them. */
@@ -82,6 +84,26 @@ void *qry_ctl_socket(struct qry *r);
 /* Serves the forwarded requests waiting on the control pair (the loop's
  * thread only). */
 void qry_serve_ctl(struct qry *r);
+
+/* What the HTTP thread (http.c) shows of the model: figures the query
+ * thread computes from its current view on request, so that the view's
+ * snapshot keeps one reader (a snapshot's readers must be serialised:
+ * update/isvd_model.h) and ingest is never involved. */
+struct qry_summary {
+	uint64_t gen;                /* the view it describes (views count from 1); 0: none */
+	uint64_t seq;                /* rows in that view */
+	bool have_model;             /* false until the dimension is known */
+	struct isvd_info info;       /* when have_model */
+	size_t nsigma;               /* σ reported, non-increasing */
+	double sigma[ISVD_MAX_RANK];
+};
+
+/* Copies the summary of the current view into *out, first asking the query
+ * thread for a fresh one when the view changed since the last, and waiting
+ * for it at most wait_ms (a query thread busy with a long query leaves the
+ * older summary).  Any thread; returns 0, or -1 when no summary exists yet
+ * (*out then has gen 0). */
+int qry_summary(struct qry *r, struct qry_summary *out, int wait_ms);
 
 /* Stops and joins the thread, frees everything.  qry_stop(NULL) is a no-op. */
 void qry_stop(struct qry *r);

@@ -297,7 +297,7 @@ int rec_seed(struct isvdd *srv, const char *path)
 
 struct sto_hooks rec_hooks(struct isvdd *srv)
 {
-	const struct sto_hooks h = { srv, hook_load, hook_apply };
+	const struct sto_hooks h = { srv, hook_load, hook_apply, srv->met };
 
 	return h;
 }

@@ -50,6 +50,8 @@
 
 #include <zmq.h>
 
+#include "metrics.h"
+
 #ifndef ZMQ_ZAP_ENFORCE_DOMAIN
 #define ZMQ_ZAP_ENFORCE_DOMAIN 93   /* libzmq >= 4.3 (a draft option in its header) */
 #endif
@@ -74,6 +76,7 @@ struct sec {
 	struct keyset all, ingest, query;   /* client_, ingest_, query_keys_dir */
 	void *zap;                          /* REP, or NULL */
 	struct sec_counts counts;
+	struct met *met;                    /* sec_set_metrics(); may be NULL */
 };
 
 /* Where problems go: a stream (--check) or the log (start-up, SIGHUP). */
@@ -454,6 +457,7 @@ void sec_zap_serve(struct sec *s)
 				s->counts.admitted[role]++;
 			else
 				s->counts.refused[role]++;
+			met_curve(s->met, (int)role, ok);
 		}
 		if (ok)
 			log_msg(s->log, CFG_LOG_DEBUG, "CURVE client %s admitted on the %s socket (peer %s)", z85,
@@ -482,6 +486,11 @@ void sec_reload(struct sec *s)
 	}
 	log_msg(s->log, CFG_LOG_INFO, "keys reloaded: %zu on every socket, %zu ingest-only, %zu query-only",
 	        s->all.n, s->ingest.n, s->query.n);
+}
+
+void sec_set_metrics(struct sec *s, struct met *met)
+{
+	s->met = met;
 }
 
 void sec_get_counts(const struct sec *s, struct sec_counts *c)

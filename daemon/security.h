@@ -76,6 +76,9 @@ struct sec_counts {
 	uint64_t admitted[SEC_ROLES_], refused[SEC_ROLES_];
 };
 void sec_get_counts(const struct sec *s, struct sec_counts *c);
+/* Also counts admissions and refusals in met (metrics.c) from now on. */
+struct met;
+void sec_set_metrics(struct sec *s, struct met *met);
 
 /* Closes the ZAP socket and frees everything.  sec_destroy(NULL) is a no-op. */
 void sec_destroy(struct sec *s);

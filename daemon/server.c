@@ -28,6 +28,12 @@
  *   Teardown runs the other way: the engine thread first (it may be
  *   applying a block), then the query thread (it closes its socket).
  *
+ *   With http.listen set, a fourth thread (libmicrohttpd's, http.c) serves
+ *   /metrics, /status and /healthz from the registry (metrics.c, which
+ *   every unit updates where its events happen) and the query thread's
+ *   summaries; it starts before recovery (/healthz: "recovering") and
+ *   stops first.
+ *
  *   Hostile peers: every socket bounds message size (ZMQ_MAXMSGSIZE),
  *   queues (high-water marks) and handshake time (limits.handshake_ms);
  *   refusals are counted and summed up in the log once a minute and at
@@ -46,8 +52,10 @@
 
 #include <zmq.h>
 
+#include "http.h"
 #include "isvdd.h"
 #include "loop.h"
+#include "metrics.h"
 #include "query.h"
 #include "security.h"
 #include "storage.h"
@@ -117,6 +125,7 @@ int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_
 			break;
 		}
 	}
+	met_set_phase(srv->met, MET_STOPPING);
 	ing_drain(srv);
 	log_msg(srv->log, CFG_LOG_INFO, "stopping: %llu rows in the model; writing a checkpoint",
 	        (unsigned long long)srv->seq);
@@ -213,6 +222,15 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const c
 	srv->lim.max_cols = ISVD_MAX_DIM;
 	srv->fill = &srv->batch[0];
 	srv->mon.drift_prev_deg = srv->mon.drift_base_deg = NAN;
+	/* the HTTP endpoint answers from the start: /healthz says "recovering" */
+	if (!(srv->met = met_create())) {
+		log_msg(log, CFG_LOG_ERROR, "cannot allocate the metrics: %s", strerror(ENOMEM));
+		goto fail;
+	}
+	if (cfg->monitor.enabled)   /* /metrics has the monitor's figures from the start */
+		met_monitor(srv->met, 0, 0, 0, NAN, NAN);
+	if (http_start(cfg, log, srv->met, loop_now_ms(), &srv->http))
+		goto fail;
 	if (loop_create(SRV_POLL_MAX_MS, &srv->loop) ||
 	    (srv->t_flush = loop_add_timer(srv->loop, 0, ing_on_flush_timer, srv)) < 0) {
 		log_msg(log, CFG_LOG_ERROR, "cannot allocate the event loop: %s", strerror(ENOMEM));
@@ -249,6 +267,7 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const c
 	/* the ZAP handler is bound before the sockets that need it */
 	if (sec_create(cfg, log, srv->zctx, &srv->sec))
 		goto fail;
+	sec_set_metrics(srv->sec, srv->met);
 	if (!(srv->ingest = open_socket(srv, ZMQ_ROUTER, SEC_INGEST, cfg->endpoints.ingest, hs, hr)))
 		goto fail;
 	if (!(srv->query = open_socket(srv, ZMQ_ROUTER, SEC_QUERY, cfg->endpoints.query, hs, hr)))
@@ -258,13 +277,16 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const c
 		goto fail;
 	srv->start_ms = loop_now_ms();
 	srv->rate_ms[0] = srv->rate_ms[1] = srv->start_ms;
-	const struct qry_hooks rh = { srv, rec_on_checkpoint_request, mon_on_baseline_request };
+	const struct qry_hooks rh = { srv, rec_on_checkpoint_request, mon_on_baseline_request,
+	                               srv->met };
 	if (qry_start(cfg, log, srv->zctx, srv->query, &rh, srv->model, srv->seq,
 	              sto_last_checkpoint_seq(srv->sto), &srv->qry))
 		goto fail;
 	srv->query = NULL;   /* the query thread's now */
 	if (register_loop(srv))
 		goto fail;
+	http_attach(srv->http, srv->qry);
+	met_set_phase(srv->met, MET_SERVING);
 	*out = srv;
 	return 0;
 fail:
@@ -276,7 +298,8 @@ void srv_destroy(struct isvdd *srv)
 {
 	if (!srv)
 		return;
-	wrk_destroy(srv->engine);   /* first: it may be applying a block */
+	http_stop(srv->http);       /* it reads the query thread's summaries */
+	wrk_destroy(srv->engine);   /* then the engine: it may be applying a block */
 	qry_stop(srv->qry);         /* then the query thread: it closes the query socket */
 	ing_fini(srv);
 	sto_close(srv->sto);
@@ -293,5 +316,6 @@ void srv_destroy(struct isvdd *srv)
 	isvd_model_destroy(srv->model);
 	mon_fini(&srv->mon);
 	loop_destroy(srv->loop);
+	met_destroy(srv->met);
 	free(srv);
 }

@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "metrics.h"
 
 #define STO_RETRY_MS     1000   /* failed state: checkpoint retry interval */
 #define STO_PROGRESS_MS  1000   /* recovery progress log interval */
@@ -70,6 +71,9 @@ struct sto {
 	uint64_t retry_ms;                /* failed: next checkpoint attempt */
 
 	uint64_t last_sync_ms;            /* fsync: interval */
+
+	struct met *met;                  /* the hooks' (may be NULL) */
+	uint64_t log_bytes, log_segments; /* the log on disk, as metrics.c shows it */
 };
 
 /* -------------------------------------------------------------- listing */
@@ -132,6 +136,36 @@ nomem:
 	closedir(d);
 	log_msg(s->log, CFG_LOG_ERROR, "cannot list %s: %s", s->cfg->storage.dir, strerror(ENOMEM));
 	return -1;
+}
+
+/* Measures the log on disk (segments and their bytes) for the metrics;
+ * after anything that adds or removes a segment.  Appends add their bytes
+ * as they go (sto_log_block()). */
+static void measure_log(struct sto *s)
+{
+	struct names segs = { 0 }, ckpts = { 0 };
+	struct stat st;
+
+	if (list_dir(s, &segs, &ckpts))
+		return;
+	s->log_bytes = 0;
+	s->log_segments = segs.n;
+	for (size_t i = 0; i < segs.n; i++)
+		if (fstatat(s->dirfd, segs.v[i], &st, 0) == 0)
+			s->log_bytes += (uint64_t)st.st_size;
+	free(segs.v);
+	free(ckpts.v);
+	met_log_size(s->met, s->log_bytes, s->log_segments);
+}
+
+/* wal_sync(), timed for the fsync histogram. */
+static int sync_log(struct sto *s, struct wal_err *e)
+{
+	const uint64_t t0 = loop_now_ns();
+	const int rc = wal_sync(&s->w, e);
+
+	met_fsync(s->met, loop_now_ns() - t0);
+	return rc;
 }
 
 static void remove_file(struct sto *s, const char *name, const char *reason)
@@ -471,6 +505,7 @@ int sto_open(const struct cfg *cfg, struct log_sink *log, bool repair, const str
 	}
 	s->cfg = cfg;
 	s->log = log;
+	s->met = h->met;
 	s->lockfd = -1;
 	s->dirfd = -1;
 	wal_writer_init(&s->w, -1);
@@ -522,6 +557,9 @@ int sto_open(const struct cfg *cfg, struct log_sink *log, bool repair, const str
 	s->ckpt_ms = s->last_sync_ms = loop_now_ms();
 	free(segs.v);
 	free(ckpts.v);
+	measure_log(s);
+	if (s->have_ckpt)
+		met_checkpoint(s->met, s->ckpt_seq, s->ckpt_ms);
 	*out = s;
 	return 0;
 fail:
@@ -543,6 +581,7 @@ static void set_failed(struct sto *s, const char *what, const char *msg)
 	s->failed = true;
 	snprintf(s->why, sizeof s->why, "%s: %s", what, msg);
 	s->retry_ms = loop_now_ms() + STO_RETRY_MS;
+	met_storage_failed(s->met, s->why);
 }
 
 bool sto_failed(const struct sto *s, const char **why)
@@ -555,13 +594,13 @@ bool sto_failed(const struct sto *s, const char **why)
 int sto_log_block(struct sto *s, struct wal_block *b)
 {
 	struct wal_err e;
-	const uint64_t before = s->w.off;
+	uint64_t before;
 
 	if (s->failed)
 		return -1;
 	if (s->w.off >= s->cfg->storage.segment_bytes) {   /* roll */
 		struct wal_err e2;
-		if (s->cfg->storage.fsync != CFG_FSYNC_NONE && wal_sync(&s->w, &e2)) {
+		if (s->cfg->storage.fsync != CFG_FSYNC_NONE && sync_log(s, &e2)) {
 			set_failed(s, "log", e2.msg);
 			wal_close(&s->w);
 			return -1;
@@ -570,19 +609,25 @@ int sto_log_block(struct sto *s, struct wal_block *b)
 			set_failed(s, "log", e2.msg);
 			return -1;
 		}
+		measure_log(s);
 	}
+	before = s->w.off;   /* after a roll: the new segment's, which the rollback cuts */
 	b->lsn = s->next_lsn;
 	if (wal_append(&s->w, b, &e)) {
 		set_failed(s, "log", e.msg);
 		wal_close(&s->w);
 		return -1;
 	}
-	if (s->cfg->storage.fsync == CFG_FSYNC_ALWAYS && wal_sync(&s->w, &e)) {
+	s->log_bytes += s->w.off - before;
+	met_log_size(s->met, s->log_bytes, s->log_segments);
+	if (s->cfg->storage.fsync == CFG_FSYNC_ALWAYS && sync_log(s, &e)) {
 		/* of unknown durability and never acknowledged: cut it off, so that
 		 * a restart does not replay a push that was refused */
 		if (ftruncate(s->w.fd, (off_t)before))
 			log_msg(s->log, CFG_LOG_ERROR, "cannot cut the unsynced record off %s: %s", s->w.name,
 			        strerror(errno));
+		else
+			s->log_bytes -= s->w.off - before;
 		set_failed(s, "log", e.msg);
 		wal_close(&s->w);
 		return -1;
@@ -613,7 +658,7 @@ void sto_tick(struct sto *s, uint64_t now_ms)
 	    s->w.synced == s->w.off || now_ms < s->last_sync_ms + s->cfg->storage.fsync_interval_ms)
 		return;
 	s->last_sync_ms = now_ms;
-	if (wal_sync(&s->w, &e)) {
+	if (sync_log(s, &e)) {
 		set_failed(s, "log", e.msg);
 		wal_close(&s->w);
 	}
@@ -706,7 +751,7 @@ int sto_checkpoint(struct sto *s, uint64_t seq, const uint8_t *model, size_t mod
 	/* the next record starts a new segment, so that whole segments are
 	 * covered by checkpoints and can go */
 	if (healing || s->w.fd < 0 || s->w.off > WAL_SEGMENT_HEADER) {
-		if (s->w.fd >= 0 && s->cfg->storage.fsync != CFG_FSYNC_NONE && wal_sync(&s->w, &e))
+		if (s->w.fd >= 0 && s->cfg->storage.fsync != CFG_FSYNC_NONE && sync_log(s, &e))
 			log_msg(s->log, CFG_LOG_WARN, "%s (covered by checkpoint %s)", e.msg, name);
 		if (wal_create_segment(&s->w, s->next_lsn, &e)) {
 			set_failed(s, "log", e.msg);
@@ -716,6 +761,9 @@ int sto_checkpoint(struct sto *s, uint64_t seq, const uint8_t *model, size_t mod
 	s->failed = false;
 	s->why[0] = '\0';
 	prune(s, lsn, healing, name);
+	measure_log(s);
+	met_checkpoint(s->met, seq, s->ckpt_ms);
+	met_storage_healthy(s->met);
 	log_msg(s->log, CFG_LOG_INFO, "checkpoint %s/%s: %" PRIu64 " rows, %zu bytes, %.3f s%s",
 	        s->cfg->storage.dir, name, seq, model_len + clients_len + CKPT_OVERHEAD,
 	        (double)(loop_now_ms() - t0) / 1000.0, healing ? "; storage healthy again, accepting pushes" : "");

@@ -42,8 +42,10 @@ struct sto_hooks {
 	void *ctx;
 	int (*load)(void *ctx, const struct ckpt *c, char *why, size_t cap);
 	int (*apply)(void *ctx, const struct wal_block *b, char *why, size_t cap);
+	struct met *met;   /* where storage counts fsyncs, failures, the log's size (may be NULL) */
 };
 
+struct met;
 struct sto;
 
 /* Creates storage.dir if needed, locks it, and recovers: loads the newest

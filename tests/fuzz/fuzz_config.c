@@ -46,6 +46,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		      strcmp(c.endpoints.ingest, c.endpoints.publish));
 		CHECK(c.storage.dir && c.storage.dir[0]);
 		CHECK(!c.security.curve || c.security.secret_key_file[0]);
+		if (c.http.listen[0]) {   /* what loaded, http.c can bind; CURVE keeps it on loopback */
+			struct sockaddr_storage a;
+			socklen_t len;
+			bool loopback;
+			char why[160];
+			CHECK(cfg_parse_listen(c.http.listen, &a, &len, &loopback, why, sizeof why) == 0);
+			CHECK(!c.security.curve || c.http.allow_insecure || loopback);
+		}
 	}
 	cfg_fini(&c);
 	return 0;

@@ -31,6 +31,8 @@ CONFIGS = {
     "null-doc.yaml": "~\n",
     "security.yaml": "security:\n  curve: true\n  secret_key_file: /k/server.key\n"
                      "  client_keys_dir: /k/all\n  ingest_keys_dir: /k/in\n  query_keys_dir: /k/q\n",
+    "http.yaml": "security:\n  curve: true\n  secret_key_file: /k/s\n  client_keys_dir: /k/a\n"
+                 "http:\n  listen: '[::1]:5573'\n  allow_insecure: false\n",
     "limits.yaml": "limits:\n  max_message_bytes: 1024\n  max_pending_pushes: 1\n  handshake_ms: 0\n",
     "half-life.yaml": "model:\n  half_life: 1e-300\n",
     "both-forget.yaml": "model:\n  forget: 0.5\n  half_life: 10\n",

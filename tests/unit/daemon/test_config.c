@@ -3,7 +3,8 @@
  * range check, walked from the table itself, so a key added later is
  * covered too.  Integers and numbers: both ends of the range load, one
  * step beyond either end is refused; choices: each loads, anything else is
- * refused; booleans, strings and endpoints likewise.
+ * refused; booleans, strings, endpoints and listen addresses likewise.
+ * Also the cross-field rule of http.listen under security.curve.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "config.h"
 
@@ -138,6 +142,25 @@ static void check_endpoint(const struct cfg_option_info *o)
 	refuses(o->name, "127.0.0.1:1");
 }
 
+static void check_listen(const struct cfg_option_info *o)
+{
+	accepts(o->name, "''");                       /* off */
+	accepts(o->name, "127.0.0.1:5573");
+	accepts(o->name, "0.0.0.0:0");                /* any free port */
+	accepts(o->name, "localhost:80");
+	accepts(o->name, "'[::1]:65535'");
+	refuses(o->name, "127.0.0.1:65536");
+	refuses(o->name, "127.0.0.1:");
+	refuses(o->name, "127.0.0.1:-1");
+	refuses(o->name, "127.0.0.1");
+	refuses(o->name, ":5573");
+	refuses(o->name, "example.com:80");           /* names are not resolved */
+	refuses(o->name, "'::1:80'");                 /* IPv6 needs brackets */
+	refuses(o->name, "'[::1:80'");
+	refuses(o->name, "http://127.0.0.1:80");
+	refuses(o->name, "[a, b]");
+}
+
 static void test_every_key(void **state)
 {
 	struct cfg_option_info o;
@@ -158,11 +181,96 @@ static void test_every_key(void **state)
 			check_string(&o);
 		else if (!strcmp(o.type, "endpoint"))
 			check_endpoint(&o);
+		else if (!strcmp(o.type, "listen"))
+			check_listen(&o);
 		else
 			fail_msg("%s: unknown type %s", o.name, o.type);
 	}
 	assert_true(n >= 40);   /* the table as of this writing; more only adds rows */
 	rmdir(dir);
+}
+
+/* Problems cfg_load() finds in text (a whole file). */
+static int load_text(const char *text)
+{
+	char path[128];
+	struct cfg c;
+	FILE *f, *errs;
+	int problems;
+
+	snprintf(path, sizeof path, "%s/t.yaml", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fputs(text, f);
+	fclose(f);
+	assert_non_null(errs = fopen("/dev/null", "w"));
+	assert_int_equal(cfg_init_defaults(&c), 0);
+	problems = cfg_load(&c, path, errs);
+	cfg_fini(&c);
+	fclose(errs);
+	unlink(path);
+	return problems;
+}
+
+/* With security.curve on, http.listen on a non-loopback address is refused
+ * unless http.allow_insecure says otherwise; loopback is always fine. */
+static void test_http_listen_with_curve(void **state)
+{
+	static const char curve[] = "security:\n  curve: true\n  secret_key_file: s.key\n"
+	                            "  client_keys_dir: keys\n";
+	static const struct {
+		const char *http;
+		int problems;
+	} cases[] = {
+		{ "http:\n  listen: 0.0.0.0:5573\n", 1 },
+		{ "http:\n  listen: 10.1.2.3:5573\n", 1 },
+		{ "http:\n  listen: '[::]:5573'\n", 1 },
+		{ "http:\n  listen: 0.0.0.0:5573\n  allow_insecure: true\n", 0 },
+		{ "http:\n  listen: 127.0.0.1:5573\n", 0 },
+		{ "http:\n  listen: 127.8.9.10:5573\n", 0 },
+		{ "http:\n  listen: localhost:5573\n", 0 },
+		{ "http:\n  listen: '[::1]:5573'\n", 0 },
+		{ "http:\n  listen: ''\n", 0 },
+		{ "", 0 },
+	};
+	char text[512];
+
+	(void)state;
+	memcpy(dir + strlen(dir) - 6, "XXXXXX", 6);   /* test_every_key used the template */
+	assert_non_null(mkdtemp(dir));
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(text, sizeof text, "%s%s", curve, cases[i].http);
+		if (load_text(text) != cases[i].problems)
+			fail_msg("case %zu: %s: expected %d problems", i, cases[i].http, cases[i].problems);
+		/* without CURVE every address is allowed (isvdd warns at start) */
+		if (load_text(cases[i].http) != 0)
+			fail_msg("case %zu without curve refused", i);
+	}
+	rmdir(dir);
+}
+
+/* cfg_parse_listen(): the address and the loopback verdict http.c binds by. */
+static void test_parse_listen(void **state)
+{
+	struct sockaddr_storage a;
+	socklen_t len;
+	bool loop;
+	char why[160];
+
+	(void)state;
+	assert_int_equal(cfg_parse_listen("127.0.0.1:5573", &a, &len, &loop, why, sizeof why), 0);
+	assert_int_equal(a.ss_family, AF_INET);
+	assert_int_equal(len, sizeof(struct sockaddr_in));
+	assert_int_equal(ntohs(((struct sockaddr_in *)&a)->sin_port), 5573);
+	assert_true(loop);
+	assert_int_equal(cfg_parse_listen("192.168.1.1:0", &a, &len, &loop, why, sizeof why), 0);
+	assert_false(loop);
+	assert_int_equal(cfg_parse_listen("[::1]:1", &a, &len, &loop, why, sizeof why), 0);
+	assert_int_equal(a.ss_family, AF_INET6);
+	assert_true(loop);
+	assert_int_equal(cfg_parse_listen("[::]:1", &a, &len, &loop, why, sizeof why), 0);
+	assert_false(loop);
+	assert_int_equal(cfg_parse_listen("host:1", &a, &len, &loop, why, sizeof why), -1);
+	assert_non_null(strstr(why, "not resolved"));
 }
 
 static void test_defaults_load(void **state)
@@ -181,6 +289,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults_load),
 		cmocka_unit_test(test_every_key),
+		cmocka_unit_test(test_http_listen_with_curve),
+		cmocka_unit_test(test_parse_listen),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
