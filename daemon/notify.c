@@ -184,6 +184,8 @@ static void describe(struct isvdd *srv, const char *state, char *buf, size_t cap
 		              (unsigned long long)srv->cfg->model.rank);
 	if (at >= 0 && (size_t)at < cap && srv->sto && sto_failed(srv->sto, &why))
 		snprintf(buf + at, cap - (size_t)at, "; storage failed, pushes refused: %s", why);
+	for (char *p = buf; (p = strchr(p, '\n')) != NULL;)
+		*p = ' ';   /* one line: a newline would start another KEY= */
 }
 
 void ntf_ready(struct isvdd *srv)

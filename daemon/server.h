@@ -30,8 +30,8 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, struct 
 /* Serves until *stop becomes non-zero; reopens the log and re-reads the
  * client keys whenever *hup is set (and clears it).  Tells the service
  * manager READY=1 first, RELOADING=1 around *hup, STOPPING=1 at the end
- * (notify.h; nothing when not supervised).  On stop, pending rows are folded and their pushes
- * answered before returning.  Returns 0, or -1 on a fatal error (logged). */
+ * (notify.h; nothing when not supervised).  On stop, pending rows are
+ * folded and their pushes answered before returning.  Returns 0, or -1 on a fatal error (logged). */
 int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_t *hup);
 
 /* Closes the sockets and frees everything.  srv_destroy(NULL) is a no-op. */

@@ -10,6 +10,7 @@ would for a Type=notify unit.
   on SIGTERM and a clean exit;
 - a path socket and WATCHDOG_PID naming another process: every message but
   WATCHDOG=1 (sd_watchdog_enabled()'s rule);
+- STATUS says when storage has failed (faultfs), and why, until it heals;
 - the watchdog comes from the event loop: while a checkpoint is held at its
   rename (faultfs) the loop thread is stuck, the query thread still answers
   ping, and the pings stop; released, they resume.
@@ -179,6 +180,39 @@ def test_watchdog_stops_while_the_loop_is_stuck(tmp_path):
             while d.info()["last_checkpoint_seq"] != 60:
                 assert time.monotonic() < deadline, "the checkpoint did not complete"
                 time.sleep(0.05)
+    finally:
+        n.close()
+
+
+def test_status_reports_a_storage_failure_and_its_healing(tmp_path):
+    """A write that fails (faultfs "write ENOSPC") fails storage: STATUS
+    says so, with the reason, until the fault clears and storage heals."""
+    n = Notify(f"@isvd-test-notify-st-{os.getpid()}-{tmp_path.name}")
+    ctl = tmp_path / "faults"
+    ctl.write_text("")
+    env = {"NOTIFY_SOCKET": n.address, **faultfs_env(ctl, tmp_path / "data")}
+    try:
+        with Daemon(tmp_path, model={"dim": 4, "rank": 2}, env=env) as d:
+            n.expect("READY", "1")
+            assert d.push(np.eye(4), client="p", batch=1)["ok"]
+            ctl.write_text("write ENOSPC\n")
+            time.sleep(0.05)   # faultfs re-reads the file when its mtime changes
+            r = d.push(np.eye(4) * 2, client="p", batch=2)
+            assert r["ok"] is False and r["error"]["code"] == "UNAVAILABLE", r
+            st = n.expect("STATUS")
+            while "storage failed" not in st["STATUS"]:
+                st = n.expect("STATUS")
+            assert st["STATUS"].startswith("serving: rank 2, 4 rows, dim 4; storage failed, pushes "
+                                           "refused: "), st
+            assert "No space left on device" in st["STATUS"], st
+            ctl.write_text("")
+            deadline = time.monotonic() + WAIT_S
+            while not d.push(np.eye(4) * 2, client="p", batch=2)["ok"]:
+                assert time.monotonic() < deadline, "storage did not heal"
+                time.sleep(0.1)
+            st = n.expect("STATUS")
+            while st["STATUS"] != "serving: rank 2, 8 rows, dim 4":
+                st = n.expect("STATUS")
     finally:
         n.close()
 
