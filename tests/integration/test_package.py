@@ -95,6 +95,13 @@ def test_control_data(debs):
     assert re.search(r"\blibisvd0 \(>= ", field(debs["isvd"], "Depends"))
     assert f"libisvd0 (= {version})" in field(debs["libisvd-dev"], "Depends")
     assert field(debs["libisvd0"], "Multi-Arch") == "same"
+    # the symbols file (debian/libisvd0.symbols) covers every exported function
+    sym = run(["dpkg-deb", "-I", debs["libisvd0"], "symbols"])
+    assert sym.startswith("libisvd.so.0 libisvd0 #MINVER#"), sym
+    header = open(os.path.join(REPO, "clients", "c", "include", "isvd", "client.h")).read()
+    exported = set(re.findall(r"\b(isvd_client_\w+)\(", header))
+    assert exported and exported <= set(re.findall(r"^ (isvd_client_\w+)@Base", sym, re.M)), \
+        sorted(exported - set(re.findall(r"^ (isvd_client_\w+)@Base", sym, re.M)))
     ctl = subprocess.run(["dpkg-deb", "-I", debs["isvd"], "conffiles"], capture_output=True, text=True)
     assert ctl.returncode == 0 and ctl.stdout.split() == ["/etc/isvd/isvdd.yaml"], ctl
     post = subprocess.run(["dpkg-deb", "-I", debs["isvd"], "postinst"], capture_output=True, text=True)
