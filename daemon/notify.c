@@ -140,7 +140,8 @@ int ntf_send(struct ntf *n, const char *fmt, ...)
 		log_msg(n->log, CFG_LOG_WARN, "sd_notify message too long (%d bytes); not sent", len);
 		return -1;
 	}
-	if (sendto(n->fd, buf, (size_t)len, MSG_NOSIGNAL, (const struct sockaddr *)&n->addr,
+	/* MSG_DONTWAIT: a manager that stopped reading must not stall the loop */
+	if (sendto(n->fd, buf, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT, (const struct sockaddr *)&n->addr,
 	           n->addr_len) == len)
 		return 0;
 	if (!n->warned)   /* once: a watchdog ping would otherwise log twice a period */

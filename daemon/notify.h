@@ -24,8 +24,9 @@
  *                  systemd restarts the daemon (WatchdogSec= in the unit)
  *   a timer        STATUS=serving ... again whenever it changed
  *
- * Sending is best effort: a failure is logged once and never stops the
- * daemon (a service manager that went away must not take the model down).
+ * Sending is best effort and never blocks: a failure (a manager that went
+ * away, or whose socket queue is full) is logged once and never stops or
+ * stalls the daemon — the model matters more than one status line.
  */
 #ifndef ISVDD_NOTIFY_H
 #define ISVDD_NOTIFY_H

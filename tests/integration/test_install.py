@@ -11,7 +11,9 @@ true to the programs:
   pointed at the installed isvdd, their man pages found in the destdir) and
   `systemd-analyze security` rates them no worse than 2.0 ("OK"); they hold
   what the README promises (Type=notify, the watchdog, the user, the
-  sandbox); `systemd-sysusers` creates the user isvd from the installed
+  sandbox); isvdd under strace through a workload makes only the system
+  calls their SystemCallFilter= allows, opens only the socket families
+  they allow, and maps nothing writable and executable; `systemd-sysusers` creates the user isvd from the installed
   entry in a throw-away root;
 - the man pages: every key of `isvdd --help` (config.c's option table) is in
   isvdd.yaml(5) with its type, default and range, and no other key is;
@@ -22,8 +24,12 @@ true to the programs:
 import json
 import os
 import re
+import signal
+import socket
 import subprocess
+import time
 
+import numpy as np
 import pytest
 
 from isvdd_harness import REPO, Daemon, isvdd_path
@@ -196,6 +202,85 @@ def test_units_verify_and_rate_ok(installed, tmp_path):
         out = run(["systemd-analyze", "security", "--offline=yes", "--threshold=20", u], cwd=tmp_path,
                   env=dict(env, SYSTEMD_COLORS="0"))
         assert re.search(r"Overall exposure level for \S+: \d\.\d OK", out), out[-500:]
+
+
+def expand_syscalls(name, seen=None):
+    """The system calls of a systemd syscall group (@name, recursively) or
+    the one call name."""
+    if not name.startswith("@"):
+        return {name}
+    seen = set() if seen is None else seen
+    calls = set()
+    for line in run(["systemd-analyze", "syscall-filter", name]).splitlines()[1:]:
+        line = line.strip()
+        if line.startswith("@") and line not in seen:
+            seen.add(line)
+            calls |= expand_syscalls(line, seen)
+        elif line and not line.startswith("#") and not line.startswith("@"):
+            calls.add(line)
+    return calls
+
+
+def unit_syscalls(text):
+    """The calls a unit's SystemCallFilter= lines allow: the union of the
+    allow lines minus the union of the ~deny lines (systemd.exec(5))."""
+    allow, deny = set(), set()
+    for neg, names in re.findall(r"^SystemCallFilter=(~?)(.*)$", text, re.M):
+        for n in names.split():
+            (deny if neg else allow).update(expand_syscalls(n))
+    assert allow, "no SystemCallFilter= allow list"
+    return allow - deny
+
+
+def test_the_sandbox_allows_what_isvdd_does(installed, tmp_path):
+    """isvdd under strace through a workload — start-up and recovery, the
+    notify socket with a watchdog, pushes, queries, a snapshot, a
+    checkpoint, SIGHUP, SIGTERM and its final checkpoint — makes only
+    system calls the units' SystemCallFilter= allows (a denied one fails
+    with EPERM: libzmq would abort), opens only sockets of the families
+    RestrictAddressFamilies= allows, and maps no memory both writable and
+    executable (MemoryDenyWriteExecute=yes)."""
+    _, paths, _, _ = installed
+    unit = open(paths["unit"]).read()
+    assert unit_syscalls(unit) == unit_syscalls(open(paths["unit@"]).read())
+    allowed = unit_syscalls(unit)
+    families = set(re.search(r"^RestrictAddressFamilies=(.*)$", unit, re.M)[1].split())
+    trace = tmp_path / "strace"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    env = {"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "200000",
+           # LeakSanitizer's exit-time check ptrace()s the process: a sanitizer's call, not isvdd's
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0"}
+    try:
+        for run_no in range(2):   # the second start recovers from the first's storage
+            d = Daemon(tmp_path, model={"dim": 4, "rank": 2}, env=env,
+                       extra_sections={"publish": {"spectrum_every_ms": 50}},
+                       prefix=("strace", "-f", "-qq", "-o", f"{trace}.{run_no}"))
+            with d:
+                pid = int(open(f"/proc/{d.proc.pid}/task/{d.proc.pid}/children").read().split()[0])
+                sub = d.sub((b"spectrum",))
+                assert d.push(np.arange(40.0).reshape(10, 4) ** 1.5, client="c", batch=run_no + 1)["ok"]
+                d.info()
+                d.factors()
+                assert d.call(d.q, {"op": "project", "rows": [[1, 2, 3, 4]]})["ok"]
+                assert d.call(d.q, {"op": "checkpoint"})["ok"]
+                sub.recv_multipart()   # a snapshot was published (bounded by RCVTIMEO)
+                os.kill(pid, signal.SIGHUP)
+                time.sleep(0.2)        # the reload happens; the ping below is served after it
+                assert d.call(d.q, {"op": "ping"})["ok"]
+                os.kill(pid, signal.SIGTERM)
+                assert d.proc.wait(30) == 0
+    finally:
+        notify.close()
+    text = "".join(open(f"{trace}.{i}").read() for i in range(2))
+    made = set(re.findall(r"^\d+ +([a-z_0-9]+)\(", text, re.M))
+    assert {"socket", "bind", "sendto", "fsync", "renameat"} & made, sorted(made)   # the trace is real
+    assert made <= allowed, f"calls the units' SystemCallFilter= denies: {sorted(made - allowed)}"
+    opened = set(re.findall(r"\bsocket\((AF_[A-Z0-9]+)", text))
+    assert opened and opened <= families, (opened, families)
+    wx = [ln for ln in text.splitlines() if re.search(r"\b(mmap|mprotect)\(", ln)
+          and "PROT_WRITE" in ln and "PROT_EXEC" in ln]
+    assert not wx, wx[:3]
 
 
 def test_sysusers_entry_creates_the_user(installed, tmp_path):

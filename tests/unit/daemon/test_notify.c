@@ -3,7 +3,8 @@
  * NOTIFY_SOCKET address forms (path, @abstract, and what is refused), the
  * WATCHDOG_USEC / WATCHDOG_PID rules, and datagrams sent to a socket this
  * test binds itself (abstract and path), an inert notifier without
- * NOTIFY_SOCKET, and a message over the size limit refused.
+ * NOTIFY_SOCKET, a message over the size limit refused, and a receiver
+ * that never reads making sends fail rather than block.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -161,6 +162,31 @@ static void test_path(void **state)
 	rmdir(dir);
 }
 
+/* A receiver that never reads: its queue fills, and sending fails (once
+ * logged) instead of blocking the event loop. */
+static void test_never_blocks(void **state)
+{
+	struct log_sink log;
+	struct ntf n;
+	char name[64];
+	int fd, failed = 0;
+
+	(void)state;
+	snprintf(name, sizeof name, "@isvd-test-notify-full-%ld", (long)getpid());
+	fd = bind_receiver(name);
+	assert_int_equal(log_open(&log, NULL, CFG_LOG_ERROR, 0, 1000), 0);
+	setenv("NOTIFY_SOCKET", name, 1);
+	ntf_init(&n, &log);
+	for (int i = 0; i < 100000 && !failed; i++)
+		failed = ntf_send(&n, "WATCHDOG=1") != 0;
+	assert_true(failed);
+	assert_true(n.warned);
+	ntf_fini(&n);
+	close(fd);
+	log_close(&log);
+	unsetenv("NOTIFY_SOCKET");
+}
+
 static void test_inert(void **state)
 {
 	struct log_sink log;
@@ -192,6 +218,7 @@ int main(void)
 		cmocka_unit_test(test_watchdog),
 		cmocka_unit_test(test_abstract),
 		cmocka_unit_test(test_path),
+		cmocka_unit_test(test_never_blocks),
 		cmocka_unit_test(test_inert),
 	};
 
