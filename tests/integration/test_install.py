@@ -349,6 +349,13 @@ def test_man_isvdd8_documents_every_option_and_exit_code():
         assert word in text, word
 
 
+def test_man_pages_carry_the_version():
+    version = run([isvdd_path(), "--version"]).split()[1]
+    for page in ("isvdd.8", "isvd.1", "isvdd.yaml.5"):
+        th = re.search(r'^\.TH .*$', open(os.path.join(MAN, page)).read(), re.M)[0]
+        assert f'"isvd {version}"' in th, f"{page}: {th} (isvdd is {version})"
+
+
 def man_sections(text):
     """{first words of a .SS/.SH heading: its text up to the next heading}."""
     parts = re.split(r'^\.S[SH] "?(.*?)"?$', text, flags=re.M)
