@@ -11,6 +11,8 @@ would for a Type=notify unit.
 - a path socket and WATCHDOG_PID naming another process: every message but
   WATCHDOG=1 (sd_watchdog_enabled()'s rule);
 - STATUS says when storage has failed (faultfs), and why, until it heals;
+- standard error that is the journal (JOURNAL_STREAM) gets syslog
+  priority prefixes (<6>info: ...), any other keeps time and pid;
 - the watchdog comes from the event loop: while a checkpoint is held at its
   rename (faultfs) the loop thread is stuck, the query thread still answers
   ping, and the pings stop; released, they resume.
@@ -18,14 +20,17 @@ would for a Type=notify unit.
 Every wait is bounded; no test asserts how fast anything is.
 """
 import os
+import re
+import select
 import signal
 import socket
+import subprocess
 import time
 
 import numpy as np
 import pytest
 
-from isvdd_harness import Daemon, faultfs_env
+from isvdd_harness import Daemon, faultfs_env, isvdd_path, yaml_config
 
 WAIT_S = 20          # the longest wait for one expected message
 
@@ -215,6 +220,59 @@ def test_status_reports_a_storage_failure_and_its_healing(tmp_path):
                 st = n.expect("STATUS")
     finally:
         n.close()
+
+
+def run_logging_to_stderr(tmp_path, journal_stream_of_stderr, extra_env=None):
+    """Starts isvdd logging to standard error (log.file "") connected to a
+    pipe of this test's; JOURNAL_STREAM names that pipe when
+    journal_stream_of_stderr, another file otherwise.  Stops it once it
+    logged "ready"; returns its stderr lines."""
+    conf = tmp_path / "j.yaml"
+    conf.write_text(yaml_config({
+        "endpoints": {n: f"ipc://{tmp_path}/j-{n}.sock" for n in ("ingest", "query", "publish")},
+        "storage": {"dir": str(tmp_path / "j-data")}, "log": {"file": '""'}}))
+    r, w = os.pipe()
+    st = os.fstat(w) if journal_stream_of_stderr else os.stat(conf)
+    env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}", **(extra_env or {}))
+    p = subprocess.Popen([isvdd_path(), "--config", str(conf)], stderr=w, stdout=subprocess.DEVNULL,
+                         env=env)
+    os.close(w)
+    out = b""
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while b"ready\n" not in out:
+            left = deadline - time.monotonic()
+            assert left > 0 and select.select([r], [], [], left)[0], f"not ready: {out!r}"
+            chunk = os.read(r, 65536)
+            assert chunk, f"isvdd exited: {out!r}"
+            out += chunk
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(WAIT_S) == 0
+        while chunk := os.read(r, 65536):
+            out += chunk
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+        os.close(r)
+    return out.decode().splitlines()
+
+
+def test_journal_stream_gets_syslog_priorities(tmp_path):
+    """Standard error that is the journal (JOURNAL_STREAM names it): every
+    line starts with its syslog priority, and leaves time and pid to the
+    journal; a warning is <4>."""
+    lines = run_logging_to_stderr(tmp_path, True, {"NOTIFY_SOCKET": "relative/notify.sock"})
+    assert lines and all(re.match(r"<[3467]>(debug|info|warn|error): ", ln) for ln in lines), lines
+    assert "<6>info: ready" in lines
+    assert any(ln.startswith("<4>warn: NOTIFY_SOCKET 'relative/notify.sock'") for ln in lines), lines
+    assert "<6>info: stopped" in lines
+
+
+def test_other_stderr_keeps_time_and_pid(tmp_path):
+    lines = run_logging_to_stderr(tmp_path, False)
+    assert lines and all(re.match(r"\d{4}-\d\d-\d\dT[\d:.]+Z isvdd\[\d+\] (info|warn): ", ln)
+                         for ln in lines), lines
 
 
 def test_unsupervised_runs_without_notify_socket(tmp_path):
