@@ -349,6 +349,13 @@ def test_man_isvdd8_documents_every_option_and_exit_code():
         assert word in text, word
 
 
+def test_man_pages_format_without_warnings():
+    for page in ("isvdd.8", "isvd.1", "isvdd.yaml.5"):
+        r = subprocess.run(["groff", "-man", "-ww", "-z", "-t", os.path.join(MAN, page)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and not r.stderr, f"{page}: {r.stderr}"
+
+
 def test_man_pages_carry_the_version():
     version = run([isvdd_path(), "--version"]).split()[1]
     for page in ("isvdd.8", "isvd.1", "isvdd.yaml.5"):
