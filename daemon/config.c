@@ -59,7 +59,7 @@ struct cfg_option {
 static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const formats[] = { "text", "json", NULL };
 static const char *const fsyncs[] = { "always", "interval", "none", NULL };
-static const char *const missings[] = { "reject", NULL };
+static const char *const missings[] = { "reject", "impute", NULL };
 /* in the order of enum isvd_mode, so the index is the engine's value */
 static const char *const modes[] = { "auto", "exact", "truncated", NULL };
 
@@ -89,7 +89,9 @@ static const struct cfg_option cfg_options[] = {
 	  "threads the engine splits a fold's n-sized products over (0 = auto: up to 2 cores); "
 	  "1 leaves the other core to the loop thread, which measured as fast or faster" },
 	{ "model.missing", CFG_ENUM, OFF(model.missing), "reject", 0, 0, 0, missings,
-	  "what a push with missing values (nil/NaN) gets: reject = NON_FINITE, nothing applied" },
+	  "what a push with missing values (nil in the array form, NaN in the binary form) gets: "
+	  "reject = NON_FINITE, nothing applied; impute = each gap filled from the model as it "
+	  "stands (PPCA's posterior mean), then folded; a row needs 1 observed value" },
 
 	{ "endpoints.ingest", CFG_ENDPOINT, OFF(endpoints.ingest), "tcp://127.0.0.1:5570", 0, 0, 0, NULL,
 	  "ROUTER socket for push (tcp://, ipc:// or inproc://)" },

@@ -24,7 +24,7 @@
 enum cfg_log_level { CFG_LOG_DEBUG, CFG_LOG_INFO, CFG_LOG_WARN, CFG_LOG_ERROR };
 enum cfg_log_format { CFG_LOG_TEXT, CFG_LOG_JSON };
 enum cfg_fsync { CFG_FSYNC_ALWAYS, CFG_FSYNC_INTERVAL, CFG_FSYNC_NONE };
-enum cfg_missing { CFG_MISSING_REJECT };
+enum cfg_missing { CFG_MISSING_REJECT, CFG_MISSING_IMPUTE };
 
 struct cfg {
 	char *path;                       /* the file loaded, or NULL for defaults only */

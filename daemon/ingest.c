@@ -130,6 +130,8 @@ int ing_make_model(struct isvdd *srv, size_t dim)
 	o.reorth_every = srv->cfg->model.reorth_every;
 	o.mode = srv->cfg->model.mode;
 	o.threads = (size_t)srv->cfg->model.threads;
+	o.missing = srv->cfg->model.missing == CFG_MISSING_IMPUTE ? ISVD_MISSING_IMPUTE
+	                                                          : ISVD_MISSING_REJECT;
 	rc = isvd_model_create(&o, &srv->model);
 	if (rc) {
 		log_msg(srv->log, CFG_LOG_ERROR, "cannot create a model of dimension %zu: %s", dim,
@@ -148,11 +150,18 @@ void ing_adopt_model(struct isvdd *srv, struct isvd_model *m)
 	srv->model = m;
 	if (m) {
 		struct isvd_options o;
+		int rc2;
 		/* a loaded model starts with the engine's default threads */
 		const int rc = isvd_model_set_threads(m, (size_t)srv->cfg->model.threads);
 		if (rc)
 			log_msg(srv->log, CFG_LOG_WARN, "model.threads %llu not applied: %s",
 			        (unsigned long long)srv->cfg->model.threads, isvd_strerror(rc));
+		/* and with imputation off: model.missing is the daemon's setting */
+		const int miss = srv->cfg->model.missing == CFG_MISSING_IMPUTE ? ISVD_MISSING_IMPUTE
+		                                                               : ISVD_MISSING_REJECT;
+		if (miss != ISVD_MISSING_REJECT && (rc2 = isvd_model_set_missing(m, miss)))
+			log_msg(srv->log, CFG_LOG_WARN, "model.missing impute not applied: %s; pushes "
+			        "with gaps will be refused", isvd_strerror(rc2));
 		isvd_model_options(m, &o);
 		srv->dim = o.dim;
 		srv->kmax = o.rank < o.dim ? o.rank : o.dim;
@@ -532,7 +541,8 @@ static int validate(struct isvdd *srv, const zmq_msg_t *body, struct isvd_proto_
 		snprintf(msg, cap, "%s", perr.message);
 		return code;
 	}
-	if ((code = rpl_check_values(&req->rows, msg, cap)) != 0)
+	if ((code = rpl_check_values(&req->rows, srv->cfg->model.missing == CFG_MISSING_IMPUTE,
+	                             msg, cap)) != 0)
 		return code;
 	if (!srv->model && ing_make_model(srv, req->rows.cols)) {
 		snprintf(msg, cap, "cannot create a model of dimension %zu", req->rows.cols);
@@ -694,6 +704,15 @@ void ing_on_readable(void *ctx)
 	rec_on_storage_timer(srv, loop_now_ms());
 }
 
+/* Whether any of b's rows has a gap (NaN). */
+static bool block_has_gaps(const struct ing_batch *b, size_t dim)
+{
+	for (size_t i = 0; i < b->nrows * dim; i++)
+		if (isnan(b->rows[i]))
+			return true;
+	return false;
+}
+
 int ing_replay_block(struct isvdd *srv, const struct wal_block *b, char *why, size_t cap)
 {
 	struct ing_batch *bt = srv->fill;
@@ -721,7 +740,28 @@ int ing_replay_block(struct isvdd *srv, const struct wal_block *b, char *why, si
 		bt->nrows += q->rows;
 	}
 	srv->logged = b->first_seq - 1 + bt->nrows;
+	/* Rows with gaps in the log were accepted under model.missing: impute
+	 * and must be applied as they were, whatever the setting is now. */
+	struct isvd_options o;
+	isvd_model_options(srv->model, &o);
+	const bool lift = o.missing == ISVD_MISSING_REJECT && block_has_gaps(bt, srv->dim);
+	if (lift) {
+		int rc = isvd_model_set_missing(srv->model, ISVD_MISSING_IMPUTE);
+		if (rc) {
+			snprintf(why, cap, "its rows have gaps and imputation cannot start: %s",
+			         isvd_strerror(rc));
+			answer_batch(srv, bt);
+			return -1;
+		}
+		if (!srv->warned_gap_replay)
+			log_msg(srv->log, CFG_LOG_WARN, "the log holds rows with gaps, accepted while "
+			        "model.missing was impute; they are replayed with imputation, and new "
+			        "pushes with gaps are refused (model.missing is reject)");
+		srv->warned_gap_replay = true;
+	}
 	apply_batch(srv, bt);
+	if (lift)
+		isvd_model_set_missing(srv->model, ISVD_MISSING_REJECT);   /* cannot fail */
 	finish_batch(srv, bt, true);   /* nothing to send: frees the replayed entries */
 	return 0;
 nomem:

@@ -95,6 +95,10 @@ struct isvdd {
 
 	uint64_t start_ms;
 	uint64_t rate_ms[2], rate_seq[2];    /* [0] older mark, [1] newer mark */
+	/* the engine's gap counters when serving began (after recovery): info
+	 * and spectrum report the counts since start as the difference */
+	uint64_t gap_rows0, gap_values0;
+	bool warned_gap_replay;      /* recovery: the lifted-imputation warning was logged */
 
 	struct sto *sto;             /* storage.dir; NULL only inside srv_create() */
 	uint64_t blocks;             /* flushes that answered pushes, ever */
@@ -150,6 +154,11 @@ struct sto_hooks rec_hooks(struct isvdd *srv);
 /* Writes a checkpoint of everything acknowledged so far (draining first).
  * 0, or -1 with storage failed (logged by storage.c). */
 int rec_checkpoint(struct isvdd *srv);
+/* isvdd --seed: when recovery found no rows in storage.dir, makes the model
+ * in path (an engine image, or a checkpoint's image) the model and writes
+ * it as a checkpoint.  0, or -1 (logged): the directory holds a model, the
+ * file is unreadable or damaged, or its model is not the configuration's. */
+int rec_seed(struct isvdd *srv, const char *path);
 /* The query thread's `checkpoint` op (qry_hooks.checkpoint). */
 int rec_on_checkpoint_request(void *srv, uint64_t *seq, char *why, size_t cap);
 /* Timer, and after every burst: the interval fsync, storage's retry and

@@ -50,6 +50,9 @@ static void publish_spectrum(struct isvdd *srv)
 	s.sigma.n = r;
 	s.explained_energy_ratio = info.explained_energy_ratio;
 	s.t = loop_unix_time();
+	s.has_gaps = true;
+	s.rows_with_gaps = info.rows_with_gaps - srv->gap_rows0;
+	s.values_imputed = info.values_imputed - srv->gap_values0;
 	if (isvd_proto_spectrum_encode(&s, &out, &len) == 0)
 		publish_msg(srv, ISVD_PROTO_TOPIC_SPECTRUM, out, len);
 	free(out);

@@ -58,6 +58,7 @@ struct qry {
 	struct qry_hooks hooks;
 	struct isvd_proto_limits lim;
 	uint64_t start_ms;
+	uint64_t gap_rows0, gap_values0;   /* the model's gap counters at start */
 
 	pthread_mutex_t mu;
 	struct qry_view *view;
@@ -174,6 +175,8 @@ static int do_info(struct qry *r, const struct qry_view *v, const struct isvd_pr
 	pthread_mutex_unlock(&r->mu);
 	rep->uptime_s = (double)(loop_now_ms() - r->start_ms) / 1000.0;
 	rep->ingest_rows_per_s = v->ingest_rows_per_s;
+	rep->missing = (char *)(r->cfg->model.missing == CFG_MISSING_IMPUTE ? "impute" : "reject");
+	rep->has_gaps = true;   /* 0 and 0 until the model exists */
 	if (!v->snap)
 		return ISVD_PROTO_OK;
 	if ((rc = isvd_model_info(v->snap, &info)))
@@ -187,6 +190,8 @@ static int do_info(struct qry *r, const struct qry_view *v, const struct isvd_pr
 	rep->orthogonality_error = info.orthogonality_error;
 	rep->center = info.center;
 	rep->forget = info.forget;
+	rep->rows_with_gaps = info.rows_with_gaps - r->gap_rows0;
+	rep->values_imputed = info.values_imputed - r->gap_values0;
 	rep->sigma.v = malloc((info.rank_max ? info.rank_max : 1) * sizeof(double));
 	if (!rep->sigma.v)
 		return ISVD_PROTO_NOMEM;
@@ -196,7 +201,8 @@ static int do_info(struct qry *r, const struct qry_view *v, const struct isvd_pr
 }
 
 /* The model must have seen rows; for rows (may be NULL), of its dimension
- * and admissible. */
+ * and admissible.  Queries take gaps (NaN) whatever model.missing says:
+ * answering one teaches the model nothing. */
 static int check_ready(const struct qry_view *v, const struct isvd_proto_matrix *m, char *msg,
                        size_t cap)
 {
@@ -211,7 +217,7 @@ static int check_ready(const struct qry_view *v, const struct isvd_proto_matrix 
 		         isvd_model_dim(v->snap));
 		return ISVD_PROTO_DIM_MISMATCH;
 	}
-	return rpl_check_values(m, msg, cap);
+	return rpl_check_values(m, true, msg, cap);
 }
 
 static int do_project(struct qry *r, const struct qry_view *v, const struct isvd_proto_request *req,
@@ -231,7 +237,19 @@ static int do_project(struct qry *r, const struct qry_view *v, const struct isvd
 	rc = isvd_model_project(v->snap, req->rows.data, req->rows.rows, req->rows.cols,
 	                        req->space == ISVD_PROTO_SPACE_U ? ISVD_SPACE_U : ISVD_SPACE_SCORES,
 	                        rep->coords.data, rep->residual.v);
-	return rc ? rpl_err_from_engine(rc) : ISVD_PROTO_OK;
+	if (rc)
+		return rpl_err_from_engine(rc);
+	if (req->rows.n_missing) {   /* rows with gaps: how many values each residual covers */
+		rep->observed.v = malloc(req->rows.rows * sizeof(double));
+		if (!rep->observed.v)
+			return ISVD_PROTO_NOMEM;
+		rep->observed.n = req->rows.rows;
+		rep->has_observed = true;
+		for (size_t i = 0; i < req->rows.rows; i++)
+			rep->observed.v[i] = (double)isvd_row_observed(req->rows.data + i * req->rows.cols,
+			                                               req->rows.cols);
+	}
+	return ISVD_PROTO_OK;
 }
 
 static int do_reconstruct(struct qry *r, const struct qry_view *v,
@@ -247,8 +265,12 @@ static int do_reconstruct(struct qry *r, const struct qry_view *v,
 	rep->rows.data = malloc(req->rows.rows * req->rows.cols * sizeof(double));
 	if (!rep->rows.data)
 		return ISVD_PROTO_NOMEM;
-	rc = isvd_model_reconstruct(v->snap, req->rows.data, req->rows.rows, req->rows.cols,
-	                            rep->rows.data);
+	if (req->fill)   /* gap filling: observed values kept, gaps from the estimator */
+		rc = isvd_model_impute(v->snap, req->rows.data, req->rows.rows, req->rows.cols,
+		                       rep->rows.data);
+	else
+		rc = isvd_model_reconstruct(v->snap, req->rows.data, req->rows.rows, req->rows.cols,
+		                            rep->rows.data);
 	return rc ? rpl_err_from_engine(rc) : ISVD_PROTO_OK;
 }
 
@@ -363,6 +385,7 @@ static void handle_query(struct qry *r, void *ctl, zmq_msg_t *frames, size_t nfr
 	rpl_factors_free(&rep);   /* sigma (info, factors), vt and mean (factors) */
 	free(rep.coords.data);
 	free(rep.residual.v);
+	free(rep.observed.v);
 	free(rep.rows.data);
 	view_put(r, v);
 	zmq_msg_close(body);
@@ -461,6 +484,11 @@ int qry_start(const struct cfg *cfg, struct log_sink *log, void *zctx, void *que
 	r->lim.max_cols = ISVD_MAX_DIM;
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->started_cv, NULL);
+	struct isvd_info gi;
+	if (model && isvd_model_info(model, &gi) == ISVD_OK) {
+		r->gap_rows0 = gi.rows_with_gaps;
+		r->gap_values0 = gi.values_imputed;
+	}
 	r->view = qry_view_make(model, seq, &err);
 	r->last_checkpoint_seq = last_checkpoint_seq;
 	if (!r->view) {

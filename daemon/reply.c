@@ -100,6 +100,7 @@ int rpl_err_from_engine(int e)
 	switch (e) {
 	case ISVD_ERR_DIM: return ISVD_PROTO_DIM_MISMATCH;
 	case ISVD_ERR_NONFINITE: return ISVD_PROTO_NON_FINITE;
+	case ISVD_ERR_GAPS: return ISVD_PROTO_BAD_MATRIX;
 	case ISVD_ERR_NOT_READY: return ISVD_PROTO_NOT_READY;
 	case ISVD_ERR_TOO_LARGE: return ISVD_PROTO_TOO_LARGE;
 	case ISVD_ERR_NOMEM: return ISVD_PROTO_NOMEM;
@@ -148,20 +149,43 @@ static void first_nan(const struct isvd_proto_matrix *m, size_t *row, size_t *co
 	*row = *col = 0;
 }
 
-int rpl_check_values(const struct isvd_proto_matrix *m, char *buf, size_t cap)
+int rpl_check_values(const struct isvd_proto_matrix *m, bool gaps_ok, char *buf, size_t cap)
 {
 	const size_t n = m->rows * m->cols;
 	size_t r, c, i;
 
-	if (m->n_missing) {
+	if (m->n_missing && !gaps_ok) {
 		first_nan(m, &r, &c);
 		snprintf(buf, cap, "rows: row %zu, column %zu is missing; model.missing is 'reject'", r, c);
 		return ISVD_PROTO_NON_FINITE;
 	}
-	if ((i = isvd_first_inadmissible(m->data, n)) < n) {
-		snprintf(buf, cap, "rows: row %zu, column %zu is %g; magnitudes above %g are refused",
-		         i / m->cols, i % m->cols, m->data[i], ISVD_MAX_MAGNITUDE);
-		return ISVD_PROTO_NON_FINITE;
+	if (!m->n_missing) {
+		if ((i = isvd_first_inadmissible(m->data, n)) < n) {
+			snprintf(buf, cap, "rows: row %zu, column %zu is %g; magnitudes above %g are refused",
+			         i / m->cols, i % m->cols, m->data[i], ISVD_MAX_MAGNITUDE);
+			return ISVD_PROTO_NON_FINITE;
+		}
+		return ISVD_PROTO_OK;
+	}
+	/* with gaps: the same rule for the observed values, one observed per row */
+	for (r = 0; r < m->rows; r++) {
+		const double *x = m->data + r * m->cols;
+		size_t seen = 0;
+		for (c = 0; c < m->cols; c++) {
+			if (isnan(x[c]))
+				continue;
+			seen++;
+			if (isvd_first_inadmissible(x + c, 1) == 0) {
+				snprintf(buf, cap, "rows: row %zu, column %zu is %g; magnitudes above %g are refused",
+				         r, c, x[c], ISVD_MAX_MAGNITUDE);
+				return ISVD_PROTO_NON_FINITE;
+			}
+		}
+		if (seen == 0) {
+			snprintf(buf, cap, "rows: row %zu has no observed value (all %zu are missing); a row "
+			         "with gaps needs at least 1 observed value", r, m->cols);
+			return ISVD_PROTO_BAD_MATRIX;
+		}
 	}
 	return ISVD_PROTO_OK;
 }

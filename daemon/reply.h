@@ -42,14 +42,18 @@ void rpl_send_ok(struct log_sink *log, void *sock, zmq_msg_t *env, size_t nenv,
                  const struct isvd_proto_reply *rep);
 
 /* The wire code for an engine error (isvd_err): DIM → DIM_MISMATCH,
- * NONFINITE → NON_FINITE, NOT_READY, TOO_LARGE, NOMEM; the rest INTERNAL. */
+ * NONFINITE → NON_FINITE, GAPS → BAD_MATRIX, NOT_READY, TOO_LARGE, NOMEM;
+ * the rest INTERNAL. */
 int rpl_err_from_engine(int e);
 
-/* Refuses rows the engine would refuse (missing values, magnitudes the
- * engine's admissibility rule refuses: isvd_first_inadmissible()) with a
- * message naming row and column in buf.  ISVD_PROTO_OK when fine, else
- * ISVD_PROTO_NON_FINITE.  Pushes (ingest.c) and queries (query.c) alike. */
-int rpl_check_values(const struct isvd_proto_matrix *m, char *buf, size_t cap);
+/* Refuses rows the engine would refuse, with a message naming row and
+ * column in buf: magnitudes the engine's admissibility rule refuses
+ * (isvd_first_inadmissible(): ±Inf, |x| > 1e150) as NON_FINITE; missing
+ * values (NaN) as NON_FINITE unless gaps_ok; with gaps_ok, a row with no
+ * observed value as BAD_MATRIX.  ISVD_PROTO_OK when fine.  Pushes
+ * (ingest.c, gaps_ok when model.missing is impute) and queries (query.c,
+ * always gaps_ok) alike. */
+int rpl_check_values(const struct isvd_proto_matrix *m, bool gaps_ok, char *buf, size_t cap);
 
 /* The `factors` reply's payload from model m (the loop's model or a query
  * view's snapshot): sigma, Vᵀ and, when center, the mean.  The buffers are

@@ -199,7 +199,8 @@ static int register_loop(struct isvdd *srv)
 	return 0;
 }
 
-int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, struct isvdd **out)
+int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const char *seed,
+               struct isvdd **out)
 {
 	struct isvdd *srv = calloc(1, sizeof *srv);
 	const int hs = (int)cfg->limits.send_hwm, hr = (int)cfg->limits.recv_hwm;
@@ -235,6 +236,13 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, struct 
 		goto fail;
 	ret = 1;
 	srv->logged = srv->seq;
+	if (seed && rec_seed(srv, seed))   /* after recovery: only an empty directory is seeded */
+		goto fail;
+	struct isvd_info gi;
+	if (srv->model && isvd_model_info(srv->model, &gi) == ISVD_OK) {
+		srv->gap_rows0 = gi.rows_with_gaps;
+		srv->gap_values0 = gi.values_imputed;
+	}
 	if ((err = wrk_create(ing_engine_job, srv, &srv->engine))) {
 		log_msg(log, CFG_LOG_ERROR, "cannot start the engine thread: %s", strerror(err));
 		goto fail;

@@ -723,6 +723,8 @@ void isvd_proto_reply_fini(struct isvd_proto_reply *rep)
 	proto_free(rep->sigma.v);
 	proto_free(rep->coords.data);
 	proto_free(rep->residual.v);
+	proto_free(rep->observed.v);
+	proto_free(rep->missing);
 	proto_free(rep->rows.data);
 	proto_free(rep->vt.data);
 	proto_free(rep->mean.v);

@@ -35,7 +35,8 @@ static const struct proto_field req_project[] = {
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };
 static const struct proto_field req_reconstruct[] = {
-	{ "rows", FT_MAT, REQ(rows), NF, true, 0 },
+	{ "rows", FT_MAT,  REQ(rows), NF,            true,  0 },
+	{ "fill", FT_BOOL, REQ(fill), REQ(has_fill), false, 0 },
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };
 static const struct proto_field no_fields[] = {
@@ -80,12 +81,16 @@ static const struct proto_field rep_info[] = {
 	{ "last_checkpoint_seq",    FT_U64,  REP(last_checkpoint_seq),    NF, true, 0 },
 	{ "uptime_s",               FT_F64,  REP(uptime_s),               NF, true, 0 },
 	{ "ingest_rows_per_s",      FT_F64,  REP(ingest_rows_per_s),      NF, true, 0 },
+	{ "missing",                FT_STR,  REP(missing),                NF, false, 16 },
+	{ "rows_with_gaps",         FT_U64,  REP(rows_with_gaps),         REP(has_gaps), false, 0 },
+	{ "values_imputed",         FT_U64,  REP(values_imputed),         REP(has_gaps), false, 0 },
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };
 static const struct proto_field rep_project[] = {
 	{ "coords",   FT_MAT, REP(coords),   NF, true, 0 },
-	{ "residual", FT_VEC, REP(residual), NF, true, 0 },
-	{ "seq",      FT_U64, REP(seq),      NF, true, 0 },
+	{ "residual", FT_VEC, REP(residual), NF,                true,  0 },
+	{ "observed", FT_VEC, REP(observed), REP(has_observed), false, 0 },
+	{ "seq",      FT_U64, REP(seq),      NF,                true,  0 },
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };
 static const struct proto_field rep_reconstruct[] = {
@@ -122,6 +127,8 @@ const struct proto_field proto_spectrum_fields[] = {
 	{ "sigma",                  FT_VEC, SPE(sigma),                  NF, true, 0 },
 	{ "explained_energy_ratio", FT_F64, SPE(explained_energy_ratio), NF, true, 0 },
 	{ "t",                      FT_F64, SPE(t),                      NF, true, 0 },
+	{ "rows_with_gaps",         FT_U64, SPE(rows_with_gaps),  SPE(has_gaps), false, 0 },
+	{ "values_imputed",         FT_U64, SPE(values_imputed),  SPE(has_gaps), false, 0 },
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };
 

@@ -149,6 +149,8 @@ struct isvd_proto_request {
 	bool has_batch;                  /* push: `batch` was given */
 	uint64_t batch;
 	enum isvd_proto_space space;     /* project: SCORES when absent */
+	bool has_fill;                   /* reconstruct: `fill` was given (encode: write it) */
+	bool fill;                       /* reconstruct: true = fill only the gaps */
 };
 
 /* Decodes one request frame.  On success *req holds the request; request
@@ -191,9 +193,14 @@ struct isvd_proto_reply {
 	       forget, uptime_s, ingest_rows_per_s;                    /* info */
 	bool center;                     /* info */
 	char *mode;                      /* info: "exact" | "truncated" (optional on the wire) */
+	char *missing;                   /* info: "reject" | "impute" (optional on the wire) */
+	bool has_gaps;                   /* info: rows_with_gaps and values_imputed present */
+	uint64_t rows_with_gaps, values_imputed;   /* info: since the daemon started */
 	struct isvd_proto_vec sigma;     /* info, factors */
 	struct isvd_proto_matrix coords; /* project: r × k */
 	struct isvd_proto_vec residual;  /* project: r */
+	bool has_observed;               /* project: observed present (some row had a gap) */
+	struct isvd_proto_vec observed;  /* project: r observed-value counts */
 	struct isvd_proto_matrix rows;   /* reconstruct: r × n */
 	struct isvd_proto_matrix vt;     /* factors: k × n */
 	bool has_mean;                   /* factors: false encodes `mean: nil` */
@@ -226,6 +233,8 @@ struct isvd_proto_spectrum {
 	struct isvd_proto_vec sigma;
 	double explained_energy_ratio;
 	double t;                        /* Unix time, seconds */
+	bool has_gaps;                   /* rows_with_gaps and values_imputed present */
+	uint64_t rows_with_gaps, values_imputed;   /* since the daemon started */
 };
 
 int isvd_proto_spectrum_encode(const struct isvd_proto_spectrum *s, uint8_t **out, size_t *out_len);

@@ -56,7 +56,33 @@ struct upd_imp {
 	double *ridge;   /* m    s²/λ_i */
 	size_t *idx;     /* n    the gaps' indices */
 	size_t r;
+	/* The precision route (missing.c, upd_imp_fill): Q (n×n, both
+	 * triangles) = I − V D⁻¹ Vᵀ, the estimator's precision matrix up to
+	 * scale, valid when q_ready (reset by every preparation); h the
+	 * Cholesky scratch of Q_MM (UPD_IMP_Q_GAPS²).  Q is NULL when not
+	 * allocated (truncated mode with n > max_block, truncated queries). */
+	double *Q;
+	double *h;
+	int exact;
+	int q_ready;
+	/* the block route without Q (truncated mode, n > max_block): V_Oᵀd of
+	 * every row of a block (m × max_block) and V row-major (n × m, valid
+	 * while vr_ready, within one upd_impute_block call); NULL otherwise */
+	double *cb;
+	double *vr;
+	int vr_ready;
+	/* the basis the estimator uses (V: n × r, sigma: r), set by each
+	 * preparation: the model's own, or exact mode's eigen basis below */
+	const double *V;
+	const double *sigma;
+	/* exact mode: the top eigenpairs of RᵀR (missing.c, prepare_eig) —
+	 * A and its reflectors, Z, the basis ev (n × m) and es (m), and
+	 * dsytrd/dstedc/dormtr scratch; NULL otherwise */
+	double *ea, *ez, *ev, *es, *ed, *ee, *etau, *ework;
+	int *eiwork;      /* lapack_int (LP64), as the model's iwork */
+	size_t elwork, eliwork;
 };
+#define UPD_IMP_Q_GAPS 32
 
 
 struct isvd_model {
@@ -150,6 +176,10 @@ struct isvd_model {
 	struct upd_imp imp;
 	uint64_t rows_with_gaps;
 	uint64_t values_imputed;
+	/* ---- scores at ingest (monitor.c): n × B and kmax × B, allocated by
+	 * isvd_model_set_scoring() (NULL otherwise and in a snapshot) ---- */
+	double *score_x;
+	double *score_c;
 	double *mu_b;     /* n   weighted mean of the current block */
 	double *mu_new;   /* n   mean after the current block */
 	double *work;     /* lwork doubles for LAPACK */
@@ -218,13 +248,25 @@ int upd_crc32c_accelerated(void);
 /* missing.c: the estimator's scratch, its per-state preparation, one row
  * (*filled: its gaps), and a whole block into m->Xb (*gaps: values
  * imputed, *gap_rows: rows that had any).  isvd_err codes. */
-int upd_imp_init(struct upd_imp *w, size_t n, size_t m);
+int upd_imp_init(struct upd_imp *w, size_t n, size_t m, int with_q, int exact, size_t cb_cols);
 void upd_imp_fini(struct upd_imp *w);
 void upd_imp_prepare(const struct isvd_model *m, struct upd_imp *w);
 int upd_imp_row(const struct isvd_model *m, struct upd_imp *w, const double *x, double *out,
                 size_t *filled);
 int upd_impute_block(struct isvd_model *m, const double *rows, size_t b, size_t ld,
                      uint64_t *gaps, uint64_t *gap_rows);
+/* The queries' gap filling: *w made for m (upd_imp_query_init, which
+ * allocates; release with upd_imp_fini), then rows completed one by one
+ * by the estimator a fold of m would use. */
+int upd_imp_query_init(const struct isvd_model *m, struct upd_imp *w);
+int upd_imp_fill(const struct isvd_model *m, struct upd_imp *w, const double *x, double *out,
+                 size_t *filled);
+
+/* monitor.c: scores of a block about to be folded (orig: the rows as given,
+ * for their gaps), and the release of the scoring workspace. */
+int upd_score_block(struct isvd_model *m, const double *x, size_t xld, const double *orig,
+                    size_t old, size_t b, double *spe, double *t2);
+void upd_score_fini(struct isvd_model *m);
 
 /* Number of singular values to keep: at most m, and only σ > rcond·σ_1. */
 size_t upd_keep_count(const struct isvd_model *m, const double *s, size_t len);

@@ -342,6 +342,7 @@ void isvd_model_destroy(struct isvd_model *m)
 	upd_pool_destroy(m->pool);
 	free(m->Xb);
 	upd_imp_fini(&m->imp);
+	upd_score_fini(m);
 	free(m);
 }
 
@@ -381,7 +382,9 @@ int isvd_model_set_missing(struct isvd_model *m, int missing)
 	if (missing == ISVD_MISSING_IMPUTE && !m->Xb) {
 		struct upd_imp w;
 		double *xb = malloc(m->B * m->n * sizeof *xb);
-		if (!xb || upd_imp_init(&w, m->n, m->m) != ISVD_OK) {
+		const int exact = m->mode == ISVD_MODE_EXACT;
+		const int with_q = exact || m->n <= m->B;
+		if (!xb || upd_imp_init(&w, m->n, m->m, with_q, exact, with_q ? 0 : m->B) != ISVD_OK) {
 			free(xb);
 			return ISVD_ERR_NOMEM;
 		}
@@ -415,6 +418,7 @@ int isvd_model_snapshot(const struct isvd_model *m, struct isvd_model **out)
 	s->threads = 1;
 	s->Xb = NULL;
 	memset(&s->imp, 0, sizeof s->imp);
+	s->score_x = s->score_c = NULL;
 	s->iwork = NULL;
 	s->stale = lazy;
 	s->frozen = 1;
@@ -427,9 +431,9 @@ int isvd_model_snapshot(const struct isvd_model *m, struct isvd_model **out)
 		isvd_model_destroy(s);
 		return ISVD_ERR_NOMEM;
 	}
-	if (lazy) {
+	if (lazy)
 		memcpy(s->Rt, m->Rt, m->n * m->n * sizeof *s->Rt);
-	} else {
+	else {
 		memcpy(s->V, m->V, m->r * m->n * sizeof *s->V);
 		memcpy(s->sigma, m->sigma, m->r * sizeof *s->sigma);
 	}
@@ -522,11 +526,6 @@ static int check_rows_gaps(const struct isvd_model *m, const double *rows, size_
 	return ISVD_OK;
 }
 
-static int check_rows(const struct isvd_model *m, const double *rows, size_t nrows, size_t ld)
-{
-	return check_rows_gaps(m, rows, nrows, ld, 0, NULL);
-}
-
 /* Whether any of the b rows (ld apart) has a NaN. */
 static int block_has_gaps(const struct isvd_model *m, const double *rows, size_t b, size_t ld)
 {
@@ -536,7 +535,11 @@ static int block_has_gaps(const struct isvd_model *m, const double *rows, size_t
 	return 0;
 }
 
-int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, size_t ld)
+/* The body of update and update_scored: blocks of at most B rows, each
+ * completed (gaps), scored against the model before it (spe and t2 not
+ * NULL, scoring workspace allocated) and folded. */
+static int update_blocks(struct isvd_model *m, const double *rows, size_t nrows, size_t ld,
+                         double *spe, double *t2)
 {
 	int err, gaps;
 
@@ -557,6 +560,8 @@ int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, si
 			x = m->Xb;
 			xld = m->n;
 		}
+		if (spe && (err = upd_score_block(m, x, xld, rows + i * ld, ld, b, spe + i, t2 + i)))
+			return err;
 		err = m->mode == ISVD_MODE_EXACT ? upd_exact_fold(m, x, b, xld)
 		                                 : upd_truncated_fold(m, x, b, xld);
 		if (err)
@@ -565,6 +570,23 @@ int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, si
 		m->values_imputed += filled;
 	}
 	return ISVD_OK;
+}
+
+int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, size_t ld)
+{
+	return update_blocks(m, rows, nrows, ld, NULL, NULL);
+}
+
+int isvd_model_update_scored(struct isvd_model *m, const double *rows, size_t nrows, size_t ld,
+                             double *spe, double *t2)
+{
+	int err;
+
+	if (!m || (nrows && (!spe || !t2)))
+		return ISVD_ERR_INVALID;
+	if (!m->score_x && (err = isvd_model_set_scoring(m, 1)))
+		return err;
+	return update_blocks(m, rows, nrows, ld, spe, t2);
 }
 
 int isvd_model_reorthogonalize(struct isvd_model *m)
@@ -712,17 +734,22 @@ static double norm2(const double *x, size_t n)
 
 /*
  * Shared body of project and reconstruct.  For each chunk of rows: xc = x − μ
- * (column-major n × c), scores = Vₖᵀxc, then either the residual
- * ‖xc − Vₖ scores‖ or the reconstruction μ + Vₖ scores.
+ * (column-major n × c, zero at gaps), scores = Vₖᵀxc, then either the
+ * residual ‖xc − Vₖ scores‖ or the reconstruction μ + Vₖ scores.
+ * A row with gaps (NaN) is first completed by the estimator a fold would
+ * impute it with (missing.c), then answered as a complete row, except that
+ * its residual covers the observed values only; rows without gaps are
+ * computed exactly as before gaps existed.
  */
 static int project_rows(const struct isvd_model *m, const double *rows, size_t nrows,
                         size_t ld, enum isvd_space space, double *coords,
                         double *residual, double *recon)
 {
 	const size_t n = m->n;
+	struct upd_imp w = { 0 };
 	size_t kr;
-	double *xc = NULL, *sc = NULL;
-	int err;
+	double *xc = NULL, *sc = NULL, *fill = NULL;
+	int err, gaps = 0, have_w = 0;
 
 	if (m->rows_seen == 0)
 		return ISVD_ERR_NOT_READY;
@@ -732,7 +759,7 @@ static int project_rows(const struct isvd_model *m, const double *rows, size_t n
 	if (err)
 		return err;
 	kr = isvd_model_rank(m);
-	err = check_rows(m, rows, nrows, ld);
+	err = check_rows_gaps(m, rows, nrows, ld, 1, &gaps);
 	if (err || nrows == 0)
 		return err;
 	const size_t chunk = nrows < QUERY_CHUNK ? nrows : QUERY_CHUNK;
@@ -742,10 +769,24 @@ static int project_rows(const struct isvd_model *m, const double *rows, size_t n
 		err = ISVD_ERR_NOMEM;
 		goto out;
 	}
+	if (gaps) {
+		if ((err = upd_imp_query_init(m, &w)))
+			goto out;
+		have_w = 1;
+		if (!(fill = malloc(n * sizeof *fill))) {
+			err = ISVD_ERR_NOMEM;
+			goto out;
+		}
+	}
 	for (size_t i0 = 0; i0 < nrows; i0 += chunk) {
 		const size_t c = nrows - i0 < chunk ? nrows - i0 : chunk;
 		for (size_t i = 0; i < c; i++) {
 			const double *x = rows + (i0 + i) * ld;
+			size_t nm = 0;
+			if (gaps && (err = upd_imp_fill(m, &w, x, fill, &nm)))
+				goto out;
+			if (nm)
+				x = fill;   /* the completed row */
 			for (size_t j = 0; j < n; j++)
 				xc[i * n + j] = m->center ? x[j] - m->mean[j] : x[j];
 		}
@@ -766,8 +807,13 @@ static int project_rows(const struct isvd_model *m, const double *rows, size_t n
 			if (kr > 0)
 				cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)c,
 				            (int)kr, -1.0, m->V, (int)n, sc, (int)kr, 1.0, xc, (int)n);
-			for (size_t i = 0; i < c; i++)
+			for (size_t i = 0; i < c; i++) {
+				const double *x = rows + (i0 + i) * ld;
+				for (size_t j = 0; gaps && j < n; j++)
+					if (isnan(x[j]))
+						xc[i * n + j] = 0.0;   /* over the observed values only */
 				residual[i0 + i] = norm2(xc + i * n, n);
+			}
 		}
 		if (coords) {
 			for (size_t i = 0; i < c; i++)
@@ -780,6 +826,9 @@ static int project_rows(const struct isvd_model *m, const double *rows, size_t n
 		}
 	}
 out:
+	if (have_w)
+		upd_imp_fini(&w);
+	free(fill);
 	free(xc);
 	free(sc);
 	return err;
@@ -817,11 +866,12 @@ int isvd_model_impute(const struct isvd_model *m, const double *rows, size_t nro
 		return err;
 	if (nrows == 0)
 		return ISVD_OK;
-	if ((err = upd_imp_init(&w, m->n, m->r)))
+	if ((err = upd_imp_query_init(m, &w)))
 		return err;
-	upd_imp_prepare(m, &w);
-	for (size_t i = 0; i < nrows && !err; i++)
-		err = upd_imp_row(m, &w, rows + i * ld, out + i * m->n, NULL);
+	for (size_t i = 0; i < nrows && !err; i++) {
+		size_t nm;
+		err = upd_imp_fill(m, &w, rows + i * ld, out + i * m->n, &nm);
+	}
 	upd_imp_fini(&w);
 	return err;
 }

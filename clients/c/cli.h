@@ -35,7 +35,8 @@ int cli_format_parse(const char *s);
  * whitespace) unless the format was given; it is a header when none of its
  * fields is a number (its names are kept in `header`).  Every later row must
  * have as many values as the first.  An empty field is a missing value
- * (NaN); "nan" is too.  CSV fields may be double-quoted.
+ * (NaN); "NA" and "NaN" are too, in any case.  CSV fields may be
+ * double-quoted.
  *
  * Errors are written to `err` as "FILE:LINE: what" (raw: "FILE: row R: …"). */
 struct cli_reader {

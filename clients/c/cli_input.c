@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 int cli_format_parse(const char *s)
@@ -145,11 +146,12 @@ static char *trim(char *s)
 	return s;
 }
 
-/* A field as a number: 0, or -1 when it is not one.  Empty is missing. */
+/* A field as a number: 0, or -1 when it is not one.  Missing (NaN): an
+ * empty field, "NA" and "nan" in any case (strtod reads "nan"). */
 static int parse_value(const char *s, double *v)
 {
 	char *end;
-	if (!*s) {
+	if (!*s || !strcasecmp(s, "na")) {
 		*v = NAN;
 		return 0;
 	}
@@ -281,8 +283,8 @@ int cli_reader_next(struct cli_reader *r, size_t max, double **rows, size_t *cap
 			size_t numeric = 0;
 			for (long j = 0; j < nf; j++) {
 				double v;
-				if (*fields[j] && !parse_value(fields[j], &v))
-					numeric++;
+				if (*fields[j] && !parse_value(fields[j], &v) && !isnan(v))
+					numeric++;   /* a missing marker (NA, nan) is no number */
 			}
 			if (numeric == 0) {                  /* a header */
 				r->header = calloc((size_t)nf, sizeof *r->header);

@@ -177,6 +177,10 @@ void cli_print_info(FILE *f, const struct isvd_client_info *in, bool utf8)
 	fprintf(f, "rows       %" PRIu64 " seen, seq %" PRIu64 ", last checkpoint seq %" PRIu64 "\n",
 	        in->rows_seen, in->seq, in->last_checkpoint_seq);
 	fprintf(f, "daemon     up %.1f s, ingest %.0f rows/s\n", in->uptime_s, in->ingest_rows_per_s);
+	if (in->missing[0] || in->has_gaps)
+		fprintf(f, "gaps       missing values %s; %" PRIu64 " rows with gaps, %" PRIu64
+		        " values imputed since start\n", in->missing[0] ? in->missing : "?",
+		        in->rows_with_gaps, in->values_imputed);
 	fprintf(f, "quality    explained energy %.2f%%, condition number %.6g, orthogonality error %.3g\n",
 	        100 * in->explained_energy_ratio, in->condition_number, in->orthogonality_error);
 	if (in->nsigma == 0) {
@@ -215,6 +219,11 @@ void cli_print_info_json(FILE *f, const struct isvd_client_info *in)
 	cli_json_double(f, in->uptime_s);
 	fputs(",\"ingest_rows_per_s\":", f);
 	cli_json_double(f, in->ingest_rows_per_s);
+	if (in->missing[0])   /* "reject" or "impute" (the library admits no other) */
+		fprintf(f, ",\"missing\":\"%s\"", in->missing);
+	if (in->has_gaps)
+		fprintf(f, ",\"rows_with_gaps\":%" PRIu64 ",\"values_imputed\":%" PRIu64,
+		        in->rows_with_gaps, in->values_imputed);
 	fputs("}\n", f);
 }
 
@@ -237,6 +246,9 @@ void cli_print_snapshot(FILE *f, const struct isvd_client_snapshot *s, bool json
 			cli_json_double(f, s->explained_energy_ratio);
 			fputs(",\"t\":", f);
 			cli_json_double(f, s->t);
+			if (s->has_gaps)
+				fprintf(f, ",\"rows_with_gaps\":%" PRIu64 ",\"values_imputed\":%" PRIu64,
+				        s->rows_with_gaps, s->values_imputed);
 		} else {
 			fprintf(f, "{\"topic\":\"factors\",\"seq\":%" PRIu64 ",\"sigma\":", s->seq);
 			cli_json_vec(f, s->sigma, s->k);
@@ -253,6 +265,8 @@ void cli_print_snapshot(FILE *f, const struct isvd_client_snapshot *s, bool json
 		fprintf(f, "spectrum seq=%" PRIu64 " rows_seen=%" PRIu64 " energy=%.2f%% sigma=", s->seq,
 		        s->rows_seen, 100 * s->explained_energy_ratio);
 		put_vec_short(f, s->sigma, s->k);
+		if (s->has_gaps && s->rows_with_gaps)
+			fprintf(f, " gaps=%" PRIu64 "/%" PRIu64, s->values_imputed, s->rows_with_gaps);
 		fputc('\n', f);
 	} else {
 		fprintf(f, "factors seq=%" PRIu64 " k=%zu dim=%zu mean=%s sigma=", s->seq, s->k, s->dim,

@@ -681,6 +681,11 @@ int isvd_client_info(struct isvd_client *c, struct isvd_client_info *info)
 		info->last_checkpoint_seq = rep.last_checkpoint_seq;
 		info->uptime_s = rep.uptime_s;
 		info->ingest_rows_per_s = rep.ingest_rows_per_s;
+		if (rep.missing && (!strcmp(rep.missing, "reject") || !strcmp(rep.missing, "impute")))
+			snprintf(info->missing, sizeof info->missing, "%s", rep.missing);
+		info->has_gaps = rep.has_gaps;
+		info->rows_with_gaps = rep.rows_with_gaps;
+		info->values_imputed = rep.values_imputed;
 	}
 	isvd_proto_reply_fini(&rep);
 	return err;
@@ -732,6 +737,15 @@ int isvd_client_project(struct isvd_client *c, const double *rows, size_t nrows,
 		out->nresidual = rep.residual.n;
 		rep.residual.v = NULL;
 		out->seq = rep.seq;
+		if (rep.has_observed && rep.observed.n == nrows) {
+			out->observed = malloc(nrows * sizeof *out->observed);
+			if (!out->observed) {
+				err = fail(c, ISVD_CLIENT_NOMEM, "project: out of memory");
+			} else {
+				for (size_t i = 0; i < nrows; i++)
+					out->observed[i] = (uint64_t)rep.observed.v[i];
+			}
+		}
 	}
 	isvd_proto_reply_fini(&rep);
 	return err;
@@ -743,13 +757,14 @@ void isvd_client_projection_fini(struct isvd_client_projection *p)
 		return;
 	free(p->coords.data);
 	free(p->residual);
+	free(p->observed);
 	memset(p, 0, sizeof *p);
 }
 
-int isvd_client_reconstruct(struct isvd_client *c, const double *rows, size_t nrows, size_t dim,
-                            struct isvd_client_matrix *out, uint64_t *seq)
+static int reconstruct(struct isvd_client *c, const double *rows, size_t nrows, size_t dim,
+                       bool fill, struct isvd_client_matrix *out, uint64_t *seq)
 {
-	struct isvd_proto_request req = { .op = ISVD_OP_RECONSTRUCT };
+	struct isvd_proto_request req = { .op = ISVD_OP_RECONSTRUCT, .has_fill = fill, .fill = fill };
 	struct isvd_proto_reply rep = { 0 };
 	int err;
 
@@ -767,6 +782,18 @@ int isvd_client_reconstruct(struct isvd_client *c, const double *rows, size_t nr
 	}
 	isvd_proto_reply_fini(&rep);
 	return err;
+}
+
+int isvd_client_reconstruct(struct isvd_client *c, const double *rows, size_t nrows, size_t dim,
+                            struct isvd_client_matrix *out, uint64_t *seq)
+{
+	return reconstruct(c, rows, nrows, dim, false, out, seq);
+}
+
+int isvd_client_reconstruct_fill(struct isvd_client *c, const double *rows, size_t nrows,
+                                 size_t dim, struct isvd_client_matrix *out, uint64_t *seq)
+{
+	return reconstruct(c, rows, nrows, dim, true, out, seq);
 }
 
 /* Moves the factors fields of a decoded reply into *f. */
@@ -1227,6 +1254,9 @@ static int decode_snapshot(struct isvd_client *c, const char *topic, size_t tlen
 			sp.sigma.v = NULL;
 			s->explained_energy_ratio = sp.explained_energy_ratio;
 			s->t = sp.t;
+			s->has_gaps = sp.has_gaps;
+			s->rows_with_gaps = sp.rows_with_gaps;
+			s->values_imputed = sp.values_imputed;
 		}
 		isvd_proto_spectrum_fini(&sp);
 	} else if (tlen == strlen(ISVD_PROTO_TOPIC_FACTORS) && !memcmp(topic, ISVD_PROTO_TOPIC_FACTORS, tlen)) {

@@ -9,6 +9,10 @@
  *   isvd subscribe [TOPIC...]  published snapshots, one line each
  *   isvd checkpoint | ping
  *   isvd keygen NAME           a CURVE key pair: NAME.key (secret), NAME.pub
+ *   isvd merge -o OUT FILE...  merge saved models (checkpoints, images) into one
+ *   isvd inspect FILE          what a checkpoint or image holds
+ * (keygen, merge and inspect contact no daemon; merge and inspect live in
+ * cli_model.c and link the engine)
  *
  * Endpoints come from --ingest/--query/--publish, else the environment
  * (ISVD_INGEST, ISVD_QUERY, ISVD_PUBLISH), else the protocol's defaults
@@ -19,6 +23,7 @@
  * input, I/O), 2 a usage error.
  */
 #include "cli.h"
+#include "cli_model.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -46,6 +51,7 @@ struct cli {
 	unsigned in_flight;
 	const char *out;
 	enum isvd_client_space space;
+	bool fill;                 /* reconstruct --fill */
 	bool json;
 	size_t count;
 };
@@ -71,7 +77,9 @@ static const struct {
 	  "Pushes the rows of FILE (- for standard input) to the daemon, --batch rows per\n"
 	  "push, keeping up to --in-flight pushes outstanding.  Text input is CSV, TSV or\n"
 	  "whitespace-separated, detected from the first row; a first row with no number\n"
-	  "in it is a header.  Empty fields and 'nan' are missing values; blank lines and\n"
+	  "in it is a header.  Empty fields, 'NA' and 'NaN' (any case) are missing values\n"
+	  "(raw input: NaN), which a daemon with model.missing: impute fills from the\n"
+	  "model and one with reject refuses (NON_FINITE); blank lines and\n"
 	  "lines starting with '#' are skipped.  A value that cannot be parsed, or a row\n"
 	  "of the wrong length, stops the push with FILE:LINE: ... (the batches before it\n"
 	  "were pushed).  Shows a progress bar on a terminal, a summary line otherwise.\n",
@@ -87,7 +95,10 @@ static const struct {
 	  "  -j, --json        print the reply as one JSON object instead\n" },
 	{ "project", "isvd project [options] FILE|-",
 	  "Projects the rows of FILE onto the model and writes CSV: a header row, then per\n"
-	  "row its k coordinates and the residual norm ||(x-mu) - V V^T (x-mu)||.\n",
+	  "row its k coordinates and the residual norm ||(x-mu) - V V^T (x-mu)||.  Rows may\n"
+	  "have missing values (as for push): such a row is first completed from the model\n"
+	  "(as a push would be) and its residual covers its observed values only; when the\n"
+	  "input has any, an 'observed' column counts each row's observed values.\n",
 	  "  -s, --space S     scores (default: V^T(x-mu)) or u (Sigma^-1 V^T(x-mu))\n"
 	  "  -o, --output FILE write to FILE instead of standard output\n"
 	  "  -f, --format F    input format, as for push\n"
@@ -95,7 +106,10 @@ static const struct {
 	  "  -b, --batch N     rows per request (default 4096)\n" },
 	{ "reconstruct", "isvd reconstruct [options] FILE|-",
 	  "Reconstructs the rows of FILE from the model (mu + V V^T (x-mu)) and writes them\n"
-	  "as CSV, with the input's header row when it had one.\n",
+	  "as CSV, with the input's header row when it had one.  With --fill, gap filling:\n"
+	  "each row's observed values are written unchanged and only its missing values\n"
+	  "(as for push) are filled from the model.\n",
+	  "  -F, --fill        fill only the missing values; keep the observed ones\n"
 	  "  -o, --output FILE write to FILE instead of standard output\n"
 	  "  -f, --format F    input format, as for push\n"
 	  "  -d, --dim N       values per row, as for push\n"
@@ -127,6 +141,13 @@ static const struct {
 	  "the public key (give the daemon's to clients as --server-key; put a client's in\n"
 	  "one of the daemon's keys directories).  Existing files are never overwritten.\n"
 	  "Prints the public key.  Contacts nothing; the common options do not apply.\n", "" },
+	{ "merge", "isvd merge -o OUT FILE...",
+	  "Merges saved models (isvdd checkpoint files or engine images) into one engine\n"
+	  "image OUT (isvd merge --help says more).  Contacts nothing; the common options\n"
+	  "do not apply.\n", "  -o, --output OUT  the image to write (required)\n" },
+	{ "inspect", "isvd inspect FILE",
+	  "Prints what an isvdd checkpoint file or an engine image holds.  Contacts\n"
+	  "nothing; the common options do not apply.\n", "" },
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -184,7 +205,7 @@ static const char *command_opts(const char *cmd)
 	if (!strcmp(cmd, "push")) return "fdbnc";
 	if (!strcmp(cmd, "info")) return "j";
 	if (!strcmp(cmd, "project")) return "sofdb";
-	if (!strcmp(cmd, "reconstruct")) return "ofdb";
+	if (!strcmp(cmd, "reconstruct")) return "Fofdb";
 	if (!strcmp(cmd, "factors")) return "fo";
 	if (!strcmp(cmd, "subscribe")) return "nCj";
 	return "";
@@ -268,6 +289,7 @@ static int apply_option(struct cli *c, int opt, const char *given)
 			return usage_error(c, "--space is scores or u, not '%s'", optarg);
 		break;
 	case 'j': c->json = true; break;
+	case 'F': c->fill = true; break;
 	default:
 		return usage_error(c, "unexpected option %s", given);
 	}
@@ -292,6 +314,7 @@ static int parse(struct cli *c, int argc, char **argv)
 		{ "output", required_argument, NULL, 'o' },
 		{ "space", required_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "fill", no_argument, NULL, 'F' },
 		{ "server-key", required_argument, NULL, 'S' },
 		{ "client-key", required_argument, NULL, 'K' },
 		{ NULL, 0, NULL, 0 },
@@ -501,6 +524,15 @@ static int cmd_info(struct cli *c, int argc, char **argv)
 	return rc;
 }
 
+/* Observed (non-NaN) values among x[0..n). */
+static size_t count_observed(const double *x, size_t n)
+{
+	size_t c = 0;
+	for (size_t j = 0; j < n; j++)
+		c += !isnan(x[j]);
+	return c;
+}
+
 /* project and reconstruct: rows in, CSV out, --batch rows per request. */
 static int cmd_rows(struct cli *c, int argc, char **argv, bool project)
 {
@@ -524,6 +556,9 @@ static int cmd_rows(struct cli *c, int argc, char **argv, bool project)
 	rc = EXIT_FAILURE;
 	if (!(out = open_out(c)))
 		goto out;
+	bool gaps = false;   /* project: an 'observed' column when the input has gaps */
+	for (size_t i = 0; i < n * r.dim && !gaps; i++)
+		gaps = isnan(rows[i]);
 	size_t step = c->batch ? c->batch : 4096;
 	for (size_t i = 0; i < n; i += step) {
 		size_t m = n - i < step ? n - i : step;
@@ -545,18 +580,31 @@ static int cmd_rows(struct cli *c, int argc, char **argv, bool project)
 				}
 				/* a rank-0 model: only the residual column */
 				if (k == 0) {
-					fputs("residual\n", out);
+					fputs(gaps ? "residual,observed\n" : "residual\n", out);
 				} else if (head) {
 					for (size_t j = 0; j < k; j++)
 						fprintf(out, "%s,", head[j] ? head[j] : "?");
-					fputs("residual\n", out);
+					fputs(gaps ? "residual,observed\n" : "residual\n", out);
 				}
 			}
-			cli_write_csv(out, NULL, 0, &p.coords, NULL, p.residual);
+			if (!gaps) {
+				cli_write_csv(out, NULL, 0, &p.coords, NULL, p.residual);
+			} else {
+				for (size_t q = 0; q < m; q++) {
+					for (size_t j = 0; j < p.coords.cols; j++) {
+						cli_put_double(out, p.coords.data[q * p.coords.cols + j]);
+						fputc(',', out);
+					}
+					cli_put_double(out, p.residual[q]);
+					fprintf(out, ",%zu\n", p.observed ? (size_t)p.observed[q]
+					                                  : count_observed(rows + (i + q) * r.dim, r.dim));
+				}
+			}
 			isvd_client_projection_fini(&p);
 		} else {
 			struct isvd_client_matrix m2;
-			err = isvd_client_reconstruct(cl, rows + i * r.dim, m, r.dim, &m2, NULL);
+			err = c->fill ? isvd_client_reconstruct_fill(cl, rows + i * r.dim, m, r.dim, &m2, NULL)
+			              : isvd_client_reconstruct(cl, rows + i * r.dim, m, r.dim, &m2, NULL);
 			if (err) {
 				rc = daemon_error(c, cl, err);
 				goto out;
@@ -840,6 +888,10 @@ int main(int argc, char **argv)
 		}
 		return cmd_keygen(argv[2]);
 	}
+	if (!strcmp(argv[1], "merge"))
+		return cli_merge(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "inspect"))
+		return cli_inspect(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
 		printf("isvd %s (libisvd %s, protocol 1)\n", ISVD_VERSION, ISVD_CLIENT_VERSION);
 		return 0;

@@ -266,7 +266,9 @@ def test_errors_are_exceptions_with_code_and_message(tmp_path):
             with pytest.raises(isvd.NonFinite):
                 c.push(x.astype(np.float32))
             with pytest.raises(isvd.NonFinite):
-                c.project([1.0, np.nan, 2.0, 3.0])
+                c.project([1.0, np.inf, 2.0, 3.0])
+            with pytest.raises(isvd.BadMatrix):   # a gap is fine, a row of gaps is not
+                c.project([np.nan] * 4)
             with pytest.raises(isvd.BadMatrix) as e:
                 c.push(np.empty((0, 4)))
             assert e.value.code == "BAD_MATRIX"

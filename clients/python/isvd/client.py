@@ -381,25 +381,48 @@ class Client:
             raise failure
         return result
 
-    def project(self, X, space="scores"):
+    def project(self, X, space="scores", return_observed=False):
         """Projects rows X on the model: returns (coords, residual).
 
         space "scores" gives Vₖᵀ(x − μ) per row, "u" gives Σₖ⁺Vₖᵀ(x − μ).
         coords is an (r, k) float64 array (a 1-D X is one row, r = 1);
         residual an (r,) array of the distances ‖(x − μ) − VₖVₖᵀ(x − μ)‖.
+        Rows may have gaps (np.nan, None, masked entries): such a row is
+        first completed by the estimator the daemon imputes with, then
+        projected; its residual covers only its observed values.  With return_observed=True the result is (coords,
+        residual, observed), observed an (r,) int array counting the values
+        each residual covers.
         """
         if space not in _SPACES:
             raise InputError(f"space must be one of {_SPACES}, got {space!r}")
-        r, _ = self._request("query", {"op": "project", "rows": encode_matrix(X, "rows"),
-                                       "space": space})
+        body = encode_matrix(X, "rows")
+        r, _ = self._request("query", {"op": "project", "rows": body, "space": space})
         try:
-            return decode_matrix(r["coords"], "coords"), decode_vector(r["residual"], "residual")
+            coords = decode_matrix(r["coords"], "coords")
+            residual = decode_vector(r["residual"], "residual")
         except KeyError as e:
             raise ProtocolError(f"project: reply lacks {e}") from None
+        if not return_observed:
+            return coords, residual
+        if r.get("observed") is not None:
+            observed = decode_vector(r["observed"], "observed").astype(np.int64)
+        else:   # no row had a gap
+            observed = np.full(len(residual), body["shape"][1], dtype=np.int64)
+        return coords, residual, observed
 
-    def reconstruct(self, X):
-        """Rows X rebuilt from the model, μ + VₖVₖᵀ(x − μ): an (r, n) float64 array."""
-        r, _ = self._request("query", {"op": "reconstruct", "rows": encode_matrix(X, "rows")})
+    def reconstruct(self, X, fill=False):
+        """Rows X rebuilt from the model: an (r, n) float64 array.
+
+        By default the model's reconstruction μ + VₖVₖᵀ(x − μ) of every value
+        (for a row with gaps, of the row completed by the imputation
+        estimator).  With fill=True, gap filling: each row keeps its observed
+        values and only its gaps (np.nan, None, masked entries) are filled,
+        by the estimator the daemon imputes with at ingest.
+        """
+        body = {"op": "reconstruct", "rows": encode_matrix(X, "rows")}
+        if fill:
+            body["fill"] = True
+        r, _ = self._request("query", body)
         try:
             return decode_matrix(r["rows"], "rows")
         except KeyError as e:
@@ -415,8 +438,10 @@ class Client:
 
         Keys include dim, rank, rank_max, rows_seen, seq, sigma (a float64
         ndarray), explained_energy_ratio, condition_number,
-        orthogonality_error, center, forget, last_checkpoint_seq, uptime_s and
-        ingest_rows_per_s; keys a newer daemon adds are passed through.
+        orthogonality_error, center, forget, last_checkpoint_seq, uptime_s,
+        ingest_rows_per_s, missing ("reject" or "impute"), rows_with_gaps and
+        values_imputed (since the daemon started); keys a newer daemon adds
+        are passed through.
         """
         r, _ = self._request("query", {"op": "info"})
         out = {k: v for k, v in r.items() if k not in ("ok", "id")}

@@ -9,8 +9,10 @@ DESIGN
     float64 and float32 arrays are sent as they are (f32 as dtype "f32"),
     integer and bool arrays are converted to float64, a 1-D array is one
     row, other dtypes (strings, complex, objects that are not numbers) raise
-    InputError.  NaN and ±inf are passed through untouched: the daemon owns
-    that rule and answers NON_FINITE.
+    InputError.  Missing values: NaN (np.nan), None in lists, and the masked
+    entries of a numpy masked array all travel as NaN, which the daemon
+    reads as a gap (PROTOCOL.md §3).  ±inf is passed through untouched: the
+    daemon owns that rule and answers NON_FINITE.
 
     decode_matrix() reads what the daemon sends (form (b), always f64) but
     also f32 and form (a) arrays, so a later daemon may choose either.
@@ -30,13 +32,19 @@ def as_rows(X, name="X"):
 
     Accepts anything np.asarray() understands: ndarrays, lists of rows, a
     single list (one row).  float32 stays float32; float64, integer, bool and
-    other real float widths become float64.  Raises InputError for 0-D or
-    more than 2-D input and for non-numeric dtypes.
+    other real float widths become float64.  None (in lists) and masked
+    entries (np.ma arrays) become NaN, a missing value.  Raises InputError
+    for 0-D or more than 2-D input and for non-numeric dtypes.
     """
     try:
         a = X if isinstance(X, np.ndarray) else np.asarray(X)
     except (ValueError, TypeError) as e:      # ragged nested lists
         raise InputError(f"{name}: not a matrix: {e}") from None
+    if isinstance(a, np.ma.MaskedArray):      # masked entries are gaps
+        if a.dtype.kind not in "fiub":
+            raise InputError(f"{name}: dtype {a.dtype} is not a real number type")
+        keep = a.dtype if a.dtype.kind == "f" and a.dtype.itemsize == 4 else np.float64
+        a = np.ma.filled(a.astype(keep), np.nan)
     if a.dtype.kind == "O":                   # e.g. lists holding None
         try:
             a = a.astype(np.float64)

@@ -47,6 +47,8 @@ static void test_request_roundtrip(void **state)
 		}
 		if (op == ISVD_OP_PROJECT)
 			in.space = ISVD_PROTO_SPACE_U;
+		if (op == ISVD_OP_RECONSTRUCT)
+			in.has_fill = in.fill = true;
 		encode_decode_req(&in, &out);
 		assert_int_equal(out.op, op);
 		assert_int_equal(out.id_len, in.id_len);
@@ -69,6 +71,8 @@ static void test_request_roundtrip(void **state)
 			assert_false(out.has_batch);
 		}
 		assert_int_equal(out.space, op == ISVD_OP_PROJECT ? ISVD_PROTO_SPACE_U : ISVD_PROTO_SPACE_SCORES);
+		assert_int_equal(out.fill, op == ISVD_OP_RECONSTRUCT);
+		assert_int_equal(out.has_fill, op == ISVD_OP_RECONSTRUCT);
 		req_done(&out);
 	}
 }
@@ -190,6 +194,12 @@ static void fill_reply(struct isvd_proto_reply *r, enum isvd_proto_op op, double
 		break;
 	case ISVD_OP_INFO:
 		r->dim = 3; r->rank = 2; r->rank_max = 2; r->rows_seen = 99; r->last_checkpoint_seq = 64;
+		if (mean) {   /* the variant with the optional keys */
+			r->missing = "impute";
+			r->has_gaps = true;
+			r->rows_with_gaps = 40;
+			r->values_imputed = UINT64_MAX;
+		}
 		r->sigma = (struct isvd_proto_vec){ sig, 2 };
 		r->explained_energy_ratio = 0.75; r->condition_number = 4; r->orthogonality_error = 1e-15;
 		r->center = true; r->forget = 0.999; r->uptime_s = 12.5; r->ingest_rows_per_s = 1e5;
@@ -197,6 +207,10 @@ static void fill_reply(struct isvd_proto_reply *r, enum isvd_proto_op op, double
 	case ISVD_OP_PROJECT:
 		r->coords = (struct isvd_proto_matrix){ vt, 3, 2, 0 };
 		r->residual = (struct isvd_proto_vec){ res, 3 };
+		if (mean) {   /* rows with gaps: observed counts */
+			r->has_observed = true;
+			r->observed = (struct isvd_proto_vec){ mean, 3 };
+		}
 		break;
 	case ISVD_OP_RECONSTRUCT:
 		r->rows = (struct isvd_proto_matrix){ vt, 2, 3, 0 };
@@ -266,6 +280,15 @@ static void test_reply_roundtrip(void **state)
 			assert_true(out.uptime_s == in.uptime_s && out.ingest_rows_per_s == in.ingest_rows_per_s);
 			same_vec(&out.sigma, &in.sigma);
 			same_vec(&out.residual, &in.residual);
+			same_vec(&out.observed, &in.observed);
+			assert_int_equal(out.has_observed, in.has_observed);
+			assert_int_equal(out.has_gaps, in.has_gaps);
+			assert_true(out.rows_with_gaps == in.rows_with_gaps);
+			assert_true(out.values_imputed == in.values_imputed);
+			if (in.missing)
+				assert_string_equal(out.missing, in.missing);
+			else
+				assert_null(out.missing);
 			same_vec(&out.mean, &in.mean);
 			assert_int_equal(out.has_mean, in.has_mean);
 			same_mat(&out.coords, &in.coords);
@@ -376,7 +399,10 @@ static void test_spectrum_roundtrip(void **state)
 {
 	(void)state;
 	double sig[3] = { 5, 4, 0.125 };
-	struct isvd_proto_spectrum in = { 900, 1000, { sig, 3 }, 0.5, 1767225600.25 }, out;
+	struct isvd_proto_spectrum in = { .seq = 900, .rows_seen = 1000, .sigma = { sig, 3 },
+	                                  .explained_energy_ratio = 0.5, .t = 1767225600.25,
+	                                  .has_gaps = true, .rows_with_gaps = 7,
+	                                  .values_imputed = 11 }, out;
 	struct isvd_proto_error e;
 	uint8_t *buf;
 	size_t len;
@@ -384,6 +410,7 @@ static void test_spectrum_roundtrip(void **state)
 	assert_int_equal(isvd_proto_spectrum_decode(buf, len, NULL, &out, &e), ISVD_PROTO_OK);
 	assert_true(out.seq == 900 && out.rows_seen == 1000 && out.t == in.t);
 	assert_true(out.explained_energy_ratio == 0.5);
+	assert_true(out.has_gaps && out.rows_with_gaps == 7 && out.values_imputed == 11);
 	same_vec(&out.sigma, &in.sigma);
 	isvd_proto_spectrum_fini(&out);
 	assert_int_equal(isvd_proto_spectrum_decode(buf, len - 1, NULL, &out, &e), ISVD_PROTO_BAD_REQUEST);
@@ -443,6 +470,31 @@ static void test_protocol_md_examples(void **state)
 	                    "b1 75 6e 6b 6e 6f 77 6e 20 6f 70 20 27 70 6f 6e 67 27");
 	free(buf);
 
+	/* gap filling: a reconstruct with a NaN in form (b), and a project reply
+	 * for a row with gaps */
+	double gapped[3] = { 1, NAN, 2 };
+	struct isvd_proto_request fillreq = { .op = ISVD_OP_RECONSTRUCT, .rows = { gapped, 1, 3, 0 },
+	                                      .has_fill = true, .fill = true };
+	assert_int_equal(isvd_proto_request_encode(&fillreq, &buf, &len), ISVD_PROTO_OK);
+	check_hex(buf, len, "83 a2 6f 70 ab 72 65 63 6f 6e 73 74 72 75 63 74 "
+	                    "a4 72 6f 77 73 83 a5 73 68 61 70 65 92 01 03 "
+	                    "a5 64 74 79 70 65 a3 66 36 34 a4 64 61 74 61 c4 18 "
+	                    "00 00 00 00 00 00 f0 3f 00 00 00 00 00 00 f8 7f 00 00 00 00 00 00 00 40 "
+	                    "a4 66 69 6c 6c c3");
+	free(buf);
+	double two = 2, half = 0.5;
+	struct isvd_proto_reply projected = { .op = ISVD_OP_PROJECT, .ok = true,
+	                                      .coords = { &two, 1, 1, 0 }, .residual = { &half, 1 },
+	                                      .has_observed = true, .observed = { &two, 1 }, .seq = 7 };
+	assert_int_equal(isvd_proto_reply_encode(&projected, &buf, &len), ISVD_PROTO_OK);
+	check_hex(buf, len, "85 a2 6f 6b c3 a6 63 6f 6f 72 64 73 83 a5 73 68 61 70 65 92 01 01 "
+	                    "a5 64 74 79 70 65 a3 66 36 34 a4 64 61 74 61 c4 08 "
+	                    "00 00 00 00 00 00 00 40 "
+	                    "a8 72 65 73 69 64 75 61 6c 91 cb 3f e0 00 00 00 00 00 00 "
+	                    "a8 6f 62 73 65 72 76 65 64 91 cb 40 00 00 00 00 00 00 00 "
+	                    "a3 73 65 71 07");
+	free(buf);
+
 	/* the form (a) example decodes to [[1, 2.5], [NaN, -3]] */
 	struct frame f;
 	struct isvd_proto_request req;
@@ -458,7 +510,8 @@ static void test_protocol_md_examples(void **state)
 	fr_fini(&f);
 
 	double sig[2] = { 3, 0.5 };
-	struct isvd_proto_spectrum sp = { 1001, 1001, { sig, 2 }, 0.75, 1700000000.5 };
+	struct isvd_proto_spectrum sp = { .seq = 1001, .rows_seen = 1001, .sigma = { sig, 2 },
+	                                  .explained_energy_ratio = 0.75, .t = 1700000000.5 };
 	assert_int_equal(isvd_proto_spectrum_encode(&sp, &buf, &len), ISVD_PROTO_OK);
 	check_hex(buf, len, "85 a3 73 65 71 cd 03 e9 a9 72 6f 77 73 5f 73 65 65 6e cd 03 e9 "
 	                    "a5 73 69 67 6d 61 92 cb 40 08 00 00 00 00 00 00 cb 3f e0 00 00 00 00 00 00 "

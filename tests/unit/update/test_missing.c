@@ -14,7 +14,9 @@
  *   - the rules: NaN refused without imputation, ±Inf always, a row with
  *     no observed value refused (nothing applied), warm-up from the mean,
  *     observed values untouched by gap filling, counters, and bit-identical
- *     factors for the same rows in the same blocks.
+ *     factors for the same rows in the same blocks;
+ *   - queries with gaps (project, reconstruct, impute) against the
+ *     estimator written out with LAPACK.
  */
 #include "ref.h"
 
@@ -338,6 +340,136 @@ static void test_deterministic(void **state)
 	isvd_model_destroy(b);
 }
 
+/* The estimator written out with LAPACK, for a row with gaps: out gets the
+ * row completed.  PPCA over the r kept components (extra = 0, so the r
+ * reported ones), in both modes: c solves (V_OᵀV_O + s²·diag(W/σ_i²)) c =
+ * V_Oᵀd, s² = (E − Σσ²)/(W(n − r)), and x_M = μ_M + V_M c. */
+static void reference_fill(const double *row, const double *sigma, const double *vt,
+                           const double *mean, double s2, double weight, double *out)
+{
+	size_t obs[N], gap[N], no = 0, ng = 0;
+	double d[N];
+	for (size_t j = 0; j < N; j++) {
+		d[j] = isnan(row[j]) ? 0.0 : row[j] - mean[j];
+		if (isnan(row[j]))
+			gap[ng++] = j;
+		else
+			obs[no++] = j;
+		out[j] = row[j];
+	}
+	if (ng == 0)
+		return;
+	double g[K * K] = { 0 }, c[K] = { 0 };
+	for (size_t a = 0; a < K; a++) {
+		for (size_t q = 0; q < no; q++)
+			c[a] += vt[a * N + obs[q]] * d[obs[q]];
+		for (size_t b = 0; b < K; b++)
+			for (size_t q = 0; q < no; q++)
+				g[a * K + b] += vt[a * N + obs[q]] * vt[b * N + obs[q]];
+		g[a * K + a] += s2 * weight / (sigma[a] * sigma[a]);
+	}
+	assert_int_equal(LAPACKE_dposv(LAPACK_COL_MAJOR, 'U', K, 1, g, K, c, K), 0);
+	for (size_t q = 0; q < ng; q++) {
+		double v = mean[gap[q]];
+		for (size_t a = 0; a < K; a++)
+			v += vt[a * N + gap[q]] * c[a];
+		out[gap[q]] = v;
+	}
+}
+
+/* Queries with gaps, against reference_fill(): a row with gaps is
+ * completed by the estimator and answered as a complete row, its residual
+ * over the observed values only; impute returns the completed rows.  Rows
+ * without gaps in the same call get the plain answers. */
+static void queries_with_gaps(int mode)
+{
+	const size_t m = 3000, q = 24;
+	double *x = ref_make_rows(404, m + q, N, K, 0.8, 0.05, 1.0);
+	struct isvd_options o = ref_options(N, K, 0);
+	o.mode = mode;
+	o.center = 1;
+	struct isvd_model *md = ref_create(&o);
+	ref_feed(md, x, m, N, 0, 250, 4);
+	double *y = x + m * N;           /* q query rows; row 0 keeps every value */
+	struct ref_rng r;
+	ref_rng_seed(&r, 11);
+	for (size_t i = N; i < q * N; i++)
+		if (ref_rng_uniform(&r) < 0.3)
+			y[i] = NAN;
+	y[3 * N + 5] = NAN;              /* at least one gap in row 3 */
+	double *sigma, *vt, *mean;
+	size_t k;
+	ref_factors(md, &sigma, &vt, &mean, &k);
+	assert_int_equal(k, K);
+	struct isvd_info info;
+	REF_ASSERT_OK(isvd_model_info(md, &info));
+	double cap = 0;
+	for (size_t i = 0; i < k; i++)
+		cap += sigma[i] * sigma[i];
+	double s2 = (info.energy_total - cap) / (info.weight_total * (double)(N - k));
+	assert_true(s2 > 1e-12 * sigma[0] * sigma[0] / info.weight_total);   /* no floor here */
+
+	double coords[24 * K], ucoords[24 * K], resid[24], rec[24 * N], fill[24 * N];
+	REF_ASSERT_OK(isvd_model_project(md, y, q, N, ISVD_SPACE_SCORES, coords, resid));
+	REF_ASSERT_OK(isvd_model_project(md, y, q, N, ISVD_SPACE_U, ucoords, NULL));
+	REF_ASSERT_OK(isvd_model_reconstruct(md, y, q, N, rec));
+	REF_ASSERT_OK(isvd_model_impute(md, y, q, N, fill));
+	double gap_change = 0;
+	for (size_t i = 0; i < q; i++) {
+		const double *row = y + i * N;
+		double xh[N], d[N], c[K] = { 0 };
+		reference_fill(row, sigma, vt, mean, s2, info.weight_total, xh);
+		for (size_t j = 0; j < N; j++) {
+			d[j] = xh[j] - mean[j];
+			if (isnan(row[j])) {
+				REF_ASSERT_CLOSE(fill[i * N + j], xh[j], 1e-8 * (1 + fabs(xh[j])));
+				gap_change = fmax(gap_change, fabs(xh[j] - mean[j]));
+			} else {
+				assert_true(fill[i * N + j] == row[j]);
+			}
+		}
+		for (size_t a = 0; a < K; a++)
+			for (size_t j = 0; j < N; j++)
+				c[a] += vt[a * N + j] * d[j];
+		double res = 0;
+		for (size_t j = 0; j < N; j++) {
+			double v = 0;
+			for (size_t a = 0; a < K; a++)
+				v += vt[a * N + j] * c[a];
+			REF_ASSERT_CLOSE(rec[i * N + j], mean[j] + v, 1e-8 * (1 + fabs(mean[j] + v)));
+			if (!isnan(row[j]))
+				res += (d[j] - v) * (d[j] - v);
+		}
+		for (size_t a = 0; a < K; a++) {
+			REF_ASSERT_CLOSE(coords[i * K + a], c[a], 1e-8 * (1 + fabs(c[a])));
+			REF_ASSERT_CLOSE(ucoords[i * K + a], c[a] / sigma[a], 1e-8 * (1 + fabs(c[a] / sigma[a])));
+		}
+		REF_ASSERT_CLOSE(resid[i], sqrt(res), 1e-8 * (1 + sqrt(res)));
+	}
+	assert_true(gap_change > 0.1);   /* the gaps were filled with something */
+	/* ±Inf is still refused by queries; a row with nothing observed too */
+	y[2 * N + 1] = INFINITY;
+	REF_ASSERT_ERR(isvd_model_project(md, y, q, N, ISVD_SPACE_SCORES, coords, resid),
+	               ISVD_ERR_NONFINITE);
+	for (size_t j = 0; j < N; j++)
+		y[2 * N + j] = NAN;
+	REF_ASSERT_ERR(isvd_model_reconstruct(md, y, q, N, rec), ISVD_ERR_GAPS);
+	free(sigma); free(vt); free(mean); free(x);
+	isvd_model_destroy(md);
+}
+
+static void test_queries_truncated(void **state)
+{
+	(void)state;
+	queries_with_gaps(ISVD_MODE_TRUNCATED);
+}
+
+static void test_queries_exact(void **state)
+{
+	(void)state;
+	queries_with_gaps(ISVD_MODE_EXACT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -347,6 +479,8 @@ int main(void)
 		cmocka_unit_test(test_dead_sensor_exact),
 		cmocka_unit_test(test_rules),
 		cmocka_unit_test(test_deterministic),
+		cmocka_unit_test(test_queries_truncated),
+		cmocka_unit_test(test_queries_exact),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

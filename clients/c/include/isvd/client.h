@@ -270,6 +270,11 @@ struct isvd_client_info {
 	                            this library does not know) */
 	uint64_t last_checkpoint_seq;
 	double uptime_s, ingest_rows_per_s;
+	/* added in 0.2 (the struct grew): */
+	char missing[8];         /* "reject", "impute", or "" (an older daemon, or a
+	                            value this library does not know) */
+	bool has_gaps;           /* the daemon reported the two counts below */
+	uint64_t rows_with_gaps, values_imputed;   /* since the daemon started */
 };
 int isvd_client_info(struct isvd_client *c, struct isvd_client_info *info);
 void isvd_client_info_fini(struct isvd_client_info *info);
@@ -284,15 +289,29 @@ struct isvd_client_projection {
 	double *residual;                   /* nrows values */
 	size_t nresidual;
 	uint64_t seq;
+	uint64_t *observed;                 /* nrows values: how many values each residual
+	                                       covers; NULL when no row had a gap (then all
+	                                       dim).  Added in 0.2: the struct grew. */
 };
-/* Projects nrows × dim rows (row-major doubles). */
+/* Projects nrows × dim rows (row-major doubles).  Missing values (gaps) are
+ * NaN, in any query and in pushes to a daemon with model.missing: impute;
+ * ±Inf is refused (NON_FINITE).  A row with gaps is first completed by the
+ * estimator the daemon imputes with, then projected; its residual covers
+ * its observed values only (see observed).  A row whose every value is NaN
+ * is refused (BAD_MATRIX). */
 int isvd_client_project(struct isvd_client *c, const double *rows, size_t nrows, size_t dim,
                         enum isvd_client_space space, struct isvd_client_projection *out);
 void isvd_client_projection_fini(struct isvd_client_projection *p);
 
-/* Reconstructs nrows × dim rows into *out (nrows × dim); *seq may be NULL. */
+/* Reconstructs nrows × dim rows into *out (nrows × dim); *seq may be NULL.
+ * Rows may have gaps (NaN), as for isvd_client_project(). */
 int isvd_client_reconstruct(struct isvd_client *c, const double *rows, size_t nrows, size_t dim,
                             struct isvd_client_matrix *out, uint64_t *seq);
+/* Gap filling: *out (nrows × dim) is rows with every observed value kept
+ * bit for bit and each gap (NaN) filled by the estimator the daemon imputes
+ * with at ingest (`reconstruct` with `fill: true`); *seq may be NULL. */
+int isvd_client_reconstruct_fill(struct isvd_client *c, const double *rows, size_t nrows,
+                                 size_t dim, struct isvd_client_matrix *out, uint64_t *seq);
 
 struct isvd_client_factors {
 	double *sigma;                      /* k values */
@@ -328,6 +347,9 @@ struct isvd_client_snapshot {
 	struct isvd_client_matrix vt;
 	double *mean;
 	size_t dim;
+	/* added in 0.2 (the struct grew): spectrum, when the daemon sent them */
+	bool has_gaps;
+	uint64_t rows_with_gaps, values_imputed;   /* since the daemon started */
 };
 void isvd_client_snapshot_fini(struct isvd_client_snapshot *s);
 
