@@ -19,6 +19,7 @@
 #define REQ(f)  offsetof(struct isvd_proto_request, f)
 #define REP(f)  offsetof(struct isvd_proto_reply, f)
 #define SPE(f)  offsetof(struct isvd_proto_spectrum, f)
+#define ANO(f)  offsetof(struct isvd_proto_anomaly, f)
 #define NF      PROTO_NO_FLAG
 
 /* ------------------------------------------------------------ field tables */
@@ -27,6 +28,7 @@ static const struct proto_field req_push[] = {
 	{ "rows",   FT_MAT, REQ(rows),   NF,             true,  0 },
 	{ "client", FT_STR, REQ(client), NF,             false, ISVD_PROTO_MAX_CLIENT },
 	{ "batch",  FT_U64, REQ(batch),  REQ(has_batch), false, 0 },
+	{ "scores", FT_BOOL, REQ(scores), REQ(has_scores), false, 0 },
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };
 static const struct proto_field req_project[] = {
@@ -58,6 +60,8 @@ static const struct proto_field rep_push[] = {
 	{ "accepted",  FT_U64,  REP(accepted),  NF, true, 0 },
 	{ "seq",       FT_U64,  REP(seq),       NF, true, 0 },
 	{ "duplicate", FT_BOOL, REP(duplicate), NF, true, 0 },
+	{ "spe",       FT_VEC,  REP(spe),       REP(has_scores), false, 0 },
+	{ "t2",        FT_VEC,  REP(t2),        REP(has_scores), false, 0 },
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };
 static const struct proto_field rep_ping[] = {
@@ -90,6 +94,8 @@ static const struct proto_field rep_project[] = {
 	{ "coords",   FT_MAT, REP(coords),   NF, true, 0 },
 	{ "residual", FT_VEC, REP(residual), NF,                true,  0 },
 	{ "observed", FT_VEC, REP(observed), REP(has_observed), false, 0 },
+	{ "spe",      FT_VEC, REP(spe),      REP(has_scores),   false, 0 },
+	{ "t2",       FT_VEC, REP(t2),       REP(has_scores),   false, 0 },
 	{ "seq",      FT_U64, REP(seq),      NF,                true,  0 },
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };
@@ -129,6 +135,16 @@ const struct proto_field proto_spectrum_fields[] = {
 	{ "t",                      FT_F64, SPE(t),                      NF, true, 0 },
 	{ "rows_with_gaps",         FT_U64, SPE(rows_with_gaps),  SPE(has_gaps), false, 0 },
 	{ "values_imputed",         FT_U64, SPE(values_imputed),  SPE(has_gaps), false, 0 },
+	{ NULL, FT_U64, 0, NF, false, 0 },
+};
+
+const struct proto_field proto_anomaly_fields[] = {
+	{ "seq",       FT_UVEC, ANO(seq),       NF, true, 0 },
+	{ "spe",       FT_VEC,  ANO(spe),       NF, true, 0 },
+	{ "t2",        FT_VEC,  ANO(t2),        NF, true, 0 },
+	{ "spe_limit", FT_F64,  ANO(spe_limit), NF, true, 0 },
+	{ "t2_limit",  FT_F64,  ANO(t2_limit),  NF, true, 0 },
+	{ "t",         FT_F64,  ANO(t),         NF, true, 0 },
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };
 
@@ -245,6 +261,13 @@ int proto_pack_fields(msgpack_packer *pk, const struct proto_field *table, const
 			break;
 		}
 		case FT_VEC:  rc = proto_pack_vec(pk, v); break;
+		case FT_UVEC: {
+			const struct isvd_proto_uvec *u = v;
+			rc = msgpack_pack_array(pk, (uint32_t)u->n);
+			for (size_t i = 0; i < u->n && rc == 0; i++)
+				rc = msgpack_pack_uint64(pk, u->v[i]);
+			break;
+		}
 		case FT_VEC_NIL:
 			rc = flag(base, f->flag_off) ? proto_pack_vec(pk, v) : msgpack_pack_nil(pk);
 			break;
@@ -268,6 +291,11 @@ static int check_fields(const struct proto_field *table, const void *base)
 		const void *v = at(base, f->off);
 		if (f->type == FT_STR && !*(char *const *)v)
 			return ISVD_PROTO_INVALID;
+		if (f->type == FT_UVEC) {
+			const struct isvd_proto_uvec *u = v;
+			if (u->n > UINT32_MAX || (u->n && !u->v))
+				return ISVD_PROTO_INVALID;
+		}
 		if (f->type == FT_VEC || (f->type == FT_VEC_NIL && flag(base, f->flag_off))) {
 			const struct isvd_proto_vec *x = v;
 			if (x->n > UINT32_MAX || (x->n && !x->v))
@@ -427,5 +455,24 @@ int isvd_proto_spectrum_encode(const struct isvd_proto_spectrum *s, uint8_t **ou
 	int prc = msgpack_pack_map(&pk, proto_count_fields(proto_spectrum_fields, s));
 	if (prc == 0)
 		prc = proto_pack_fields(&pk, proto_spectrum_fields, s);
+	return finish(&sb, prc ? ISVD_PROTO_NOMEM : ISVD_PROTO_OK, out, out_len);
+}
+
+int isvd_proto_anomaly_encode(const struct isvd_proto_anomaly *a, uint8_t **out, size_t *out_len)
+{
+	int rc = check_out(out, out_len, NULL, 0);
+	if (rc)
+		return rc;
+	if (!a || a->spe.n != a->seq.n || a->t2.n != a->seq.n)
+		return ISVD_PROTO_INVALID;
+	if ((rc = check_fields(proto_anomaly_fields, a)))
+		return rc;
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	int prc = msgpack_pack_map(&pk, proto_count_fields(proto_anomaly_fields, a));
+	if (prc == 0)
+		prc = proto_pack_fields(&pk, proto_anomaly_fields, a);
 	return finish(&sb, prc ? ISVD_PROTO_NOMEM : ISVD_PROTO_OK, out, out_len);
 }

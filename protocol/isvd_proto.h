@@ -50,6 +50,7 @@ extern "C" {
 #define ISVD_PROTO_PUBLISH_ENDPOINT "tcp://127.0.0.1:5572"
 #define ISVD_PROTO_TOPIC_SPECTRUM   "spectrum"
 #define ISVD_PROTO_TOPIC_FACTORS    "factors"
+#define ISVD_PROTO_TOPIC_ANOMALY    "anomaly"
 
 /* Schema bounds that are not configurable. */
 #define ISVD_PROTO_MAX_CLIENT  255   /* bytes in a push's `client` */
@@ -135,6 +136,12 @@ struct isvd_proto_vec {
 	size_t n;
 };
 
+/* An array of unsigned integers (row sequence numbers). */
+struct isvd_proto_uvec {
+	uint64_t *v;
+	size_t n;
+};
+
 /* ---------------------------------------------------------------- requests */
 
 /* A decoded request, or a request to encode.  `id` is the raw msgpack
@@ -149,6 +156,8 @@ struct isvd_proto_request {
 	bool has_batch;                  /* push: `batch` was given */
 	uint64_t batch;
 	enum isvd_proto_space space;     /* project: SCORES when absent */
+	bool has_scores;                 /* push: `scores` was given (encode: write it) */
+	bool scores;                     /* push: true = the ack carries spe and t2 */
 	bool has_fill;                   /* reconstruct: `fill` was given (encode: write it) */
 	bool fill;                       /* reconstruct: true = fill only the gaps */
 };
@@ -201,6 +210,8 @@ struct isvd_proto_reply {
 	struct isvd_proto_vec residual;  /* project: r */
 	bool has_observed;               /* project: observed present (some row had a gap) */
 	struct isvd_proto_vec observed;  /* project: r observed-value counts */
+	bool has_scores;                 /* push (scores: true), project: spe and t2 present */
+	struct isvd_proto_vec spe, t2;   /* per row: the anomaly statistics */
 	struct isvd_proto_matrix rows;   /* reconstruct: r × n */
 	struct isvd_proto_matrix vt;     /* factors: k × n */
 	bool has_mean;                   /* factors: false encodes `mean: nil` */
@@ -238,6 +249,20 @@ struct isvd_proto_spectrum {
 };
 
 int isvd_proto_spectrum_encode(const struct isvd_proto_spectrum *s, uint8_t **out, size_t *out_len);
+
+/* Body of the `anomaly` topic: the rows of one block over a control limit,
+ * with their statistics and the limits they were held to. */
+struct isvd_proto_anomaly {
+	struct isvd_proto_uvec seq;      /* each row's position in the stream */
+	struct isvd_proto_vec spe, t2;   /* as many as seq */
+	double spe_limit, t2_limit;
+	double t;                        /* Unix time, seconds */
+};
+int isvd_proto_anomaly_encode(const struct isvd_proto_anomaly *a, uint8_t **out, size_t *out_len);
+/* Unknown keys are skipped.  Release with isvd_proto_anomaly_fini(). */
+int isvd_proto_anomaly_decode(const void *buf, size_t len, const struct isvd_proto_limits *lim,
+                              struct isvd_proto_anomaly *a, struct isvd_proto_error *err);
+void isvd_proto_anomaly_fini(struct isvd_proto_anomaly *a);
 /* Unknown keys are skipped.  Release with isvd_proto_spectrum_fini(). */
 int isvd_proto_spectrum_decode(const void *buf, size_t len, const struct isvd_proto_limits *lim,
                                struct isvd_proto_spectrum *s, struct isvd_proto_error *err);
