@@ -41,6 +41,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -219,6 +220,7 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const c
 	srv->lim.max_rows = cfg->limits.max_rows_per_push;
 	srv->lim.max_cols = ISVD_MAX_DIM;
 	srv->fill = &srv->batch[0];
+	srv->mon.drift_prev_deg = srv->mon.drift_base_deg = NAN;
 	if (loop_create(SRV_POLL_MAX_MS, &srv->loop) ||
 	    (srv->t_flush = loop_add_timer(srv->loop, 0, ing_on_flush_timer, srv)) < 0) {
 		log_msg(log, CFG_LOG_ERROR, "cannot allocate the event loop: %s", strerror(ENOMEM));
@@ -264,7 +266,7 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const c
 		goto fail;
 	srv->start_ms = loop_now_ms();
 	srv->rate_ms[0] = srv->rate_ms[1] = srv->start_ms;
-	const struct qry_hooks rh = { srv, rec_on_checkpoint_request };
+	const struct qry_hooks rh = { srv, rec_on_checkpoint_request, mon_on_baseline_request };
 	if (qry_start(cfg, log, srv->zctx, srv->query, &rh, srv->model, srv->seq,
 	              sto_last_checkpoint_seq(srv->sto), &srv->qry))
 		goto fail;
@@ -298,6 +300,7 @@ void srv_destroy(struct isvdd *srv)
 	if (srv->zctx)
 		zmq_ctx_term(srv->zctx);
 	isvd_model_destroy(srv->model);
+	mon_fini(&srv->mon);
 	loop_destroy(srv->loop);
 	ntf_fini(&srv->ntf);
 	free(srv);

@@ -762,6 +762,8 @@ void isvd_proto_reply_fini(struct isvd_proto_reply *rep)
 	proto_free(rep->missing);
 	proto_free(rep->spe.v);
 	proto_free(rep->t2.v);
+	proto_free(rep->gap.v);
+	proto_free(rep->stable.v);
 	proto_free(rep->rows.data);
 	proto_free(rep->vt.data);
 	proto_free(rep->mean.v);
@@ -790,6 +792,7 @@ void isvd_proto_spectrum_fini(struct isvd_proto_spectrum *s)
 	if (!s)
 		return;
 	proto_free(s->sigma.v);
+	proto_free(s->stable.v);
 	memset(s, 0, sizeof *s);
 }
 
@@ -822,4 +825,21 @@ void isvd_proto_anomaly_fini(struct isvd_proto_anomaly *a)
 	proto_free(a->spe.v);
 	proto_free(a->t2.v);
 	memset(a, 0, sizeof *a);
+}
+
+int isvd_proto_drift_decode(const void *buf, size_t len, const struct isvd_proto_limits *limits,
+                            struct isvd_proto_drift *d, struct isvd_proto_error *err)
+{
+	struct isvd_proto_limits lim;
+	struct proto_rd rd;
+	uint32_t count = 0;
+	int rc;
+
+	if ((rc = decode_start(d, sizeof *d, "snapshot", err)))
+		return rc;
+	proto_limits(limits, &lim);
+	if ((rc = check_frame(buf, len, &lim, &rd, &count, err)))
+		return rc;
+	return dec_entries(&rd, count, BODY_SNAPSHOT, proto_drift_fields, d, &lim,
+	                   ISVD_PROTO_TOPIC_DRIFT, err);
 }

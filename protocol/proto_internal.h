@@ -115,6 +115,7 @@ extern const struct proto_field *const proto_request_fields[ISVD_OP_COUNT_];
 extern const struct proto_field *const proto_reply_fields[ISVD_OP_COUNT_];
 extern const struct proto_field proto_spectrum_fields[];
 extern const struct proto_field proto_anomaly_fields[];
+extern const struct proto_field proto_drift_fields[];
 
 /* Packs a matrix in form (b), f64, little-endian; a vector as array of
  * float64.  0 or msgpack-c's -1. */

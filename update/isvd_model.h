@@ -282,9 +282,13 @@ int isvd_subspace_sin(const double *a, const double *b, size_t k, size_t n, doub
 #define ISVD_STABILITY_FACTOR 3.0
 int isvd_model_stability(const struct isvd_model *m, double *gap, int *stable, size_t *count);
 
-/* All kept singular values (min(k + extra, n) at most; *r their count), for
- * statistics over the components beyond k. */
-int isvd_model_kept(const struct isvd_model *m, double *sigma, size_t *r);
+/* All kept singular values (min(k + extra, n) at most; *r their count), the
+ * total weight W and energy (weight_total and energy_total of
+ * isvd_model_info, without its O(n·r²) orthogonality check), for
+ * statistics over the components beyond k.  sigma, weight, energy may be
+ * NULL. */
+int isvd_model_kept(const struct isvd_model *m, double *sigma, size_t *r, double *weight,
+                    double *energy);
 
 /* Re-orthogonalises V now (also done automatically every reorth_every rows;
  * a no-op in exact mode, whose V is recomputed from R). */

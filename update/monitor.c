@@ -274,7 +274,8 @@ int isvd_model_stability(const struct isvd_model *m, double *gap, int *stable, s
 	return ISVD_OK;
 }
 
-int isvd_model_kept(const struct isvd_model *m, double *sigma, size_t *r)
+int isvd_model_kept(const struct isvd_model *m, double *sigma, size_t *r, double *weight,
+                    double *energy)
 {
 	int err;
 
@@ -285,5 +286,9 @@ int isvd_model_kept(const struct isvd_model *m, double *sigma, size_t *r)
 	*r = m->r;
 	if (sigma)
 		memcpy(sigma, m->sigma, m->r * sizeof *sigma);
+	if (weight)
+		*weight = m->weight;
+	if (energy)
+		*energy = m->energy;
 	return ISVD_OK;
 }

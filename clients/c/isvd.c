@@ -6,7 +6,8 @@
  *   isvd project FILE|-        coordinates + residual as CSV
  *   isvd reconstruct FILE|-    reconstructed rows as CSV
  *   isvd factors               σ, Vᵀ, μ as CSV or NPY files
- *   isvd subscribe [TOPIC...]  published snapshots, one line each
+ *   isvd subscribe [TOPIC...]  published messages (spectrum, factors, anomaly,
+ *                              drift), one line each
  *   isvd checkpoint | ping
  *   isvd keygen NAME           a CURVE key pair: NAME.key (secret), NAME.pub
  *   isvd merge -o OUT FILE...  merge saved models (checkpoints, images) into one
@@ -124,9 +125,10 @@ static const struct {
 	  "label first on each line: 'sigma', 'vt1'..'vtk', 'mean'.\n",
 	  "  -f, --format F    csv (default) or npy (npy needs -o)\n"
 	  "  -o, --output P    file name prefix\n" },
-	{ "subscribe", "isvd subscribe [options] [spectrum|factors]...",
-	  "Prints the snapshots the daemon publishes (both topics unless named), one line\n"
-	  "each, until --count snapshots arrived or --timeout seconds passed.  Exits 1 when\n"
+	{ "subscribe", "isvd subscribe [options] [spectrum|factors|anomaly|drift]...",
+	  "Prints the messages the daemon publishes (spectrum and factors unless topics are\n"
+	  "named; anomaly and drift come from daemons with monitor.enabled), one line each,\n"
+	  "until --count messages arrived or --timeout seconds passed.  Exits 1 when\n"
 	  "--count was given and not reached.\n",
 	  "  -n, --count N     stop after N snapshots\n"
 	  "  -j, --json        one JSON object per snapshot\n"
@@ -756,8 +758,13 @@ static int cmd_subscribe(struct cli *c, int argc, char **argv)
 			topics |= ISVD_CLIENT_TOPIC_SPECTRUM;
 		else if (!strcmp(argv[i], "factors"))
 			topics |= ISVD_CLIENT_TOPIC_FACTORS;
+		else if (!strcmp(argv[i], "anomaly"))
+			topics |= ISVD_CLIENT_TOPIC_ANOMALY;
+		else if (!strcmp(argv[i], "drift"))
+			topics |= ISVD_CLIENT_TOPIC_DRIFT;
 		else
-			return usage_error(c, "unknown topic '%s' (spectrum or factors)", argv[i]);
+			return usage_error(c, "unknown topic '%s' (spectrum, factors, anomaly or drift)",
+			                   argv[i]);
 	}
 	if (!topics)
 		topics = ISVD_CLIENT_TOPIC_SPECTRUM | ISVD_CLIENT_TOPIC_FACTORS;

@@ -508,6 +508,18 @@ static void test_protocol_md_examples(void **state)
 	                    "a3 73 65 71 07");
 	free(buf);
 
+	/* an anomaly message */
+	uint64_t aseq[2] = { 7, 9 };
+	double aspe[2] = { 12.5, 0.25 }, at2[2] = { 1, 99 };
+	struct isvd_proto_anomaly an = { { aseq, 2 }, { aspe, 2 }, { at2, 2 }, 3.5, 20, 1700000000.5 };
+	assert_int_equal(isvd_proto_anomaly_encode(&an, &buf, &len), ISVD_PROTO_OK);
+	check_hex(buf, len, "86 a3 73 65 71 92 07 09 a3 73 70 65 92 cb 40 29 00 00 00 00 00 00 "
+	                    "cb 3f d0 00 00 00 00 00 00 a2 74 32 92 cb 3f f0 00 00 00 00 00 00 "
+	                    "cb 40 58 c0 00 00 00 00 00 a9 73 70 65 5f 6c 69 6d 69 74 "
+	                    "cb 40 0c 00 00 00 00 00 00 a8 74 32 5f 6c 69 6d 69 74 "
+	                    "cb 40 34 00 00 00 00 00 00 a1 74 cb 41 d9 54 fc 40 20 00 00");
+	free(buf);
+
 	/* the form (a) example decodes to [[1, 2.5], [NaN, -3]] */
 	struct frame f;
 	struct isvd_proto_request req;

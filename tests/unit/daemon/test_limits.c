@@ -1,5 +1,5 @@
 /*
- * test_monitor.c — the control limits (daemon/monitor.c) are calibrated:
+ * test_limits.c — the control limits (daemon/limits.c) are calibrated:
  * rows drawn from the distribution the model describes exceed them as
  * often as the confidence says.  SPE of such a row is Σ λ_j z_j² over the
  * directions beyond k; T² is Σ_{i≤k} z_i² (for a large N, where the F
@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "monitor.h"
+#include "limits.h"
 
 static uint64_t state = 0x9e3779b97f4a7c15ull;
 

@@ -1,5 +1,5 @@
 /*
- * monitor.h — control limits for the anomaly statistics the engine
+ * limits.h — control limits for the anomaly statistics the engine
  * computes per row (update/monitor.c: SPE and Hotelling's T² over the top k
  * components).  A row is flagged when either statistic exceeds its limit.
  *
@@ -13,7 +13,7 @@
  *   rows, JM flagged 0.94α, 0.85α and 0.60α at α = 0.05, 0.01, 0.001 for a
  *   flat tail and is undefined (h₀ < 0) for a tail of a few dominant
  *   variances, where this one flagged 0.92α–1.31α in every case tried —
- *   tests/unit/daemon/test_monitor.c.)
+ *   tests/unit/daemon/test_limits.c.)
  *   With no variance beyond k (exactly low-rank data) the limit is a floor
  *   of 1e-12 × the total variance, so rounding is not an anomaly.
  *   T² limit, from the F distribution with k and N − k degrees of freedom
@@ -22,10 +22,16 @@
  *   none (infinite) while N ≤ k + 1.
  * The quantiles come from GSL (gsl_cdf_ugaussian_Pinv, gsl_cdf_fdist_Pinv).
  */
-#ifndef ISVDD_MONITOR_H
-#define ISVDD_MONITOR_H
+#ifndef ISVDD_LIMITS_H
+#define ISVDD_LIMITS_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* The rows before anything is flagged: monitor.warmup_rows, or 10·rank. */
+uint64_t mon_warmup(const struct cfg *cfg);
 
 struct mon_limits {
 	double spe;   /* > 0; INFINITY when none can be given yet */
