@@ -7,6 +7,7 @@
  *   publish.c  the `spectrum` and `factors` snapshots on the PUB socket
  *   monitor.c  monitoring: rows flagged on `anomaly`, drift to a baseline
  *   recover.c  start-up recovery (storage's hooks) and checkpoints
+ *   notify.c   what the service manager is told (sd_notify), and when
  *
  * Nothing here is for main.c or the query thread (server.h, query.h).
  *
@@ -34,6 +35,7 @@
 #include "isvd_model.h"
 #include "isvd_proto.h"
 #include "log.h"
+#include "notify.h"
 #include "reply.h"
 #include "storage.h"
 #include "wal.h"
@@ -132,6 +134,8 @@ struct isvdd {
 
 	struct met *met;             /* counters, gauges and histograms (metrics.c) */
 	struct http *http;           /* /metrics, /status, /healthz (http.c); NULL when off */
+	struct ntf ntf;              /* the service manager (notify.c); inert when not supervised */
+	uint64_t ntf_progress_ms;    /* the last recovery progress sent; 0: none yet */
 };
 
 /* ---------------------------------------------------------- ingest.c */
@@ -205,5 +209,21 @@ int rec_on_checkpoint_request(void *srv, uint64_t *seq, char *why, size_t cap);
 /* Timer, and after every burst: the interval fsync, storage's retry and
  * due checkpoints; re-arms itself for storage's next deadline. */
 void rec_on_storage_timer(void *srv, uint64_t now_ms);
+
+/* ---------------------------------------------------------- notify.c */
+
+/* The status and watchdog timers (at now), when a service manager listens.
+ * 0, or -1 when the timer table is full. */
+int ntf_add_timers(struct isvdd *srv, uint64_t now_ms);
+/* READY=1 with STATUS=serving: rank, rows, dim (and a storage failure). */
+void ntf_ready(struct isvdd *srv);
+/* RELOADING=1 with MONOTONIC_USEC, before SIGHUP's work; ntf_ready() after. */
+void ntf_reloading(struct isvdd *srv);
+/* STOPPING=1, before the final drain and checkpoint. */
+void ntf_stopping(struct isvdd *srv);
+/* During recovery, at most once a second: STATUS=recovering and the rows
+ * so far, with EXTEND_TIMEOUT_USEC so a replay that progresses outlives
+ * TimeoutStartSec and a stuck one does not. */
+void ntf_recovering(struct isvdd *srv);
 
 #endif /* ISVDD_ISVDD_H */

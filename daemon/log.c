@@ -4,6 +4,7 @@
  *
  * A text line:  2026-11-23T11:15:39.123Z isvdd[4242] info: message
  * A JSON line:  {"t":"2026-11-23T11:15:39.123Z","pid":4242,"level":"info","msg":"message"}
+ * To the journal (log.h):  <6>info: message   and   <6>{"t":...}
  */
 #include "log.h"
 
@@ -11,11 +12,26 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "loop.h"
+
+/* Whether fd is the stream JOURNAL_STREAM ("DEVICE:INODE", decimal) names:
+ * systemd connected it to the journal (systemd.exec(5)). */
+static int is_journal(int fd)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	char end;
+
+	if (!js || sscanf(js, "%llu:%llu%c", &dev, &ino, &end) != 2 || fstat(fd, &st))
+		return 0;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 int log_open(struct log_sink *log, const char *path, int level, int json,
              uint64_t warn_every_ms)
@@ -31,8 +47,10 @@ int log_open(struct log_sink *log, const char *path, int level, int json,
 	log->level = level;
 	log->json = json;
 	log->warn_every_ms = warn_every_ms;
-	if (!path || !*path)
+	if (!path || !*path) {
+		log->journal = is_journal(fileno(stderr));
 		return 0;
+	}
 	log->path = strdup(path);
 	if (!log->path) {
 		fprintf(stderr, "isvdd: out of memory: %s\n", strerror(errno));
@@ -113,11 +131,17 @@ static void vlog(struct log_sink *log, int level, const char *fmt, va_list ap)
 	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 	pthread_mutex_lock(&log->mu);
 	f = log->f ? log->f : stderr;
+	if (log->journal) {   /* sd-daemon(3)'s <prio>; the journal keeps time and pid */
+		static const int prio[] = { 7, 6, 4, 3 };   /* debug info warn error */
+		fprintf(f, "<%d>", prio[level >= CFG_LOG_DEBUG && level <= CFG_LOG_ERROR ? level : 3]);
+	}
 	if (log->json) {
 		fprintf(f, "{\"t\":\"%s\",\"pid\":%ld,\"level\":\"%s\",\"msg\":", stamp, (long)getpid(),
 		        cfg_log_level_name(level));
 		json_string(f, msg);
 		fputs("}\n", f);
+	} else if (log->journal) {
+		fprintf(f, "%s: %s\n", cfg_log_level_name(level), msg);
 	} else {
 		fprintf(f, "%s isvdd[%ld] %s: %s\n", stamp, (long)getpid(), cfg_log_level_name(level), msg);
 	}

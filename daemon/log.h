@@ -2,6 +2,12 @@
  * log.h — isvdd's log: text lines or one JSON object per line, to standard
  * error or to a file that SIGHUP reopens (for logrotate).
  *
+ * When standard error is systemd's journal (JOURNAL_STREAM names its
+ * device and inode, as systemd sets it for a service's stderr), each line
+ * starts with its syslog priority, "<6>info: ready", instead of the time
+ * and pid the journal records itself: `journalctl -p warning` then
+ * filters isvdd's lines by level.
+ *
  * A struct log_sink is owned by the daemon and passed explicitly; nothing
  * here is global.  Lines are written whole under a (recursive) mutex, so
  * the event loop and the query thread (query.c) may both log.
@@ -19,6 +25,7 @@ struct log_sink {
 	char *path;          /* NULL when logging to stderr */
 	int level;           /* least severe level written (enum cfg_log_level) */
 	int json;            /* non-zero: JSON lines */
+	int journal;         /* non-zero: stderr is the journal; "<prio>" prefixes */
 	/* rate limit of log_refused() */
 	uint64_t warn_every_ms;
 	uint64_t last_warn_ms;   /* monotonic ms of the last warning written */

@@ -137,6 +137,7 @@ static int hook_apply(void *ctx, const struct wal_block *b, char *why, size_t ca
 		         (unsigned long long)srv->logged, (unsigned long long)srv->seq);
 		return -1;
 	}
+	ntf_recovering(srv);   /* progress, at most once a second */
 	return ing_replay_block(srv, b, why, cap);
 }
 

@@ -13,6 +13,7 @@
  *       ingest       ing_on_readable()      spectrum        pub_on_spectrum_timer()
  *       control PAIR qry_serve_ctl()        factors         pub_on_factors_timer()
  *                                           refusal summary report_limits()
+ *                                           status, watchdog (notify.c)
  *
  *   The ZAP handler (security.c) is served first, so that handshakes are not
  *   starved by a busy ingest socket.  The engine thread (worker.c) applies
@@ -113,11 +114,14 @@ int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_
 {
 	int ret = 0;
 
+	ntf_ready(srv);   /* recovered, bound, every thread running */
 	while (!*stop) {
 		if (*hup) {
 			*hup = 0;
+			ntf_reloading(srv);
 			log_reopen(srv->log);
 			sec_reload(srv->sec);
+			ntf_ready(srv);
 		}
 		if (loop_turn(srv->loop, -1) < 0) {
 			log_msg(srv->log, CFG_LOG_ERROR, "zmq_poll: %s", zmq_strerror(errno));
@@ -126,6 +130,7 @@ int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_
 		}
 	}
 	met_set_phase(srv->met, MET_STOPPING);
+	ntf_stopping(srv);
 	ing_drain(srv);
 	log_msg(srv->log, CFG_LOG_INFO, "stopping: %llu rows in the model; writing a checkpoint",
 	        (unsigned long long)srv->seq);
@@ -183,7 +188,8 @@ static int register_loop(struct isvdd *srv)
 	     loop_add_io(l, srv->ingest, 0, ing_on_readable, srv) >= 0 &&
 	     loop_add_io(l, qry_ctl_socket(srv->qry), 0, on_checkpoint_request, srv) >= 0 &&
 	     (srv->t_storage = loop_add_timer(l, 0, rec_on_storage_timer, srv)) >= 0 &&
-	     (srv->t_report = loop_add_timer(l, 60000, on_report_timer, srv)) >= 0;
+	     (srv->t_report = loop_add_timer(l, 60000, on_report_timer, srv)) >= 0 &&
+	     ntf_add_timers(srv, now) == 0;
 	if (ok && c->publish.spectrum_every_ms)
 		ok = (srv->t_spectrum = loop_add_timer(l, c->publish.spectrum_every_ms, pub_on_spectrum_timer,
 		                                       srv)) >= 0;
@@ -216,6 +222,8 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const c
 	}
 	srv->cfg = cfg;
 	srv->log = log;
+	ntf_init(&srv->ntf, log);   /* first: srv_destroy() closes it */
+	ntf_recovering(srv);
 	srv->t_flush = srv->t_spectrum = srv->t_factors = srv->t_storage = srv->t_report = -1;
 	srv->lim.max_frame = cfg->limits.max_message_bytes;
 	srv->lim.max_rows = cfg->limits.max_rows_per_push;
@@ -290,6 +298,7 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const c
 	*out = srv;
 	return 0;
 fail:
+	ntf_send(&srv->ntf, "STATUS=not starting (exit code %d); the log says why", ret);
 	srv_destroy(srv);
 	return ret;
 }
@@ -317,5 +326,6 @@ void srv_destroy(struct isvdd *srv)
 	mon_fini(&srv->mon);
 	loop_destroy(srv->loop);
 	met_destroy(srv->met);
+	ntf_fini(&srv->ntf);
 	free(srv);
 }

@@ -21,16 +21,21 @@ struct isvdd;
 /* Creates the server for cfg (which must outlive it) logging to log:
  * recovers the model from storage.dir (repair: drop a corrupt log tail
  * instead of refusing), seeds it from the image file `seed` when not NULL
- * (refused, exit code 1, unless recovery found no rows: rec_seed()), then binds ingest (ROUTER), query (ROUTER) and
- * publish (PUB).  Returns 0 and sets *out, or the exit code for main() after
+ * (refused, exit code 1, unless recovery found no rows: rec_seed()), then
+ * binds ingest (ROUTER), query (ROUTER) and publish (PUB); the service
+ * manager, if any, is told STATUS=recovering first (notify.h).  Returns 0
+ * and sets *out, or the exit code for main() after
  * logging why: 1 (an endpoint cannot be bound, the stored model does not
  * match the configuration, …), STO_EXIT_CORRUPT, STO_EXIT_UNUSABLE. */
 int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const char *seed,
                struct isvdd **out);
 
-/* Serves until *stop becomes non-zero; reopens the log whenever *hup is set
- * (and clears it).  On stop, pending rows are folded and their pushes
- * answered before returning.  Returns 0, or -1 on a fatal error (logged). */
+/* Serves until *stop becomes non-zero; reopens the log and re-reads the
+ * client keys whenever *hup is set (and clears it).  Tells the service
+ * manager READY=1 first, RELOADING=1 around *hup, STOPPING=1 at the end
+ * (notify.h; nothing when not supervised).  On stop, pending rows are
+ * folded and their pushes answered before returning.  Returns 0, or -1
+ * on a fatal error (logged). */
 int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_t *hup);
 
 /* Closes the sockets and frees everything.  srv_destroy(NULL) is a no-op. */

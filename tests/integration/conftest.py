@@ -14,6 +14,12 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 NO_SKIP = os.environ.get("ISVD_NO_SKIP") == "1"
 
+# A suite run by a service manager (CI under systemd) must not hand its
+# notify socket, watchdog or journal stream to the daemons it starts;
+# test_notify.py sets its own.
+for _var in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"):
+    os.environ.pop(_var, None)
+
 
 def _fail_skip(report, what):
     if NO_SKIP and report.skipped and not hasattr(report, "wasxfail"):

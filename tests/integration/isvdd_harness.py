@@ -147,12 +147,14 @@ class Daemon:
     """A running isvdd.  Use as a context manager or call stop()."""
 
     def __init__(self, tmpdir, model=None, extra_sections=None, name="isvdd", args=(), env=None,
-                 wait_ready=True):
+                 wait_ready=True, prefix=()):
         """A daemon on ipc:// endpoints in tmpdir, its storage in tmpdir/data.
         A second Daemon with the same tmpdir and name is a restart of the
         first (same configuration, endpoints and storage).  args: extra
         command-line arguments; env: extra environment variables;
-        wait_ready=False returns as soon as the process is started."""
+        wait_ready=False returns as soon as the process is started; prefix:
+        a command that execs isvdd with the arguments after it (e.g. a shell
+        that sets WATCHDOG_PID to its own pid first)."""
         self.dir = str(tmpdir)
         self.ingest = f"ipc://{self.dir}/{name}-ingest.sock"
         self.query = f"ipc://{self.dir}/{name}-query.sock"
@@ -173,7 +175,7 @@ class Daemon:
         self.ctx = zmq.Context()
         self.data = sections["storage"]["dir"]
         penv = dict(os.environ, **(env or {}))
-        self.proc = subprocess.Popen([isvdd_path(), "--config", self.config_path, *args],
+        self.proc = subprocess.Popen([*prefix, isvdd_path(), "--config", self.config_path, *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=penv)
         self._socks = []
         if not wait_ready:
