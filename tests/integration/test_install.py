@@ -21,6 +21,7 @@ true to the programs:
   command of `isvd --help`, and every option and default of each
   `isvd COMMAND --help`, is in isvd(1) in that command's section.
 """
+import http.client
 import json
 import os
 import re
@@ -232,10 +233,23 @@ def unit_syscalls(text):
     return allow - deny
 
 
+def http_port(d, starts, seconds=20):
+    """The port the daemon's HTTP endpoint took (http.listen port 0) at its
+    starts-th start (1-based; a restart appends to the same log)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ports = re.findall(r"http: serving .* \(port (\d+)\)", d.log())
+        if len(ports) >= starts:
+            return int(ports[starts - 1])
+        time.sleep(0.05)
+    raise TimeoutError("no HTTP port in the log")
+
+
 def test_the_sandbox_allows_what_isvdd_does(installed, tmp_path):
     """isvdd under strace through a workload — start-up and recovery, the
     notify socket with a watchdog, pushes, queries, a snapshot, a
-    checkpoint, SIGHUP, SIGTERM and its final checkpoint — makes only
+    checkpoint, the HTTP endpoint (libmicrohttpd's thread: /metrics and
+    /status), monitoring, SIGHUP, SIGTERM and its final checkpoint — makes only
     system calls the units' SystemCallFilter= allows (a denied one fails
     with EPERM: libzmq would abort), opens only sockets of the families
     RestrictAddressFamilies= allows, and maps no memory both writable and
@@ -254,7 +268,9 @@ def test_the_sandbox_allows_what_isvdd_does(installed, tmp_path):
     try:
         for run_no in range(2):   # the second start recovers from the first's storage
             d = Daemon(tmp_path, model={"dim": 4, "rank": 2}, env=env,
-                       extra_sections={"publish": {"spectrum_every_ms": 50}},
+                       extra_sections={"publish": {"spectrum_every_ms": 50},
+                                       "http": {"listen": "127.0.0.1:0"},
+                                       "monitor": {"enabled": True, "warmup_rows": 2}},
                        prefix=("strace", "-f", "-qq", "-o", f"{trace}.{run_no}"))
             with d:
                 pid = int(open(f"/proc/{d.proc.pid}/task/{d.proc.pid}/children").read().split()[0])
@@ -265,6 +281,12 @@ def test_the_sandbox_allows_what_isvdd_does(installed, tmp_path):
                 assert d.call(d.q, {"op": "project", "rows": [[1, 2, 3, 4]]})["ok"]
                 assert d.call(d.q, {"op": "checkpoint"})["ok"]
                 sub.recv_multipart()   # a snapshot was published (bounded by RCVTIMEO)
+                port = http_port(d, run_no + 1)
+                for path in ("/metrics", "/status"):   # http.client: no proxy settings apply
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+                    conn.request("GET", path)
+                    assert conn.getresponse().status == 200
+                    conn.close()
                 os.kill(pid, signal.SIGHUP)
                 time.sleep(0.2)        # the reload happens; the ping below is served after it
                 assert d.call(d.q, {"op": "ping"})["ok"]
