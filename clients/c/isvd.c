@@ -79,7 +79,10 @@ static const struct {
 	  "of the wrong length, stops the push with FILE:LINE: ... (the batches before it\n"
 	  "were pushed).  Shows a progress bar on a terminal, a summary line otherwise.\n",
 	  "  -f, --format F    auto (default), csv, tsv, text, f64 or f32 (raw little-endian)\n"
-	  "  -d, --dim N       values per row (required for f64/f32; checked for text)\n"
+	  "                    or npy; under auto a NumPy .npy file is recognised by its\n"
+	  "                    magic (float64, float32 or integer dtypes, C or Fortran\n"
+	  "                    order, shape (N, M) or (M,); NaN is a missing value)\n"
+	  "  -d, --dim N       values per row (required for f64/f32; checked for text, npy)\n"
 	  "  -b, --batch N     rows per push (default 1000)\n"
 	  "  -n, --in-flight N pushes outstanding at once (default 16)\n"
 	  "  -c, --client ID   client id for retries (default: a random one)\n" },
@@ -238,7 +241,7 @@ static int apply_option(struct cli *c, int opt, const char *given)
 		} else {
 			int f = cli_format_parse(optarg);
 			if (f < 0)
-				return usage_error(c, "--format is auto, csv, tsv, text, f64 or f32, not '%s'", optarg);
+				return usage_error(c, "--format is auto, csv, tsv, text, f64, f32 or npy, not '%s'", optarg);
 			c->format = f;
 		}
 		c->format_set = true;
@@ -460,7 +463,7 @@ static int cmd_push(struct cli *c, int argc, char **argv)
 	err = isvd_client_push_flush(cl);
 	cli_progress_update(&pg, st.rows_acked, r.bytes, true);
 	if (st.err) {
-		if (r.fmt == CLI_FMT_F64 || r.fmt == CLI_FMT_F32)
+		if (r.fmt == CLI_FMT_F64 || r.fmt == CLI_FMT_F32 || r.fmt == CLI_FMT_NPY)
 			fprintf(stderr, "isvd: push: %s: %s: %s\n", r.name, isvd_client_err_name(st.err), st.err_msg);
 		else
 			fprintf(stderr, "isvd: push: %s:%zu: batch starting here: %s: %s\n", r.name, st.err_line,

@@ -139,6 +139,76 @@ def test_push_raw_f64_and_f32(tmp_path, rng):
         assert d.stop() == 0
 
 
+def test_npy_input(tmp_path, rng):
+    """.npy files (issue 21): detected by their magic (files and pipes) or
+    --format npy; float64, float32, integers, either byte order, C and
+    Fortran order, shape (N, M) and (M,); NaN a missing value."""
+    dim = 4
+    x = rng.standard_normal((60, dim)) * [3, 2, 1, 0.5] + 1.0
+    y = rng.standard_normal((25, dim))
+    z = rng.integers(-50, 50, size=(30, dim)).astype(np.int32)
+    w = rng.standard_normal((10, dim)).astype(">f4")           # big-endian float32
+    u = rng.integers(0, 255, size=(5, dim)).astype(np.uint8)
+    with Daemon(tmp_path, model={"dim": dim, "rank": 8, "center": True}) as d:
+        np.save(tmp_path / "x.npy", x)
+        p = ok(run(d, "push", "--batch", "16", str(tmp_path / "x.npy")))
+        assert p.stdout.startswith("pushed 60 rows in 4 batches"), p.stdout
+        np.save(tmp_path / "y.npy", np.asfortranarray(y))
+        assert np.load(tmp_path / "y.npy").flags.f_contiguous
+        ok(run(d, "push", "-b", "7", str(tmp_path / "y.npy")))
+        np.save(tmp_path / "z.npy", z)
+        p = subprocess.run([CLI, "push", "-", "--ingest", d.ingest, "--query", d.query],
+                           input=(tmp_path / "z.npy").read_bytes(), capture_output=True, timeout=60)
+        assert p.returncode == 0 and p.stdout.startswith(b"pushed 30 rows"), (p.stdout, p.stderr)
+        np.save(tmp_path / "w.npy", w)
+        ok(run(d, "push", "--format", "npy", "--dim", str(dim), str(tmp_path / "w.npy")))
+        np.save(tmp_path / "u.npy", u)
+        ok(run(d, "push", str(tmp_path / "u.npy")))
+        assert info(d)["rows_seen"] == 130
+        s, vt, _, _ = d.factors()
+        all_rows = np.vstack([x, y, z.astype(float), w.astype(float), u.astype(float)])
+        s_ref, vt_ref, mu = svd_of(all_rows, center=True)
+        assert np.allclose(s, s_ref, rtol=1e-10)
+
+        # project / reconstruct: a gap (NaN) in an .npy is a missing value, as an empty CSV field
+        q = y[:6].copy()
+        q[1, 2] = np.nan
+        np.save(tmp_path / "q.npy", q)
+        with open(tmp_path / "q.csv", "w") as f:
+            for row in q:
+                f.write(",".join("" if np.isnan(v) else repr(float(v)) for v in row) + "\n")
+        a = ok(run(d, "project", str(tmp_path / "q.npy"))).stdout
+        b = ok(run(d, "project", str(tmp_path / "q.csv"))).stdout
+        assert a == b and "observed" in a.splitlines()[0]
+        a = ok(run(d, "reconstruct", "--fill", str(tmp_path / "q.npy"))).stdout
+        b = ok(run(d, "reconstruct", "--fill", str(tmp_path / "q.csv"))).stdout
+        assert a == b
+        np.save(tmp_path / "one.npy", y[0])                      # shape (4,): one row
+        got = np.loadtxt(ok(run(d, "project", str(tmp_path / "one.npy"))).stdout.splitlines()[1:],
+                         delimiter=",", ndmin=2)
+        assert got.shape == (1, dim + 1)
+        assert np.allclose(np.abs(got[0, :dim]), np.abs((y[0] - mu) @ vt_ref.T), atol=1e-8)
+
+        # refusals name the file and what is wrong
+        np.save(tmp_path / "c.npy", y.astype(complex))
+        np.save(tmp_path / "t.npy", np.zeros((2, 2, 2)))
+        (tmp_path / "cut.npy").write_bytes((tmp_path / "x.npy").read_bytes()[:-12])
+        for args, msg in [
+            (["c.npy"], "c.npy: .npy dtype '<c16' is not supported (float64, float32 or integers)"),
+            (["t.npy"], "t.npy: the .npy array has more than 2 dimensions"),
+            (["cut.npy"], "cut.npy: the .npy data ends in row 60 of 60"),
+            (["--dim", "3", "x.npy"], "x.npy: the .npy array has rows of 4 values; --dim is 3"),
+            (["--format", "npy", "q.csv"], "q.csv: not a .npy file"),
+        ]:
+            p = run(d, "push", *[str(tmp_path / a) if a.endswith((".npy", ".csv")) else a
+                                 for a in args])
+            assert p.returncode == 1 and msg in p.stderr, (args, p.stderr)
+        p = run(d, "push", "--format", "npz", str(tmp_path / "x.npy"))
+        assert p.returncode == 2 and "f64, f32 or npy" in p.stderr
+        assert info(d)["rows_seen"] == 130    # the cut file failed inside its first batch, unsent
+        assert d.stop() == 0
+
+
 def test_push_parse_errors_name_file_and_line(tmp_path):
     with Daemon(tmp_path, model={"dim": 3, "rank": 4}) as d:
         bad = tmp_path / "bad.csv"
