@@ -72,6 +72,8 @@ struct cli_reader {
 	size_t npy_rows;         /* rows the shape declares */
 	unsigned char *npy_row;  /* one row of raw bytes (C order) */
 	double *npy_all;         /* Fortran order: every row, transposed, read at the first call */
+	char **fields;           /* text: the current line's fields (fcap of them) */
+	size_t fcap;
 	char err[1024];
 };
 
@@ -88,6 +90,16 @@ int cli_reader_next(struct cli_reader *r, size_t max, double **rows, size_t *cap
 /* Reads everything (for project/reconstruct). */
 int cli_reader_all(struct cli_reader *r, double **rows, size_t *n);
 void cli_reader_close(struct cli_reader *r);
+/* A text reader with no file: the caller reads lines itself (push --follow
+ * polls standard input) and hands each to cli_reader_feed().  fmt is auto,
+ * csv, tsv or text (else -1 with r->err set). */
+int cli_reader_open_lines(struct cli_reader *r, const char *name, enum cli_format fmt, size_t dim);
+/* One line of len bytes (its newline may be included; line[len] must be
+ * writable), under the rules above: skipped, a header, or a row appended at
+ * (*rows)[*n] (*n incremented; *rows grown as by cli_reader_next).  Returns
+ * 0, or -1 with r->err set ("NAME:LINE: …"). */
+int cli_reader_feed(struct cli_reader *r, char *line, size_t len, double **rows, size_t *cap,
+                    size_t *n);
 
 /* ----------------------------------------------------------------- output */
 

@@ -328,6 +328,7 @@ void cli_reader_close(struct cli_reader *r)
 	free(r->buf);
 	free(r->npy_row);
 	free(r->npy_all);
+	free(r->fields);
 	memset(r, 0, sizeof *r);
 }
 
@@ -505,13 +506,69 @@ static int read_raw(struct cli_reader *r, size_t max, double **rows, size_t *cap
 	return 0;
 }
 
+/* One data line of text (blank and comment lines already skipped; modified
+ * in place): the header, consumed, or a row appended at (*rows)[*n].
+ * Returns 0, or -1 with r->err set. */
+static int take_line(struct cli_reader *r, char *line, double **rows, size_t *cap, size_t *n,
+                     size_t *line_out)
+{
+	if (!r->started && r->fmt == CLI_FMT_AUTO)
+		r->fmt = strchr(line, ',') ? CLI_FMT_CSV : strchr(line, '\t') ? CLI_FMT_TSV : CLI_FMT_TEXT;
+	long nf = split(r, line, &r->fields, &r->fcap);
+	if (nf < 0)
+		return rerr(r, "out of memory");
+	char **fields = r->fields;
+	for (long j = 0; j < nf; j++)
+		fields[j] = trim(fields[j]);
+	if (!r->started) {
+		r->started = true;
+		size_t numeric = 0;
+		for (long j = 0; j < nf; j++) {
+			double v;
+			if (*fields[j] && !parse_value(fields[j], &v) && !isnan(v))
+				numeric++;   /* a missing marker (NA, nan) is no number */
+		}
+		if (numeric == 0) {                  /* a header */
+			r->header = calloc((size_t)nf, sizeof *r->header);
+			if (!r->header)
+				return rerr(r, "out of memory");
+			r->nheader = (size_t)nf;
+			for (long j = 0; j < nf; j++)
+				if (!(r->header[j] = strdup(fields[j])))
+					return rerr(r, "out of memory");
+			if (r->dim && r->dim != (size_t)nf)
+				return rerr(r, "the header has %ld names; --dim is %zu", nf, r->dim);
+			r->dim = (size_t)nf;
+			return 0;
+		}
+	}
+	if (r->dim == 0)
+		r->dim = (size_t)nf;
+	if ((size_t)nf != r->dim) {
+		if (r->first_line)
+			return rerr(r, "row has %ld values; expected %zu (as on line %zu)", nf, r->dim,
+			            r->first_line);
+		if (r->nheader)
+			return rerr(r, "row has %ld values; the header has %zu names", nf, r->dim);
+		return rerr(r, "row has %ld values; --dim is %zu", nf, r->dim);
+	}
+	if (!r->first_line)
+		r->first_line = r->line;
+	if (grow(rows, cap, (*n + 1) * r->dim))
+		return rerr(r, "out of memory");
+	for (size_t j = 0; j < r->dim; j++)
+		if (parse_value(fields[j], &(*rows)[*n * r->dim + j]))
+			return rerr(r, "column %zu: cannot parse '%.40s' as a number", j + 1, fields[j]);
+	if (*n == 0 && line_out)
+		*line_out = r->line;
+	(*n)++;
+	r->rows++;
+	return 0;
+}
+
 int cli_reader_next(struct cli_reader *r, size_t max, double **rows, size_t *cap, size_t *n,
                     size_t *line_out)
 {
-	char **fields = NULL;
-	size_t fcap = 0;
-	int rc = -1;
-
 	*n = 0;
 	if (line_out)
 		*line_out = 0;
@@ -522,77 +579,45 @@ int cli_reader_next(struct cli_reader *r, size_t max, double **rows, size_t *cap
 	while (*n < max) {
 		char *line = NULL;
 		if (next_line(r, &line))
-			goto out;
+			return -1;
 		if (!line)
 			break;
-		if (!r->started && r->fmt == CLI_FMT_AUTO)
-			r->fmt = strchr(line, ',') ? CLI_FMT_CSV : strchr(line, '\t') ? CLI_FMT_TSV : CLI_FMT_TEXT;
-		long nf = split(r, line, &fields, &fcap);
-		if (nf < 0) {
-			rerr(r, "out of memory");
-			goto out;
-		}
-		for (long j = 0; j < nf; j++)
-			fields[j] = trim(fields[j]);
-		if (!r->started) {
-			r->started = true;
-			size_t numeric = 0;
-			for (long j = 0; j < nf; j++) {
-				double v;
-				if (*fields[j] && !parse_value(fields[j], &v) && !isnan(v))
-					numeric++;   /* a missing marker (NA, nan) is no number */
-			}
-			if (numeric == 0) {                  /* a header */
-				r->header = calloc((size_t)nf, sizeof *r->header);
-				if (!r->header) {
-					rerr(r, "out of memory");
-					goto out;
-				}
-				r->nheader = (size_t)nf;
-				for (long j = 0; j < nf; j++)
-					if (!(r->header[j] = strdup(fields[j]))) {
-						rerr(r, "out of memory");
-						goto out;
-					}
-				if (r->dim && r->dim != (size_t)nf) {
-					rerr(r, "the header has %ld names; --dim is %zu", nf, r->dim);
-					goto out;
-				}
-				r->dim = (size_t)nf;
-				continue;
-			}
-		}
-		if (r->dim == 0)
-			r->dim = (size_t)nf;
-		if ((size_t)nf != r->dim) {
-			if (r->first_line)
-				rerr(r, "row has %ld values; expected %zu (as on line %zu)", nf, r->dim, r->first_line);
-			else if (r->nheader)
-				rerr(r, "row has %ld values; the header has %zu names", nf, r->dim);
-			else
-				rerr(r, "row has %ld values; --dim is %zu", nf, r->dim);
-			goto out;
-		}
-		if (!r->first_line)
-			r->first_line = r->line;
-		if (grow(rows, cap, (*n + 1) * r->dim)) {
-			rerr(r, "out of memory");
-			goto out;
-		}
-		for (size_t j = 0; j < r->dim; j++)
-			if (parse_value(fields[j], &(*rows)[*n * r->dim + j])) {
-				rerr(r, "column %zu: cannot parse '%.40s' as a number", j + 1, fields[j]);
-				goto out;
-			}
-		if (*n == 0 && line_out)
-			*line_out = r->line;
-		(*n)++;
-		r->rows++;
+		if (take_line(r, line, rows, cap, n, line_out))
+			return -1;
 	}
-	rc = 0;
-out:
-	free(fields);
-	return rc;
+	return 0;
+}
+
+int cli_reader_open_lines(struct cli_reader *r, const char *name, enum cli_format fmt, size_t dim)
+{
+	memset(r, 0, sizeof *r);
+	r->fmt = fmt;
+	r->dim = dim;
+	r->size = -1;
+	snprintf(r->name, sizeof r->name, "%s", name);
+	if (fmt != CLI_FMT_AUTO && fmt != CLI_FMT_CSV && fmt != CLI_FMT_TSV && fmt != CLI_FMT_TEXT) {
+		snprintf(r->err, sizeof r->err, "%s: lines are text: auto, csv, tsv or text", name);
+		return -1;
+	}
+	return 0;
+}
+
+int cli_reader_feed(struct cli_reader *r, char *line, size_t len, double **rows, size_t *cap,
+                    size_t *n)
+{
+	r->bytes += len + 1;
+	r->line++;
+	while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+		line[--len] = '\0';
+	if (memchr(line, '\0', len))
+		return rerr(r, "binary data in a text line");
+	line[len] = '\0';
+	char *s = line;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (!*s || *s == '#')
+		return 0;
+	return take_line(r, line, rows, cap, n, NULL);
 }
 
 int cli_reader_all(struct cli_reader *r, double **rows, size_t *n)

@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import re
+import signal
 import subprocess
 import time
 
@@ -206,6 +207,78 @@ def test_npy_input(tmp_path, rng):
         p = run(d, "push", "--format", "npz", str(tmp_path / "x.npy"))
         assert p.returncode == 2 and "f64, f32 or npy" in p.stderr
         assert info(d)["rows_seen"] == 130    # the cut file failed inside its first batch, unsent
+        assert d.stop() == 0
+
+
+def wait_rows(d, want, proc, timeout=30.0):
+    """Waits (bounded) until the daemon holds `want` rows; proc must still run meanwhile."""
+    deadline = time.monotonic() + timeout
+    while info(d)["rows_seen"] != want:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"rows_seen {info(d)['rows_seen']}, want {want}"
+        time.sleep(0.02)
+
+
+def test_push_follow_sends_lines_as_they_arrive(tmp_path, rng):
+    """push --follow (issue 21): `tail -F FILE | isvd push --follow -` pushes
+    rows appended to FILE while it runs, a batch once --linger-ms has passed
+    since its first row (or once it holds --batch rows), and ends at end of
+    input or on SIGTERM, sending what it holds."""
+    dim = 3
+    x = rng.standard_normal((21, dim))
+    with Daemon(tmp_path, model={"dim": dim, "rank": 4}) as d:
+        f = tmp_path / "sensor.csv"
+        with open(f, "w") as out:
+            out.write("a,b,c\n")
+            for row in x[:5]:
+                out.write(",".join(repr(float(v)) for v in row) + "\n")
+        tail = subprocess.Popen(["tail", "-n", "+1", "-F", str(f)], stdout=subprocess.PIPE)
+        p = subprocess.Popen([CLI, "push", "--follow", "--linger-ms", "50", "-",
+                              "--ingest", d.ingest, "--query", d.query],
+                             stdin=tail.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        tail.stdout.close()
+        try:
+            wait_rows(d, 5, p)                     # the file's rows, pushed with no end of input
+            for i in range(5, 12):                 # appended one at a time while it follows
+                with open(f, "a") as out:
+                    out.write(",".join(repr(float(v)) for v in x[i]) + "\n")
+                wait_rows(d, i + 1, p)
+        finally:
+            tail.terminate()
+            tail.wait(timeout=10)
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+        assert out.startswith("pushed 12 rows in "), out
+        s, _, _, _ = d.factors()
+        assert np.allclose(s, svd_of(x[:12])[0][:len(s)], rtol=1e-10)
+
+        # --batch sends full batches at once; SIGTERM sends the one held
+        p = subprocess.Popen([CLI, "push", "--follow", "--batch", "4", "--linger-ms", "3600000",
+                              "-", "--ingest", d.ingest, "--query", d.query],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        p.stdin.write("".join(",".join(repr(float(v)) for v in row) + "\n" for row in x[12:21]))
+        p.stdin.flush()
+        wait_rows(d, 20, p)                        # two batches of 4; the 9th row waits
+        time.sleep(0.2)
+        assert info(d)["rows_seen"] == 20 and p.poll() is None
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+        p.stdin.close()
+        assert p.returncode == 0, err
+        assert out.startswith("pushed 9 rows in 3 batches") and "stopped by a signal" in out, out
+        assert info(d)["rows_seen"] == 21
+
+        # a bad line stops it with the line number; the rows before it were pushed
+        p = run(d, "push", "--follow", "--linger-ms", "0", "-", input="1,2,3\n4,x,6\n")
+        assert p.returncode == 1, p.stderr
+        assert "<stdin>:2: column 2: cannot parse 'x' as a number" in p.stderr
+        assert "1 rows before it were pushed" in p.stderr
+        assert info(d)["rows_seen"] == 22
+        for args in (["--follow", str(f)], ["--linger-ms", "5", str(f)],
+                     ["--follow", "--format", "npy", "-"]):
+            assert run(d, "push", *args).returncode == 2, args
         assert d.stop() == 0
 
 
