@@ -153,7 +153,7 @@ def test_wheel_builds_and_installs(tmp_path):
         names = z.namelist()
         meta = z.read(f"isvd-{meson_version()}.dist-info/METADATA").decode()
     for f in ("isvd/__init__.py", "isvd/client.py", "isvd/codec.py", "isvd/errors.py",
-              "isvd/factors.py", "isvd/pca.py"):
+              "isvd/factors.py", "isvd/pca.py", "isvd/producer.py"):
         assert f in names, names
     assert any(re.fullmatch(r"isvd/_engine\.cpython-.*\.so", f) for f in names), names
     assert f"Version: {meson_version()}" in meta

@@ -21,7 +21,8 @@ IncrementalPCA on isvd's engine (the compiled extension isvd._engine):
     pca = isvd.StreamingPCA(n_components=10).fit(X)
     Z = pca.transform(X)
 
-Contents: StreamingPCA and EngineError (the engine), Client (requests with safe retries), Subscription (published
+Contents: StreamingPCA and EngineError (the engine), Producer (one-row
+pushes batched client-side, with BatchError and ProducerError), Client (requests with safe retries), Subscription (published
 snapshots), Factors (offline transform/inverse_transform), Ack (push
 replies) and the exception hierarchy rooted at IsvdError (ServerError
 carries the protocol's code and message; Timeout is also a TimeoutError).
@@ -38,6 +39,7 @@ from .errors import (BadMatrix, BadRequest, ClosedError, DimMismatch, InputError
                      IsvdError, NonFinite, NotReady, ProtocolError, ServerError, Timeout,
                      TooLarge, Unauthorized, Unavailable, UnknownOp)
 from .factors import Factors
+from .producer import BatchError, Producer, ProducerError
 
 try:
     from ._engine import EngineError, __version__
@@ -70,7 +72,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'isvd' has no attribute {name!r}")
 
 __all__ = [
-    "StreamingPCA", "EngineError",
+    "StreamingPCA", "EngineError", "Producer", "BatchError", "ProducerError",
     "Client", "Subscription", "Factors", "Ack", "DEFAULT_ENDPOINTS", "TOPICS", "keygen",
     "read_key_file",
     "as_rows", "encode_matrix", "decode_matrix",
