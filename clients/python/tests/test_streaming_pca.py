@@ -15,6 +15,8 @@ import pickle
 import re
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -335,6 +337,34 @@ def test_pickle_and_continue():
     a.partial_fit(X[1000:])
     b.partial_fit(X[1000:])
     same_fit(a, b)
+
+
+def test_gil_released_during_fold():
+    """Another Python thread runs while the engine folds: the main thread's
+    loop leaves time stamps in the middle third of the fold's span.  Were
+    the GIL held, none could fall there (at most a switch interval's worth
+    right after the fold thread's first stamp, before the C call)."""
+    from isvd import _engine
+    rows = np.ascontiguousarray(np.random.default_rng(5).standard_normal((3000, 200)))
+    model = _engine.Model(200, 20, mode="exact")
+    span = {}
+
+    def fold():
+        span["a"] = time.perf_counter()
+        model.update(rows)
+        span["b"] = time.perf_counter()
+
+    t = threading.Thread(target=fold)
+    stamps = []
+    t.start()
+    while t.is_alive():
+        stamps.append(time.perf_counter())
+        time.sleep(0.0005)
+    t.join()
+    a, b = span["a"], span["b"]
+    third = (b - a) / 3
+    assert model.rows_seen == 3000
+    assert any(a + third < s < b - third for s in stamps), (a, b, len(stamps))
 
 
 # ----------------------------------------------------------------- without scikit-learn
