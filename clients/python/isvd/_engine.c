@@ -30,6 +30,7 @@
 #include <pythread.h>
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "isvd_model.h"
@@ -301,26 +302,32 @@ static PyObject *model_project(ModelObject *self, PyObject *args, PyObject *kw)
 		return NULL;
 	}
 	Py_buffer v;
-	size_t nrows, r;
+	size_t nrows, r = 0;
 	int err;
 	if (get_rows(self, rows, &v, &nrows) < 0)
 		return NULL;
-	LOCKED(self, r = isvd_model_rank(self->m));
+	/* sized for min(k, n), the most the model reports, since another
+	 * thread may fold rows before the locked call below; the rank the
+	 * call used is read in the same locked section */
+	struct isvd_options o;
+	isvd_model_options(self->m, &o);
+	size_t dim = isvd_model_dim(self->m), kmax = o.rank < dim ? o.rank : dim;
 	double *c, *res;
-	PyObject *bc = new_doubles(nrows * r, &c);
+	PyObject *bc = nrows > (size_t)PY_SSIZE_T_MAX / (kmax ? kmax : 1) ? PyErr_NoMemory()
+	                                                                  : new_doubles(nrows * kmax, &c);
 	PyObject *br = bc ? new_doubles(nrows, &res) : NULL;
 	if (!br) {
 		Py_XDECREF(bc);
 		PyBuffer_Release(&v);
 		return NULL;
 	}
-	size_t dim = isvd_model_dim(self->m);
-	LOCKED(self, err = isvd_model_project(self->m, v.buf, nrows, dim, sp, c, res));
+	LOCKED(self, r = isvd_model_rank(self->m);
+	       err = isvd_model_project(self->m, v.buf, nrows, dim, sp, c, res));
 	PyBuffer_Release(&v);
-	if (err) {
+	if (err || PyByteArray_Resize(bc, (Py_ssize_t)(nrows * r * sizeof(double))) < 0) {
 		Py_DECREF(bc);
 		Py_DECREF(br);
-		return raise_engine(err, "project");
+		return err ? raise_engine(err, "project") : NULL;
 	}
 	return Py_BuildValue("(NNn)", bc, br, (Py_ssize_t)r);
 }
@@ -443,22 +450,22 @@ static PyObject *model_save(ModelObject *self, PyObject *unused)
 {
 	if (check_ready(self) < 0)
 		return NULL;
-	size_t cap, len = 0;
-	int err;
-	LOCKED(self, cap = isvd_model_saved_size(self->m));
+	size_t cap = 0, len = 0;
+	int err = ISVD_ERR_NOMEM;
+	void *buf = NULL;
+	/* sized and written in one locked section: a fold by another thread
+	 * in between could grow the image */
+	LOCKED(self, cap = isvd_model_saved_size(self->m);
+	       if (cap && (buf = malloc(cap)))
+		       err = isvd_model_save(self->m, buf, cap, &len));
 	if (cap == 0 || cap > (size_t)PY_SSIZE_T_MAX)
-		return raise_engine(ISVD_ERR_TOO_LARGE, "save");
-	PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
-	if (!b)
-		return NULL;
-	char *buf = PyBytes_AS_STRING(b);
-	LOCKED(self, err = isvd_model_save(self->m, buf, cap, &len));
+		err = ISVD_ERR_TOO_LARGE;
 	if (err) {
-		Py_DECREF(b);
+		free(buf);
 		return raise_engine(err, "save");
 	}
-	if (len != cap && _PyBytes_Resize(&b, (Py_ssize_t)len) < 0)
-		return NULL;
+	PyObject *b = PyBytes_FromStringAndSize(buf, (Py_ssize_t)len);
+	free(buf);
 	return b;
 }
 

@@ -367,6 +367,41 @@ def test_gil_released_during_fold():
     assert any(a + third < s < b - third for s in stamps), (a, b, len(stamps))
 
 
+def test_one_model_shared_by_threads_takes_turns():
+    """Threads folding into and reading one Model are serialised by its lock:
+    every row is folded once (exact mode: σ equal numpy's, uncentred) and
+    every read sees a consistent model."""
+    from isvd import _engine
+    X = np.random.default_rng(6).standard_normal((4000, 12)) * np.linspace(4, 1, 12)
+    model = _engine.Model(12, 12, mode="exact", center=False)
+    model.update(np.ascontiguousarray(X[:10]))
+    errors = []
+
+    def fold(part):
+        for i in range(0, len(part), 50):
+            model.update(np.ascontiguousarray(part[i:i + 50]))
+
+    def read():
+        try:
+            for _ in range(200):
+                coords, residual, r = model.project(np.ascontiguousarray(X[:3]))
+                assert len(coords) == 3 * r * 8 and len(residual) == 3 * 8
+                _engine.load(model.save())
+        except Exception as e:            # reported below, in the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=fold, args=(p,)) for p in np.array_split(X[10:], 3)]
+    threads.append(threading.Thread(target=read))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert model.rows_seen == 4000
+    sigma = np.frombuffer(model.factors()[0])
+    assert_allclose(sigma, np.linalg.svd(X, compute_uv=False), rtol=1e-9)
+
+
 # ----------------------------------------------------------------- without scikit-learn
 
 PLAIN = r"""
