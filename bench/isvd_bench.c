@@ -29,6 +29,11 @@
  *   k; subspace error is the sine of the largest principal angle between the
  *   model's Vₖ and the exact top-k right singular vectors, computed as the
  *   2-norm of (I − VVᵀ)V̂ (accurate for tiny angles, unlike √(1 − cos²)).
+ *
+ *   --merge P: the same rows split into P contiguous parts, each streamed
+ *   into a model of its own (untimed), then isvd_model_merge() of the P
+ *   models timed (the fastest of --repeat merges), and the merged model's
+ *   errors against the exact SVD of all rows, as above.
  */
 #include "isvd_model.h"
 #include "bench_util.h"
@@ -92,6 +97,7 @@ struct bench_opts {
 	double gaps[8];          /* --missing: fractions of values made gaps */
 	size_t ngaps;            /* 0: option absent, imputation off */
 	double run_gaps;         /* the fraction of the run in progress (< 0: off) */
+	size_t merge;            /* --merge P: time merging P models (0: off) */
 	int run_mode;            /* the mode of the run in progress */
 };
 
@@ -138,6 +144,10 @@ static void usage(FILE *f)
 	"                   share of values, at seeded random places, made gaps\n"
 	"                   (NaN) and the model imputing them (missing = impute);\n"
 	"                   errors are against the SVD of the rows without gaps\n"
+	"  --merge P        instead of streaming: split the rows into P contiguous\n"
+	"                   parts, stream each into its own model (untimed) and time\n"
+	"                   isvd_model_merge() of the P models (P >= 1); errors are\n"
+	"                   the merged model's against the SVD of all rows\n"
 	"  --threads T      the engine's threads for the n-sized products (default:\n"
 	"                   its choice, up to 2); the BLAS itself always runs one\n"
 	"  --json           one JSON object per configuration instead of the table\n"
@@ -147,7 +157,7 @@ static void usage(FILE *f)
 static int parse_opts(int argc, char **argv, struct bench_opts *o)
 {
 	enum { O_DIM = 256, O_RANK, O_EXTRA, O_ROWS, O_BLOCK, O_CENTER, O_SEED, O_NOISE,
-	       O_SIGNAL, O_INPUT, O_SAVE, O_NOEXACT, O_JSON, O_REPEAT, O_MODE, O_THREADS, O_MISSING, O_HELP };
+	       O_SIGNAL, O_INPUT, O_SAVE, O_NOEXACT, O_JSON, O_REPEAT, O_MODE, O_THREADS, O_MISSING, O_MERGE, O_HELP };
 	static const struct option longopts[] = {
 		{"dim", required_argument, NULL, O_DIM},
 		{"rank", required_argument, NULL, O_RANK},
@@ -166,6 +176,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 		{"mode", required_argument, NULL, O_MODE},
 		{"threads", required_argument, NULL, O_THREADS},
 		{"missing", required_argument, NULL, O_MISSING},
+		{"merge", required_argument, NULL, O_MERGE},
 		{"help", no_argument, NULL, O_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -211,6 +222,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 		case O_NOEXACT: o->no_exact = 1; break;
 		case O_JSON: o->json = 1; break;
 		case O_THREADS: rc = parse_size(PROG, "--threads", optarg, 1, 64, &o->threads); break;
+		case O_MERGE: rc = parse_size(PROG, "--merge", optarg, 1, 4096, &o->merge); break;
 		case O_MISSING: {
 			const char *p = optarg;
 			o->ngaps = 0;
@@ -293,6 +305,11 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 			        "10000 have a default rank)\n", o->dim);
 			return -1;
 		}
+	}
+	if (o->merge && (o->ngaps || o->save_factors || o->input)) {
+		fprintf(stderr, "isvd-bench: --merge goes with neither --missing, --save-factors "
+		        "nor --input\n");
+		return -1;
 	}
 	if (o->save_factors != NULL && o->dim == 0) {
 		fprintf(stderr, "isvd-bench: --save-factors needs a single configuration (--dim)\n");
@@ -822,6 +839,105 @@ out:
 	return ret;
 }
 
+/* --merge P: the rows in P contiguous parts, a model each (streamed
+ * untimed), then the merge of the P timed (the fastest of o->repeat) and
+ * its errors against the exact SVD of all rows.  0, or 1 (printed). */
+static int run_merge(const struct bench_opts *o, size_t n, size_t k, uint64_t nrows)
+{
+	const size_t P = o->merge, r_sig = o->signal_rank ? o->signal_rank : k;
+	struct isvd_options mo;
+	struct isvd_model **parts = calloc(P, sizeof *parts), *merged = NULL;
+	double *x = malloc((size_t)nrows * n * sizeof *x), best = -1;
+	double *sig_m = NULL, *vt_m = NULL, *sig_x = NULL, *vt_x = NULL;
+	double sig_err = -1, sub_err = -1;
+	size_t r = 0, kk = k < n ? k : n;
+	int err, ret = 1;
+
+	if (!parts || !x) {
+		fprintf(stderr, "isvd-bench: out of memory for %llu rows of %zu\n",
+		        (unsigned long long)nrows, n);
+		goto out;
+	}
+	if (generate_rows(n, r_sig, (size_t)nrows, o->noise, o->seed, x) != 0)
+		goto out;
+	isvd_options_default(&mo);
+	mo.dim = n;
+	mo.rank = k;
+	if (o->extra != SIZE_MAX)
+		mo.extra = o->extra;
+	mo.max_block = o->block;
+	mo.center = o->center;
+	mo.mode = o->run_mode;
+	mo.threads = o->threads;
+	for (size_t p = 0; p < P; p++) {
+		const size_t lo = (size_t)(nrows * p / P), hi = (size_t)(nrows * (p + 1) / P);
+		if ((err = isvd_model_create(&mo, &parts[p])) ||
+		    (err = isvd_model_update(parts[p], x + lo * n, hi - lo, n))) {
+			fprintf(stderr, "isvd-bench: part %zu: %s\n", p, isvd_strerror(err));
+			goto out;
+		}
+	}
+	for (unsigned rep = 0; rep < o->repeat; rep++) {
+		isvd_model_destroy(merged);
+		merged = NULL;
+		const double t0 = now_seconds();
+		err = isvd_model_merge((const struct isvd_model *const *)parts, P, &merged);
+		const double t = now_seconds() - t0;
+		if (err) {
+			fprintf(stderr, "isvd-bench: isvd_model_merge: %s\n", isvd_strerror(err));
+			goto out;
+		}
+		best = best < 0 || t < best ? t : best;
+	}
+	sig_m = calloc(kk, sizeof *sig_m);
+	vt_m = calloc(kk * n, sizeof *vt_m);
+	if (!sig_m || !vt_m || (err = isvd_model_factors(merged, sig_m, vt_m, NULL, &r))) {
+		fprintf(stderr, "isvd-bench: the merged factors: %s\n",
+		        sig_m && vt_m ? isvd_strerror(err) : "out of memory");
+		goto out;
+	}
+	if (!o->no_exact) {
+		const size_t mn = (size_t)nrows < n ? (size_t)nrows : n;
+		kk = kk < mn ? kk : mn;
+		sig_x = malloc(mn * sizeof *sig_x);
+		vt_x = malloc(kk * n * sizeof *vt_x);
+		if (!sig_x || !vt_x || exact_svd(x, (size_t)nrows, n, o->center, kk, sig_x, vt_x))
+			goto out;
+		sig_err = 0;
+		for (size_t i = 0; i < kk; i++)
+			sig_err = fmax(sig_err, fabs(sig_x[i] - (i < r ? sig_m[i] : 0.0)) / sig_x[0]);
+		sub_err = r < kk ? 1.0 : subspace_sine(vt_x, vt_m, kk, n);
+	}
+	isvd_model_options(merged, &mo);
+	if (o->json) {
+		printf("{\"n\":%zu,\"k\":%zu,\"mode\":\"%s\",\"extra\":%zu,\"parts\":%zu,"
+		       "\"rows\":%llu,\"merge_seconds\":%.9g,\"sigma_rel_err\":%.6g,"
+		       "\"subspace_sin\":%.6g}\n", n, k, isvd_mode_name(mo.mode), mo.extra, P,
+		       (unsigned long long)nrows, best, sig_err, sub_err);
+	} else {
+		char se[32] = "-", ss[32] = "-";
+		if (sig_err >= 0) {
+			snprintf(se, sizeof se, "%.2e", sig_err);
+			snprintf(ss, sizeof ss, "%.2e", sub_err);
+		}
+		printf("%6zu %4zu %-9s %3zu %5zu %9llu %12.6f %10s %10s\n", n, k,
+		       isvd_mode_name(mo.mode), mo.extra, P, (unsigned long long)nrows, best, se, ss);
+	}
+	fflush(stdout);
+	ret = 0;
+out:
+	for (size_t p = 0; parts && p < P; p++)
+		isvd_model_destroy(parts[p]);
+	free(parts);
+	isvd_model_destroy(merged);
+	free(x);
+	free(sig_m);
+	free(vt_m);
+	free(sig_x);
+	free(vt_x);
+	return ret;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Output                                                                   */
 
@@ -948,8 +1064,18 @@ int main(int argc, char **argv)
 	if (parse_opts(argc, argv, &o) != 0)
 		return 2;
 	bench_blas_single_thread();
-	if (!o.json)
+	if (!o.json && o.merge) {
+		printf("isvd-bench --merge %zu: the rows split into %zu contiguous parts, a model "
+		       "each; time of isvd_model_merge() (the fastest of %u); errors of the merged "
+		       "model vs LAPACK dgesdd of all rows\n", o.merge, o.merge, o.repeat);
+		printf("  seed %llu, noise %.3g, centring %s; BLAS: %s kernel, %d thread(s)\n\n",
+		       (unsigned long long)o.seed, o.noise, o.center ? "on" : "off",
+		       bench_blas_core(), bench_blas_threads());
+		printf("%6s %4s %-9s %3s %5s %9s %12s %10s %10s\n", "n", "k", "mode", "p", "parts",
+		       "rows", "merge s", "sigma err", "subsp sin");
+	} else if (!o.json) {
 		print_header(&o);
+	}
 	size_t nconfigs = o.dim != 0 ? 1 : N_DEFAULT_CONFIGS;
 
 	for (size_t i = 0; i < nconfigs; i++) {
@@ -979,6 +1105,10 @@ int main(int argc, char **argv)
 				if (!o.json)
 					printf("%6zu %4zu %-9s (skipped: n > %d; --mode exact runs it)\n", n, k,
 					       "exact", BOTH_EXACT_MAX_DIM);
+				continue;
+			}
+			if (o.merge) {
+				failed |= run_merge(&o, n, k, rows) != 0;
 				continue;
 			}
 			for (size_t gi = 0; gi < (o.ngaps ? o.ngaps : 1); gi++) {

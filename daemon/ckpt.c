@@ -22,8 +22,6 @@
 
 #define CKPT_MAX_BYTES ((uint64_t)1 << 36)
 
-static const char magic[8] = { 'I', 'S', 'V', 'D', 'C', 'K', 'P', 'T' };
-
 void ckpt_name(char out[64], uint64_t seq, uint64_t lsn)
 {
 	snprintf(out, 64, CKPT_NAME_PREFIX "%0*" PRIu64 "-%0*" PRIu64 CKPT_NAME_SUFFIX, WAL_NAME_DIGITS, seq,
@@ -43,18 +41,13 @@ bool ckpt_parse_name(const char *name, uint64_t *seq, uint64_t *lsn)
 
 int ckpt_write(int dirfd, const struct ckpt *c, char name_out[64], struct wal_err *e)
 {
-	uint8_t h[CKPT_HEADER] = { 0 }, tail[4];
+	uint8_t h[CKPT_HEADER], tail[4];
 	uint32_t crc;
 	const char *step = "create";
 	int fd, en;
 
 	ckpt_name(name_out, c->seq, c->lsn);
-	memcpy(h, magic, 8);
-	isvd_put_le32(h + 8, 1);
-	isvd_put_le64(h + 16, c->seq);
-	isvd_put_le64(h + 24, c->lsn);
-	isvd_put_le64(h + 32, c->model_len);
-	isvd_put_le64(h + 40, c->clients_len);
+	isvd_ckpt_put_header(h, c->seq, c->lsn, c->model_len, c->clients_len);
 	crc = isvd_crc32c(0, h, sizeof h);
 	crc = isvd_crc32c(crc, c->model, c->model_len);
 	crc = isvd_crc32c(crc, c->clients, c->clients_len);
@@ -118,7 +111,9 @@ static int bad(struct wal_err *e, const char *name, const char *why)
 int ckpt_read(int dirfd, const char *name, struct ckpt *c, struct wal_err *e)
 {
 	struct stat st;
-	uint64_t size, ml, cl;
+	struct isvd_ckpt_view v;
+	const char *why;
+	uint64_t size;
 	uint8_t *buf = NULL;
 	size_t got = 0;
 	int fd;
@@ -159,26 +154,16 @@ int ckpt_read(int dirfd, const char *name, struct ckpt *c, struct wal_err *e)
 		got += (size_t)n;
 	}
 	close(fd);
-	ml = isvd_get_le64(buf + 32);
-	cl = isvd_get_le64(buf + 40);
-	if (memcmp(buf, magic, 8) || isvd_get_le32(buf + 8) != 1) {
+	if (isvd_ckpt_parse(buf, (size_t)size, &v, &why)) {
 		free(buf);
-		return bad(e, name, "bad magic or version");
+		return bad(e, name, why);
 	}
-	if (ml > size || cl > size || CKPT_OVERHEAD + ml + cl != size) {
-		free(buf);
-		return bad(e, name, "section sizes do not add up to the file size (truncated?)");
-	}
-	if (isvd_get_le32(buf + size - 4) != isvd_crc32c(0, buf, (size_t)size - 4)) {
-		free(buf);
-		return bad(e, name, "checksum mismatch");
-	}
-	c->seq = isvd_get_le64(buf + 16);
-	c->lsn = isvd_get_le64(buf + 24);
-	c->model = ml ? buf + CKPT_HEADER : NULL;
-	c->model_len = (size_t)ml;
-	c->clients = buf + CKPT_HEADER + ml;
-	c->clients_len = (size_t)cl;
+	c->seq = v.seq;
+	c->lsn = v.lsn;
+	c->model = v.model;
+	c->model_len = v.model_len;
+	c->clients = v.clients;
+	c->clients_len = v.clients_len;
 	c->buf_ = buf;
 	return 0;
 }

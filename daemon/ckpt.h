@@ -2,13 +2,10 @@
  * ckpt.h — isvdd's checkpoint files: the engine's saved image plus where in
  * the stream it stands and the duplicate table, written atomically.
  *
- * A checkpoint is storage.dir/checkpoint-<seq, 20 digits>-<lsn, 20>.isvdc:
- *
- *     0  "ISVDCKPT"            8  u32 version = 1      12 u32 0
- *     16 u64 seq (rows in the model)                   24 u64 lsn (last log record covered)
- *     32 u64 model image bytes (0: no model yet)       40 u64 client table bytes
- *     48 model image (isvd_model_save), client table (opaque to this module)
- *     end: u32 crc32c of everything before it
+ * A checkpoint is storage.dir/checkpoint-<seq, 20 digits>-<lsn, 20>.isvdc,
+ * framed as update/isvd_ckpt.h describes (the header, the engine image,
+ * the client table, a CRC32C): the framing lives there so that the `isvd`
+ * command line, which must not link the daemon, reads the same format.
  *
  * ckpt_write() writes checkpoint.tmp, fsyncs it, renames it into place and
  * fsyncs the directory, so a checkpoint file either is whole and durable or
@@ -22,11 +19,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "isvd_ckpt.h"
 #include "wal.h"   /* struct wal_err */
 
 #define CKPT_TMP_NAME "checkpoint.tmp"
-#define CKPT_HEADER   48                /* bytes before the model image */
-#define CKPT_OVERHEAD (CKPT_HEADER + 4) /* header and trailing CRC: file size − sections */
+#define CKPT_HEADER   ISVD_CKPT_HEADER    /* bytes before the model image */
+#define CKPT_OVERHEAD ISVD_CKPT_OVERHEAD  /* header and trailing CRC: file size − sections */
 
 struct ckpt {
 	uint64_t seq, lsn;

@@ -113,6 +113,27 @@ static const struct cfg_option cfg_options[] = {
 	{ "publish.factors_every_ms", CFG_UINT, OFF(publish.factors_every_ms), "10000", 0, 86400000, 0, NULL,
 	  "publish `factors` at this interval when the model changed; 0 = off" },
 
+	{ "monitor.enabled", CFG_BOOL, OFF(monitor.enabled), "false", 0, 0, 0, NULL,
+	  "score every pushed row against the model before it (SPE, Hotelling's T²), flag rows over "
+	  "the control limits on the `anomaly` topic, and follow drift and component stability" },
+	{ "monitor.confidence", CFG_REAL, OFF(monitor.confidence), "0.99", 0.5, 0.999999, 0, NULL,
+	  "confidence of the control limits: a row the model describes exceeds each with "
+	  "probability 1 - confidence" },
+	{ "monitor.spe_limit", CFG_REAL, OFF(monitor.spe_limit), "0", 0, 1e300, 0, NULL,
+	  "a fixed SPE limit instead of the one from confidence; 0 = from confidence" },
+	{ "monitor.t2_limit", CFG_REAL, OFF(monitor.t2_limit), "0", 0, 1e300, 0, NULL,
+	  "a fixed T² limit instead of the one from confidence; 0 = from confidence" },
+	{ "monitor.anomaly_max_per_s", CFG_UINT, OFF(monitor.anomaly_max_per_s), "10", 1, 1000000, 0, NULL,
+	  "`anomaly` messages published per second at most (one per block with flagged rows); "
+	  "the rest are counted as dropped" },
+	{ "monitor.warmup_rows", CFG_UINT, OFF(monitor.warmup_rows), "0", 0, U64MAXD, 0, NULL,
+	  "rows before anything is flagged; 0 = 10 × model.rank" },
+	{ "monitor.baseline_rows", CFG_UINT, OFF(monitor.baseline_rows), "0", 0, U64MAXD, 0, NULL,
+	  "rows after which the drift baseline is taken (or the `baseline` op sets it); 0 = warmup_rows" },
+	{ "monitor.drift_degrees", CFG_REAL, OFF(monitor.drift_degrees), "10", 0, 90, CFG_MIN_EXCLUSIVE, NULL,
+	  "largest principal angle to the baseline beyond which a `drift` message is published "
+	  "(and again when it falls back below)" },
+
 	{ "storage.dir", CFG_STRING, OFF(storage.dir), "./data", 0, 0, CFG_NONEMPTY, NULL,
 	  "directory for the write-ahead log and checkpoints (created if missing; one daemon per directory)" },
 	{ "storage.fsync", CFG_ENUM, OFF(storage.fsync), "always", 0, 0, 0, fsyncs,

@@ -47,6 +47,15 @@ struct cfg {
 	struct {
 		uint64_t spectrum_every_ms, spectrum_every_rows, factors_every_ms;
 	} publish;
+	struct {                          /* monitor.c, ingest.c, publish.c */
+		bool enabled;
+		double confidence;        /* of the control limits */
+		double spe_limit, t2_limit;   /* fixed limits; 0 = from confidence */
+		uint64_t anomaly_max_per_s;   /* `anomaly` messages per second */
+		uint64_t warmup_rows;     /* nothing flagged before; 0 = 10·rank */
+		uint64_t baseline_rows;   /* the drift baseline is taken here; 0 = warmup */
+		double drift_degrees;     /* a `drift` message beyond this angle */
+	} monitor;
 	struct {                          /* storage.c */
 		char *dir;
 		int fsync;                /* enum cfg_fsync */

@@ -77,15 +77,25 @@
 
 #define ING_BURST 1024   /* pushes read in one turn of the loop */
 
-/* Resizes b's rows to cap rows (of dim values).  false when out of memory
- * (b unchanged). */
-static bool grow_rows(struct ing_batch *b, size_t cap, size_t dim)
+/* Resizes b's rows to cap rows (of dim values), and with scores their
+ * spe and t2.  false when out of memory (b's cap unchanged). */
+static bool grow_rows(struct ing_batch *b, size_t cap, size_t dim, bool scores)
 {
 	double *p = realloc(b->rows, cap * dim * sizeof *p);
 
 	if (!p)
 		return false;
 	b->rows = p;
+	if (scores) {
+		double *s = realloc(b->spe, cap * sizeof *s);
+		if (s)
+			b->spe = s;
+		double *t = s ? realloc(b->t2, cap * sizeof *t) : NULL;
+		if (t)
+			b->t2 = t;
+		if (!s || !t)
+			return false;
+	}
 	b->cap = cap;
 	return true;
 }
@@ -106,7 +116,7 @@ static void reserve_batches(struct isvdd *srv)
 		const size_t had = b->cap;
 		if (had >= rows)
 			continue;
-		if (!grow_rows(b, rows, srv->dim)) {
+		if (!grow_rows(b, rows, srv->dim, srv->cfg->monitor.enabled)) {
 			log_msg(srv->log, CFG_LOG_WARN, "cannot reserve %zu MiB for the batches of "
 			        "batching.max_rows %zu rows: %s; they will grow on demand",
 			        2 * rows * srv->dim * sizeof(double) >> 20, rows, strerror(errno));
@@ -140,6 +150,11 @@ int ing_make_model(struct isvdd *srv, size_t dim)
 	}
 	srv->dim = dim;
 	srv->kmax = o.rank < dim ? o.rank : dim;
+	if (srv->cfg->monitor.enabled && (rc = isvd_model_set_scoring(srv->model, 1))) {
+		log_msg(srv->log, CFG_LOG_ERROR, "cannot allocate the monitor's workspace: %s",
+		        isvd_strerror(rc));
+		return rc;
+	}
 	reserve_batches(srv);
 	return 0;
 }
@@ -162,6 +177,9 @@ void ing_adopt_model(struct isvdd *srv, struct isvd_model *m)
 		if (miss != ISVD_MISSING_REJECT && (rc2 = isvd_model_set_missing(m, miss)))
 			log_msg(srv->log, CFG_LOG_WARN, "model.missing impute not applied: %s; pushes "
 			        "with gaps will be refused", isvd_strerror(rc2));
+		if (srv->cfg->monitor.enabled && (rc2 = isvd_model_set_scoring(m, 1)))
+			log_msg(srv->log, CFG_LOG_WARN, "the monitor's workspace: %s; the engine allocates "
+			        "it on the first block", isvd_strerror(rc2));
 		isvd_model_options(m, &o);
 		srv->dim = o.dim;
 		srv->kmax = o.rank < o.dim ? o.rank : o.dim;
@@ -211,11 +229,19 @@ static double ingest_rate(struct isvdd *srv, uint64_t now)
 static void apply_batch(struct isvdd *srv, struct ing_batch *b)
 {
 	const uint64_t before = srv->model ? isvd_model_rows_seen(srv->model) : 0;
+	/* not during recovery (no engine thread yet): replayed rows were
+	 * flagged, or not, when they arrived */
+	const bool mon = srv->cfg->monitor.enabled && b->spe && b->t2 && srv->engine;
 	uint64_t at;
 	int rc = ISVD_OK;
 
+	b->scored = false;
+	if (mon && b->nrows > 0)
+		mon_block_limits(srv->cfg, srv->model, b);
 	if (b->nrows > 0) {
-		rc = isvd_model_update(srv->model, b->rows, b->nrows, srv->dim);
+		rc = mon ? isvd_model_update_scored(srv->model, b->rows, b->nrows, srv->dim, b->spe, b->t2)
+		         : isvd_model_update(srv->model, b->rows, b->nrows, srv->dim);
+		b->scored = mon && rc == ISVD_OK;
 		if (rc == ISVD_ERR_NONFINITE) {
 			/* the batch as a whole would overflow: retry push by push */
 			size_t off = 0;
@@ -224,7 +250,9 @@ static void apply_batch(struct isvdd *srv, struct ing_batch *b)
 				struct ing_ack *a = &b->acks[i];
 				if (a->rows == 0 || a->err)
 					continue;
-				int r1 = isvd_model_update(srv->model, b->rows + off * srv->dim, a->rows, srv->dim);
+				int r1 = mon ? isvd_model_update_scored(srv->model, b->rows + off * srv->dim, a->rows,
+				                                        srv->dim, b->spe + off, b->t2 + off)
+				             : isvd_model_update(srv->model, b->rows + off * srv->dim, a->rows, srv->dim);
 				if (r1 == ISVD_ERR_NONFINITE) {
 					ack_refuse(a, ISVD_PROTO_NON_FINITE,
 					           "rows: values too large for the model's energy to stay finite");
@@ -236,6 +264,7 @@ static void apply_batch(struct isvdd *srv, struct ing_batch *b)
 				}
 				off += a->rows;
 			}
+			b->scored = mon && rc == ISVD_OK;
 		} else if (rc) {
 			log_msg(srv->log, CFG_LOG_ERROR, "engine update of %zu rows failed: %s",
 			        b->nrows, isvd_strerror(rc));
@@ -362,6 +391,13 @@ static void answer_batch(struct isvdd *srv, struct ing_batch *b)
 		rep.accepted = a->duplicate ? 0 : a->rows;
 		rep.seq = a->seq;
 		rep.duplicate = a->duplicate;
+		if (a->scores && !a->duplicate && b->scored) {   /* this push's rows' statistics */
+			rep.has_scores = true;
+			rep.spe = (struct isvd_proto_vec){ b->spe + a->row0, a->rows };
+			rep.t2 = (struct isvd_proto_vec){ b->t2 + a->row0, a->rows };
+			rep.spe_limit = b->spe_limit;
+			rep.t2_limit = b->t2_limit;
+		}
 		rpl_send_ok(srv->log, srv->ingest, a->env, a->nenv, &rep);
 		a->nenv = 0;
 		ack_fini(a);
@@ -403,6 +439,8 @@ static void finish_batch(struct isvdd *srv, struct ing_batch *b, bool applied)
 		log_msg(srv->log, CFG_LOG_DEBUG, "block: rows %llu..%llu (%llu) from %zu request%s",
 		        (unsigned long long)before + 1, (unsigned long long)srv->seq,
 		        (unsigned long long)(srv->seq - before), b->nacks, b->nacks == 1 ? "" : "s");
+	if (applied && b->scored)
+		mon_after_block(srv, b);
 	answer_batch(srv, b);
 	pub_after_block(srv);
 }
@@ -485,7 +523,7 @@ static bool reserve_rows(struct isvdd *srv, struct ing_batch *b, size_t rows)
 	cap = b->cap ? b->cap : 64;
 	while (cap < b->nrows + rows)
 		cap *= 2;
-	if (!grow_rows(b, cap, srv->dim)) {
+	if (!grow_rows(b, cap, srv->dim, srv->cfg->monitor.enabled)) {
 		log_msg(srv->log, CFG_LOG_ERROR, "pending rows: %s", strerror(errno));
 		return false;
 	}
@@ -630,8 +668,10 @@ static int enqueue(struct isvdd *srv, zmq_msg_t *env, size_t nenv, struct isvd_p
 	if (!v->dup) {
 		assert(b->nrows + rows <= b->cap);
 		memcpy(b->rows + b->nrows * srv->dim, req->rows.data, rows * srv->dim * sizeof(double));
+		a->row0 = b->nrows;
 		b->nrows += rows;
 		a->rows = rows;
+		a->scores = req->has_scores && req->scores;
 	}
 	if (b->nrows >= srv->cfg->batching.max_rows)
 		flush(srv);
@@ -778,6 +818,8 @@ void ing_fini(struct isvdd *srv)
 			ack_fini(&b->acks[i]);
 		free(b->acks);
 		free(b->rows);
+		free(b->spe);
+		free(b->t2);
 		qry_view_free(b->view);
 	}
 	free(srv->wal_push);

@@ -5,6 +5,7 @@
  *   server.c   wiring: sockets, threads, the loop and its registrations
  *   ingest.c   pushes: validate → dedup → enqueue, batches, flush to the engine
  *   publish.c  the `spectrum` and `factors` snapshots on the PUB socket
+ *   monitor.c  monitoring: rows flagged on `anomaly`, drift to a baseline
  *   recover.c  start-up recovery (storage's hooks) and checkpoints
  *
  * Nothing here is for main.c or the query thread (server.h, query.h).
@@ -51,6 +52,8 @@ struct ing_ack {                 /* a push answered after the next flush */
 	bool duplicate;
 	long dup_of;                 /* duplicate of the queued ack at this index, or -1 */
 	uint64_t seq;                /* result; for a known duplicate its original seq */
+	size_t row0;                 /* its first row's index in the batch's rows */
+	bool scores;                 /* the push asked for spe and t2 in its ack */
 	int err;                     /* set by the flush when the push is refused */
 	char *errmsg;                /* owned */
 };
@@ -66,6 +69,24 @@ struct ing_batch {
 	uint64_t seq_after;          /* rows in the model after the block */
 	struct qry_view *view;       /* the query thread's next view, or NULL */
 	int view_err;                /* why view is NULL when one was wanted (an isvd_err) */
+	/* monitoring (monitor.enabled; NULL otherwise): per row of rows, its
+	 * SPE and T² against the model before the block, and the limits then
+	 * (INFINITY during warm-up: nothing is flagged) */
+	double *spe, *t2;            /* cap values each */
+	double spe_limit, t2_limit;
+	bool scored;                 /* spe and t2 hold this block's scores */
+};
+
+/* Monitoring's state (monitor.c), the loop thread's. */
+struct mon_state {
+	double tokens;               /* `anomaly` messages that may go now (≤ max_per_s) */
+	uint64_t tokens_ms;          /* when tokens was last refilled */
+	uint64_t rows_flagged, messages, messages_dropped, rows_dropped;
+	double *base_vt, *prev_vt;   /* kmax × dim: the drift baseline and last spectrum's */
+	size_t base_k, prev_k;       /* their rows (0: none yet) */
+	uint64_t base_seq;
+	double drift_prev_deg, drift_base_deg;   /* NAN until measured */
+	bool drifting;               /* the angle to the baseline is over drift_degrees */
 };
 
 struct isvdd {
@@ -104,6 +125,7 @@ struct isvdd {
 	struct wal_push *wal_push;   /* the log record's scratch, wal_push_cap entries */
 	size_t wal_push_cap;
 
+	struct mon_state mon;        /* monitor.enabled (monitor.c) */
 	struct sec *sec;             /* CURVE keys and the ZAP handler (security.c) */
 	uint64_t early_flushes;      /* flushes forced by limits.max_pending_pushes */
 	uint64_t reported[3];        /* refused requests, CURVE refusals, early flushes at the last one */
@@ -134,8 +156,29 @@ int ing_replay_block(struct isvdd *srv, const struct wal_block *b, char *why, si
 /* Frees both batches (their unanswered acks dropped). */
 void ing_fini(struct isvdd *srv);
 
+/* --------------------------------------------------------- monitor.c */
+
+/* Engine thread, before a block: the control limits for the model as it
+ * stands, into b (INFINITY while fewer than the warm-up rows were seen). */
+void mon_block_limits(const struct cfg *cfg, const struct isvd_model *m, struct ing_batch *b);
+/* Loop, after a block's seq are known: counts its rows over a limit and
+ * publishes them on `anomaly` (rate-limited). */
+void mon_after_block(struct isvdd *srv, const struct ing_batch *b);
+/* Loop, with a spectrum snapshot: the angles to the previous snapshot's
+ * subspace and to the baseline (taken at monitor.baseline_rows if not set),
+ * and a `drift` message when the latter crosses monitor.drift_degrees. */
+void mon_on_spectrum(struct isvdd *srv);
+/* The `baseline` op: the current subspace becomes the baseline.  0, or -1
+ * (out of memory, no model). */
+int mon_set_baseline(struct isvdd *srv);
+/* query.h's baseline hook: drains the engine, then mon_set_baseline(). */
+int mon_on_baseline_request(void *srv, uint64_t *seq, char *why, size_t cap);
+void mon_fini(struct mon_state *mon);
+
 /* --------------------------------------------------------- publish.c */
 
+/* Sends one message (topic, body) on the PUB socket, never blocking. */
+void pub_send(struct isvdd *srv, const char *topic, const uint8_t *body, size_t len);
 /* Timers: the periodic snapshots, each sent only when the model moved. */
 void pub_on_spectrum_timer(void *srv, uint64_t now_ms);
 void pub_on_factors_timer(void *srv, uint64_t now_ms);
@@ -149,6 +192,11 @@ struct sto_hooks rec_hooks(struct isvdd *srv);
 /* Writes a checkpoint of everything acknowledged so far (draining first).
  * 0, or -1 with storage failed (logged by storage.c). */
 int rec_checkpoint(struct isvdd *srv);
+/* isvdd --seed: when recovery found no rows in storage.dir, makes the model
+ * in path (an engine image, or a checkpoint's image) the model and writes
+ * it as a checkpoint.  0, or -1 (logged): the directory holds a model, the
+ * file is unreadable or damaged, or its model is not the configuration's. */
+int rec_seed(struct isvdd *srv, const char *path);
 /* The query thread's `checkpoint` op (qry_hooks.checkpoint). */
 int rec_on_checkpoint_request(void *srv, uint64_t *seq, char *why, size_t cap);
 /* Timer, and after every burst: the interval fsync, storage's retry and

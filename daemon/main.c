@@ -1,7 +1,8 @@
 /*
  * main.c — isvdd's command line, signals and start-up.
  *
- *   isvdd --config FILE [--repair]  recover from storage.dir and run
+ *   isvdd --config FILE [--repair] [--seed IMAGE]  recover from storage.dir
+ *                                   (or seed an empty one) and run
  *   isvdd --check --config FILE     validate FILE, print every problem, exit 0/1
  *   isvdd --help | --version
  *
@@ -60,7 +61,8 @@ static void blas_single_thread(void)
 static void usage(FILE *out)
 {
 	fprintf(out,
-	        "usage: isvdd --config FILE [--repair]  recover from storage.dir and serve\n"
+	        "usage: isvdd --config FILE [--repair] [--seed IMAGE]\n"
+	        "                                          recover from storage.dir and serve\n"
 	        "       isvdd --check --config FILE        validate FILE and print every problem\n"
 	        "       isvdd --help | --version\n\n"
 	        "isvdd keeps a truncated SVD of the rows pushed to it over ZeroMQ (wire\n"
@@ -70,7 +72,13 @@ static void usage(FILE *out)
 	        "cleanly (with a final checkpoint), SIGHUP reopens its log file.\n\n"
 	        "  --repair  when the log is corrupt in the middle, drop the bad record and\n"
 	        "            everything after it (copies kept as *.corrupt) instead of\n"
-	        "            refusing to start\n\n"
+	        "            refusing to start\n"
+	        "  --seed IMAGE  start from the model in IMAGE (an engine image such as\n"
+	        "            `isvd merge` writes, or a checkpoint file, whose duplicate table\n"
+	        "            is not kept) when storage.dir holds no model yet; it is written\n"
+	        "            as the first checkpoint before anything is served.  Refused,\n"
+	        "            with the reason, when storage.dir already holds rows or the\n"
+	        "            image's model.* settings differ from the configuration\n\n"
 	        "exit codes: 0 clean stop; 1 configuration or start-up failure; 2 usage;\n"
 	        "            3 corrupt storage (see --repair); 4 storage.dir unusable or locked\n\n");
 }
@@ -108,7 +116,7 @@ static void log_start(struct log_sink *log, const struct cfg *c)
 
 int main(int argc, char **argv)
 {
-	const char *path = NULL;
+	const char *path = NULL, *seed = NULL;
 	int check = 0, repair = 0, ret = 1, problems;
 	struct cfg cfg;
 	struct log_sink log;
@@ -127,6 +135,10 @@ int main(int argc, char **argv)
 			check = 1;
 		} else if (!strcmp(argv[i], "--repair")) {
 			repair = 1;
+		} else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
+			seed = argv[++i];
+		} else if (!strncmp(argv[i], "--seed=", 7)) {
+			seed = argv[i] + 7;
 		} else if (!strcmp(argv[i], "--config") && i + 1 < argc) {
 			path = argv[++i];
 		} else if (!strncmp(argv[i], "--config=", 9)) {
@@ -167,7 +179,7 @@ int main(int argc, char **argv)
 		goto out_log;
 	}
 	log_start(&log, &cfg);
-	if ((ret = srv_create(&cfg, &log, repair, &srv)) != 0) {
+	if ((ret = srv_create(&cfg, &log, repair, seed, &srv)) != 0) {
 		log_msg(&log, CFG_LOG_ERROR, "not starting (exit code %d)", ret);
 		if (log.path)   /* the reason is in the file; say where */
 			fprintf(stderr, "isvdd: not starting; see %s\n", log.path);

@@ -23,7 +23,7 @@
 #include "isvdd.h"
 #include "loop.h"
 
-static void publish_msg(struct isvdd *srv, const char *topic, const uint8_t *body, size_t len)
+void pub_send(struct isvdd *srv, const char *topic, const uint8_t *body, size_t len)
 {
 	if (zmq_send(srv->publish, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
 	    zmq_send(srv->publish, body, len, ZMQ_DONTWAIT) < 0)
@@ -53,8 +53,20 @@ static void publish_spectrum(struct isvdd *srv)
 	s.has_gaps = true;
 	s.rows_with_gaps = info.rows_with_gaps - srv->gap_rows0;
 	s.values_imputed = info.values_imputed - srv->gap_values0;
+	double stable[ISVD_MAX_RANK];
+	int flags[ISVD_MAX_RANK];
+	size_t ks = 0;
+	if (srv->cfg->monitor.enabled && isvd_model_stability(srv->model, NULL, flags, &ks) == 0) {
+		mon_on_spectrum(srv);
+		for (size_t i = 0; i < ks; i++)
+			stable[i] = flags[i];
+		s.has_monitor = true;
+		s.drift_prev_deg = srv->mon.drift_prev_deg;
+		s.drift_baseline_deg = srv->mon.drift_base_deg;
+		s.stable = (struct isvd_proto_vec){ stable, ks };
+	}
 	if (isvd_proto_spectrum_encode(&s, &out, &len) == 0)
-		publish_msg(srv, ISVD_PROTO_TOPIC_SPECTRUM, out, len);
+		pub_send(srv, ISVD_PROTO_TOPIC_SPECTRUM, out, len);
 	free(out);
 	srv->spectrum_seq = srv->seq;
 	srv->spectrum_sent = true;
@@ -74,10 +86,12 @@ static void publish_factors(struct isvdd *srv)
 	rep.ok = true;
 	rep.seq = srv->seq;
 	code = rpl_factors(srv->model, srv->cfg->model.center, &rep);
+	if (code == ISVD_PROTO_OK && srv->cfg->monitor.enabled)
+		code = rpl_stability(srv->model, &rep);
 	if (code == ISVD_PROTO_NOMEM)
 		log_msg(srv->log, CFG_LOG_ERROR, "factors: %s", strerror(ENOMEM));
 	if (code == ISVD_PROTO_OK && isvd_proto_reply_encode(&rep, &out, &len) == 0)
-		publish_msg(srv, ISVD_PROTO_TOPIC_FACTORS, out, len);
+		pub_send(srv, ISVD_PROTO_TOPIC_FACTORS, out, len);
 	free(out);
 	rpl_factors_free(&rep);
 	srv->factors_seq = srv->seq;

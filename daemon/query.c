@@ -30,6 +30,7 @@
 #include <zmq.h>
 
 #include "isvd_proto.h"
+#include "limits.h"
 #include "loop.h"
 #include "reply.h"
 
@@ -63,6 +64,7 @@ struct qry {
 	pthread_mutex_t mu;
 	struct qry_view *view;
 	uint64_t last_checkpoint_seq;   /* under mu; may move without a new view */
+	struct qry_monitor mon;         /* under mu */
 
 	pthread_t thread;
 	bool started;
@@ -136,6 +138,13 @@ void qry_publish_view(struct qry *r, struct qry_view *v, uint64_t last_checkpoin
 		view_put(r, old);
 }
 
+void qry_set_monitor(struct qry *r, const struct qry_monitor *m)
+{
+	pthread_mutex_lock(&r->mu);
+	r->mon = *m;
+	pthread_mutex_unlock(&r->mu);
+}
+
 void qry_set_checkpoint(struct qry *r, uint64_t last_checkpoint_seq)
 {
 	pthread_mutex_lock(&r->mu);
@@ -156,6 +165,52 @@ static int do_ping(struct qry *r, const struct qry_view *v, const struct isvd_pr
 {
 	rep->version = (char *)ISVD_VERSION;   /* static; the encoder only reads it */
 	rep->protocol = ISVD_PROTO_VERSION;
+	return ISVD_PROTO_OK;
+}
+
+/* info's monitor keys: the limits of the view's model now, the loop's
+ * counts and angles, each component's gap and stability. */
+static int info_monitor(struct qry *r, const struct qry_view *v, struct isvd_proto_reply *rep)
+{
+	double sigma[ISVD_MAX_RANK + 1], weight = 0, energy = 0;
+	struct mon_limits lim = { INFINITY, INFINITY };
+	struct isvd_options o;
+	size_t kept = 0, k = 0;
+	int rc;
+
+	pthread_mutex_lock(&r->mu);
+	const struct qry_monitor m = r->mon;
+	pthread_mutex_unlock(&r->mu);
+	rep->has_monitor = true;
+	rep->rows_flagged = m.rows_flagged;
+	rep->anomaly_messages = m.messages;
+	rep->anomaly_messages_dropped = m.messages_dropped;
+	rep->drift_prev_deg = m.drift_prev_deg;
+	rep->drift_baseline_deg = m.drift_baseline_deg;
+	rep->baseline_seq = m.baseline_seq;
+	isvd_model_options(v->snap, &o);
+	if (o.rank + o.extra <= ISVD_MAX_RANK + 1 && v->seq >= mon_warmup(r->cfg) &&
+	    isvd_model_kept(v->snap, sigma, &kept, &weight, &energy) == ISVD_OK)
+		mon_limits(r->cfg->monitor.confidence, sigma, kept, isvd_model_rank(v->snap), o.dim,
+		           energy, weight, &lim);
+	rep->spe_limit = r->cfg->monitor.spe_limit > 0 ? r->cfg->monitor.spe_limit : lim.spe;
+	rep->t2_limit = r->cfg->monitor.t2_limit > 0 ? r->cfg->monitor.t2_limit : lim.t2;
+	k = isvd_model_rank(v->snap);
+	rep->gap.v = malloc((k ? k : 1) * sizeof(double));
+	rep->stable.v = malloc((k ? k : 1) * sizeof(double));
+	int *flags = malloc((k ? k : 1) * sizeof *flags);
+	if (!rep->gap.v || !rep->stable.v || !flags) {
+		free(flags);
+		return ISVD_PROTO_NOMEM;
+	}
+	if ((rc = isvd_model_stability(v->snap, rep->gap.v, flags, &k))) {
+		free(flags);
+		return rpl_err_from_engine(rc);
+	}
+	for (size_t i = 0; i < k; i++)
+		rep->stable.v[i] = flags[i];
+	rep->gap.n = rep->stable.n = k;
+	free(flags);
 	return ISVD_PROTO_OK;
 }
 
@@ -197,7 +252,7 @@ static int do_info(struct qry *r, const struct qry_view *v, const struct isvd_pr
 		return ISVD_PROTO_NOMEM;
 	if ((rc = isvd_model_factors(v->snap, rep->sigma.v, NULL, NULL, &rep->sigma.n)))
 		return rpl_err_from_engine(rc);
-	return ISVD_PROTO_OK;
+	return r->cfg->monitor.enabled ? info_monitor(r, v, rep) : ISVD_PROTO_OK;
 }
 
 /* The model must have seen rows; for rows (may be NULL), of its dimension
@@ -220,6 +275,40 @@ static int check_ready(const struct qry_view *v, const struct isvd_proto_matrix 
 	return rpl_check_values(m, true, msg, cap);
 }
 
+/* spe and t2 of a project reply, from its coords and residual: SPE is the
+ * residual squared, T² Σ c_i²/(σ_i²/W) over the scores (W·Σ u_i² in U
+ * space), as isvd_model_scores() defines them. */
+static int project_scores(const struct qry_view *v, const struct isvd_proto_request *req,
+                          struct isvd_proto_reply *rep)
+{
+	const size_t n = rep->residual.n, k = rep->coords.cols;
+	double sigma[ISVD_MAX_RANK + 1], weight = 0;
+	size_t kept = 0;
+
+	if (k > ISVD_MAX_RANK || isvd_model_kept(v->snap, NULL, &kept, &weight, NULL) ||
+	    isvd_model_factors(v->snap, sigma, NULL, NULL, &kept))
+		return ISVD_PROTO_INTERNAL;
+	rep->spe.v = malloc((n ? n : 1) * sizeof(double));
+	rep->t2.v = malloc((n ? n : 1) * sizeof(double));
+	if (!rep->spe.v || !rep->t2.v)
+		return ISVD_PROTO_NOMEM;
+	for (size_t i = 0; i < n; i++) {
+		double t2 = 0;
+		for (size_t j = 0; j < k; j++) {
+			const double c = rep->coords.data[i * k + j];
+			if (req->space == ISVD_PROTO_SPACE_U)
+				t2 += sigma[j] > 0 ? weight * c * c : 0;
+			else if (sigma[j] > 0)
+				t2 += c * c * weight / (sigma[j] * sigma[j]);
+		}
+		rep->spe.v[i] = rep->residual.v[i] * rep->residual.v[i];
+		rep->t2.v[i] = t2;
+	}
+	rep->spe.n = rep->t2.n = n;
+	rep->has_scores = true;
+	return ISVD_PROTO_OK;
+}
+
 static int do_project(struct qry *r, const struct qry_view *v, const struct isvd_proto_request *req,
                       struct isvd_proto_reply *rep, char *msg, size_t cap)
 {
@@ -239,6 +328,8 @@ static int do_project(struct qry *r, const struct qry_view *v, const struct isvd
 	                        rep->coords.data, rep->residual.v);
 	if (rc)
 		return rpl_err_from_engine(rc);
+	if ((code = project_scores(v, req, rep)))
+		return code;
 	if (req->rows.n_missing) {   /* rows with gaps: how many values each residual covers */
 		rep->observed.v = malloc(req->rows.rows * sizeof(double));
 		if (!rep->observed.v)
@@ -281,7 +372,9 @@ static int do_factors(struct qry *r, const struct qry_view *v, const struct isvd
 
 	if ((code = check_ready(v, NULL, msg, cap)))
 		return code;
-	return rpl_factors(v->snap, r->cfg->model.center, rep);
+	if ((code = rpl_factors(v->snap, r->cfg->model.center, rep)))
+		return code;
+	return r->cfg->monitor.enabled ? rpl_stability(v->snap, rep) : ISVD_PROTO_OK;
 }
 
 /* The ops the query thread answers itself; `checkpoint` is forwarded to
@@ -363,7 +456,7 @@ static void handle_query(struct qry *r, void *ctl, zmq_msg_t *frames, size_t nfr
 		isvd_proto_request_fini(&req);
 		return;
 	}
-	if (req.op == ISVD_OP_CHECKPOINT) {   /* the loop answers; we relay */
+	if (req.op == ISVD_OP_CHECKPOINT || req.op == ISVD_OP_BASELINE) {   /* the loop answers */
 		forward_to_loop(r, ctl, frames, nframes);
 		isvd_proto_request_fini(&req);
 		return;
@@ -386,6 +479,9 @@ static void handle_query(struct qry *r, void *ctl, zmq_msg_t *frames, size_t nfr
 	free(rep.coords.data);
 	free(rep.residual.v);
 	free(rep.observed.v);
+	free(rep.spe.v);
+	free(rep.t2.v);
+	free(rep.gap.v);
 	free(rep.rows.data);
 	view_put(r, v);
 	zmq_msg_close(body);
@@ -555,10 +651,12 @@ void qry_serve_ctl(struct qry *r)
 		zmq_msg_t *body = &frames[n - 1];
 		isvd_proto_request_decode(zmq_msg_data(body), zmq_msg_size(body), &r->lim, &req, &perr);
 		memset(&rep, 0, sizeof rep);
-		rep.op = ISVD_OP_CHECKPOINT;
+		rep.op = req.op == ISVD_OP_BASELINE ? ISVD_OP_BASELINE : ISVD_OP_CHECKPOINT;
 		rep.id = req.id;
 		rep.id_len = req.id_len;
-		if (r->hooks.checkpoint(r->hooks.ctx, &seq, why, sizeof why) == 0) {
+		int (*hook)(void *, uint64_t *, char *, size_t) =
+			req.op == ISVD_OP_BASELINE ? r->hooks.baseline : r->hooks.checkpoint;
+		if (hook(r->hooks.ctx, &seq, why, sizeof why) == 0) {
 			rep.ok = true;
 			rep.seq = seq;
 			isvd_proto_reply_encode(&rep, &out, &len);

@@ -33,12 +33,23 @@
 
 struct qry;
 
-/* What the loop lends the thread for the checkpoint op: do() flushes,
- * checkpoints and returns 0 with *seq, or -1 with a reason in why. */
+/* What the loop lends the thread for the ops it answers: checkpoint()
+ * flushes, checkpoints and returns 0 with *seq, or -1 with a reason in
+ * why; baseline() makes the model now the monitor's drift baseline. */
 struct qry_hooks {
 	void *ctx;
 	int (*checkpoint)(void *ctx, uint64_t *seq, char *why, size_t cap);
+	int (*baseline)(void *ctx, uint64_t *seq, char *why, size_t cap);
 };
+
+/* The monitor's figures the loop keeps (monitor.c), as info reports them. */
+struct qry_monitor {
+	uint64_t rows_flagged, messages, messages_dropped, baseline_seq;
+	double drift_prev_deg, drift_baseline_deg;
+};
+/* Hands the thread the monitor's latest figures (after a block or a
+ * spectrum snapshot). */
+void qry_set_monitor(struct qry *r, const struct qry_monitor *m);
 
 /* Starts the thread on query_sock (already bound; ownership moves to the
  * thread) in context zctx.  The first view is model (may be NULL) at seq.

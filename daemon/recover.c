@@ -8,6 +8,8 @@
  *        ing_replay_block(), the live run's blocks again
  *     loop ──rec_checkpoint()──► ing_drain() ──► model image + dup_encode()
  *        ──sto_checkpoint()──► checkpoint file (storage.c)
+ *     start, --seed FILE, storage.dir empty ──rec_seed()──► the image (or a
+ *        checkpoint's image) as the model ──rec_checkpoint()──► durable
  *
  * DESIGN
  *   A checkpoint holds the engine image and the duplicate table and is
@@ -25,16 +27,21 @@
  *   numbering at the model's rows + 1 (see wal.h).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "isvd_ckpt.h"
 
 #include "isvdd.h"
 #include "loop.h"
 #include "query.h"
 
-/* Whether the checkpoint's model (options o) is another model than the
- * configuration describes; if so why says which key and how to proceed. */
-static bool model_differs(const struct cfg *cfg, const struct isvd_options *o, char *why, size_t cap)
+/* Whether the model (options o) of a checkpoint (seed: of a --seed image)
+ * is another model than the configuration describes; if so why says which
+ * key and how to proceed. */
+static bool model_differs(const struct cfg *cfg, const struct isvd_options *o, bool seed,
+                          char *why, size_t cap)
 {
 	const char *key = NULL;
 	char was[64] = "", now[64] = "";
@@ -65,9 +72,13 @@ static bool model_differs(const struct cfg *cfg, const struct isvd_options *o, c
 	}
 	if (!key)
 		return false;
-	snprintf(why, cap, "the checkpoint was written with %s %s, the configuration says %s; "
-	         "restore the configuration, or move storage.dir away to start a new model",
-	         key, was, now);
+	if (seed)
+		snprintf(why, cap, "the image was written with %s %s, the configuration says %s; "
+		         "seed with the configuration the image was made with", key, was, now);
+	else
+		snprintf(why, cap, "the checkpoint was written with %s %s, the configuration says %s; "
+		         "restore the configuration, or move storage.dir away to start a new model",
+		         key, was, now);
 	return true;
 }
 
@@ -94,7 +105,7 @@ static int hook_load(void *ctx, const struct ckpt *c, char *why, size_t cap)
 			return -1;
 		}
 		/* a checkpoint of another model must not be silently continued */
-		if (model_differs(cfg, &o, why, cap)) {
+		if (model_differs(cfg, &o, false, why, cap)) {
 			isvd_model_destroy(m);
 			return -2;
 		}
@@ -185,6 +196,103 @@ void rec_on_storage_timer(void *ctx, uint64_t now)
 	d = sto_timeout_ms(srv->sto, now);
 	loop_timer_at(srv->loop, srv->t_storage, now + (d >= 0 && d < SRV_POLL_MAX_MS ? (uint64_t)d
 	                                                                           : SRV_POLL_MAX_MS));
+}
+
+/* The whole of path into *buf (freed by the caller); 0, or -1 with why. */
+static int read_file(const char *path, uint8_t **buf, size_t *len, char *why, size_t cap)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *b = NULL;
+	size_t n = 0, room = 0, got;
+
+	if (!f) {
+		snprintf(why, cap, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	do {
+		if (n == room) {
+			uint8_t *nb = room < ((size_t)1 << 40) ? realloc(b, room ? 2 * room : 65536) : NULL;
+			if (!nb) {
+				snprintf(why, cap, "cannot read %s: %s", path, strerror(ENOMEM));
+				goto fail;
+			}
+			b = nb;
+			room = room ? 2 * room : 65536;
+		}
+		got = fread(b + n, 1, room - n, f);
+		n += got;
+	} while (got > 0);
+	if (ferror(f)) {
+		snprintf(why, cap, "cannot read %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	fclose(f);
+	*buf = b;
+	*len = n;
+	return 0;
+fail:
+	fclose(f);
+	free(b);
+	return -1;
+}
+
+int rec_seed(struct isvdd *srv, const char *path)
+{
+	const char *dir = srv->cfg->storage.dir;
+	struct isvd_model *m = NULL;
+	struct isvd_options o;
+	struct isvd_ckpt_view v;
+	uint8_t *buf = NULL;
+	const uint8_t *img;
+	size_t len = 0, img_len;
+	const char *what;
+	char why[600];
+	int rc;
+
+	/* Refused first, before the file is even read: seeding must never
+	 * replace or mix with rows a directory already holds. */
+	if (srv->seq != 0 || (srv->model && isvd_model_rows_seen(srv->model) != 0)) {
+		log_msg(srv->log, CFG_LOG_ERROR, "--seed %s: refused: storage.dir %s already holds a model "
+		        "(%llu rows); --seed only starts a directory without one (move it away, or "
+		        "start without --seed)", path, dir, (unsigned long long)srv->seq);
+		return -1;
+	}
+	if (read_file(path, &buf, &len, why, sizeof why)) {
+		log_msg(srv->log, CFG_LOG_ERROR, "--seed %s: %s", path, why);
+		return -1;
+	}
+	img = buf;
+	img_len = len;
+	if (isvd_ckpt_is(buf, len)) {   /* a checkpoint: its image; the duplicate table is not kept */
+		if ((rc = isvd_ckpt_parse(buf, len, &v, &what)) || !v.model) {
+			log_msg(srv->log, CFG_LOG_ERROR, "--seed %s: %s", path,
+			        rc ? what : "the checkpoint holds no model");
+			free(buf);
+			return -1;
+		}
+		img = v.model;
+		img_len = v.model_len;
+	}
+	if ((rc = isvd_model_load(img, img_len, &m))) {
+		log_msg(srv->log, CFG_LOG_ERROR, "--seed %s: not a usable model image: %s", path,
+		        isvd_strerror(rc));
+		free(buf);
+		return -1;
+	}
+	free(buf);
+	isvd_model_options(m, &o);
+	if (model_differs(srv->cfg, &o, true, why, sizeof why)) {
+		log_msg(srv->log, CFG_LOG_ERROR, "--seed %s: refused: %s", path, why);
+		isvd_model_destroy(m);
+		return -1;
+	}
+	ing_adopt_model(srv, m);
+	srv->seq = srv->logged = isvd_model_rows_seen(m);
+	if (rec_checkpoint(srv))   /* the seed is durable before anything is served */
+		return -1;
+	log_msg(srv->log, CFG_LOG_INFO, "seeded storage.dir %s from %s: %llu rows, dim %zu, %s mode",
+	        dir, path, (unsigned long long)srv->seq, o.dim, isvd_mode_name(o.mode));
+	return 0;
 }
 
 struct sto_hooks rec_hooks(struct isvdd *srv)

@@ -134,7 +134,31 @@ void rpl_factors_free(struct isvd_proto_reply *rep)
 	free(rep->sigma.v);
 	free(rep->vt.data);
 	free(rep->mean.v);
-	rep->sigma.v = rep->vt.data = rep->mean.v = NULL;
+	free(rep->stable.v);
+	rep->sigma.v = rep->vt.data = rep->mean.v = rep->stable.v = NULL;
+}
+
+int rpl_stability(const struct isvd_model *m, struct isvd_proto_reply *rep)
+{
+	const size_t kmax = isvd_model_rank(m);
+	size_t k = 0;
+	int rc, *flags = malloc((kmax ? kmax : 1) * sizeof *flags);
+
+	rep->stable.v = malloc((kmax ? kmax : 1) * sizeof(double));
+	if (!flags || !rep->stable.v) {
+		free(flags);
+		return ISVD_PROTO_NOMEM;
+	}
+	if ((rc = isvd_model_stability(m, NULL, flags, &k))) {
+		free(flags);
+		return rpl_err_from_engine(rc);
+	}
+	for (size_t i = 0; i < k; i++)
+		rep->stable.v[i] = flags[i];
+	rep->stable.n = k;
+	rep->has_monitor = true;
+	free(flags);
+	return ISVD_PROTO_OK;
 }
 
 /* Where the first missing (NaN) value of m is, for a message. */

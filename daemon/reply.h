@@ -62,5 +62,8 @@ int rpl_check_values(const struct isvd_proto_matrix *m, bool gaps_ok, char *buf,
 struct isvd_model;
 int rpl_factors(const struct isvd_model *m, bool center, struct isvd_proto_reply *rep);
 void rpl_factors_free(struct isvd_proto_reply *rep);
+/* The monitor's `stable` flags of m's components into rep (malloc'd;
+ * rpl_factors_free() releases them too).  An isvd_proto_err. */
+int rpl_stability(const struct isvd_model *m, struct isvd_proto_reply *rep);
 
 #endif /* ISVDD_REPLY_H */

@@ -40,6 +40,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -193,7 +194,8 @@ static int register_loop(struct isvdd *srv)
 	return 0;
 }
 
-int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, struct isvdd **out)
+int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const char *seed,
+               struct isvdd **out)
 {
 	struct isvdd *srv = calloc(1, sizeof *srv);
 	const int hs = (int)cfg->limits.send_hwm, hr = (int)cfg->limits.recv_hwm;
@@ -210,6 +212,7 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, struct 
 	srv->lim.max_rows = cfg->limits.max_rows_per_push;
 	srv->lim.max_cols = ISVD_MAX_DIM;
 	srv->fill = &srv->batch[0];
+	srv->mon.drift_prev_deg = srv->mon.drift_base_deg = NAN;
 	if (loop_create(SRV_POLL_MAX_MS, &srv->loop) ||
 	    (srv->t_flush = loop_add_timer(srv->loop, 0, ing_on_flush_timer, srv)) < 0) {
 		log_msg(log, CFG_LOG_ERROR, "cannot allocate the event loop: %s", strerror(ENOMEM));
@@ -227,6 +230,8 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, struct 
 		goto fail;
 	ret = 1;
 	srv->logged = srv->seq;
+	if (seed && rec_seed(srv, seed))   /* after recovery: only an empty directory is seeded */
+		goto fail;
 	struct isvd_info gi;
 	if (srv->model && isvd_model_info(srv->model, &gi) == ISVD_OK) {
 		srv->gap_rows0 = gi.rows_with_gaps;
@@ -253,7 +258,7 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, struct 
 		goto fail;
 	srv->start_ms = loop_now_ms();
 	srv->rate_ms[0] = srv->rate_ms[1] = srv->start_ms;
-	const struct qry_hooks rh = { srv, rec_on_checkpoint_request };
+	const struct qry_hooks rh = { srv, rec_on_checkpoint_request, mon_on_baseline_request };
 	if (qry_start(cfg, log, srv->zctx, srv->query, &rh, srv->model, srv->seq,
 	              sto_last_checkpoint_seq(srv->sto), &srv->qry))
 		goto fail;
@@ -286,6 +291,7 @@ void srv_destroy(struct isvdd *srv)
 	if (srv->zctx)
 		zmq_ctx_term(srv->zctx);
 	isvd_model_destroy(srv->model);
+	mon_fini(&srv->mon);
 	loop_destroy(srv->loop);
 	free(srv);
 }

@@ -20,11 +20,13 @@ struct isvdd;
 
 /* Creates the server for cfg (which must outlive it) logging to log:
  * recovers the model from storage.dir (repair: drop a corrupt log tail
- * instead of refusing), then binds ingest (ROUTER), query (ROUTER) and
+ * instead of refusing), seeds it from the image file `seed` when not NULL
+ * (refused, exit code 1, unless recovery found no rows: rec_seed()), then binds ingest (ROUTER), query (ROUTER) and
  * publish (PUB).  Returns 0 and sets *out, or the exit code for main() after
  * logging why: 1 (an endpoint cannot be bound, the stored model does not
  * match the configuration, …), STO_EXIT_CORRUPT, STO_EXIT_UNUSABLE. */
-int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, struct isvdd **out);
+int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const char *seed,
+               struct isvdd **out);
 
 /* Serves until *stop becomes non-zero; reopens the log whenever *hup is set
  * (and clears it).  On stop, pending rows are folded and their pushes

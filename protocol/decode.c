@@ -314,6 +314,39 @@ int proto_decode_matrix(struct proto_rd *rd, const char *key, const struct isvd_
 
 /* ------------------------------------------------------------------ fields */
 
+static int dec_uvec(struct proto_rd *rd, const char *key, bool *present,
+                    struct isvd_proto_uvec *vec, struct isvd_proto_error *err)
+{
+	struct proto_obj o;
+	int rc = proto_rd_obj(rd, &o, err);
+	if (rc)
+		return rc;
+	if (o.type != PT_ARRAY)
+		return proto_fail(err, ISVD_PROTO_BAD_REQUEST, "key '%s' is %s; an array of non-negative "
+		                  "integers was expected", key, proto_type_name(o.type));
+	/* o.len <= bytes left: at most 8 bytes allocated per wire byte */
+	uint64_t *v = proto_malloc(o.len ? (size_t)o.len * sizeof *v : 1);
+	if (!v)
+		return proto_fail(err, ISVD_PROTO_NOMEM, "%s: out of memory", key);
+	for (uint32_t k = 0; k < o.len; k++) {
+		struct proto_obj x;
+		if ((rc = proto_rd_obj(rd, &x, err)) == 0 && x.type != PT_UINT)
+			rc = proto_fail(err, ISVD_PROTO_BAD_REQUEST, "key '%s': element %" PRIu32
+			                " is %s; a non-negative integer was expected", key, k,
+			                x.type == PT_INT ? "negative" : proto_type_name(x.type));
+		if (rc) {
+			proto_free(v);
+			return rc;
+		}
+		v[k] = x.u;
+	}
+	vec->v = v;
+	vec->n = o.len;
+	if (present)
+		*present = true;
+	return ISVD_PROTO_OK;
+}
+
 static int dec_vec(struct proto_rd *rd, const char *key, bool nil_ok, bool *present,
                    struct isvd_proto_vec *vec, struct isvd_proto_error *err)
 {
@@ -389,6 +422,8 @@ static int dec_field(struct proto_rd *rd, const struct proto_field *f, void *bas
 	case FT_VEC:
 	case FT_VEC_NIL:
 		return dec_vec(rd, f->key, f->type == FT_VEC_NIL, flag, p, err);
+	case FT_UVEC:
+		return dec_uvec(rd, f->key, flag, p, err);
 	case FT_STR:
 		return dec_str(rd, f->key, f->max_len ? f->max_len : ISVD_PROTO_MAX_STRING, p, err);
 	default:
@@ -725,6 +760,10 @@ void isvd_proto_reply_fini(struct isvd_proto_reply *rep)
 	proto_free(rep->residual.v);
 	proto_free(rep->observed.v);
 	proto_free(rep->missing);
+	proto_free(rep->spe.v);
+	proto_free(rep->t2.v);
+	proto_free(rep->gap.v);
+	proto_free(rep->stable.v);
 	proto_free(rep->rows.data);
 	proto_free(rep->vt.data);
 	proto_free(rep->mean.v);
@@ -753,5 +792,54 @@ void isvd_proto_spectrum_fini(struct isvd_proto_spectrum *s)
 	if (!s)
 		return;
 	proto_free(s->sigma.v);
+	proto_free(s->stable.v);
 	memset(s, 0, sizeof *s);
+}
+
+int isvd_proto_anomaly_decode(const void *buf, size_t len, const struct isvd_proto_limits *limits,
+                              struct isvd_proto_anomaly *a, struct isvd_proto_error *err)
+{
+	struct isvd_proto_limits lim;
+	struct proto_rd rd;
+	uint32_t count = 0;
+	int rc;
+
+	if ((rc = decode_start(a, sizeof *a, "snapshot", err)))
+		return rc;
+	proto_limits(limits, &lim);
+	if ((rc = check_frame(buf, len, &lim, &rd, &count, err)))
+		return rc;
+	if ((rc = dec_entries(&rd, count, BODY_SNAPSHOT, proto_anomaly_fields, a, &lim,
+	                      ISVD_PROTO_TOPIC_ANOMALY, err)))
+		return rc;
+	if (a->spe.n != a->seq.n || a->t2.n != a->seq.n)
+		return proto_fail(err, ISVD_PROTO_BAD_REQUEST, "anomaly: seq, spe and t2 differ in length");
+	return ISVD_PROTO_OK;
+}
+
+void isvd_proto_anomaly_fini(struct isvd_proto_anomaly *a)
+{
+	if (!a)
+		return;
+	proto_free(a->seq.v);
+	proto_free(a->spe.v);
+	proto_free(a->t2.v);
+	memset(a, 0, sizeof *a);
+}
+
+int isvd_proto_drift_decode(const void *buf, size_t len, const struct isvd_proto_limits *limits,
+                            struct isvd_proto_drift *d, struct isvd_proto_error *err)
+{
+	struct isvd_proto_limits lim;
+	struct proto_rd rd;
+	uint32_t count = 0;
+	int rc;
+
+	if ((rc = decode_start(d, sizeof *d, "snapshot", err)))
+		return rc;
+	proto_limits(limits, &lim);
+	if ((rc = check_frame(buf, len, &lim, &rd, &count, err)))
+		return rc;
+	return dec_entries(&rd, count, BODY_SNAPSHOT, proto_drift_fields, d, &lim,
+	                   ISVD_PROTO_TOPIC_DRIFT, err);
 }

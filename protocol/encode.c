@@ -19,6 +19,8 @@
 #define REQ(f)  offsetof(struct isvd_proto_request, f)
 #define REP(f)  offsetof(struct isvd_proto_reply, f)
 #define SPE(f)  offsetof(struct isvd_proto_spectrum, f)
+#define ANO(f)  offsetof(struct isvd_proto_anomaly, f)
+#define DRI(f)  offsetof(struct isvd_proto_drift, f)
 #define NF      PROTO_NO_FLAG
 
 /* ------------------------------------------------------------ field tables */
@@ -27,6 +29,7 @@ static const struct proto_field req_push[] = {
 	{ "rows",   FT_MAT, REQ(rows),   NF,             true,  0 },
 	{ "client", FT_STR, REQ(client), NF,             false, ISVD_PROTO_MAX_CLIENT },
 	{ "batch",  FT_U64, REQ(batch),  REQ(has_batch), false, 0 },
+	{ "scores", FT_BOOL, REQ(scores), REQ(has_scores), false, 0 },
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };
 static const struct proto_field req_project[] = {
@@ -52,12 +55,17 @@ const struct proto_field *const proto_request_fields[ISVD_OP_COUNT_] = {
 	[ISVD_OP_RECONSTRUCT] = req_reconstruct,
 	[ISVD_OP_FACTORS]     = no_fields,
 	[ISVD_OP_CHECKPOINT]  = no_fields,
+	[ISVD_OP_BASELINE]    = no_fields,
 };
 
 static const struct proto_field rep_push[] = {
 	{ "accepted",  FT_U64,  REP(accepted),  NF, true, 0 },
 	{ "seq",       FT_U64,  REP(seq),       NF, true, 0 },
 	{ "duplicate", FT_BOOL, REP(duplicate), NF, true, 0 },
+	{ "spe",       FT_VEC,  REP(spe),       REP(has_scores), false, 0 },
+	{ "t2",        FT_VEC,  REP(t2),        REP(has_scores), false, 0 },
+	{ "spe_limit", FT_F64,  REP(spe_limit), REP(has_scores), false, 0 },
+	{ "t2_limit",  FT_F64,  REP(t2_limit),  REP(has_scores), false, 0 },
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };
 static const struct proto_field rep_ping[] = {
@@ -84,12 +92,24 @@ static const struct proto_field rep_info[] = {
 	{ "missing",                FT_STR,  REP(missing),                NF, false, 16 },
 	{ "rows_with_gaps",         FT_U64,  REP(rows_with_gaps),         REP(has_gaps), false, 0 },
 	{ "values_imputed",         FT_U64,  REP(values_imputed),         REP(has_gaps), false, 0 },
+	{ "spe_limit",              FT_F64,  REP(spe_limit),              REP(has_monitor), false, 0 },
+	{ "t2_limit",               FT_F64,  REP(t2_limit),               REP(has_monitor), false, 0 },
+	{ "rows_flagged",           FT_U64,  REP(rows_flagged),           REP(has_monitor), false, 0 },
+	{ "anomaly_messages",       FT_U64,  REP(anomaly_messages),       REP(has_monitor), false, 0 },
+	{ "anomaly_messages_dropped", FT_U64, REP(anomaly_messages_dropped), REP(has_monitor), false, 0 },
+	{ "drift_prev_deg",         FT_F64,  REP(drift_prev_deg),         REP(has_monitor), false, 0 },
+	{ "drift_baseline_deg",     FT_F64,  REP(drift_baseline_deg),     REP(has_monitor), false, 0 },
+	{ "baseline_seq",           FT_U64,  REP(baseline_seq),           REP(has_monitor), false, 0 },
+	{ "gap",                    FT_VEC,  REP(gap),                    REP(has_monitor), false, 0 },
+	{ "stable",                 FT_VEC,  REP(stable),                 REP(has_monitor), false, 0 },
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };
 static const struct proto_field rep_project[] = {
 	{ "coords",   FT_MAT, REP(coords),   NF, true, 0 },
 	{ "residual", FT_VEC, REP(residual), NF,                true,  0 },
 	{ "observed", FT_VEC, REP(observed), REP(has_observed), false, 0 },
+	{ "spe",      FT_VEC, REP(spe),      REP(has_scores),   false, 0 },
+	{ "t2",       FT_VEC, REP(t2),       REP(has_scores),   false, 0 },
 	{ "seq",      FT_U64, REP(seq),      NF,                true,  0 },
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };
@@ -103,6 +123,7 @@ static const struct proto_field rep_factors[] = {
 	{ "vt",    FT_MAT,     REP(vt),    NF,            true, 0 },
 	{ "mean",  FT_VEC_NIL, REP(mean),  REP(has_mean), true, 0 },
 	{ "seq",   FT_U64,     REP(seq),   NF,            true, 0 },
+	{ "stable", FT_VEC,    REP(stable), REP(has_monitor), false, 0 },
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };
 static const struct proto_field rep_checkpoint[] = {
@@ -119,6 +140,7 @@ const struct proto_field *const proto_reply_fields[ISVD_OP_COUNT_] = {
 	[ISVD_OP_RECONSTRUCT] = rep_reconstruct,
 	[ISVD_OP_FACTORS]     = rep_factors,
 	[ISVD_OP_CHECKPOINT]  = rep_checkpoint,
+	[ISVD_OP_BASELINE]    = rep_checkpoint,   /* {seq} */
 };
 
 const struct proto_field proto_spectrum_fields[] = {
@@ -129,6 +151,29 @@ const struct proto_field proto_spectrum_fields[] = {
 	{ "t",                      FT_F64, SPE(t),                      NF, true, 0 },
 	{ "rows_with_gaps",         FT_U64, SPE(rows_with_gaps),  SPE(has_gaps), false, 0 },
 	{ "values_imputed",         FT_U64, SPE(values_imputed),  SPE(has_gaps), false, 0 },
+	{ "drift_prev_deg",         FT_F64, SPE(drift_prev_deg),     SPE(has_monitor), false, 0 },
+	{ "drift_baseline_deg",     FT_F64, SPE(drift_baseline_deg), SPE(has_monitor), false, 0 },
+	{ "stable",                 FT_VEC, SPE(stable),             SPE(has_monitor), false, 0 },
+	{ NULL, FT_U64, 0, NF, false, 0 },
+};
+
+const struct proto_field proto_anomaly_fields[] = {
+	{ "seq",       FT_UVEC, ANO(seq),       NF, true, 0 },
+	{ "spe",       FT_VEC,  ANO(spe),       NF, true, 0 },
+	{ "t2",        FT_VEC,  ANO(t2),        NF, true, 0 },
+	{ "spe_limit", FT_F64,  ANO(spe_limit), NF, true, 0 },
+	{ "t2_limit",  FT_F64,  ANO(t2_limit),  NF, true, 0 },
+	{ "t",         FT_F64,  ANO(t),         NF, true, 0 },
+	{ NULL, FT_U64, 0, NF, false, 0 },
+};
+
+const struct proto_field proto_drift_fields[] = {
+	{ "seq",           FT_U64,  DRI(seq),           NF, true, 0 },
+	{ "angle_deg",     FT_F64,  DRI(angle_deg),     NF, true, 0 },
+	{ "threshold_deg", FT_F64,  DRI(threshold_deg), NF, true, 0 },
+	{ "baseline_seq",  FT_U64,  DRI(baseline_seq),  NF, true, 0 },
+	{ "exceeded",      FT_BOOL, DRI(exceeded),      NF, true, 0 },
+	{ "t",             FT_F64,  DRI(t),             NF, true, 0 },
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };
 
@@ -136,6 +181,7 @@ static const char *const op_names[ISVD_OP_COUNT_] = {
 	[ISVD_OP_PUSH] = "push", [ISVD_OP_PING] = "ping", [ISVD_OP_INFO] = "info",
 	[ISVD_OP_PROJECT] = "project", [ISVD_OP_RECONSTRUCT] = "reconstruct",
 	[ISVD_OP_FACTORS] = "factors", [ISVD_OP_CHECKPOINT] = "checkpoint",
+	[ISVD_OP_BASELINE] = "baseline",
 };
 
 const char *isvd_proto_op_name(enum isvd_proto_op op)
@@ -245,6 +291,13 @@ int proto_pack_fields(msgpack_packer *pk, const struct proto_field *table, const
 			break;
 		}
 		case FT_VEC:  rc = proto_pack_vec(pk, v); break;
+		case FT_UVEC: {
+			const struct isvd_proto_uvec *u = v;
+			rc = msgpack_pack_array(pk, (uint32_t)u->n);
+			for (size_t i = 0; i < u->n && rc == 0; i++)
+				rc = msgpack_pack_uint64(pk, u->v[i]);
+			break;
+		}
 		case FT_VEC_NIL:
 			rc = flag(base, f->flag_off) ? proto_pack_vec(pk, v) : msgpack_pack_nil(pk);
 			break;
@@ -268,6 +321,11 @@ static int check_fields(const struct proto_field *table, const void *base)
 		const void *v = at(base, f->off);
 		if (f->type == FT_STR && !*(char *const *)v)
 			return ISVD_PROTO_INVALID;
+		if (f->type == FT_UVEC) {
+			const struct isvd_proto_uvec *u = v;
+			if (u->n > UINT32_MAX || (u->n && !u->v))
+				return ISVD_PROTO_INVALID;
+		}
 		if (f->type == FT_VEC || (f->type == FT_VEC_NIL && flag(base, f->flag_off))) {
 			const struct isvd_proto_vec *x = v;
 			if (x->n > UINT32_MAX || (x->n && !x->v))
@@ -427,5 +485,41 @@ int isvd_proto_spectrum_encode(const struct isvd_proto_spectrum *s, uint8_t **ou
 	int prc = msgpack_pack_map(&pk, proto_count_fields(proto_spectrum_fields, s));
 	if (prc == 0)
 		prc = proto_pack_fields(&pk, proto_spectrum_fields, s);
+	return finish(&sb, prc ? ISVD_PROTO_NOMEM : ISVD_PROTO_OK, out, out_len);
+}
+
+int isvd_proto_anomaly_encode(const struct isvd_proto_anomaly *a, uint8_t **out, size_t *out_len)
+{
+	int rc = check_out(out, out_len, NULL, 0);
+	if (rc)
+		return rc;
+	if (!a || a->spe.n != a->seq.n || a->t2.n != a->seq.n)
+		return ISVD_PROTO_INVALID;
+	if ((rc = check_fields(proto_anomaly_fields, a)))
+		return rc;
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	int prc = msgpack_pack_map(&pk, proto_count_fields(proto_anomaly_fields, a));
+	if (prc == 0)
+		prc = proto_pack_fields(&pk, proto_anomaly_fields, a);
+	return finish(&sb, prc ? ISVD_PROTO_NOMEM : ISVD_PROTO_OK, out, out_len);
+}
+
+int isvd_proto_drift_encode(const struct isvd_proto_drift *d, uint8_t **out, size_t *out_len)
+{
+	int rc = check_out(out, out_len, NULL, 0);
+	if (rc)
+		return rc;
+	if (!d)
+		return ISVD_PROTO_INVALID;
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	int prc = msgpack_pack_map(&pk, proto_count_fields(proto_drift_fields, d));
+	if (prc == 0)
+		prc = proto_pack_fields(&pk, proto_drift_fields, d);
 	return finish(&sb, prc ? ISVD_PROTO_NOMEM : ISVD_PROTO_OK, out, out_len);
 }

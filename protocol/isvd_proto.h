@@ -50,6 +50,8 @@ extern "C" {
 #define ISVD_PROTO_PUBLISH_ENDPOINT "tcp://127.0.0.1:5572"
 #define ISVD_PROTO_TOPIC_SPECTRUM   "spectrum"
 #define ISVD_PROTO_TOPIC_FACTORS    "factors"
+#define ISVD_PROTO_TOPIC_ANOMALY    "anomaly"
+#define ISVD_PROTO_TOPIC_DRIFT      "drift"
 
 /* Schema bounds that are not configurable. */
 #define ISVD_PROTO_MAX_CLIENT  255   /* bytes in a push's `client` */
@@ -100,6 +102,7 @@ enum isvd_proto_op {
 	ISVD_OP_RECONSTRUCT,
 	ISVD_OP_FACTORS,
 	ISVD_OP_CHECKPOINT,
+	ISVD_OP_BASELINE,   /* the monitor's drift baseline := the model now */
 	ISVD_OP_COUNT_
 };
 
@@ -135,6 +138,12 @@ struct isvd_proto_vec {
 	size_t n;
 };
 
+/* An array of unsigned integers (row sequence numbers). */
+struct isvd_proto_uvec {
+	uint64_t *v;
+	size_t n;
+};
+
 /* ---------------------------------------------------------------- requests */
 
 /* A decoded request, or a request to encode.  `id` is the raw msgpack
@@ -149,6 +158,8 @@ struct isvd_proto_request {
 	bool has_batch;                  /* push: `batch` was given */
 	uint64_t batch;
 	enum isvd_proto_space space;     /* project: SCORES when absent */
+	bool has_scores;                 /* push: `scores` was given (encode: write it) */
+	bool scores;                     /* push: true = the ack carries spe and t2 */
 	bool has_fill;                   /* reconstruct: `fill` was given (encode: write it) */
 	bool fill;                       /* reconstruct: true = fill only the gaps */
 };
@@ -196,11 +207,21 @@ struct isvd_proto_reply {
 	char *missing;                   /* info: "reject" | "impute" (optional on the wire) */
 	bool has_gaps;                   /* info: rows_with_gaps and values_imputed present */
 	uint64_t rows_with_gaps, values_imputed;   /* info: since the daemon started */
+	bool has_monitor;                /* info, factors: the monitor's keys present */
+	double spe_limit, t2_limit;      /* info: the control limits now; push (scores):
+	                                    those its rows were held to (inf: none yet) */
+	uint64_t rows_flagged, anomaly_messages, anomaly_messages_dropped;   /* info */
+	double drift_prev_deg, drift_baseline_deg;   /* info (NaN: not measured yet) */
+	uint64_t baseline_seq;           /* info: rows when the baseline was taken (0: none) */
+	struct isvd_proto_vec gap;       /* info: each component's relative spectral gap */
+	struct isvd_proto_vec stable;    /* info, factors: 1 stable, 0 not, per component */
 	struct isvd_proto_vec sigma;     /* info, factors */
 	struct isvd_proto_matrix coords; /* project: r × k */
 	struct isvd_proto_vec residual;  /* project: r */
 	bool has_observed;               /* project: observed present (some row had a gap) */
 	struct isvd_proto_vec observed;  /* project: r observed-value counts */
+	bool has_scores;                 /* push (scores: true), project: spe and t2 present */
+	struct isvd_proto_vec spe, t2;   /* per row: the anomaly statistics */
 	struct isvd_proto_matrix rows;   /* reconstruct: r × n */
 	struct isvd_proto_matrix vt;     /* factors: k × n */
 	bool has_mean;                   /* factors: false encodes `mean: nil` */
@@ -235,9 +256,40 @@ struct isvd_proto_spectrum {
 	double t;                        /* Unix time, seconds */
 	bool has_gaps;                   /* rows_with_gaps and values_imputed present */
 	uint64_t rows_with_gaps, values_imputed;   /* since the daemon started */
+	bool has_monitor;                /* the monitor's keys below present */
+	double drift_prev_deg;           /* largest principal angle to the last snapshot's subspace */
+	double drift_baseline_deg;       /* … to the baseline's (NaN: none yet) */
+	struct isvd_proto_vec stable;    /* per reported component: 1 stable, 0 not */
 };
 
 int isvd_proto_spectrum_encode(const struct isvd_proto_spectrum *s, uint8_t **out, size_t *out_len);
+
+/* Body of the `anomaly` topic: the rows of one block over a control limit,
+ * with their statistics and the limits they were held to. */
+struct isvd_proto_anomaly {
+	struct isvd_proto_uvec seq;      /* each row's position in the stream */
+	struct isvd_proto_vec spe, t2;   /* as many as seq */
+	double spe_limit, t2_limit;
+	double t;                        /* Unix time, seconds */
+};
+int isvd_proto_anomaly_encode(const struct isvd_proto_anomaly *a, uint8_t **out, size_t *out_len);
+/* Unknown keys are skipped.  Release with isvd_proto_anomaly_fini(). */
+int isvd_proto_anomaly_decode(const void *buf, size_t len, const struct isvd_proto_limits *lim,
+                              struct isvd_proto_anomaly *a, struct isvd_proto_error *err);
+void isvd_proto_anomaly_fini(struct isvd_proto_anomaly *a);
+
+/* Body of the `drift` topic: the angle to the baseline crossed the
+ * threshold (exceeded: true), or fell back below it (false). */
+struct isvd_proto_drift {
+	uint64_t seq;                    /* rows when measured */
+	double angle_deg, threshold_deg;
+	uint64_t baseline_seq;           /* rows when the baseline was taken */
+	bool exceeded;
+	double t;
+};
+int isvd_proto_drift_encode(const struct isvd_proto_drift *d, uint8_t **out, size_t *out_len);
+int isvd_proto_drift_decode(const void *buf, size_t len, const struct isvd_proto_limits *lim,
+                            struct isvd_proto_drift *d, struct isvd_proto_error *err);
 /* Unknown keys are skipped.  Release with isvd_proto_spectrum_fini(). */
 int isvd_proto_spectrum_decode(const void *buf, size_t len, const struct isvd_proto_limits *lim,
                                struct isvd_proto_spectrum *s, struct isvd_proto_error *err);

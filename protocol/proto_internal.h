@@ -95,7 +95,8 @@ enum proto_ftype {
 	FT_VEC,       /* struct isvd_proto_vec: array of numbers */
 	FT_VEC_NIL,   /* struct isvd_proto_vec, or nil (presence in flag) */
 	FT_MAT,       /* struct isvd_proto_matrix: either form; encoded as form (b) */
-	FT_SPACE      /* enum isvd_proto_space: "scores" | "u" */
+	FT_SPACE,     /* enum isvd_proto_space: "scores" | "u" */
+	FT_UVEC       /* struct isvd_proto_uvec: array of unsigned integers */
 };
 
 struct proto_field {
@@ -113,6 +114,8 @@ struct proto_field {
 extern const struct proto_field *const proto_request_fields[ISVD_OP_COUNT_];
 extern const struct proto_field *const proto_reply_fields[ISVD_OP_COUNT_];
 extern const struct proto_field proto_spectrum_fields[];
+extern const struct proto_field proto_anomaly_fields[];
+extern const struct proto_field proto_drift_fields[];
 
 /* Packs a matrix in form (b), f64, little-endian; a vector as array of
  * float64.  0 or msgpack-c's -1. */

@@ -20,6 +20,7 @@ static const char *const error_text[ISVD_ERR_COUNT_] = {
 	[ISVD_ERR_TRUNCATED]  = "saved model image or buffer is truncated",
 	[ISVD_ERR_TOO_LARGE]  = "size too large",
 	[ISVD_ERR_GAPS]       = "a row has no observed value (every value is missing)",
+	[ISVD_ERR_MISMATCH]   = "the models cannot be merged: they differ in dimension, mode, centring, rank, extra, forgetting factor or rcond",
 };
 
 const char *isvd_strerror(int err)

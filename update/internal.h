@@ -71,6 +71,16 @@ struct upd_imp {
 	double *cb;
 	double *vr;
 	int vr_ready;
+	/* the basis the estimator uses (V: n × r, sigma: r), set by each
+	 * preparation: the model's own, or exact mode's eigen basis below */
+	const double *V;
+	const double *sigma;
+	/* exact mode: the top eigenpairs of RᵀR (missing.c, prepare_eig) —
+	 * A and its reflectors, Z, the basis ev (n × m) and es (m), and
+	 * dsytrd/dstedc/dormtr scratch; NULL otherwise */
+	double *ea, *ez, *ev, *es, *ed, *ee, *etau, *ework;
+	int *eiwork;      /* lapack_int (LP64), as the model's iwork */
+	size_t elwork, eliwork;
 };
 #define UPD_IMP_Q_GAPS 32
 
@@ -166,6 +176,10 @@ struct isvd_model {
 	struct upd_imp imp;
 	uint64_t rows_with_gaps;
 	uint64_t values_imputed;
+	/* ---- scores at ingest (monitor.c): n × B and kmax × B, allocated by
+	 * isvd_model_set_scoring() (NULL otherwise and in a snapshot) ---- */
+	double *score_x;
+	double *score_c;
 	double *mu_b;     /* n   weighted mean of the current block */
 	double *mu_new;   /* n   mean after the current block */
 	double *work;     /* lwork doubles for LAPACK */
@@ -247,6 +261,12 @@ int upd_impute_block(struct isvd_model *m, const double *rows, size_t b, size_t 
 int upd_imp_query_init(const struct isvd_model *m, struct upd_imp *w);
 int upd_imp_fill(const struct isvd_model *m, struct upd_imp *w, const double *x, double *out,
                  size_t *filled);
+
+/* monitor.c: scores of a block about to be folded (orig: the rows as given,
+ * for their gaps), and the release of the scoring workspace. */
+int upd_score_block(struct isvd_model *m, const double *x, size_t xld, const double *orig,
+                    size_t old, size_t b, double *spe, double *t2);
+void upd_score_fini(struct isvd_model *m);
 
 /* Number of singular values to keep: at most m, and only σ > rcond·σ_1. */
 size_t upd_keep_count(const struct isvd_model *m, const double *s, size_t len);

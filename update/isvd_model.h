@@ -80,6 +80,7 @@ typedef enum isvd_err {
 	ISVD_ERR_TRUNCATED,   /* a saved image or buffer is shorter than it must be */
 	ISVD_ERR_TOO_LARGE,   /* sizes whose product would overflow or exceed limits */
 	ISVD_ERR_GAPS,        /* a row has no observed value (every value is a gap) */
+	ISVD_ERR_MISMATCH,    /* models to merge differ in a setting that must match */
 	ISVD_ERR_COUNT_       /* number of codes; not an error */
 } isvd_err;
 
@@ -241,6 +242,54 @@ size_t isvd_row_observed(const double *x, size_t n);
 int isvd_model_impute(const struct isvd_model *m, const double *rows, size_t nrows,
                       size_t ld, double *out);
 
+/* ------------------------------------------------------------ monitoring
+ * (monitor.c has the definitions in full.)  For a row x with scores
+ * c = Vₖᵀ(x − μ): SPE = ‖(x − μ) − Vₖc‖² (the Q statistic) and
+ * T² = Σ_{i≤k} c_i²/v_i, v_i = σ_i²/W (W = weight_total).  Rows with gaps
+ * are completed as queries complete them; their SPE covers the observed
+ * values only. */
+
+/* SPE and T² of nrows rows against the model as it stands (spe and t2 get
+ * nrows values each).  ISVD_ERR_NOT_READY before the first row; otherwise
+ * the errors of isvd_model_project().  Allocates scratch per call. */
+int isvd_model_scores(const struct isvd_model *m, const double *rows, size_t nrows, size_t ld,
+                      double *spe, double *t2);
+
+/* isvd_model_update() that also scores every row against the model as it
+ * stood before the row's block (blocks of max_block rows): the statistics
+ * a monitor flags a row by before the row changes the model.  Rows before
+ * the model's first get NaN.  The scoring workspace (n·max_block +
+ * k·max_block doubles) is allocated on the first call, or beforehand by
+ * isvd_model_set_scoring(m, 1); then this allocates nothing.  Exact mode
+ * computes the SVD of R once per block to score it. */
+int isvd_model_update_scored(struct isvd_model *m, const double *rows, size_t nrows, size_t ld,
+                             double *spe, double *t2);
+int isvd_model_set_scoring(struct isvd_model *m, int on);
+
+/* sin of the largest principal angle between the row spaces of a and b,
+ * k × n each with orthonormal rows (row-major, e.g. two isvd_model_factors
+ * vt), from ‖b − (b aᵀ) a‖₂ (accurate for small angles). */
+int isvd_subspace_sin(const double *a, const double *b, size_t k, size_t n, double *sin_max);
+
+/* Stability of each reported component (count receives k): gap[i] =
+ * min over its neighbours j (i ± 1 among the kept components; below the
+ * last, the untracked energy per dimension) of |σ_i² − σ_j²|/σ_1²; stable[i]
+ * when every such difference exceeds ISVD_STABILITY_FACTOR times the noise
+ * in σ² of both (σ²·√(2/W), plus in truncated mode the energy not kept).
+ * An unstable component's vector is not determined alone: only its span
+ * with the neighbour it is close to is.  gap and stable hold k values (or
+ * may be NULL). */
+#define ISVD_STABILITY_FACTOR 3.0
+int isvd_model_stability(const struct isvd_model *m, double *gap, int *stable, size_t *count);
+
+/* All kept singular values (min(k + extra, n) at most; *r their count), the
+ * total weight W and energy (weight_total and energy_total of
+ * isvd_model_info, without its O(n·r²) orthogonality check), for
+ * statistics over the components beyond k.  sigma, weight, energy may be
+ * NULL. */
+int isvd_model_kept(const struct isvd_model *m, double *sigma, size_t *r, double *weight,
+                    double *energy);
+
 /* Re-orthogonalises V now (also done automatically every reorth_every rows;
  * a no-op in exact mode, whose V is recomputed from R). */
 int isvd_model_reorthogonalize(struct isvd_model *m);
@@ -307,6 +356,38 @@ size_t isvd_model_saved_size(const struct isvd_model *m);
 int isvd_model_save(const struct isvd_model *m, void *buf, size_t cap, size_t *len);
 /* Creates a model from an image; *out is set only on success. */
 int isvd_model_load(const void *buf, size_t len, struct isvd_model **out);
+
+/* Merging (merge.c): the model of the union of several streams, from the
+ * models of each, without their rows.  Rows keep the weights they had in
+ * their own model (with forgetting, each input's rows stay as old as they
+ * were there); the weights, rows seen, energy and mean combine exactly.
+ *   exact      the QR of the stacked triangles [R_1; …; R_P; C] (dtpqrt):
+ *              σ and V equal the SVD of all rows to rounding.
+ *   truncated  the SVD of the stacked [Σ_1V_1ᵀ; …; Σ_PV_Pᵀ; C], truncated
+ *              to k + extra components: as approximate as each input, plus
+ *              what this truncation drops.
+ * C holds, when the models centre, one mean-correction row per input,
+ * √w_i·(μ_i − μ) with μ = Σ w_iμ_i / Σ w_i (for two models their scatter is
+ * that of the one row √(w_1w_2/(w_1+w_2))·(μ_1 − μ_2)).  The energy total
+ * stays exact (it is tracked apart from the factors), so `info`'s explained
+ * energy ratio is exact too.  Models that have seen no rows add nothing.
+ *
+ * Every input must have the same dimension, mode (resolved: exact or
+ * truncated), centring, rank, extra, forgetting factor and rcond:
+ * otherwise ISVD_ERR_MISMATCH, and isvd_model_merge_check() names the
+ * setting.  The result takes max_block, reorth_every, threads and the
+ * missing-value setting of in[0]; rows seen, rows with gaps, values
+ * imputed and re-orthogonalisation counts are the inputs' sums.  Inputs
+ * are read only (an exact-mode input may compute its cached SVD);
+ * snapshots are refused (ISVD_ERR_INVALID).  *out is set only on success;
+ * the caller owns it.  Commutative and associative to rounding. */
+int isvd_model_merge(const struct isvd_model *const *in, size_t count,
+                     struct isvd_model **out);
+/* ISVD_OK when a and b may be merged; else ISVD_ERR_MISMATCH with *what
+ * (may be NULL) the setting that differs ("dimension", "mode",
+ * "centring", "rank", "extra", "forgetting factor", "rcond"), static text. */
+int isvd_model_merge_check(const struct isvd_model *a, const struct isvd_model *b,
+                           const char **what);
 
 #ifdef __cplusplus
 }

@@ -342,6 +342,7 @@ void isvd_model_destroy(struct isvd_model *m)
 	upd_pool_destroy(m->pool);
 	free(m->Xb);
 	upd_imp_fini(&m->imp);
+	upd_score_fini(m);
 	free(m);
 }
 
@@ -417,6 +418,7 @@ int isvd_model_snapshot(const struct isvd_model *m, struct isvd_model **out)
 	s->threads = 1;
 	s->Xb = NULL;
 	memset(&s->imp, 0, sizeof s->imp);
+	s->score_x = s->score_c = NULL;
 	s->iwork = NULL;
 	s->stale = lazy;
 	s->frozen = 1;
@@ -533,7 +535,11 @@ static int block_has_gaps(const struct isvd_model *m, const double *rows, size_t
 	return 0;
 }
 
-int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, size_t ld)
+/* The body of update and update_scored: blocks of at most B rows, each
+ * completed (gaps), scored against the model before it (spe and t2 not
+ * NULL, scoring workspace allocated) and folded. */
+static int update_blocks(struct isvd_model *m, const double *rows, size_t nrows, size_t ld,
+                         double *spe, double *t2)
 {
 	int err, gaps;
 
@@ -554,6 +560,8 @@ int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, si
 			x = m->Xb;
 			xld = m->n;
 		}
+		if (spe && (err = upd_score_block(m, x, xld, rows + i * ld, ld, b, spe + i, t2 + i)))
+			return err;
 		err = m->mode == ISVD_MODE_EXACT ? upd_exact_fold(m, x, b, xld)
 		                                 : upd_truncated_fold(m, x, b, xld);
 		if (err)
@@ -562,6 +570,23 @@ int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, si
 		m->values_imputed += filled;
 	}
 	return ISVD_OK;
+}
+
+int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, size_t ld)
+{
+	return update_blocks(m, rows, nrows, ld, NULL, NULL);
+}
+
+int isvd_model_update_scored(struct isvd_model *m, const double *rows, size_t nrows, size_t ld,
+                             double *spe, double *t2)
+{
+	int err;
+
+	if (!m || (nrows && (!spe || !t2)))
+		return ISVD_ERR_INVALID;
+	if (!m->score_x && (err = isvd_model_set_scoring(m, 1)))
+		return err;
+	return update_blocks(m, rows, nrows, ld, spe, t2);
 }
 
 int isvd_model_reorthogonalize(struct isvd_model *m)

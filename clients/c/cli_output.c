@@ -183,6 +183,17 @@ void cli_print_info(FILE *f, const struct isvd_client_info *in, bool utf8)
 		        in->rows_with_gaps, in->values_imputed);
 	fprintf(f, "quality    explained energy %.2f%%, condition number %.6g, orthogonality error %.3g\n",
 	        100 * in->explained_energy_ratio, in->condition_number, in->orthogonality_error);
+	if (in->has_monitor) {
+		fprintf(f, "monitor    limits SPE %.6g, T2 %.6g; %" PRIu64 " rows flagged (%" PRIu64
+		        " anomaly messages, %" PRIu64 " dropped)\n", in->spe_limit, in->t2_limit,
+		        in->rows_flagged, in->anomaly_messages, in->anomaly_messages_dropped);
+		if (isfinite(in->drift_baseline_deg))
+			fprintf(f, "drift      %.2f° from the baseline (row %" PRIu64 "), %.2f° since the "
+			        "last snapshot\n", in->drift_baseline_deg, in->baseline_seq,
+			        isfinite(in->drift_prev_deg) ? in->drift_prev_deg : 0.0);
+		else
+			fprintf(f, "drift      no baseline yet\n");
+	}
 	if (in->nsigma == 0) {
 		fprintf(f, "\nno components yet: the model has seen no rows\n");
 		return;
@@ -195,7 +206,17 @@ void cli_print_info(FILE *f, const struct isvd_client_info *in, bool utf8)
 		cum += share;
 		fprintf(f, "%4zu %14.6g %8.2f%% %8.2f%%  ", i + 1, in->sigma[i], 100 * share, 100 * cum);
 		bar(f, in->sigma[0] > 0 ? in->sigma[i] / in->sigma[0] : 0, 40, utf8);
+		if (in->stable && !(in->stable[i] > 0))
+			fputs("  unstable", f);
 		fputc('\n', f);
+	}
+	if (in->stable) {
+		bool any = false;
+		for (size_t i = 0; i < in->nsigma; i++)
+			any |= !(in->stable[i] > 0);
+		if (any)
+			fputs("\nunstable: the singular value is too close to a neighbour's for its vector to\n"
+			      "mean anything alone; only the span of the close components is determined.\n", f);
 	}
 }
 
@@ -224,6 +245,25 @@ void cli_print_info_json(FILE *f, const struct isvd_client_info *in)
 	if (in->has_gaps)
 		fprintf(f, ",\"rows_with_gaps\":%" PRIu64 ",\"values_imputed\":%" PRIu64,
 		        in->rows_with_gaps, in->values_imputed);
+	if (in->has_monitor) {
+		fputs(",\"spe_limit\":", f);
+		cli_json_double(f, in->spe_limit);
+		fputs(",\"t2_limit\":", f);
+		cli_json_double(f, in->t2_limit);
+		fprintf(f, ",\"rows_flagged\":%" PRIu64 ",\"anomaly_messages\":%" PRIu64
+		        ",\"anomaly_messages_dropped\":%" PRIu64 ",\"baseline_seq\":%" PRIu64
+		        ",\"drift_prev_deg\":", in->rows_flagged, in->anomaly_messages,
+		        in->anomaly_messages_dropped, in->baseline_seq);
+		cli_json_double(f, in->drift_prev_deg);
+		fputs(",\"drift_baseline_deg\":", f);
+		cli_json_double(f, in->drift_baseline_deg);
+		if (in->gap && in->stable) {
+			fputs(",\"gap\":", f);
+			cli_json_vec(f, in->gap, in->nsigma);
+			fputs(",\"stable\":", f);
+			cli_json_vec(f, in->stable, in->nsigma);
+		}
+	}
 	fputs("}\n", f);
 }
 
@@ -232,6 +272,21 @@ static void put_vec_short(FILE *f, const double *v, size_t n)
 	fputc('[', f);
 	for (size_t i = 0; i < n; i++)
 		fprintf(f, i ? ", %.6g" : "%.6g", v[i]);
+	fputc(']', f);
+}
+
+/* The 0/1 stability flags as a short string "SUUS" (S stable, U not). */
+static void put_flags(FILE *f, const double *stable, size_t k)
+{
+	for (size_t i = 0; i < k; i++)
+		fputc(stable[i] > 0 ? 'S' : 'U', f);
+}
+
+static void json_u64s(FILE *f, const uint64_t *v, size_t n)
+{
+	fputc('[', f);
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, i ? ",%" PRIu64 : "%" PRIu64, v[i]);
 	fputc(']', f);
 }
 
@@ -246,7 +301,18 @@ void cli_print_snapshot(FILE *f, const struct isvd_client_snapshot *s, bool json
 			cli_json_double(f, s->explained_energy_ratio);
 			fputs(",\"t\":", f);
 			cli_json_double(f, s->t);
-		} else {
+			if (s->has_gaps)
+				fprintf(f, ",\"rows_with_gaps\":%" PRIu64 ",\"values_imputed\":%" PRIu64,
+				        s->rows_with_gaps, s->values_imputed);
+			if (s->has_monitor) {
+				fputs(",\"drift_prev_deg\":", f);
+				cli_json_double(f, s->drift_prev_deg);
+				fputs(",\"drift_baseline_deg\":", f);
+				cli_json_double(f, s->drift_baseline_deg);
+				fputs(",\"stable\":", f);
+				cli_json_vec(f, s->stable, s->k);
+			}
+		} else if (s->topic == ISVD_CLIENT_TOPIC_FACTORS) {
 			fprintf(f, "{\"topic\":\"factors\",\"seq\":%" PRIu64 ",\"sigma\":", s->seq);
 			cli_json_vec(f, s->sigma, s->k);
 			fputs(",\"vt\":", f);
@@ -256,18 +322,63 @@ void cli_print_snapshot(FILE *f, const struct isvd_client_snapshot *s, bool json
 				cli_json_vec(f, s->mean, s->dim);
 			else
 				fputs("null", f);
+			if (s->has_monitor) {
+				fputs(",\"stable\":", f);
+				cli_json_vec(f, s->stable, s->k);
+			}
+		} else if (s->topic == ISVD_CLIENT_TOPIC_ANOMALY) {
+			fputs("{\"topic\":\"anomaly\",\"seq\":", f);
+			json_u64s(f, s->flagged_seq, s->nflagged);
+			fputs(",\"spe\":", f);
+			cli_json_vec(f, s->spe, s->nflagged);
+			fputs(",\"t2\":", f);
+			cli_json_vec(f, s->t2, s->nflagged);
+			fputs(",\"spe_limit\":", f);
+			cli_json_double(f, s->spe_limit);
+			fputs(",\"t2_limit\":", f);
+			cli_json_double(f, s->t2_limit);
+			fputs(",\"t\":", f);
+			cli_json_double(f, s->t);
+		} else {
+			fprintf(f, "{\"topic\":\"drift\",\"seq\":%" PRIu64 ",\"angle_deg\":", s->seq);
+			cli_json_double(f, s->angle_deg);
+			fputs(",\"threshold_deg\":", f);
+			cli_json_double(f, s->threshold_deg);
+			fprintf(f, ",\"baseline_seq\":%" PRIu64 ",\"exceeded\":%s,\"t\":", s->baseline_seq,
+			        s->exceeded ? "true" : "false");
+			cli_json_double(f, s->t);
 		}
 		fputs("}\n", f);
 	} else if (s->topic == ISVD_CLIENT_TOPIC_SPECTRUM) {
 		fprintf(f, "spectrum seq=%" PRIu64 " rows_seen=%" PRIu64 " energy=%.2f%% sigma=", s->seq,
 		        s->rows_seen, 100 * s->explained_energy_ratio);
 		put_vec_short(f, s->sigma, s->k);
+		if (s->has_gaps && s->rows_with_gaps)
+			fprintf(f, " gaps=%" PRIu64 "/%" PRIu64, s->values_imputed, s->rows_with_gaps);
+		if (s->has_monitor) {
+			fputs(" stable=", f);
+			put_flags(f, s->stable, s->k);
+			if (isfinite(s->drift_baseline_deg))
+				fprintf(f, " drift=%.2fdeg", s->drift_baseline_deg);
+		}
 		fputc('\n', f);
-	} else {
+	} else if (s->topic == ISVD_CLIENT_TOPIC_FACTORS) {
 		fprintf(f, "factors seq=%" PRIu64 " k=%zu dim=%zu mean=%s sigma=", s->seq, s->k, s->dim,
 		        s->mean ? "yes" : "no");
 		put_vec_short(f, s->sigma, s->k);
 		fputc('\n', f);
+	} else if (s->topic == ISVD_CLIENT_TOPIC_ANOMALY) {
+		fprintf(f, "anomaly rows=%zu spe_limit=%.6g t2_limit=%.6g seq=", s->nflagged, s->spe_limit,
+		        s->t2_limit);
+		for (size_t i = 0; i < s->nflagged && i < 8; i++)
+			fprintf(f, i ? ",%" PRIu64 : "%" PRIu64, s->flagged_seq[i]);
+		if (s->nflagged > 8)
+			fputs(",...", f);
+		fputc('\n', f);
+	} else {
+		fprintf(f, "drift seq=%" PRIu64 " angle=%.2fdeg %s %.2fdeg baseline_seq=%" PRIu64 "\n",
+		        s->seq, s->angle_deg, s->exceeded ? "over" : "back under", s->threshold_deg,
+		        s->baseline_seq);
 	}
 	fflush(f);
 }

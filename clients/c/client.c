@@ -686,6 +686,22 @@ int isvd_client_info(struct isvd_client *c, struct isvd_client_info *info)
 		info->has_gaps = rep.has_gaps;
 		info->rows_with_gaps = rep.rows_with_gaps;
 		info->values_imputed = rep.values_imputed;
+		info->has_monitor = rep.has_monitor;
+		if (rep.has_monitor) {
+			info->spe_limit = rep.spe_limit;
+			info->t2_limit = rep.t2_limit;
+			info->rows_flagged = rep.rows_flagged;
+			info->anomaly_messages = rep.anomaly_messages;
+			info->anomaly_messages_dropped = rep.anomaly_messages_dropped;
+			info->baseline_seq = rep.baseline_seq;
+			info->drift_prev_deg = rep.drift_prev_deg;
+			info->drift_baseline_deg = rep.drift_baseline_deg;
+			if (rep.gap.n == info->nsigma && rep.stable.n == info->nsigma) {
+				info->gap = rep.gap.v;
+				info->stable = rep.stable.v;
+				rep.gap.v = rep.stable.v = NULL;
+			}
+		}
 	}
 	isvd_proto_reply_fini(&rep);
 	return err;
@@ -696,6 +712,8 @@ void isvd_client_info_fini(struct isvd_client_info *info)
 	if (!info)
 		return;
 	free(info->sigma);
+	free(info->gap);
+	free(info->stable);
 	memset(info, 0, sizeof *info);
 }
 
@@ -1209,12 +1227,16 @@ void isvd_client_snapshot_fini(struct isvd_client_snapshot *s)
 	free(s->sigma);
 	free(s->vt.data);
 	free(s->mean);
+	free(s->stable);
+	free(s->flagged_seq);
+	free(s->spe);
+	free(s->t2);
 	memset(s, 0, sizeof *s);
 }
 
 int isvd_client_subscribe(struct isvd_client *c, unsigned topics)
 {
-	if (!topics || (topics & ~3u))
+	if (!topics || (topics & ~15u))
 		return fail(c, ISVD_CLIENT_INVALID, "subscribe: no known topic in mask %#x", topics);
 	if (!c->sub) {
 		c->sub = zmq_socket(c->ctx, ZMQ_SUB);
@@ -1232,6 +1254,10 @@ int isvd_client_subscribe(struct isvd_client *c, unsigned topics)
 		zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, ISVD_PROTO_TOPIC_SPECTRUM, strlen(ISVD_PROTO_TOPIC_SPECTRUM));
 	if (topics & ISVD_CLIENT_TOPIC_FACTORS)
 		zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, ISVD_PROTO_TOPIC_FACTORS, strlen(ISVD_PROTO_TOPIC_FACTORS));
+	if (topics & ISVD_CLIENT_TOPIC_ANOMALY)
+		zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, ISVD_PROTO_TOPIC_ANOMALY, strlen(ISVD_PROTO_TOPIC_ANOMALY));
+	if (topics & ISVD_CLIENT_TOPIC_DRIFT)
+		zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, ISVD_PROTO_TOPIC_DRIFT, strlen(ISVD_PROTO_TOPIC_DRIFT));
 	return ok(c);
 }
 
@@ -1254,6 +1280,16 @@ static int decode_snapshot(struct isvd_client *c, const char *topic, size_t tlen
 			sp.sigma.v = NULL;
 			s->explained_energy_ratio = sp.explained_energy_ratio;
 			s->t = sp.t;
+			s->has_gaps = sp.has_gaps;
+			s->rows_with_gaps = sp.rows_with_gaps;
+			s->values_imputed = sp.values_imputed;
+			s->has_monitor = sp.has_monitor && sp.stable.n == s->k;
+			if (s->has_monitor) {
+				s->stable = sp.stable.v;
+				sp.stable.v = NULL;
+				s->drift_prev_deg = sp.drift_prev_deg;
+				s->drift_baseline_deg = sp.drift_baseline_deg;
+			}
 		}
 		isvd_proto_spectrum_fini(&sp);
 	} else if (tlen == strlen(ISVD_PROTO_TOPIC_FACTORS) && !memcmp(topic, ISVD_PROTO_TOPIC_FACTORS, tlen)) {
@@ -1273,8 +1309,42 @@ static int decode_snapshot(struct isvd_client *c, const char *topic, size_t tlen
 			s->vt = f.vt;
 			s->mean = f.mean;
 			s->dim = f.dim;
+			s->has_monitor = rep.has_monitor && rep.stable.n == s->k;
+			if (s->has_monitor) {
+				s->stable = rep.stable.v;
+				rep.stable.v = NULL;
+			}
 		}
 		isvd_proto_reply_fini(&rep);
+	} else if (tlen == strlen(ISVD_PROTO_TOPIC_ANOMALY) && !memcmp(topic, ISVD_PROTO_TOPIC_ANOMALY, tlen)) {
+		struct isvd_proto_anomaly an = { 0 };
+		err = isvd_proto_anomaly_decode(body, blen, NULL, &an, &perr);
+		if (!err) {
+			s->topic = ISVD_CLIENT_TOPIC_ANOMALY;
+			s->flagged_seq = an.seq.v;
+			s->spe = an.spe.v;
+			s->t2 = an.t2.v;
+			s->nflagged = an.seq.n;
+			an.seq.v = NULL;
+			an.spe.v = an.t2.v = NULL;
+			s->spe_limit = an.spe_limit;
+			s->t2_limit = an.t2_limit;
+			s->t = an.t;
+			s->seq = s->nflagged ? s->flagged_seq[s->nflagged - 1] : 0;
+		}
+		isvd_proto_anomaly_fini(&an);
+	} else if (tlen == strlen(ISVD_PROTO_TOPIC_DRIFT) && !memcmp(topic, ISVD_PROTO_TOPIC_DRIFT, tlen)) {
+		struct isvd_proto_drift d = { 0 };
+		err = isvd_proto_drift_decode(body, blen, NULL, &d, &perr);
+		if (!err) {
+			s->topic = ISVD_CLIENT_TOPIC_DRIFT;
+			s->seq = d.seq;
+			s->angle_deg = d.angle_deg;
+			s->threshold_deg = d.threshold_deg;
+			s->baseline_seq = d.baseline_seq;
+			s->exceeded = d.exceeded;
+			s->t = d.t;
+		}
 	} else {
 		return fail(c, ISVD_CLIENT_PROTOCOL, "snapshot with unknown topic '%.*s'", (int)(tlen > 32 ? 32 : tlen),
 		            topic);

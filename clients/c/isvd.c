@@ -7,9 +7,14 @@
  *   isvd project FILE|-        coordinates + residual as CSV
  *   isvd reconstruct FILE|-    reconstructed rows as CSV
  *   isvd factors               σ, Vᵀ, μ as CSV or NPY files
- *   isvd subscribe [TOPIC...]  published snapshots, one line each
+ *   isvd subscribe [TOPIC...]  published messages (spectrum, factors, anomaly,
+ *                              drift), one line each
  *   isvd checkpoint | ping
  *   isvd keygen NAME           a CURVE key pair: NAME.key (secret), NAME.pub
+ *   isvd merge -o OUT FILE...  merge saved models (checkpoints, images) into one
+ *   isvd inspect FILE          what a checkpoint or image holds
+ * (keygen, merge and inspect contact no daemon; merge and inspect live in
+ * cli_model.c and link the engine)
  *
  * Endpoints come from --ingest/--query/--publish, else the environment
  * (ISVD_INGEST, ISVD_QUERY, ISVD_PUBLISH), else the protocol's defaults
@@ -20,6 +25,7 @@
  * input, I/O), 2 a usage error.
  */
 #include "cli.h"
+#include "cli_model.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -137,9 +143,10 @@ static const struct {
 	  "label first on each line: 'sigma', 'vt1'..'vtk', 'mean'.\n",
 	  "  -f, --format F    csv (default) or npy (npy needs -o)\n"
 	  "  -o, --output P    file name prefix\n" },
-	{ "subscribe", "isvd subscribe [options] [spectrum|factors]...",
-	  "Prints the snapshots the daemon publishes (both topics unless named), one line\n"
-	  "each, until --count snapshots arrived or --timeout seconds passed.  Exits 1 when\n"
+	{ "subscribe", "isvd subscribe [options] [spectrum|factors|anomaly|drift]...",
+	  "Prints the messages the daemon publishes (spectrum and factors unless topics are\n"
+	  "named; anomaly and drift come from daemons with monitor.enabled), one line each,\n"
+	  "until --count messages arrived or --timeout seconds passed.  Exits 1 when\n"
 	  "--count was given and not reached.\n",
 	  "  -n, --count N     stop after N snapshots\n"
 	  "  -j, --json        one JSON object per snapshot\n"
@@ -154,6 +161,13 @@ static const struct {
 	  "the public key (give the daemon's to clients as --server-key; put a client's in\n"
 	  "one of the daemon's keys directories).  Existing files are never overwritten.\n"
 	  "Prints the public key.  Contacts nothing; the common options do not apply.\n", "" },
+	{ "merge", "isvd merge -o OUT FILE...",
+	  "Merges saved models (isvdd checkpoint files or engine images) into one engine\n"
+	  "image OUT (isvd merge --help says more).  Contacts nothing; the common options\n"
+	  "do not apply.\n", "  -o, --output OUT  the image to write (required)\n" },
+	{ "inspect", "isvd inspect FILE",
+	  "Prints what an isvdd checkpoint file or an engine image holds.  Contacts\n"
+	  "nothing; the common options do not apply.\n", "" },
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -976,8 +990,13 @@ static int cmd_subscribe(struct cli *c, int argc, char **argv)
 			topics |= ISVD_CLIENT_TOPIC_SPECTRUM;
 		else if (!strcmp(argv[i], "factors"))
 			topics |= ISVD_CLIENT_TOPIC_FACTORS;
+		else if (!strcmp(argv[i], "anomaly"))
+			topics |= ISVD_CLIENT_TOPIC_ANOMALY;
+		else if (!strcmp(argv[i], "drift"))
+			topics |= ISVD_CLIENT_TOPIC_DRIFT;
 		else
-			return usage_error(c, "unknown topic '%s' (spectrum or factors)", argv[i]);
+			return usage_error(c, "unknown topic '%s' (spectrum, factors, anomaly or drift)",
+			                   argv[i]);
 	}
 	if (!topics)
 		topics = ISVD_CLIENT_TOPIC_SPECTRUM | ISVD_CLIENT_TOPIC_FACTORS;
@@ -1108,6 +1127,10 @@ int main(int argc, char **argv)
 		}
 		return cmd_keygen(argv[2]);
 	}
+	if (!strcmp(argv[1], "merge"))
+		return cli_merge(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "inspect"))
+		return cli_inspect(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
 		printf("isvd %s (libisvd %s, protocol 1)\n", ISVD_VERSION, ISVD_CLIENT_VERSION);
 		return 0;

@@ -298,3 +298,7 @@ def test_cli_reads_gaps_from_csv_and_fills_them(tmp_path):
         p = subprocess.run([CLI, "info", "--json", *ends], capture_output=True, text=True,
                            timeout=60)
         assert '"missing":"impute"' in p.stdout and '"rows_with_gaps":' in p.stdout, p.stdout
+        p = subprocess.run([CLI, "subscribe", "spectrum", "--count", "1", "--json", "--timeout",
+                            "20", *ends], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert f'"values_imputed":{int(holes.sum())}' in p.stdout, p.stdout

@@ -40,7 +40,9 @@ def test_subscriber_gets_spectrum_and_factors(tmp_path):
     assert all(b > a for a, b in zip(seqs, seqs[1:])), seqs
     now = time.time()
     for s in spectra:
-        assert set(s) == {"seq", "rows_seen", "sigma", "explained_energy_ratio", "t"}
+        assert set(s) == {"seq", "rows_seen", "sigma", "explained_energy_ratio", "t",
+                          "rows_with_gaps", "values_imputed"}
+        assert s["rows_with_gaps"] == 0 and s["values_imputed"] == 0
         assert s["rows_seen"] == s["seq"] and 0 < s["seq"] <= pushed
         assert len(s["sigma"]) == 4 and all(a >= b for a, b in zip(s["sigma"], s["sigma"][1:]))
         assert 0 < s["explained_energy_ratio"] <= 1 and abs(s["t"] - now) < 120

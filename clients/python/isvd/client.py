@@ -60,7 +60,7 @@ DEFAULT_ENDPOINTS = {
     "query": "tcp://127.0.0.1:5571",
     "publish": "tcp://127.0.0.1:5572",
 }
-TOPICS = ("spectrum", "factors")
+TOPICS = ("spectrum", "factors", "anomaly", "drift")
 _SPACES = ("scores", "u")
 
 
@@ -78,6 +78,11 @@ class Ack(NamedTuple):
         client: the client id the push was sent with.
         batch: the batch number the push was sent with.
         attempts: how many times the request was sent (1 = no retry).
+        spe, t2: with ``push(..., scores=True)`` on a daemon with
+            ``monitor.enabled``: each row's SPE and Hotelling's T² against the
+            model before it (float64 arrays); else None.
+        spe_limit, t2_limit: the control limits those rows were held to
+            (inf during warm-up), or None.
     """
     accepted: int
     seq: int
@@ -85,6 +90,10 @@ class Ack(NamedTuple):
     client: str
     batch: int
     attempts: int = 1
+    spe: object = None
+    t2: object = None
+    spe_limit: object = None
+    t2_limit: object = None
 
 
 def _endpoint(given, which):
@@ -266,7 +275,7 @@ class Client:
 
     # ---------------------------------------------------------- operations
 
-    def push(self, X, batch=None):
+    def push(self, X, batch=None, scores=False):
         """Folds rows X into the model; returns an Ack (accepted, seq, duplicate, …).
 
         X: an (r, n) array or a 1-D row; float32 is sent as f32, float64 and
@@ -278,7 +287,8 @@ class Client:
         Timeouts are retried with the same client and batch, so the rows of
         a push that returns are in the model exactly once, even when a lost
         reply made the client resend (then ``duplicate`` is True and
-        ``attempts`` > 1).
+        ``attempts`` > 1).  scores=True asks a monitoring daemon for each
+        row's anomaly statistics in the Ack (spe, t2 and the limits).
         """
         rows = encode_matrix(X, "rows")
         if batch is None:
@@ -288,11 +298,17 @@ class Client:
             raise InputError(f"batch must be an integer in [0, 2^64), got {batch!r}")
         batch = int(batch)
         self._next_batch = max(self._next_batch, batch + 1)
-        r, attempts = self._request("ingest", {"op": "push", "rows": rows,
-                                               "client": self.client_id, "batch": batch})
+        body = {"op": "push", "rows": rows, "client": self.client_id, "batch": batch}
+        if scores:
+            body["scores"] = True
+        r, attempts = self._request("ingest", body)
         try:
+            extra = ()
+            if "spe" in r:
+                extra = (decode_vector(r["spe"], "spe"), decode_vector(r["t2"], "t2"),
+                         float(r["spe_limit"]), float(r["t2_limit"]))
             return Ack(int(r["accepted"]), int(r["seq"]), bool(r["duplicate"]),
-                       self.client_id, batch, attempts)
+                       self.client_id, batch, attempts, *extra)
         except (KeyError, TypeError, ValueError) as e:
             raise ProtocolError(f"push: malformed reply ({e!r})") from None
 
@@ -469,10 +485,14 @@ class Client:
     def subscribe(self, topic="spectrum", timeout=None):
         """Subscribes to published snapshots; returns a Subscription (an iterator).
 
-        topic: "spectrum", "factors", or a list of both.  Iterating yields,
-        in arrival order, a dict per `spectrum` snapshot (seq, rows_seen,
-        sigma as an ndarray, explained_energy_ratio, t) and a Factors per
-        `factors` snapshot.  timeout: seconds to wait for each snapshot
+        topic: "spectrum", "factors", "anomaly", "drift", or a list of them.
+        Iterating yields, in arrival order, a dict per `spectrum` snapshot
+        (seq, rows_seen, sigma as an ndarray, explained_energy_ratio, t, …), a
+        Factors per `factors` snapshot, and from a monitoring daemon a dict
+        per `anomaly` message (seq: the flagged rows' positions, spe and t2
+        as ndarrays, spe_limit, t2_limit, t; topic "anomaly") and per `drift`
+        message (seq, angle_deg, threshold_deg, baseline_seq, exceeded, t;
+        topic "drift").  timeout: seconds to wait for each snapshot
         before Timeout is raised (None: forever).  The daemon publishes only
         when the model changed, and a new subscriber misses what was sent
         before it connected.  close() the subscription (or the client) when
@@ -642,6 +662,12 @@ class Subscription:
         body = unpack(frame)
         if topic == "factors":
             return Factors.from_body(body)
+        if topic in ("anomaly", "drift"):
+            body["topic"] = topic
+            for k in ("spe", "t2"):
+                if k in body:
+                    body[k] = decode_vector(body[k], k)
+            return body
         if "sigma" in body:
             body["sigma"] = decode_vector(body["sigma"], "sigma")
         return body

@@ -44,6 +44,7 @@ static void test_request_roundtrip(void **state)
 			in.client = "loader-3";
 			in.has_batch = true;
 			in.batch = UINT64_MAX;
+			in.has_scores = in.scores = true;
 		}
 		if (op == ISVD_OP_PROJECT)
 			in.space = ISVD_PROTO_SPACE_U;
@@ -66,6 +67,7 @@ static void test_request_roundtrip(void **state)
 			assert_string_equal(out.client, "loader-3");
 			assert_true(out.has_batch);
 			assert_true(out.batch == UINT64_MAX);
+			assert_true(out.has_scores && out.scores);
 		} else {
 			assert_null(out.client);
 			assert_false(out.has_batch);
@@ -187,6 +189,11 @@ static void fill_reply(struct isvd_proto_reply *r, enum isvd_proto_op op, double
 	case ISVD_OP_PUSH:
 		r->accepted = 3;
 		r->duplicate = true;
+		if (res) {   /* scores: true */
+			r->has_scores = true;
+			r->spe = (struct isvd_proto_vec){ res, 3 };
+			r->t2 = (struct isvd_proto_vec){ sig, 2 };
+		}
 		break;
 	case ISVD_OP_PING:
 		r->version = "0.1.0";
@@ -207,9 +214,12 @@ static void fill_reply(struct isvd_proto_reply *r, enum isvd_proto_op op, double
 	case ISVD_OP_PROJECT:
 		r->coords = (struct isvd_proto_matrix){ vt, 3, 2, 0 };
 		r->residual = (struct isvd_proto_vec){ res, 3 };
-		if (mean) {   /* rows with gaps: observed counts */
+		if (mean) {   /* rows with gaps: observed counts; monitoring scores */
 			r->has_observed = true;
 			r->observed = (struct isvd_proto_vec){ mean, 3 };
+			r->has_scores = true;
+			r->spe = (struct isvd_proto_vec){ res, 3 };
+			r->t2 = (struct isvd_proto_vec){ mean, 3 };
 		}
 		break;
 	case ISVD_OP_RECONSTRUCT:
@@ -281,6 +291,9 @@ static void test_reply_roundtrip(void **state)
 			same_vec(&out.sigma, &in.sigma);
 			same_vec(&out.residual, &in.residual);
 			same_vec(&out.observed, &in.observed);
+			same_vec(&out.spe, &in.spe);
+			same_vec(&out.t2, &in.t2);
+			assert_int_equal(out.has_scores, in.has_scores);
 			assert_int_equal(out.has_observed, in.has_observed);
 			assert_int_equal(out.has_gaps, in.has_gaps);
 			assert_true(out.rows_with_gaps == in.rows_with_gaps);
@@ -495,6 +508,18 @@ static void test_protocol_md_examples(void **state)
 	                    "a3 73 65 71 07");
 	free(buf);
 
+	/* an anomaly message */
+	uint64_t aseq[2] = { 7, 9 };
+	double aspe[2] = { 12.5, 0.25 }, at2[2] = { 1, 99 };
+	struct isvd_proto_anomaly an = { { aseq, 2 }, { aspe, 2 }, { at2, 2 }, 3.5, 20, 1700000000.5 };
+	assert_int_equal(isvd_proto_anomaly_encode(&an, &buf, &len), ISVD_PROTO_OK);
+	check_hex(buf, len, "86 a3 73 65 71 92 07 09 a3 73 70 65 92 cb 40 29 00 00 00 00 00 00 "
+	                    "cb 3f d0 00 00 00 00 00 00 a2 74 32 92 cb 3f f0 00 00 00 00 00 00 "
+	                    "cb 40 58 c0 00 00 00 00 00 a9 73 70 65 5f 6c 69 6d 69 74 "
+	                    "cb 40 0c 00 00 00 00 00 00 a8 74 32 5f 6c 69 6d 69 74 "
+	                    "cb 40 34 00 00 00 00 00 00 a1 74 cb 41 d9 54 fc 40 20 00 00");
+	free(buf);
+
 	/* the form (a) example decodes to [[1, 2.5], [NaN, -3]] */
 	struct frame f;
 	struct isvd_proto_request req;
@@ -518,6 +543,35 @@ static void test_protocol_md_examples(void **state)
 	                    "b6 65 78 70 6c 61 69 6e 65 64 5f 65 6e 65 72 67 79 5f 72 61 74 69 6f "
 	                    "cb 3f e8 00 00 00 00 00 00 a1 74 cb 41 d9 54 fc 40 20 00 00");
 	free(buf);
+}
+
+/* The anomaly topic: seq as unsigned integers, the statistics, the limits. */
+static void test_anomaly_roundtrip(void **state)
+{
+	(void)state;
+	uint64_t seq[2] = { 7, UINT64_MAX };
+	double spe[2] = { 12.5, 0.25 }, t2[2] = { 1, 99 };
+	struct isvd_proto_anomaly in = { { seq, 2 }, { spe, 2 }, { t2, 2 }, 3.5, 20.0, 1767225600.5 };
+	struct isvd_proto_anomaly out;
+	struct isvd_proto_error e;
+	uint8_t *buf;
+	size_t len;
+	assert_int_equal(isvd_proto_anomaly_encode(&in, &buf, &len), ISVD_PROTO_OK);
+	assert_int_equal(isvd_proto_anomaly_decode(buf, len, NULL, &out, &e), ISVD_PROTO_OK);
+	assert_int_equal(out.seq.n, 2);
+	assert_true(out.seq.v[0] == 7 && out.seq.v[1] == UINT64_MAX);
+	same_vec(&out.spe, &in.spe);
+	same_vec(&out.t2, &in.t2);
+	assert_true(out.spe_limit == 3.5 && out.t2_limit == 20.0 && out.t == in.t);
+	isvd_proto_anomaly_fini(&out);
+	for (size_t n = 0; n < len; n++) {   /* every proper prefix is refused */
+		assert_int_equal(isvd_proto_anomaly_decode(buf, n, NULL, &out, &e), ISVD_PROTO_BAD_REQUEST);
+		isvd_proto_anomaly_fini(&out);
+	}
+	free(buf);
+	in.t2.n = 1;   /* lengths must agree */
+	assert_int_equal(isvd_proto_anomaly_encode(&in, &buf, &len), ISVD_PROTO_INVALID);
+	assert_int_equal(proto_test_live, 0);
 }
 
 /* Encoders refuse inconsistent structures instead of writing garbage. */
@@ -568,6 +622,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_request_roundtrip),
+		cmocka_unit_test(test_anomaly_roundtrip),
 		cmocka_unit_test(test_request_nan_roundtrip),
 		cmocka_unit_test(test_matrix_form_a),
 		cmocka_unit_test(test_matrix_form_b_f32),

@@ -13,7 +13,10 @@
  *     allocation failing, for every k until they succeed: ISVD_ERR_NOMEM,
  *     the model unchanged, then the answer given with memory;
  *   update and reorthogonalize allocate nothing at all (the header: "all
- *     workspaces are allocated here, so updates allocate nothing").
+ *     workspaces are allocated here, so updates allocate nothing");
+ *   merge with its k-th allocation failing, for every k until it succeeds:
+ *     ISVD_ERR_NOMEM, *out left alone, nothing leaked, then the same image
+ *     as a merge with memory.
  */
 #include "ref.h"
 
@@ -367,6 +370,45 @@ static void test_snapshot_fails_at_each_allocation(void **state)
 	isvd_model_destroy(md);
 }
 
+static void test_merge_fails_at_each_allocation(void **state)
+{
+	(void)state;
+	double *x, *y;
+	struct isvd_model *a = fed_model(5, &x), *b = fed_model(6, &y), *want = NULL;
+	const struct isvd_model *in[2] = { a, b };
+	static int sentinel;
+	size_t len;
+	long i;
+
+	REF_ASSERT_OK(isvd_model_merge(in, 2, &want));
+	unsigned char *img = ref_save(want, &len);
+	for (i = 0; i < 1000; i++) {
+		struct isvd_model *out = (struct isvd_model *)(void *)&sentinel;
+		arm(i, 0);
+		int rc = isvd_model_merge(in, 2, &out);
+		disarm();
+		if (rc == ISVD_OK) {
+			size_t len2;
+			unsigned char *img2 = ref_save(out, &len2);
+			assert_int_equal(len2, len);
+			assert_memory_equal(img2, img, len);
+			free(img2);
+			isvd_model_destroy(out);
+			break;
+		}
+		REF_ASSERT_ERR(rc, ISVD_ERR_NOMEM);
+		assert_ptr_equal(out, (struct isvd_model *)(void *)&sentinel);
+	}
+	print_message("merge survived failures at each of its %ld allocations\n", i);
+	assert_true(i >= 1 && i < 1000);
+	free(img);
+	free(x);
+	free(y);
+	isvd_model_destroy(a);
+	isvd_model_destroy(b);
+	isvd_model_destroy(want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -375,6 +417,7 @@ int main(void)
 		cmocka_unit_test(test_updates_allocate_nothing),
 		cmocka_unit_test(test_queries),
 		cmocka_unit_test(test_snapshot_fails_at_each_allocation),
+		cmocka_unit_test(test_merge_fails_at_each_allocation),
 	};
 	int failed = cmocka_run_group_tests_name("truncated mode", tests, NULL, NULL);
 	g_mode = ISVD_MODE_EXACT;

@@ -275,6 +275,12 @@ struct isvd_client_info {
 	                            value this library does not know) */
 	bool has_gaps;           /* the daemon reported the two counts below */
 	uint64_t rows_with_gaps, values_imputed;   /* since the daemon started */
+	/* monitoring daemons (has_monitor): PROTOCOL.md's info keys */
+	bool has_monitor;
+	double spe_limit, t2_limit;
+	uint64_t rows_flagged, anomaly_messages, anomaly_messages_dropped, baseline_seq;
+	double drift_prev_deg, drift_baseline_deg;   /* NaN: not measured yet */
+	double *gap, *stable;    /* nsigma values each (owned), or NULL */
 };
 int isvd_client_info(struct isvd_client *c, struct isvd_client_info *info);
 void isvd_client_info_fini(struct isvd_client_info *info);
@@ -331,12 +337,16 @@ int isvd_client_checkpoint(struct isvd_client *c, uint64_t *seq);
 
 enum isvd_client_topic {
 	ISVD_CLIENT_TOPIC_SPECTRUM = 1,
-	ISVD_CLIENT_TOPIC_FACTORS = 2
+	ISVD_CLIENT_TOPIC_FACTORS = 2,
+	ISVD_CLIENT_TOPIC_ANOMALY = 4,   /* monitoring daemons: rows over a control limit */
+	ISVD_CLIENT_TOPIC_DRIFT = 8      /* monitoring daemons: the subspace left the baseline */
 };
 
 /* A published snapshot.  spectrum: seq, rows_seen, sigma,
  * explained_energy_ratio, t.  factors: seq, sigma, vt, mean (NULL when not
- * centring), dim. */
+ * centring), dim.  anomaly: flagged_seq, spe, t2, nflagged, the limits, t
+ * (seq: the last flagged row).  drift: seq, angle_deg, threshold_deg,
+ * baseline_seq, exceeded, t.  Fields marked "added in 0.2" below. */
 struct isvd_client_snapshot {
 	enum isvd_client_topic topic;
 	uint64_t seq, rows_seen;
@@ -347,6 +357,26 @@ struct isvd_client_snapshot {
 	struct isvd_client_matrix vt;
 	double *mean;
 	size_t dim;
+	/* added in 0.2 (the struct grew): spectrum, when the daemon sent them */
+	bool has_gaps;
+	uint64_t rows_with_gaps, values_imputed;   /* since the daemon started */
+	/* spectrum and factors from monitoring daemons (has_monitor): per
+	 * component 1 stable, 0 not (k values, owned); spectrum: the drift
+	 * angles in degrees (NaN: not measured yet) */
+	bool has_monitor;
+	double *stable;
+	double drift_prev_deg, drift_baseline_deg;
+	/* anomaly: the flagged rows' positions, SPE and T² (nflagged each,
+	 * owned), and the limits; t as above */
+	uint64_t *flagged_seq;
+	double *spe, *t2;
+	size_t nflagged;
+	double spe_limit, t2_limit;
+	/* drift: seq, the angle, the threshold, the baseline's seq, and whether
+	 * the angle went over (true) or back under (false) */
+	double angle_deg, threshold_deg;
+	uint64_t baseline_seq;
+	bool exceeded;
 };
 void isvd_client_snapshot_fini(struct isvd_client_snapshot *s);
 

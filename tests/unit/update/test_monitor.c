@@ -1,0 +1,278 @@
+/*
+ * test_monitor.c — the engine's monitoring statistics (monitor.c) against
+ * references computed here from the model's factors and LAPACK:
+ *   - SPE and T² of query rows, with and without gaps, in both modes;
+ *   - scores at ingest are those of the model before each block, and the
+ *     first block's are NaN;
+ *   - exact and truncated modes give the same scores where both are exact;
+ *   - the largest principal angle of a known rotation, small and large;
+ *   - stability: two equal variances are both unstable, a clear gap is
+ *     stable.
+ */
+#include "ref.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <lapacke.h>
+
+enum { N = 32, K = 4 };
+
+/* SPE and T² of one row from the model's reported factors. */
+static void reference_scores(const double *x, const double *sigma, const double *vt,
+                             const double *mean, size_t k, double weight, double *spe,
+                             double *t2)
+{
+	double d[N], c[N];
+	for (size_t j = 0; j < N; j++)
+		d[j] = x[j] - mean[j];
+	*t2 = 0;
+	for (size_t a = 0; a < k; a++) {
+		c[a] = 0;
+		for (size_t j = 0; j < N; j++)
+			c[a] += vt[a * N + j] * d[j];
+		*t2 += c[a] * c[a] / (sigma[a] * sigma[a] / weight);
+	}
+	*spe = 0;
+	for (size_t j = 0; j < N; j++) {
+		double v = d[j];
+		for (size_t a = 0; a < k; a++)
+			v -= vt[a * N + j] * c[a];
+		*spe += v * v;
+	}
+}
+
+static struct isvd_model *model(int mode, size_t k, size_t extra)
+{
+	struct isvd_options o = ref_options(N, k, extra);
+	o.mode = mode;
+	o.center = 1;
+	return ref_create(&o);
+}
+
+static void query_scores(int mode)
+{
+	double *x = ref_make_rows(51, 2000 + 16, N, K + 2, 0.7, 0.05, 1.5);
+	struct isvd_model *md = model(mode, K, 3);
+	ref_feed(md, x, 2000, N, 0, 150, 5);
+	double *q = x + 2000 * N, spe[16], t2[16], *sigma, *vt, *mean;
+	size_t k;
+	REF_ASSERT_OK(isvd_model_scores(md, q, 16, N, spe, t2));
+	ref_factors(md, &sigma, &vt, &mean, &k);
+	struct isvd_info info;
+	REF_ASSERT_OK(isvd_model_info(md, &info));
+	for (size_t i = 0; i < 16; i++) {
+		double rs, rt;
+		reference_scores(q + i * N, sigma, vt, mean, k, info.weight_total, &rs, &rt);
+		REF_ASSERT_CLOSE(spe[i], rs, 1e-10 * (1 + rs));
+		REF_ASSERT_CLOSE(t2[i], rt, 1e-10 * (1 + rt));
+		assert_true(rs > 0 && rt > 0);
+	}
+	/* a row with gaps: SPE is project's residual squared (over the
+	 * observed values), T² from its completed row's scores */
+	double g[N], coords[K], res;
+	memcpy(g, q, sizeof g);
+	g[3] = g[17] = NAN;
+	REF_ASSERT_OK(isvd_model_scores(md, g, 1, N, spe, t2));
+	REF_ASSERT_OK(isvd_model_project(md, g, 1, N, ISVD_SPACE_SCORES, coords, &res));
+	REF_ASSERT_CLOSE(spe[0], res * res, 1e-12 * (1 + res * res));
+	double want = 0;
+	for (size_t a = 0; a < k; a++)
+		want += coords[a] * coords[a] / (sigma[a] * sigma[a] / info.weight_total);
+	REF_ASSERT_CLOSE(t2[0], want, 1e-12 * (1 + want));
+	/* refusals */
+	struct isvd_model *empty = model(mode, K, 3);
+	REF_ASSERT_ERR(isvd_model_scores(empty, q, 1, N, spe, t2), ISVD_ERR_NOT_READY);
+	REF_ASSERT_ERR(isvd_model_scores(md, q, 1, N, NULL, t2), ISVD_ERR_INVALID);
+	g[0] = INFINITY;
+	REF_ASSERT_ERR(isvd_model_scores(md, g, 1, N, spe, t2), ISVD_ERR_NONFINITE);
+	isvd_model_destroy(empty);
+	free(sigma); free(vt); free(mean); free(x);
+	isvd_model_destroy(md);
+}
+
+static void test_query_scores_truncated(void **state)
+{
+	(void)state;
+	query_scores(ISVD_MODE_TRUNCATED);
+}
+
+static void test_query_scores_exact(void **state)
+{
+	(void)state;
+	query_scores(ISVD_MODE_EXACT);
+}
+
+/* Ingest scores are the query scores of the model before each block: a
+ * twin model fed the same blocks without scoring answers the same. */
+static void ingest_scores(int mode)
+{
+	const size_t m = 1500;
+	double *x = ref_make_rows(52, m, N, K + 2, 0.7, 0.05, 1.5);
+	struct isvd_model *md = model(mode, K, 3), *twin = model(mode, K, 3);
+	double *spe = ref_alloc(m), *t2 = ref_alloc(m), ws[200], wt[200];
+	struct ref_rng r;
+	ref_rng_seed(&r, 3);
+	size_t i = 0, blocks = 0;
+	while (i < m) {
+		size_t b = ref_rng_range(&r, 1, 200);
+		if (b > m - i)
+			b = m - i;
+		REF_ASSERT_OK(isvd_model_update_scored(md, x + i * N, b, N, spe + i, t2 + i));
+		if (i == 0) {
+			for (size_t j = 0; j < b; j++)
+				assert_true(isnan(spe[j]) && isnan(t2[j]));
+		} else {
+			REF_ASSERT_OK(isvd_model_scores(twin, x + i * N, b, N, ws, wt));
+			for (size_t j = 0; j < b; j++) {
+				REF_ASSERT_CLOSE(spe[i + j], ws[j], 1e-9 * (1 + ws[j]));
+				REF_ASSERT_CLOSE(t2[i + j], wt[j], 1e-9 * (1 + wt[j]));
+			}
+		}
+		REF_ASSERT_OK(isvd_model_update(twin, x + i * N, b, N));
+		i += b;
+		blocks++;
+	}
+	assert_true(blocks > 5);
+	ref_assert_same_image(md, twin);   /* scoring does not touch the model */
+	free(spe); free(t2); free(x);
+	isvd_model_destroy(md);
+	isvd_model_destroy(twin);
+}
+
+static void test_ingest_scores_truncated(void **state)
+{
+	(void)state;
+	ingest_scores(ISVD_MODE_TRUNCATED);
+}
+
+static void test_ingest_scores_exact(void **state)
+{
+	(void)state;
+	ingest_scores(ISVD_MODE_EXACT);
+}
+
+/* Data of rank 3 with k = 3 and extra = 2: truncation loses nothing, so
+ * both modes hold the same model and score alike. */
+static void test_modes_agree(void **state)
+{
+	(void)state;
+	double *x = ref_make_rows(53, 800 + 8, N, 3, 0.8, 0.0, 2.0);
+	for (size_t i = 800 * N; i < 808 * N; i++)   /* queries off the subspace too */
+		x[i] += 0.01 * (double)((i * 7919) % 13);
+	struct isvd_model *a = model(ISVD_MODE_EXACT, 3, 2), *b = model(ISVD_MODE_TRUNCATED, 3, 2);
+	ref_feed(a, x, 800, N, 0, 100, 1);
+	ref_feed(b, x, 800, N, 0, 100, 2);
+	double sa[8], ta[8], sb[8], tb[8];
+	REF_ASSERT_OK(isvd_model_scores(a, x + 800 * N, 8, N, sa, ta));
+	REF_ASSERT_OK(isvd_model_scores(b, x + 800 * N, 8, N, sb, tb));
+	for (size_t i = 0; i < 8; i++) {
+		REF_ASSERT_CLOSE(sa[i], sb[i], 1e-8 * (1 + sa[i]));
+		REF_ASSERT_CLOSE(ta[i], tb[i], 1e-8 * (1 + ta[i]));
+	}
+	free(x);
+	isvd_model_destroy(a);
+	isvd_model_destroy(b);
+}
+
+/* B = A with its first vector turned by θ toward a direction orthogonal to
+ * A: the largest principal angle is θ. */
+static void test_subspace_angle(void **state)
+{
+	(void)state;
+	const size_t n = 20, k = 3;
+	double a[3 * 20] = { 0 }, b[3 * 20];
+	for (size_t i = 0; i < k; i++)   /* A: rows e_0, e_1, e_2 rotated a little */
+		a[i * n + i] = 1;
+	const double thetas[] = { 1e-9, 1e-4, 0.3, 1.2, M_PI / 2 };
+	for (size_t t = 0; t < sizeof thetas / sizeof thetas[0]; t++) {
+		memcpy(b, a, sizeof b);
+		b[0] = cos(thetas[t]);
+		b[7] = sin(thetas[t]);   /* e_7 is orthogonal to A */
+		double s;
+		REF_ASSERT_OK(isvd_subspace_sin(a, b, k, n, &s));
+		REF_ASSERT_CLOSE(s, sin(thetas[t]), 1e-14 + 1e-12 * sin(thetas[t]));
+	}
+	double s;
+	REF_ASSERT_OK(isvd_subspace_sin(a, a, k, n, &s));
+	REF_ASSERT_LE(s, 1e-15);
+	/* the same subspace in another basis: angle 0 */
+	memcpy(b, a, sizeof b);
+	b[0] = b[1] = M_SQRT1_2;
+	b[n + 0] = -M_SQRT1_2;
+	b[n + 1] = M_SQRT1_2;
+	REF_ASSERT_OK(isvd_subspace_sin(a, b, k, n, &s));
+	REF_ASSERT_LE(s, 1e-15);
+	REF_ASSERT_ERR(isvd_subspace_sin(a, b, 0, n, &s), ISVD_ERR_INVALID);
+	REF_ASSERT_ERR(isvd_subspace_sin(a, b, n + 1, n, &s), ISVD_ERR_INVALID);
+}
+
+/* Gaussian rows with variances 9, 4, 4, 1 and 0.01 beyond, in a random
+ * rotation: components 2 and 3 are one plane (both unstable), 1 and 4 are
+ * clear (stable). */
+static void stability(int mode)
+{
+	const size_t m = 20000;
+	const double sd[6] = { 3, 2, 2, 1, 0.1, 0.1 };
+	double *x = ref_alloc(m * N), *rot = ref_alloc(N * N), *tau = ref_alloc(N);
+	struct ref_rng r;
+	ref_rng_seed(&r, 77);
+	for (size_t i = 0; i < N * N; i++)
+		rot[i] = ref_rng_normal(&r);
+	assert_int_equal(LAPACKE_dgeqrf(LAPACK_COL_MAJOR, N, N, rot, N, tau), 0);
+	assert_int_equal(LAPACKE_dorgqr(LAPACK_COL_MAJOR, N, N, N, rot, N, tau), 0);
+	for (size_t i = 0; i < m; i++) {
+		double z[N];
+		for (size_t j = 0; j < N; j++)
+			z[j] = ref_rng_normal(&r) * (j < 6 ? sd[j] : 0.1);
+		for (size_t j = 0; j < N; j++) {
+			double v = 0;
+			for (size_t q = 0; q < N; q++)
+				v += rot[q * N + j] * z[q];
+			x[i * N + j] = v;
+		}
+	}
+	struct isvd_model *md = model(mode, K, 4);
+	ref_feed(md, x, m, N, 0, 500, 6);
+	double gap[K];
+	int stable[K];
+	size_t count;
+	REF_ASSERT_OK(isvd_model_stability(md, gap, stable, &count));
+	assert_int_equal(count, K);
+	print_message("%s: gaps %.4f %.4f %.4f %.4f, stable %d %d %d %d\n", isvd_mode_name(mode),
+	              gap[0], gap[1], gap[2], gap[3], stable[0], stable[1], stable[2], stable[3]);
+	assert_true(stable[0] && stable[3]);
+	assert_false(stable[1]);
+	assert_false(stable[2]);
+	REF_ASSERT_CLOSE(gap[0], (9.0 - 4.0) / 9.0, 0.05);
+	REF_ASSERT_LE(gap[1], 0.02);
+	free(x); free(rot); free(tau);
+	isvd_model_destroy(md);
+}
+
+static void test_stability_exact(void **state)
+{
+	(void)state;
+	stability(ISVD_MODE_EXACT);
+}
+
+static void test_stability_truncated(void **state)
+{
+	(void)state;
+	stability(ISVD_MODE_TRUNCATED);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_query_scores_truncated),
+		cmocka_unit_test(test_query_scores_exact),
+		cmocka_unit_test(test_ingest_scores_truncated),
+		cmocka_unit_test(test_ingest_scores_exact),
+		cmocka_unit_test(test_modes_agree),
+		cmocka_unit_test(test_subspace_angle),
+		cmocka_unit_test(test_stability_exact),
+		cmocka_unit_test(test_stability_truncated),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
