@@ -20,6 +20,13 @@ and in the same run:
     flight (Client.push_many); rows/s = rows / wall time
     from the first push to the last ack; then its factors over the query
     socket;
+  * fits isvd.StreamingPCA (the engine in process through the Python
+    package's extension, IncrementalPCA's API) the way IncrementalPCA is
+    timed below, on the batches its own fit() uses (5 n rows), with
+    numpy's BLAS at 1 and 2 threads, keeping the faster; it needs the
+    package installed (pip install --no-build-isolation . in a venv with
+    --system-site-packages; run compare.py with that venv's python), and is
+    skipped with a note otherwise;
   * fits sklearn.decomposition.IncrementalPCA at batch size k, and at a
     handful of other batch sizes to find its fastest, each with its BLAS
     (numpy's OpenBLAS) limited to 1 and to 2 threads through threadpoolctl,
@@ -91,14 +98,29 @@ try:
 except ImportError as e:  # pragma: no cover - environment problem
     LsiModel = None
     GENSIM_MISSING = str(e)
+# The isvd package: an installed one first (pip install --no-build-isolation
+# . into a venv, then run compare.py with that venv's python), whose engine
+# extension gives the StreamingPCA row; else the source tree's, which has the
+# daemon client only.
 try:
-    sys.path.insert(0, os.path.join(HERE, "..", "clients", "python"))
     import isvd as isvd_client
-except ImportError as e:  # pragma: no cover - environment problem
-    isvd_client = None
-    CLIENT_MISSING = str(e)
+except ImportError:
+    try:
+        sys.path.insert(0, os.path.join(HERE, "..", "clients", "python"))
+        import isvd as isvd_client
+    except ImportError as e:  # pragma: no cover - environment problem
+        isvd_client = None
+        CLIENT_MISSING = str(e)
+try:
+    from isvd import _engine as _isvd_engine  # noqa: F401  (present when installed)
+    from isvd import StreamingPCA
+except ImportError as e:
+    StreamingPCA = None
+    SPCA_MISSING = ("the isvd package with its engine extension is not installed for %s (%s); "
+                    "pip install --no-build-isolation . into a venv and run compare.py with "
+                    "its python" % (sys.executable, e))
 
-SKIPPABLE = ("exact", "ipca-search", "daemon", "gensim", "lapack")
+SKIPPABLE = ("exact", "ipca-search", "daemon", "streamingpca", "gensim", "lapack")
 DAEMON_PUSH_ROWS = 256
 GENSIM_CHUNKS = (256, 2000)
 
@@ -210,6 +232,31 @@ def run_ipca(x, k, batch, repeat, clock, threads):
             seconds = clock() - t0
             best = seconds if best is None else min(best, seconds)
     return x.shape[0] / best, ipca.singular_values_, ipca.components_
+
+
+def run_streaming_pca(x, k, repeat, clock, threads, extra):
+    """Times isvd.StreamingPCA (the engine in process, from Python) the way
+    run_ipca times IncrementalPCA: one untimed copy, then
+    partial_fit(check_input=False) on the batches its own fit() uses
+    (batch_size_ = 5 n, the engine splitting them into its max_block),
+    numpy's BLAS limited to `threads` (the engine, created inside the limit,
+    then splits its own products when the BLAS runs one thread).  Returns
+    (rows/s, batch, mode, sigma, vt) of the fastest of `repeat` fits."""
+    best = None
+    n = x.shape[1]
+    batch = 5 * n
+    kw = {} if extra is None else {"extra": extra}
+    with threadpool_limits(limits=threads, user_api="blas"):
+        for _ in range(repeat):
+            xw = x.copy()
+            spca = StreamingPCA(n_components=k, **kw)
+            t0 = clock()
+            for sl in gen_batches(xw.shape[0], batch, min_batch_size=k):
+                spca.partial_fit(xw[sl], check_input=False)
+            seconds = clock() - t0
+            best = seconds if best is None else min(best, seconds)
+    mode = spca._model.options()["mode"]
+    return x.shape[0] / best, batch, mode, spca.singular_values_, spca.components_
 
 
 def blas_description():
@@ -417,6 +464,9 @@ def main():
             notes.append("daemon column skipped: no isvdd at %s (build it or pass --isvdd)"
                          % isvdd)
             skip.add("daemon")
+    if "streamingpca" not in skip and StreamingPCA is None:
+        notes.append("StreamingPCA row skipped: " + SPCA_MISSING)
+        skip.add("streamingpca")
     if "gensim" not in skip and LsiModel is None:
         notes.append("gensim column skipped: %s (apt-get install python3-gensim)" % GENSIM_MISSING)
         skip.add("gensim")
@@ -484,6 +534,18 @@ def main():
                                (rate,) + scores(s_ref, vt_ref, s_d, vt_d)))
                 print("  %dx%d isvd daemon        %9.0f rows/s" % (n, k, rate),
                       file=sys.stderr, flush=True)
+            if "streamingpca" not in skip:
+                sbest = None
+                for th in ipca_thread_counts():
+                    rate, sb, smode, s_s, vt_s = run_streaming_pca(x, k, args.repeat, clock, th,
+                                                                   args.extra)
+                    print("  %dx%d StreamingPCA (%s) BLAS threads %d %9.0f rows/s"
+                          % (n, k, smode, th, rate), file=sys.stderr, flush=True)
+                    if sbest is None or rate > sbest[2][0]:
+                        sbest = ("isvd.StreamingPCA, in process (%s)" % smode,
+                                 "%d, %d thr" % (sb, th),
+                                 (rate,) + scores(s_ref, vt_ref, s_s, vt_s))
+                others.insert(0, sbest)
             gens, gcomp = {}, {}
             if "gensim" not in skip:
                 xc = x - x.mean(axis=0)

@@ -22,10 +22,11 @@ enum cli_format {
 	CLI_FMT_TSV,
 	CLI_FMT_TEXT,       /* values separated by spaces and tabs */
 	CLI_FMT_F64,        /* raw little-endian binary64, needs a dimension */
-	CLI_FMT_F32         /* raw little-endian binary32, needs a dimension */
+	CLI_FMT_F32,        /* raw little-endian binary32, needs a dimension */
+	CLI_FMT_NPY         /* NumPy .npy (also detected by its magic under auto) */
 };
 
-/* Parses "csv", "tsv", "text", "f64", "f32", "auto"; -1 when unknown. */
+/* Parses "csv", "tsv", "text", "f64", "f32", "npy", "auto"; -1 when unknown. */
 int cli_format_parse(const char *s);
 
 /* A row reader over one file or standard input.
@@ -38,7 +39,15 @@ int cli_format_parse(const char *s);
  * (NaN); "NA" and "NaN" are too, in any case.  CSV fields may be
  * double-quoted.
  *
- * Errors are written to `err` as "FILE:LINE: what" (raw: "FILE: row R: …"). */
+ * .npy (NumPy's format, versions 1 to 3): chosen by --format npy, or under
+ * auto by the file's first byte (0x93, the start of the magic "\x93NUMPY",
+ * never the start of text), so it works on pipes too.  dtypes float64,
+ * float32 and signed or unsigned integers of 1 to 8 bytes, either byte
+ * order; C order is streamed a row at a time, Fortran order is read whole
+ * and transposed; shape (N, M) is N rows of M values, shape (M,) one row.
+ * A NaN is a missing value, as in text.
+ *
+ * Errors are written to `err` as "FILE:LINE: what" (raw and .npy: "FILE: …"). */
 struct cli_reader {
 	FILE *f;
 	bool own;                /* f was opened here */
@@ -55,6 +64,16 @@ struct cli_reader {
 	uint64_t bytes;          /* bytes consumed */
 	int64_t size;            /* total bytes when known (regular file), else -1 */
 	bool started;
+	/* .npy: the array's layout, from its header */
+	char npy_kind;           /* 'f', 'i' or 'u' */
+	size_t npy_size;         /* bytes per value */
+	bool npy_swap;           /* stored in the other byte order than this machine's */
+	bool npy_fortran;
+	size_t npy_rows;         /* rows the shape declares */
+	unsigned char *npy_row;  /* one row of raw bytes (C order) */
+	double *npy_all;         /* Fortran order: every row, transposed, read at the first call */
+	char **fields;           /* text: the current line's fields (fcap of them) */
+	size_t fcap;
 	char err[1024];
 };
 
@@ -71,6 +90,16 @@ int cli_reader_next(struct cli_reader *r, size_t max, double **rows, size_t *cap
 /* Reads everything (for project/reconstruct). */
 int cli_reader_all(struct cli_reader *r, double **rows, size_t *n);
 void cli_reader_close(struct cli_reader *r);
+/* A text reader with no file: the caller reads lines itself (push --follow
+ * polls standard input) and hands each to cli_reader_feed().  fmt is auto,
+ * csv, tsv or text (else -1 with r->err set). */
+int cli_reader_open_lines(struct cli_reader *r, const char *name, enum cli_format fmt, size_t dim);
+/* One line of len bytes (its newline may be included; line[len] must be
+ * writable), under the rules above: skipped, a header, or a row appended at
+ * (*rows)[*n] (*n incremented; *rows grown as by cli_reader_next).  Returns
+ * 0, or -1 with r->err set ("NAME:LINE: …"). */
+int cli_reader_feed(struct cli_reader *r, char *line, size_t len, double **rows, size_t *cap,
+                    size_t *n);
 
 /* ----------------------------------------------------------------- output */
 

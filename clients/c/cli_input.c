@@ -1,6 +1,6 @@
 /*
- * cli_input.c — rows for the `isvd` tool from CSV, TSV, whitespace text or
- * raw float64/float32 files (cli.h describes the rules).  Text is read a
+ * cli_input.c — rows for the `isvd` tool from CSV, TSV, whitespace text,
+ * raw float64/float32 files or NumPy .npy files (cli.h describes the rules).  Text is read a
  * line at a time, so a push streams a file of any size; every error names
  * the file and line.
  */
@@ -16,7 +16,7 @@
 
 int cli_format_parse(const char *s)
 {
-	static const char *const names[] = { "auto", "csv", "tsv", "text", "f64", "f32" };
+	static const char *const names[] = { "auto", "csv", "tsv", "text", "f64", "f32", "npy" };
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
 		if (!strcmp(s, names[i]))
 			return (int)i;
@@ -30,12 +30,255 @@ static int rerr(struct cli_reader *r, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
-	if (r->fmt == CLI_FMT_F64 || r->fmt == CLI_FMT_F32)
+	if (r->fmt == CLI_FMT_F64 || r->fmt == CLI_FMT_F32 || r->fmt == CLI_FMT_NPY)
 		snprintf(r->err, sizeof r->err, "%s: %s", r->name, what);
 	else
 		snprintf(r->err, sizeof r->err, "%s:%zu: %s", r->name, r->line, what);
 	return -1;
 }
+
+/* ------------------------------------------------------------------- .npy */
+
+/* NumPy's format (numpy/lib/format.py): the magic, a major and minor
+ * version byte, the header's length (u16 LE in version 1, u32 LE in 2 and
+ * 3), then the header, a Python dict literal such as
+ *   {'descr': '<f8', 'fortran_order': False, 'shape': (100, 64), }
+ * padded with spaces and ended by a newline, then the data. */
+static const char NPY_MAGIC[] = "\x93NUMPY";
+#define NPY_MAGIC_LEN 6
+#define NPY_MAX_HEADER (1u << 20)
+
+/* The text after `key`: in the header, past the colon and spaces; NULL when absent. */
+static const char *npy_field(const char *h, const char *key)
+{
+	const char *p = strstr(h, key);
+	if (!p)
+		return NULL;
+	p += strlen(key);
+	while (*p == ' ')
+		p++;
+	if (*p != ':')
+		return NULL;
+	p++;
+	while (*p == ' ')
+		p++;
+	return p;
+}
+
+static bool host_little_endian(void)
+{
+	const uint16_t one = 1;
+	unsigned char b;
+	memcpy(&b, &one, 1);
+	return b == 1;
+}
+
+/* Reads and checks the header; sets dim and the npy_* layout. */
+static int npy_open(struct cli_reader *r)
+{
+	unsigned char pre[NPY_MAGIC_LEN + 2 + 4];
+	if (fread(pre, 1, NPY_MAGIC_LEN + 2, r->f) != NPY_MAGIC_LEN + 2
+	    || memcmp(pre, NPY_MAGIC, NPY_MAGIC_LEN) != 0)
+		return rerr(r, "not a .npy file (no \\x93NUMPY magic)");
+	unsigned major = pre[NPY_MAGIC_LEN];
+	size_t lenbytes = major == 1 ? 2 : (major == 2 || major == 3) ? 4 : 0;
+	if (!lenbytes)
+		return rerr(r, ".npy format version %u.%u is not supported (1 to 3 are)", major,
+		            pre[NPY_MAGIC_LEN + 1]);
+	if (fread(pre + NPY_MAGIC_LEN + 2, 1, lenbytes, r->f) != lenbytes)
+		return rerr(r, "the .npy header is cut short");
+	size_t hlen = 0;
+	for (size_t i = lenbytes; i-- > 0;)
+		hlen = hlen << 8 | pre[NPY_MAGIC_LEN + 2 + i];
+	if (hlen == 0 || hlen > NPY_MAX_HEADER)
+		return rerr(r, "the .npy header declares %zu bytes", hlen);
+	char *h = malloc(hlen + 1);
+	if (!h)
+		return rerr(r, "out of memory");
+	if (fread(h, 1, hlen, r->f) != hlen) {
+		free(h);
+		return rerr(r, "the .npy header is cut short");
+	}
+	h[hlen] = '\0';
+	r->bytes += NPY_MAGIC_LEN + 2 + lenbytes + hlen;
+
+	int rc = -1;
+	const char *d = npy_field(h, "'descr'"), *fo = npy_field(h, "'fortran_order'");
+	const char *sh = npy_field(h, "'shape'");
+	if (!d || !fo || !sh || (*d != '\'' && *d != '"') || *sh != '(') {
+		rerr(r, "the .npy header is not a dict with descr, fortran_order and shape");
+		goto out;
+	}
+	/* descr: byte order, kind, size, e.g. '<f8', '|u1', '>i4' */
+	char order = d[1], kind = d[2];
+	char *end;
+	unsigned long size = strtoul(d + 3, &end, 10);
+	bool sized = (kind == 'f' && (size == 4 || size == 8))
+	             || ((kind == 'i' || kind == 'u') && (size == 1 || size == 2 || size == 4 || size == 8));
+	if (!strchr("<>|=", order) || !sized || *end != *d) {
+		const char *q = strchr(d + 1, *d);
+		rerr(r, ".npy dtype %.*s is not supported (float64, float32 or integers)",
+		     q ? (int)(q - d + 1) : 8, d);
+		goto out;
+	}
+	r->npy_kind = kind;
+	r->npy_size = size;
+	r->npy_swap = size > 1 && ((order == '<' && !host_little_endian())
+	                           || (order == '>' && host_little_endian()));
+	if (!strncmp(fo, "True", 4))
+		r->npy_fortran = true;
+	else if (strncmp(fo, "False", 5)) {
+		rerr(r, "the .npy header's fortran_order is neither True nor False");
+		goto out;
+	}
+	/* shape: (N, M), (M,) or () */
+	size_t dims[2], nd = 0;
+	const char *p = sh + 1;
+	for (;;) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		if (*p == ')')
+			break;
+		errno = 0;
+		unsigned long long v = strtoull(p, &end, 10);
+		if (end == p || errno || v > SIZE_MAX / 8) {
+			rerr(r, "the .npy header's shape cannot be read");
+			goto out;
+		}
+		if (nd == 2) {
+			rerr(r, "the .npy array has more than 2 dimensions; rows need 1 or 2");
+			goto out;
+		}
+		dims[nd++] = (size_t)v;
+		p = end;
+	}
+	if (nd == 0) {
+		rerr(r, "the .npy array is a scalar; rows need 1 or 2 dimensions");
+		goto out;
+	}
+	r->npy_rows = nd == 2 ? dims[0] : 1;
+	size_t cols = nd == 2 ? dims[1] : dims[0];
+	if (cols == 0) {
+		rerr(r, "the .npy array has rows of 0 values");
+		goto out;
+	}
+	if (r->dim && r->dim != cols) {
+		rerr(r, "the .npy array has rows of %zu values; --dim is %zu", cols, r->dim);
+		goto out;
+	}
+	r->dim = cols;
+	if (nd == 1)
+		r->npy_fortran = false;      /* one row: both orders are the same bytes */
+	if (!(r->npy_row = malloc(r->dim * r->npy_size))) {
+		rerr(r, "out of memory");
+		goto out;
+	}
+	rc = 0;
+out:
+	free(h);
+	return rc;
+}
+
+/* The value at p (npy_size bytes of kind npy_kind) as a double. */
+static double npy_value(const struct cli_reader *r, const unsigned char *p)
+{
+	unsigned char b[8];
+	for (size_t i = 0; i < r->npy_size; i++)
+		b[i] = r->npy_swap ? p[r->npy_size - 1 - i] : p[i];
+	switch (r->npy_kind) {
+	case 'f':
+		if (r->npy_size == 8) {
+			double v;
+			memcpy(&v, b, 8);
+			return v;
+		} else {
+			float v;
+			memcpy(&v, b, 4);
+			return v;
+		}
+	case 'i':
+		switch (r->npy_size) {
+		case 1: { int8_t v; memcpy(&v, b, 1); return v; }
+		case 2: { int16_t v; memcpy(&v, b, 2); return v; }
+		case 4: { int32_t v; memcpy(&v, b, 4); return v; }
+		default: { int64_t v; memcpy(&v, b, 8); return (double)v; }
+		}
+	default:
+		switch (r->npy_size) {
+		case 1: { uint8_t v; memcpy(&v, b, 1); return v; }
+		case 2: { uint16_t v; memcpy(&v, b, 2); return v; }
+		case 4: { uint32_t v; memcpy(&v, b, 4); return v; }
+		default: { uint64_t v; memcpy(&v, b, 8); return (double)v; }
+		}
+	}
+}
+
+/* Reads row i of the array's data (C order, the next one in the file) into out. */
+static int npy_read_row(struct cli_reader *r, double *out)
+{
+	size_t rowb = r->dim * r->npy_size;
+	size_t got = fread(r->npy_row, 1, rowb, r->f);
+	r->bytes += got;
+	if (got < rowb) {
+		if (ferror(r->f))
+			return rerr(r, "read: %s", strerror(errno));
+		return rerr(r, "the .npy data ends in row %zu of %zu (shape promises %zu bytes a row)",
+		            r->rows + 1, r->npy_rows, rowb);
+	}
+	for (size_t j = 0; j < r->dim; j++)
+		out[j] = npy_value(r, r->npy_row + j * r->npy_size);
+	return 0;
+}
+
+/* Fortran order: column j is npy_rows values; reads them all, transposed. */
+static int npy_read_all(struct cli_reader *r)
+{
+	size_t n = r->npy_rows, w = r->npy_size;
+	if (n && r->dim > SIZE_MAX / sizeof(double) / n)
+		return rerr(r, "the .npy array is too large");
+	if (!(r->npy_all = malloc((n ? n : 1) * r->dim * sizeof(double))))
+		return rerr(r, "out of memory (a Fortran-order .npy is read whole)");
+	unsigned char b[8];
+	for (size_t j = 0; j < r->dim; j++)
+		for (size_t i = 0; i < n; i++) {
+			if (fread(b, 1, w, r->f) != w) {
+				if (ferror(r->f))
+					return rerr(r, "read: %s", strerror(errno));
+				return rerr(r, "the .npy data ends in column %zu of %zu (Fortran order)",
+				            j + 1, r->dim);
+			}
+			r->bytes += w;
+			r->npy_all[i * r->dim + j] = npy_value(r, b);
+		}
+	return 0;
+}
+
+static int grow(double **rows, size_t *cap, size_t need);
+
+static int read_npy(struct cli_reader *r, size_t max, double **rows, size_t *cap, size_t *n)
+{
+	*n = 0;
+	size_t left = r->npy_rows - r->rows;
+	size_t want = left < max ? left : max;
+	if (want == 0)
+		return 0;
+	if (grow(rows, cap, want * r->dim))
+		return rerr(r, "out of memory");
+	if (r->npy_fortran && !r->npy_all && npy_read_all(r))
+		return -1;
+	for (size_t i = 0; i < want; i++) {
+		double *dst = *rows + i * r->dim;
+		if (r->npy_all)
+			memcpy(dst, r->npy_all + r->rows * r->dim, r->dim * sizeof *dst);
+		else if (npy_read_row(r, dst))
+			return -1;
+		(*n)++;
+		r->rows++;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- readers */
 
 int cli_reader_open(struct cli_reader *r, const char *path, enum cli_format fmt, size_t dim)
 {
@@ -63,6 +306,15 @@ int cli_reader_open(struct cli_reader *r, const char *path, enum cli_format fmt,
 		snprintf(r->err, sizeof r->err, "%s: raw input needs --dim", r->name);
 		return -1;
 	}
+	if (fmt == CLI_FMT_AUTO || fmt == CLI_FMT_NPY) {
+		int ch = getc(r->f);          /* one byte of look-ahead: pipes allow no more */
+		if (ch != EOF)
+			ungetc(ch, r->f);
+		if (ch == (unsigned char)NPY_MAGIC[0] || fmt == CLI_FMT_NPY) {
+			r->fmt = CLI_FMT_NPY;
+			return npy_open(r);
+		}
+	}
 	return 0;
 }
 
@@ -74,6 +326,9 @@ void cli_reader_close(struct cli_reader *r)
 		free(r->header[i]);
 	free(r->header);
 	free(r->buf);
+	free(r->npy_row);
+	free(r->npy_all);
+	free(r->fields);
 	memset(r, 0, sizeof *r);
 }
 
@@ -251,92 +506,118 @@ static int read_raw(struct cli_reader *r, size_t max, double **rows, size_t *cap
 	return 0;
 }
 
+/* One data line of text (blank and comment lines already skipped; modified
+ * in place): the header, consumed, or a row appended at (*rows)[*n].
+ * Returns 0, or -1 with r->err set. */
+static int take_line(struct cli_reader *r, char *line, double **rows, size_t *cap, size_t *n,
+                     size_t *line_out)
+{
+	if (!r->started && r->fmt == CLI_FMT_AUTO)
+		r->fmt = strchr(line, ',') ? CLI_FMT_CSV : strchr(line, '\t') ? CLI_FMT_TSV : CLI_FMT_TEXT;
+	long nf = split(r, line, &r->fields, &r->fcap);
+	if (nf < 0)
+		return rerr(r, "out of memory");
+	char **fields = r->fields;
+	for (long j = 0; j < nf; j++)
+		fields[j] = trim(fields[j]);
+	if (!r->started) {
+		r->started = true;
+		size_t numeric = 0;
+		for (long j = 0; j < nf; j++) {
+			double v;
+			if (*fields[j] && !parse_value(fields[j], &v) && !isnan(v))
+				numeric++;   /* a missing marker (NA, nan) is no number */
+		}
+		if (numeric == 0) {                  /* a header */
+			r->header = calloc((size_t)nf, sizeof *r->header);
+			if (!r->header)
+				return rerr(r, "out of memory");
+			r->nheader = (size_t)nf;
+			for (long j = 0; j < nf; j++)
+				if (!(r->header[j] = strdup(fields[j])))
+					return rerr(r, "out of memory");
+			if (r->dim && r->dim != (size_t)nf)
+				return rerr(r, "the header has %ld names; --dim is %zu", nf, r->dim);
+			r->dim = (size_t)nf;
+			return 0;
+		}
+	}
+	if (r->dim == 0)
+		r->dim = (size_t)nf;
+	if ((size_t)nf != r->dim) {
+		if (r->first_line)
+			return rerr(r, "row has %ld values; expected %zu (as on line %zu)", nf, r->dim,
+			            r->first_line);
+		if (r->nheader)
+			return rerr(r, "row has %ld values; the header has %zu names", nf, r->dim);
+		return rerr(r, "row has %ld values; --dim is %zu", nf, r->dim);
+	}
+	if (!r->first_line)
+		r->first_line = r->line;
+	if (grow(rows, cap, (*n + 1) * r->dim))
+		return rerr(r, "out of memory");
+	for (size_t j = 0; j < r->dim; j++)
+		if (parse_value(fields[j], &(*rows)[*n * r->dim + j]))
+			return rerr(r, "column %zu: cannot parse '%.40s' as a number", j + 1, fields[j]);
+	if (*n == 0 && line_out)
+		*line_out = r->line;
+	(*n)++;
+	r->rows++;
+	return 0;
+}
+
 int cli_reader_next(struct cli_reader *r, size_t max, double **rows, size_t *cap, size_t *n,
                     size_t *line_out)
 {
-	char **fields = NULL;
-	size_t fcap = 0;
-	int rc = -1;
-
 	*n = 0;
 	if (line_out)
 		*line_out = 0;
 	if (r->fmt == CLI_FMT_F64 || r->fmt == CLI_FMT_F32)
 		return read_raw(r, max, rows, cap, n);
+	if (r->fmt == CLI_FMT_NPY)
+		return read_npy(r, max, rows, cap, n);
 	while (*n < max) {
 		char *line = NULL;
 		if (next_line(r, &line))
-			goto out;
+			return -1;
 		if (!line)
 			break;
-		if (!r->started && r->fmt == CLI_FMT_AUTO)
-			r->fmt = strchr(line, ',') ? CLI_FMT_CSV : strchr(line, '\t') ? CLI_FMT_TSV : CLI_FMT_TEXT;
-		long nf = split(r, line, &fields, &fcap);
-		if (nf < 0) {
-			rerr(r, "out of memory");
-			goto out;
-		}
-		for (long j = 0; j < nf; j++)
-			fields[j] = trim(fields[j]);
-		if (!r->started) {
-			r->started = true;
-			size_t numeric = 0;
-			for (long j = 0; j < nf; j++) {
-				double v;
-				if (*fields[j] && !parse_value(fields[j], &v) && !isnan(v))
-					numeric++;   /* a missing marker (NA, nan) is no number */
-			}
-			if (numeric == 0) {                  /* a header */
-				r->header = calloc((size_t)nf, sizeof *r->header);
-				if (!r->header) {
-					rerr(r, "out of memory");
-					goto out;
-				}
-				r->nheader = (size_t)nf;
-				for (long j = 0; j < nf; j++)
-					if (!(r->header[j] = strdup(fields[j]))) {
-						rerr(r, "out of memory");
-						goto out;
-					}
-				if (r->dim && r->dim != (size_t)nf) {
-					rerr(r, "the header has %ld names; --dim is %zu", nf, r->dim);
-					goto out;
-				}
-				r->dim = (size_t)nf;
-				continue;
-			}
-		}
-		if (r->dim == 0)
-			r->dim = (size_t)nf;
-		if ((size_t)nf != r->dim) {
-			if (r->first_line)
-				rerr(r, "row has %ld values; expected %zu (as on line %zu)", nf, r->dim, r->first_line);
-			else if (r->nheader)
-				rerr(r, "row has %ld values; the header has %zu names", nf, r->dim);
-			else
-				rerr(r, "row has %ld values; --dim is %zu", nf, r->dim);
-			goto out;
-		}
-		if (!r->first_line)
-			r->first_line = r->line;
-		if (grow(rows, cap, (*n + 1) * r->dim)) {
-			rerr(r, "out of memory");
-			goto out;
-		}
-		for (size_t j = 0; j < r->dim; j++)
-			if (parse_value(fields[j], &(*rows)[*n * r->dim + j])) {
-				rerr(r, "column %zu: cannot parse '%.40s' as a number", j + 1, fields[j]);
-				goto out;
-			}
-		if (*n == 0 && line_out)
-			*line_out = r->line;
-		(*n)++;
-		r->rows++;
+		if (take_line(r, line, rows, cap, n, line_out))
+			return -1;
 	}
-	rc = 0;
-out:
-	free(fields);
-	return rc;
+	return 0;
+}
+
+int cli_reader_open_lines(struct cli_reader *r, const char *name, enum cli_format fmt, size_t dim)
+{
+	memset(r, 0, sizeof *r);
+	r->fmt = fmt;
+	r->dim = dim;
+	r->size = -1;
+	snprintf(r->name, sizeof r->name, "%s", name);
+	if (fmt != CLI_FMT_AUTO && fmt != CLI_FMT_CSV && fmt != CLI_FMT_TSV && fmt != CLI_FMT_TEXT) {
+		snprintf(r->err, sizeof r->err, "%s: lines are text: auto, csv, tsv or text", name);
+		return -1;
+	}
+	return 0;
+}
+
+int cli_reader_feed(struct cli_reader *r, char *line, size_t len, double **rows, size_t *cap,
+                    size_t *n)
+{
+	r->bytes += len + 1;
+	r->line++;
+	while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+		line[--len] = '\0';
+	if (memchr(line, '\0', len))
+		return rerr(r, "binary data in a text line");
+	line[len] = '\0';
+	char *s = line;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (!*s || *s == '#')
+		return 0;
+	return take_line(r, line, rows, cap, n, NULL);
 }
 
 int cli_reader_all(struct cli_reader *r, double **rows, size_t *n)

@@ -1,7 +1,8 @@
 /*
  * isvd.c — `isvd`, the command-line client of isvdd, built on libisvd.
  *
- *   isvd push FILE|-           rows from CSV/TSV/text or raw f64/f32
+ *   isvd push FILE|-           rows from CSV/TSV/text, raw f64/f32 or .npy
+ *   isvd push --follow -       rows as lines arrive, batched by --batch/--linger-ms
  *   isvd info [--json]         the model and its spectrum as a bar chart
  *   isvd project FILE|-        coordinates + residual as CSV
  *   isvd reconstruct FILE|-    reconstructed rows as CSV
@@ -30,9 +31,12 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef ISVD_VERSION
@@ -55,6 +59,9 @@ struct cli {
 	bool fill;                 /* reconstruct --fill */
 	bool json;
 	size_t count;
+	bool follow;               /* push --follow */
+	size_t linger_ms;          /* push --linger-ms */
+	bool linger_ms_set;
 };
 
 /* ------------------------------------------------------------------- help */
@@ -85,10 +92,21 @@ static const struct {
 	  "of the wrong length, stops the push with FILE:LINE: ... (the batches before it\n"
 	  "were pushed).  Shows a progress bar on a terminal, a summary line otherwise.\n",
 	  "  -f, --format F    auto (default), csv, tsv, text, f64 or f32 (raw little-endian)\n"
-	  "  -d, --dim N       values per row (required for f64/f32; checked for text)\n"
+	  "                    or npy; under auto a NumPy .npy file is recognised by its\n"
+	  "                    magic (float64, float32 or integer dtypes, C or Fortran\n"
+	  "                    order, shape (N, M) or (M,); NaN is a missing value)\n"
+	  "  -d, --dim N       values per row (required for f64/f32; checked for text, npy)\n"
 	  "  -b, --batch N     rows per push (default 1000)\n"
 	  "  -n, --in-flight N pushes outstanding at once (default 16)\n"
-	  "  -c, --client ID   client id for retries (default: a random one)\n" },
+	  "  -c, --client ID   client id for retries (default: a random one)\n"
+	  "  -w, --follow      read standard input (FILE must be -) as lines arrive, for\n"
+	  "                    a sensor loop or tail -F FILE | isvd push --follow -: a\n"
+	  "                    batch is sent when it holds --batch rows or --linger-ms\n"
+	  "                    after its first row, whichever comes first; text only;\n"
+	  "                    ends at end of input or on SIGINT/SIGTERM, sending what\n"
+	  "                    it holds first\n"
+	  "  -l, --linger-ms N with --follow: the longest a row waits for its batch to\n"
+	  "                    fill (default 5)\n" },
 	{ "info", "isvd info [options]",
 	  "Prints the model (dimension, rank, rows seen, ...) and its singular values as a\n"
 	  "bar chart with each component's share of the total energy, the cumulative\n"
@@ -204,7 +222,7 @@ static bool parse_size(const char *s, size_t *v, size_t min)
 /* Option letters each command accepts (besides the common ones). */
 static const char *command_opts(const char *cmd)
 {
-	if (!strcmp(cmd, "push")) return "fdbnc";
+	if (!strcmp(cmd, "push")) return "fdbncwl";
 	if (!strcmp(cmd, "info")) return "j";
 	if (!strcmp(cmd, "project")) return "sofdb";
 	if (!strcmp(cmd, "reconstruct")) return "Fofdb";
@@ -252,7 +270,7 @@ static int apply_option(struct cli *c, int opt, const char *given)
 		} else {
 			int f = cli_format_parse(optarg);
 			if (f < 0)
-				return usage_error(c, "--format is auto, csv, tsv, text, f64 or f32, not '%s'", optarg);
+				return usage_error(c, "--format is auto, csv, tsv, text, f64, f32 or npy, not '%s'", optarg);
 			c->format = f;
 		}
 		c->format_set = true;
@@ -292,6 +310,12 @@ static int apply_option(struct cli *c, int opt, const char *given)
 		break;
 	case 'j': c->json = true; break;
 	case 'F': c->fill = true; break;
+	case 'w': c->follow = true; break;
+	case 'l':
+		if (!parse_size(optarg, &c->linger_ms, 0) || c->linger_ms > 3600 * 1000)
+			return usage_error(c, "--linger-ms wants milliseconds (0 to 3600000), not '%s'", optarg);
+		c->linger_ms_set = true;
+		break;
 	default:
 		return usage_error(c, "unexpected option %s", given);
 	}
@@ -317,6 +341,8 @@ static int parse(struct cli *c, int argc, char **argv)
 		{ "space", required_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "fill", no_argument, NULL, 'F' },
+		{ "follow", no_argument, NULL, 'w' },
+		{ "linger-ms", required_argument, NULL, 'l' },
 		{ "server-key", required_argument, NULL, 'S' },
 		{ "client-key", required_argument, NULL, 'K' },
 		{ NULL, 0, NULL, 0 },
@@ -326,10 +352,10 @@ static int parse(struct cli *c, int argc, char **argv)
 
 	optind = 1;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "hf:d:b:n:c:o:s:j", longs, &li)) != -1) {
+	while ((opt = getopt_long(argc, argv, "hf:d:b:n:c:o:s:jwl:", longs, &li)) != -1) {
 		if (opt == '?' || opt == ':')
 			return usage_error(c, "unknown option or missing value: %s", argv[optind - 1]);
-		if (strchr("fdbncosjC", opt) && !strchr(allowed, opt))
+		if (strchr("fdbncosjCwl", opt) && !strchr(allowed, opt))
 			return usage_error(c, "option %s does not apply here", argv[optind - 1]);
 		if ((rc = apply_option(c, opt, argv[optind - 1])) != -1)
 			return rc;
@@ -422,6 +448,208 @@ static void on_ack(const struct isvd_client_ack *a, void *user)
 		s->last_seq = a->seq;
 }
 
+/* ------------------------------------------------------- push --follow */
+
+/* push --follow: standard input is polled, not read to its end, so a row
+ * waits at most --linger-ms for its batch:
+ *
+ *   poll(stdin, until the batch's linger runs out) ──line──► feed: row appended
+ *        │                                   batch full ──► push_send
+ *        └─ timeout ─► batch not empty ──► push_send
+ *   EOF / SIGINT / SIGTERM ──► send what is held, flush, summary
+ *
+ * Acks are queued (no callback) and drained with push_recv(…, 0) on every
+ * turn, which also drives libisvd's resend of a stalled window; while
+ * pushes are outstanding the poll wakes at least every FOLLOW_PUMP_MS for
+ * that. */
+#define FOLLOW_PUMP_MS 20
+#define FOLLOW_READ 65536
+
+static volatile sig_atomic_t follow_stop;
+
+static void on_follow_signal(int sig)
+{
+	follow_stop = sig;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void drain_acks(struct isvd_client *cl, struct push_state *st)
+{
+	struct isvd_client_ack a;
+	while (isvd_client_acks_queued(cl) || isvd_client_in_flight(cl)) {
+		if (isvd_client_push_recv(cl, &a, 0) != ISVD_CLIENT_OK)
+			break;
+		on_ack(&a, st);
+	}
+}
+
+static int push_follow(struct cli *c, int argc, char **argv)
+{
+	struct isvd_client *cl = NULL;
+	struct cli_reader r;
+	struct push_state st = { 0 };
+	struct sigaction sa = { .sa_handler = on_follow_signal }, old_int, old_term;
+	double *rows = NULL;
+	char *in = NULL;
+	size_t cap = 0, n = 0, ilen = 0, icap = 0, first_line = 0;
+	size_t batch = c->batch ? c->batch : 1000;
+	int64_t first_ms = 0, t0;
+	uint64_t batches = 0;
+	bool eof = false;
+	int rc = EXIT_FAILURE, err = 0;
+
+	if (argc - optind != 1 || strcmp(argv[optind], "-"))
+		return usage_error(c, "%s", "--follow reads standard input: isvd push --follow - "
+		                   "(e.g. tail -F FILE | isvd push --follow -)");
+	if (cli_reader_open_lines(&r, "<stdin>", (enum cli_format)c->format, c->dim)) {
+		cli_reader_close(&r);
+		return usage_error(c, "--follow: %s", r.err);
+	}
+	if (c->in_flight)
+		c->o.max_in_flight = c->in_flight;
+	if ((rc = connect_client(c, &cl)))
+		goto out;
+	rc = EXIT_FAILURE;
+	follow_stop = 0;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_int);       /* no SA_RESTART: poll returns EINTR */
+	sigaction(SIGTERM, &sa, &old_term);
+	t0 = mono_ms();
+	for (;;) {
+		drain_acks(cl, &st);
+		if (st.err)
+			break;
+		if (follow_stop)
+			eof = true;
+		int64_t now = mono_ms();
+		if (n && (n >= batch || eof || now - first_ms >= (int64_t)c->linger_ms)) {
+			struct isvd_client_batch b = { .rows = rows, .nrows = n, .dim = r.dim,
+			                               .dtype = ISVD_CLIENT_F64,
+			                               .user = (void *)(uintptr_t)first_line };
+			if ((err = isvd_client_push_send(cl, &b, NULL)))
+				break;
+			batches++;
+			n = 0;
+			continue;
+		}
+		if (eof)
+			break;
+		int64_t wait = n ? first_ms + (int64_t)c->linger_ms - now : -1;
+		if (isvd_client_in_flight(cl) && (wait < 0 || wait > FOLLOW_PUMP_MS))
+			wait = FOLLOW_PUMP_MS;
+		struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
+		int k = poll(&p, 1, (int)wait);
+		if (k < 0 && errno != EINTR) {
+			fprintf(stderr, "isvd: push: <stdin>: poll: %s\n", strerror(errno));
+			goto out_flush;
+		}
+		if (k <= 0)
+			continue;
+		if (icap - ilen < FOLLOW_READ + 1) {
+			char *bigger = realloc(in, ilen + FOLLOW_READ + 1);
+			if (!bigger) {
+				fprintf(stderr, "isvd: push: out of memory\n");
+				goto out_flush;
+			}
+			in = bigger;
+			icap = ilen + FOLLOW_READ + 1;
+		}
+		ssize_t got = read(STDIN_FILENO, in + ilen, FOLLOW_READ);
+		if (got < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			fprintf(stderr, "isvd: push: <stdin>: read: %s\n", strerror(errno));
+			goto out_flush;
+		}
+		size_t from = ilen, start = 0;
+		ilen += (size_t)got;
+		if (got == 0) {
+			eof = true;
+			if (ilen)                     /* a last line without its newline */
+				in[ilen++] = '\n';
+		}
+		for (size_t i = from; i < ilen; i++) {
+			if (in[i] != '\n')
+				continue;
+			size_t before = n;
+			if (cli_reader_feed(&r, in + start, i - start, &rows, &cap, &n)) {
+				fprintf(stderr, "isvd: push: %s\n", r.err);
+				goto out_flush;
+			}
+			if (before == 0 && n == 1) {
+				first_ms = mono_ms();
+				first_line = r.line;
+			}
+			start = i + 1;
+			if (n >= batch) {
+				struct isvd_client_batch b = { .rows = rows, .nrows = n, .dim = r.dim,
+				                               .dtype = ISVD_CLIENT_F64,
+				                               .user = (void *)(uintptr_t)first_line };
+				if ((err = isvd_client_push_send(cl, &b, NULL)))
+					break;
+				batches++;
+				n = 0;
+			}
+		}
+		if (err)
+			break;
+		memmove(in, in + start, ilen - start);
+		ilen -= start;
+	}
+	if (err) {                   /* push_send failed: its batch is not resent */
+		rc = daemon_error(c, cl, err);
+		n = 0;
+		goto out_flush;
+	}
+	err = isvd_client_push_flush(cl);
+	drain_acks(cl, &st);
+	if (st.err) {
+		fprintf(stderr, "isvd: push: <stdin>:%zu: batch starting here: %s: %s\n", st.err_line,
+		        isvd_client_err_name(st.err), st.err_msg);
+		goto out;
+	}
+	if (err) {
+		rc = daemon_error(c, cl, err);
+		goto out;
+	}
+	double el = (double)(mono_ms() - t0) / 1000.0;
+	printf("pushed %" PRIu64 " rows in %" PRIu64 " batches (%" PRIu64 " duplicate%s), seq %" PRIu64
+	       ", %.2f s, %.0f rows/s%s\n",
+	       st.rows_acked, batches, st.duplicates, st.duplicates == 1 ? "" : "s", st.last_seq, el,
+	       el > 0 ? (double)st.rows_acked / el : 0.0, follow_stop ? " (stopped by a signal)" : "");
+	rc = 0;
+	goto out;
+out_flush:
+	/* an input error: the rows before it arrived earlier and are sent */
+	if (n) {
+		struct isvd_client_batch b = { .rows = rows, .nrows = n, .dim = r.dim,
+		                               .dtype = ISVD_CLIENT_F64,
+		                               .user = (void *)(uintptr_t)first_line };
+		if (isvd_client_push_send(cl, &b, NULL) == ISVD_CLIENT_OK)
+			batches++;
+	}
+	isvd_client_push_flush(cl);
+	drain_acks(cl, &st);
+	if (st.rows_acked)
+		fprintf(stderr, "isvd: push: %" PRIu64 " rows before it were pushed\n", st.rows_acked);
+out:
+	if (cl) {
+		sigaction(SIGINT, &old_int, NULL);
+		sigaction(SIGTERM, &old_term, NULL);
+	}
+	isvd_client_destroy(cl);
+	free(rows);
+	free(in);
+	cli_reader_close(&r);
+	return rc;
+}
+
 static int cmd_push(struct cli *c, int argc, char **argv)
 {
 	struct isvd_client *cl = NULL;
@@ -433,6 +661,10 @@ static int cmd_push(struct cli *c, int argc, char **argv)
 	uint64_t sent_rows = 0, batches = 0;
 	int rc = EXIT_FAILURE, err;
 
+	if (c->follow)
+		return push_follow(c, argc, argv);
+	if (c->linger_ms_set)
+		return usage_error(c, "%s", "--linger-ms applies to --follow");
 	if (argc - optind != 1)
 		return usage_error(c, "%s", "wants one FILE (- for standard input)");
 	if (cli_reader_open(&r, argv[optind], (enum cli_format)c->format, c->dim)) {
@@ -474,7 +706,7 @@ static int cmd_push(struct cli *c, int argc, char **argv)
 	err = isvd_client_push_flush(cl);
 	cli_progress_update(&pg, st.rows_acked, r.bytes, true);
 	if (st.err) {
-		if (r.fmt == CLI_FMT_F64 || r.fmt == CLI_FMT_F32)
+		if (r.fmt == CLI_FMT_F64 || r.fmt == CLI_FMT_F32 || r.fmt == CLI_FMT_NPY)
 			fprintf(stderr, "isvd: push: %s: %s: %s\n", r.name, isvd_client_err_name(st.err), st.err_msg);
 		else
 			fprintf(stderr, "isvd: push: %s:%zu: batch starting here: %s: %s\n", r.name, st.err_line,
@@ -906,6 +1138,7 @@ int main(int argc, char **argv)
 	memset(&c, 0, sizeof c);
 	isvd_client_options_init(&c.o);
 	c.timeout_s = -1;
+	c.linger_ms = 5;              /* push --follow: the producer default of issue 21 */
 	c.cmd = argv[1];
 	for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
 		if (strcmp(argv[1], table[i].name))

@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import re
+import signal
 import subprocess
 import time
 
@@ -136,6 +137,148 @@ def test_push_raw_f64_and_f32(tmp_path, rng):
         assert p.returncode == 1 and "bad.f64: row 3: the input ends 12 bytes into a row of 24 bytes" in p.stderr and "--dim" in p.stderr, p.stderr
         p = run(d, "push", "-f", "f32", str(tmp_path / "x.f32"))
         assert p.returncode == 1 and "needs --dim" in p.stderr
+        assert d.stop() == 0
+
+
+def test_npy_input(tmp_path, rng):
+    """.npy files (issue 21): detected by their magic (files and pipes) or
+    --format npy; float64, float32, integers, either byte order, C and
+    Fortran order, shape (N, M) and (M,); NaN a missing value."""
+    dim = 4
+    x = rng.standard_normal((60, dim)) * [3, 2, 1, 0.5] + 1.0
+    y = rng.standard_normal((25, dim))
+    z = rng.integers(-50, 50, size=(30, dim)).astype(np.int32)
+    w = rng.standard_normal((10, dim)).astype(">f4")           # big-endian float32
+    u = rng.integers(0, 255, size=(5, dim)).astype(np.uint8)
+    with Daemon(tmp_path, model={"dim": dim, "rank": 8, "center": True}) as d:
+        np.save(tmp_path / "x.npy", x)
+        p = ok(run(d, "push", "--batch", "16", str(tmp_path / "x.npy")))
+        assert p.stdout.startswith("pushed 60 rows in 4 batches"), p.stdout
+        np.save(tmp_path / "y.npy", np.asfortranarray(y))
+        assert np.load(tmp_path / "y.npy").flags.f_contiguous
+        ok(run(d, "push", "-b", "7", str(tmp_path / "y.npy")))
+        np.save(tmp_path / "z.npy", z)
+        p = subprocess.run([CLI, "push", "-", "--ingest", d.ingest, "--query", d.query],
+                           input=(tmp_path / "z.npy").read_bytes(), capture_output=True, timeout=60)
+        assert p.returncode == 0 and p.stdout.startswith(b"pushed 30 rows"), (p.stdout, p.stderr)
+        np.save(tmp_path / "w.npy", w)
+        ok(run(d, "push", "--format", "npy", "--dim", str(dim), str(tmp_path / "w.npy")))
+        np.save(tmp_path / "u.npy", u)
+        ok(run(d, "push", str(tmp_path / "u.npy")))
+        assert info(d)["rows_seen"] == 130
+        s, vt, _, _ = d.factors()
+        all_rows = np.vstack([x, y, z.astype(float), w.astype(float), u.astype(float)])
+        s_ref, vt_ref, mu = svd_of(all_rows, center=True)
+        assert np.allclose(s, s_ref, rtol=1e-10)
+
+        # project / reconstruct: a gap (NaN) in an .npy is a missing value, as an empty CSV field
+        q = y[:6].copy()
+        q[1, 2] = np.nan
+        np.save(tmp_path / "q.npy", q)
+        with open(tmp_path / "q.csv", "w") as f:
+            for row in q:
+                f.write(",".join("" if np.isnan(v) else repr(float(v)) for v in row) + "\n")
+        a = ok(run(d, "project", str(tmp_path / "q.npy"))).stdout
+        b = ok(run(d, "project", str(tmp_path / "q.csv"))).stdout
+        assert a == b and "observed" in a.splitlines()[0]
+        a = ok(run(d, "reconstruct", "--fill", str(tmp_path / "q.npy"))).stdout
+        b = ok(run(d, "reconstruct", "--fill", str(tmp_path / "q.csv"))).stdout
+        assert a == b
+        np.save(tmp_path / "one.npy", y[0])                      # shape (4,): one row
+        got = np.loadtxt(ok(run(d, "project", str(tmp_path / "one.npy"))).stdout.splitlines()[1:],
+                         delimiter=",", ndmin=2)
+        assert got.shape == (1, dim + 1)
+        assert np.allclose(np.abs(got[0, :dim]), np.abs((y[0] - mu) @ vt_ref.T), atol=1e-8)
+
+        # refusals name the file and what is wrong
+        np.save(tmp_path / "c.npy", y.astype(complex))
+        np.save(tmp_path / "t.npy", np.zeros((2, 2, 2)))
+        (tmp_path / "cut.npy").write_bytes((tmp_path / "x.npy").read_bytes()[:-12])
+        for args, msg in [
+            (["c.npy"], "c.npy: .npy dtype '<c16' is not supported (float64, float32 or integers)"),
+            (["t.npy"], "t.npy: the .npy array has more than 2 dimensions"),
+            (["cut.npy"], "cut.npy: the .npy data ends in row 60 of 60"),
+            (["--dim", "3", "x.npy"], "x.npy: the .npy array has rows of 4 values; --dim is 3"),
+            (["--format", "npy", "q.csv"], "q.csv: not a .npy file"),
+        ]:
+            p = run(d, "push", *[str(tmp_path / a) if a.endswith((".npy", ".csv")) else a
+                                 for a in args])
+            assert p.returncode == 1 and msg in p.stderr, (args, p.stderr)
+        p = run(d, "push", "--format", "npz", str(tmp_path / "x.npy"))
+        assert p.returncode == 2 and "f64, f32 or npy" in p.stderr
+        assert info(d)["rows_seen"] == 130    # the cut file failed inside its first batch, unsent
+        assert d.stop() == 0
+
+
+def wait_rows(d, want, proc, timeout=30.0):
+    """Waits (bounded) until the daemon holds `want` rows; proc must still run meanwhile."""
+    deadline = time.monotonic() + timeout
+    while info(d)["rows_seen"] != want:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"rows_seen {info(d)['rows_seen']}, want {want}"
+        time.sleep(0.02)
+
+
+def test_push_follow_sends_lines_as_they_arrive(tmp_path, rng):
+    """push --follow (issue 21): `tail -F FILE | isvd push --follow -` pushes
+    rows appended to FILE while it runs, a batch once --linger-ms has passed
+    since its first row (or once it holds --batch rows), and ends at end of
+    input or on SIGTERM, sending what it holds."""
+    dim = 3
+    x = rng.standard_normal((21, dim))
+    with Daemon(tmp_path, model={"dim": dim, "rank": 4}) as d:
+        f = tmp_path / "sensor.csv"
+        with open(f, "w") as out:
+            out.write("a,b,c\n")
+            for row in x[:5]:
+                out.write(",".join(repr(float(v)) for v in row) + "\n")
+        tail = subprocess.Popen(["tail", "-n", "+1", "-F", str(f)], stdout=subprocess.PIPE)
+        p = subprocess.Popen([CLI, "push", "--follow", "--linger-ms", "50", "-",
+                              "--ingest", d.ingest, "--query", d.query],
+                             stdin=tail.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        tail.stdout.close()
+        try:
+            wait_rows(d, 5, p)                     # the file's rows, pushed with no end of input
+            for i in range(5, 12):                 # appended one at a time while it follows
+                with open(f, "a") as out:
+                    out.write(",".join(repr(float(v)) for v in x[i]) + "\n")
+                wait_rows(d, i + 1, p)
+        finally:
+            tail.terminate()
+            tail.wait(timeout=10)
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+        assert out.startswith("pushed 12 rows in "), out
+        s, _, _, _ = d.factors()
+        assert np.allclose(s, svd_of(x[:12])[0][:len(s)], rtol=1e-10)
+
+        # --batch sends full batches at once; SIGTERM sends the one held
+        p = subprocess.Popen([CLI, "push", "--follow", "--batch", "4", "--linger-ms", "3600000",
+                              "-", "--ingest", d.ingest, "--query", d.query],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        p.stdin.write("".join(",".join(repr(float(v)) for v in row) + "\n" for row in x[12:21]))
+        p.stdin.flush()
+        wait_rows(d, 20, p)                        # two batches of 4; the 9th row waits
+        time.sleep(0.2)
+        assert info(d)["rows_seen"] == 20 and p.poll() is None
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+        p.stdin.close()
+        assert p.returncode == 0, err
+        assert out.startswith("pushed 9 rows in 3 batches") and "stopped by a signal" in out, out
+        assert info(d)["rows_seen"] == 21
+
+        # a bad line stops it with the line number; the rows before it were pushed
+        p = run(d, "push", "--follow", "--linger-ms", "0", "-", input="1,2,3\n4,x,6\n")
+        assert p.returncode == 1, p.stderr
+        assert "<stdin>:2: column 2: cannot parse 'x' as a number" in p.stderr
+        assert "1 rows before it were pushed" in p.stderr
+        assert info(d)["rows_seen"] == 22
+        for args in (["--follow", str(f)], ["--linger-ms", "5", str(f)],
+                     ["--follow", "--format", "npy", "-"]):
+            assert run(d, "push", *args).returncode == 2, args
         assert d.stop() == 0
 
 

@@ -103,6 +103,46 @@ def test_codec_sends_binary_matrices():
     assert isinstance(server_error("DIM_MISMATCH", "m"), isvd.DimMismatch)
 
 
+def test_pandas_dataframes(tmp_path):
+    """DataFrames of numeric columns (issue 21): sent as matrices (f32 when
+    every column is float32), <NA> and NaN as gaps, a Series as one row, a
+    non-numeric column refused before sending with its name."""
+    import pandas as pd
+    rng = np.random.default_rng(21)
+    X = make_data(rng, 60, 4, [5.0, 3.0, 2.0, 1.0], np.arange(4.0))
+    df = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    df["d"] = np.rint(df["d"] * 10).astype(np.int64)
+    X = df.to_numpy(dtype=np.float64)
+    m = encode_matrix(df.astype(np.float32))
+    assert m["dtype"] == "f32" and m["shape"] == [60, 4]
+    assert encode_matrix(df)["dtype"] == "f64"
+    with pytest.raises(isvd.InputError, match=r"columns 'e' \(object\), 'f' \(datetime64"):
+        encode_matrix(df.assign(e="x", f=pd.Timestamp("2026-01-01")))
+    d = Daemon(tmp_path, model={"dim": 4, "rank": 4, "center": True, "missing": "impute"})
+    try:
+        with client(d) as c:
+            assert c.push(df[:50]).accepted == 50
+            assert c.push(df.iloc[50]).accepted == 1              # a Series: one row
+            gaps = df[51:].astype({"b": "Float64", "d": "Int64"})
+            gaps.loc[53, "b"] = pd.NA
+            gaps.loc[55, "d"] = pd.NA
+            assert c.push(gaps).accepted == 9
+            info = c.info()
+            assert info["rows_seen"] == 60 and info["values_imputed"] == 2
+            Y = X[51:].copy()
+            Y[2, 1] = np.nan
+            Y[4, 3] = np.nan
+            got, res = c.project(gaps)
+            want, wres = c.project(Y)
+            assert np.array_equal(got, want) and np.array_equal(res, wres)
+            assert np.array_equal(c.reconstruct(df[:5]), c.reconstruct(X[:5]))
+            with pytest.raises(isvd.InputError, match="'e' \\(object\\)"):
+                c.push(df.assign(e="x"))
+            assert c.info()["rows_seen"] == 60
+    finally:
+        assert d.stop() == 0
+
+
 def test_timeout_without_a_daemon(tmp_path):
     c = isvd.Client(query=f"ipc://{tmp_path}/nobody.sock", timeout=0.2, retries=2)
     t0 = time.monotonic()

@@ -14,6 +14,14 @@ DESIGN
     reads as a gap (PROTOCOL.md §3).  ±inf is passed through untouched: the
     daemon owns that rule and answers NON_FINITE.
 
+    pandas: a DataFrame is accepted when every column is numeric (integer,
+    unsigned, float, bool, and pandas' nullable Int64/Float64/boolean, whose
+    <NA> is a missing value); it travels as f32 when every column is
+    float32, else f64.  A non-numeric column raises InputError naming it
+    (select the numeric ones with X.select_dtypes("number")).  A Series is
+    one row.  pandas is never imported here: a frame is recognised by its
+    type's module.
+
     decode_matrix() reads what the daemon sends (form (b), always f64) but
     also f32 and form (a) arrays, so a later daemon may choose either.
 """
@@ -27,15 +35,45 @@ __all__ = ["as_rows", "encode_matrix", "decode_matrix", "decode_vector", "pack",
 _WIRE = {"f64": np.dtype("<f8"), "f32": np.dtype("<f4")}
 
 
+def _is_pandas(X, kind):
+    t = type(X)
+    return t.__module__.split(".")[0] == "pandas" and any(
+        c.__name__ == kind for c in t.__mro__)
+
+
+def _from_pandas(X, name):
+    """A DataFrame (numeric columns) or Series (one row) as a float array, <NA> as NaN."""
+    if _is_pandas(X, "Series"):            # one row, e.g. df.iloc[i] of mixed dtypes
+        single = getattr(X.dtype, "kind", "") == "f" and X.dtype.itemsize == 4
+        try:
+            values = X.to_numpy(dtype=object, na_value=np.nan)   # <NA> first, then floats
+            return values.astype(np.float32 if single else np.float64)
+        except (ValueError, TypeError):
+            raise InputError(f"{name}: the Series holds values that are not numbers") from None
+    dtypes = list(X.dtypes)
+    labels = list(X.columns)
+    bad = [f"{lab!r} ({dt})" for lab, dt in zip(labels, dtypes)
+           if getattr(dt, "kind", "O") not in "fiub"]
+    if bad:
+        raise InputError(f"{name}: column{'s' if len(bad) > 1 else ''} {', '.join(bad)} "
+                         "not numeric; send the numeric ones, e.g. X.select_dtypes('number')")
+    single = bool(dtypes) and all(getattr(dt, "kind", "") == "f" and dt.itemsize == 4
+                                  for dt in dtypes)
+    return X.to_numpy(dtype=np.float32 if single else np.float64, na_value=np.nan)
+
+
 def as_rows(X, name="X"):
     """X as a C-contiguous little-endian 2-D float64 or float32 array.
 
     Accepts anything np.asarray() understands: ndarrays, lists of rows, a
-    single list (one row).  float32 stays float32; float64, integer, bool and
+    single list (one row), pandas DataFrames of numeric columns and Series
+    (one row).  float32 stays float32; float64, integer, bool and
     other real float widths become float64.  None (in lists) and masked
     entries (np.ma arrays) become NaN, a missing value.  Raises InputError
     for 0-D or more than 2-D input and for non-numeric dtypes.
     """
+    if _is_pandas(X, "DataFrame") or _is_pandas(X, "Series"):
+        X = _from_pandas(X, name)
     try:
         a = X if isinstance(X, np.ndarray) else np.asarray(X)
     except (ValueError, TypeError) as e:      # ragged nested lists

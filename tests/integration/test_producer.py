@@ -1,0 +1,141 @@
+"""isvd.Producer (clients/python/isvd/producer.py) against the real isvdd:
+one-row pushes batched on the client side by size and by linger, thread
+safety, per-batch errors with the rows' range, and 100,000 single-row
+pushes across a daemon killed with SIGKILL and restarted mid-stream (down
+longer than the client's own retries last, so the producer resends), after
+which every row is in the model exactly once (exact mode: σ equal numpy's
+of the rows sent) and the producer's counts add up.  Every wait is bounded.
+"""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import isvd
+from isvdd_harness import Daemon
+
+REPLY_TIMEOUT = 20.0
+
+
+def client(d, **kw):
+    kw.setdefault("timeout", REPLY_TIMEOUT)
+    return isvd.Client(ingest=d.ingest, query=d.query, publish=d.publish, **kw)
+
+
+def wait_for(cond, what, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def sigma_of(X):
+    return np.linalg.svd(X, compute_uv=False)
+
+
+def test_batches_by_size_and_by_linger(tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((2501, 5))
+    with Daemon(tmp_path, model={"dim": 5, "rank": 5}) as d, client(d) as c:
+        p = isvd.Producer(c, linger_ms=600000, max_rows=1000)
+        for x in X[:2500]:
+            p.push_row(x)
+        wait_for(lambda: p.stats()["batches"] == 2, "two full batches sent")
+        time.sleep(0.2)
+        s = p.stats()               # the third batch is open, lingering
+        assert s["rows_accepted"] == 2000 and s["rows_pending"] == 500 and s["batches"] == 2
+        assert p.flush(timeout=30) is True
+        s = p.stats()
+        assert s["rows_accepted"] == 2500 and s["rows_pending"] == 0 and s["batches"] == 3
+        p.close()
+        assert d.info()["rows_seen"] == 2500
+        with pytest.raises(isvd.ClosedError):
+            p.push_row(X[0])
+
+    with Daemon(tmp_path, model={"dim": 5, "rank": 5}, name="b") as d, client(d) as c:
+        p = isvd.Producer(c, linger_ms=20, max_rows=1000)
+        p.push_row(X[2500])
+        wait_for(lambda: p.stats()["rows_accepted"] == 1, "a lone row sent after its linger")
+        p.close()
+        assert d.info()["rows_seen"] == 1
+
+
+def test_thread_safe_and_counts(tmp_path):
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((8000, 6))
+    with Daemon(tmp_path, model={"dim": 6, "rank": 6}) as d, client(d) as c:
+        with isvd.Producer(c, linger_ms=2, max_rows=256) as p:
+            def feed(part):
+                for i, x in enumerate(part):
+                    if i % 100 == 0:
+                        p.push_rows(part[i:i + 3])          # a few rows at once, too
+                    p.push_row(x)
+            parts = np.array_split(X, 4)
+            threads = [threading.Thread(target=feed, args=(part,)) for part in parts]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        extra = sum(len(part[i:i + 3]) for part in parts for i in range(0, len(part), 100))
+        s = p.stats()
+        assert s["rows_in"] == 8000 + extra == s["rows_accepted"]
+        assert s["rows_pending"] == 0 and s["rows_failed"] == 0 and not p.errors
+        assert d.info()["rows_seen"] == 8000 + extra
+
+
+def test_refused_batch_is_reported_with_its_rows(tmp_path):
+    X = np.ones((30, 3))
+    X[12, 1] = np.nan                       # the daemon (missing: reject) refuses its batch
+    with Daemon(tmp_path, model={"dim": 3, "rank": 3}) as d, client(d) as c:
+        p = isvd.Producer(c, linger_ms=600000, max_rows=10)
+        p.push_rows(X)
+        with pytest.raises(isvd.ProducerError) as e:
+            p.close()
+        (err,) = e.value.errors
+        assert (err.first, err.last) == (10, 19) and isinstance(err.error, isvd.NonFinite)
+        s = p.stats()
+        assert s["rows_accepted"] == 20 and s["rows_failed"] == 10 and s["batches_failed"] == 1
+        assert d.info()["rows_seen"] == 20
+        seen = []
+        with isvd.Producer(c, max_rows=10, on_error=seen.append) as p:    # a callback: no raise
+            p.push_rows(X)
+        assert [(b.first, b.last) for b in seen] == [(10, 19)]
+        q = isvd.Producer(c)
+        q.push_row(np.ones(3))
+        with pytest.raises(isvd.InputError, match="rows have 2 values; this producer's rows have 3"):
+            q.push_row(np.ones(2))
+        q.close()
+
+
+def test_100k_single_rows_across_a_kill_9(tmp_path):
+    rng = np.random.default_rng(21)
+    n, dim = 100_000, 8
+    X = rng.standard_normal((n, dim)) * np.linspace(3.0, 0.5, dim)
+    model = {"dim": dim, "rank": dim, "mode": "exact"}
+    d = Daemon(tmp_path, model=model)
+    c = client(d, timeout=0.5, retries=1)
+    p = isvd.Producer(c, linger_ms=5, max_rows=1024, delivery_timeout=120)
+    try:
+        for i in range(n):
+            p.push_row(X[i])
+            if i == 40_000:
+                wait_for(lambda: p.stats()["rows_accepted"] > 20_000, "rows acked before the kill")
+                assert d.kill() == -9
+                # down for longer than the client's timeout × (retries + 1),
+                # so the producer itself resends the batch, same number
+                time.sleep(3.0)
+                d = Daemon(tmp_path, model=model)         # a restart: same storage
+        p.close()
+        s = p.stats()
+        print(s)
+        assert s["rows_in"] == n and s["rows_failed"] == 0 and s["rows_pending"] == 0
+        assert s["rows_accepted"] + s["rows_duplicate"] == n and s["resends"] >= 1
+        info = d.info()
+        assert info["rows_seen"] == n                     # every row once: none lost, none doubled
+        sigma, _, _, seq = d.factors()
+        assert seq == n and s["last_seq"] <= n
+        assert np.allclose(sigma, sigma_of(X), rtol=1e-9, atol=0)
+    finally:
+        c.close()
+        d.stop()
