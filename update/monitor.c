@@ -29,7 +29,8 @@
  *
  * DESIGN
  *   Scores at ingest (isvd_model_update_scored) are taken against the model
- *   before each block, from two dgemms per block; the workspace comes from
+ *   before each block, from one dgemm per block (SPE as ‖x − μ‖² − ‖c‖²
+ *   while that does not cancel, else the residual); the workspace comes from
  *   isvd_model_set_scoring(), so the fold allocates nothing.  Exact mode
  *   needs the top k of R once per block: from the eigenpairs of RᵀR (as
  *   gap imputation does, missing.c), not its SVD — the same to rounding for
@@ -44,8 +45,15 @@
 #include <lapacke.h>
 
 #include "internal.h"
+#include "par.h"
 
 #define AT(a, ld, i, j) ((a)[(size_t)(j) * (ld) + (i)])
+
+/* SPE is taken as ‖x − μ‖² − ‖c‖² only while it is at least this share of
+ * ‖x − μ‖² (its relative rounding error then stays near 1e-16/SPE_CANCEL,
+ * plus the basis's orthogonality error over the same share); rows the
+ * model explains more closely get the residual computed. */
+#define SPE_CANCEL 1e-6
 
 /* Rows per chunk of the query-time scores. */
 #define SCORE_CHUNK 256
@@ -252,6 +260,84 @@ int isvd_model_set_scoring(struct isvd_model *m, int on)
 	return ISVD_OK;
 }
 
+/* One block's scoring, split by rows over the engine's pool (each part
+ * scores whole rows, so results do not depend on the split). */
+struct score_job {
+	struct isvd_model *m;
+	const double *x;
+	size_t xld;
+	const double *orig;
+	size_t old, b;
+	const double *V, *sigma;
+	size_t k;
+	double *spe, *t2;
+};
+
+static void score_rows(void *arg, size_t part)
+{
+	const struct score_job *j = arg;
+	const struct isvd_model *m = j->m;
+	const size_t n = m->n, k = j->k;
+	const double *V = j->V, *sigma = j->sigma;
+	size_t lo, hi;
+
+	upd_pool_range(j->b, upd_pool_size(m->pool), part, &lo, &hi);
+	if (hi <= lo)
+		return;
+	double *xc = m->score_x + lo * n, *c = m->score_c + lo * (k ? k : 1);
+	for (size_t i = lo; i < hi; i++)
+		for (size_t q = 0; q < n; q++)
+			xc[(i - lo) * n + q] = m->center ? j->x[i * j->xld + q] - m->mean[q]
+			                                 : j->x[i * j->xld + q];
+	if (k > 0)
+		cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)k, (int)(hi - lo), (int)n, 1.0,
+		            V, (int)n, xc, (int)n, 0.0, c, (int)k);
+	for (size_t i = lo; i < hi; i++) {
+		double *res = xc + (i - lo) * n;
+		const double *o = j->orig + i * j->old, *ci = c + (i - lo) * k;
+		double t = 0, cc = 0;
+		for (size_t a = 0; a < k; a++) {
+			cc += ci[a] * ci[a];
+			if (sigma[a] > 0)
+				t += ci[a] * ci[a] * m->weight / (sigma[a] * sigma[a]);
+		}
+		j->t2[i] = t;
+		/* SPE = ‖x − μ‖² − ‖c‖² (Vₖ has orthonormal columns), unless that
+		 * cancels: then, and for rows with gaps (SPE over the observed
+		 * values), the residual itself, x − μ − Vₖc */
+		double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+		size_t q = 0;
+		if (j->orig == j->x) {   /* a block without gaps */
+			for (; q + 4 <= n; q += 4) {
+				a0 += res[q] * res[q];
+				a1 += res[q + 1] * res[q + 1];
+				a2 += res[q + 2] * res[q + 2];
+				a3 += res[q + 3] * res[q + 3];
+			}
+			for (; q < n; q++)
+				a0 += res[q] * res[q];
+			const double xx = (a0 + a1) + (a2 + a3);
+			if (isfinite(xx) && xx - cc > SPE_CANCEL * xx) {
+				j->spe[i] = xx - cc;
+				continue;
+			}
+		}
+		if (k > 0)
+			cblas_dgemv(CblasColMajor, CblasNoTrans, (int)n, (int)k, -1.0, V, (int)n, ci, 1, 1.0,
+			            res, 1);
+		double acc = 0, amax = 0;
+		for (q = 0; q < n; q++)
+			if (!isnan(o[q]) && fabs(res[q]) > amax)
+				amax = fabs(res[q]);
+		for (q = 0; amax > 0 && q < n; q++)   /* scaled: no square overflows */
+			if (!isnan(o[q])) {
+				const double y = res[q] / amax;
+				acc += y * y;
+			}
+		j->spe[i] = amax * amax * acc;
+	}
+}
+
 /*
  * Scores of b rows (the block about to be folded: x, ld apart, completed
  * rows with NaN-free values) against the model as it stands; gaps (NaN in
@@ -260,7 +346,6 @@ int isvd_model_set_scoring(struct isvd_model *m, int on)
 int upd_score_block(struct isvd_model *m, const double *x, size_t xld, const double *orig,
                     size_t old, size_t b, double *spe, double *t2)
 {
-	const size_t n = m->n;
 	int err;
 
 	if (m->rows_seen == 0 || !(m->weight > 0)) {
@@ -297,52 +382,8 @@ int upd_score_block(struct isvd_model *m, const double *x, size_t xld, const dou
 		}
 	}
 	k = r < m->kmax ? r : m->kmax;
-	double *xc = m->score_x, *c = m->score_c;
-	for (size_t i = 0; i < b; i++)
-		for (size_t j = 0; j < n; j++)
-			xc[i * n + j] = m->center ? x[i * xld + j] - m->mean[j] : x[i * xld + j];
-	if (k > 0) {
-		cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)k, (int)b, (int)n, 1.0, V,
-		            (int)n, xc, (int)n, 0.0, c, (int)k);
-		cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)b, (int)k, -1.0,
-		            V, (int)n, c, (int)k, 1.0, xc, (int)n);
-	}
-	for (size_t i = 0; i < b; i++) {
-		const double *res = xc + i * n, *o = orig + i * old;
-		/* the plain sum of squares (four partial sums), over the observed
-		 * values; scaled only when it overflows (|x| near 1e150) */
-		double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-		size_t j = 0;
-		if (orig == x) {   /* a block without gaps */
-			for (; j + 4 <= n; j += 4) {
-				a0 += res[j] * res[j];
-				a1 += res[j + 1] * res[j + 1];
-				a2 += res[j + 2] * res[j + 2];
-				a3 += res[j + 3] * res[j + 3];
-			}
-		}
-		for (; j < n; j++)
-			if (!isnan(o[j]))
-				a0 += res[j] * res[j];
-		spe[i] = (a0 + a1) + (a2 + a3);
-		if (!isfinite(spe[i])) {
-			double acc = 0, amax = 0;
-			for (j = 0; j < n; j++)
-				if (!isnan(o[j]) && fabs(res[j]) > amax)
-					amax = fabs(res[j]);
-			for (j = 0; amax > 0 && j < n; j++)
-				if (!isnan(o[j])) {
-					const double y = res[j] / amax;
-					acc += y * y;
-				}
-			spe[i] = amax * amax * acc;
-		}
-		double s = 0;
-		for (size_t a = 0; a < k; a++)
-			if (sigma[a] > 0)
-				s += c[i * k + a] * c[i * k + a] * m->weight / (sigma[a] * sigma[a]);
-		t2[i] = s;
-	}
+	struct score_job j = { m, x, xld, orig, old, b, V, sigma, k, spe, t2 };
+	upd_pool_run(m->pool, score_rows, &j);   /* the block's rows split over the pool */
 	return ISVD_OK;
 }
 
