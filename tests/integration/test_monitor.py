@@ -243,3 +243,41 @@ def test_clients_show_monitoring(tmp_path):
                            timeout=30)
         assert '"stable":[1,0,0,1]' in j.stdout.replace(" ", ""), j.stdout
         assert c.info()["stable"] == [1.0, 0.0, 0.0, 1.0]
+
+
+def test_metrics_and_status_carry_the_monitor(tmp_path):
+    """/metrics has the monitor's families (equal to info's counts) and the
+    status page its drift row."""
+    import http.client
+    import re
+    import time
+    rng = np.random.default_rng(7)
+    basis = orth(rng, K, DIM)
+    d = Daemon(tmp_path, model={"rank": K, "extra": 4, "center": True, "mode": "exact"},
+               extra_sections={"monitor": {"enabled": True, "warmup_rows": 500,
+                                           "anomaly_max_per_s": 1000},
+                               "publish": {"spectrum_every_ms": 100},
+                               "http": {"listen": "127.0.0.1:0"}})
+    with d:
+        push_scored(d, gen(rng, basis, 2000))
+        x = gen(rng, basis, 20)
+        x[3] += 3.0
+        push_scored(d, x)
+        port = int(re.search(r"http: serving .* \(port (\d+)\)", d.log())[1])
+        info = d.info()
+
+        def get(path):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+            c.request("GET", path)
+            r = c.getresponse()
+            body = r.read().decode()
+            c.close()
+            return r.status, body
+        status, text = get("/metrics")
+        assert status == 200
+        flagged = re.search(r"^isvd_monitor_rows_flagged_total (\S+)$", text, re.M)
+        assert flagged and int(float(flagged[1])) == info["rows_flagged"] >= 1, text[-2000:]
+        assert re.search(r'^isvd_monitor_anomaly_messages_total\{result="sent"\} [1-9]', text, re.M)
+        time.sleep(0.5)                        # a spectrum snapshot measured the drift
+        status, page = get("/status")
+        assert status == 200 and ("from the baseline" in page or "no baseline yet" in page)
