@@ -4,7 +4,7 @@
  * components), the largest principal angle between two subspaces (drift),
  * and the stability of each reported component (the spectral gap).  Pure
  * numerics like the rest of update/: the control limits, which need
- * distribution quantiles, are the daemon's (daemon/monitor.c, GSL).
+ * distribution quantiles, are the daemon's (daemon/limits.c, GSL).
  *
  * DEFINITIONS (k = the reported rank, V_k, σ_i, μ, W = the total weight)
  *   c    = V_kᵀ(x − μ), the row's scores;
@@ -31,10 +31,18 @@
  *   Scores at ingest (isvd_model_update_scored) are taken against the model
  *   before each block, from one dgemm per block (SPE as ‖x − μ‖² − ‖c‖²
  *   while that does not cancel, else the residual); the workspace comes from
- *   isvd_model_set_scoring(), so the fold allocates nothing.  Exact mode
- *   needs the top k of R once per block: from the eigenpairs of RᵀR (as
- *   gap imputation does, missing.c), not its SVD — the same to rounding for
- *   the top components, at a third of the cost.
+ *   isvd_model_set_scoring(), so the fold allocates nothing; the block's
+ *   rows are split over the engine's pool.  Exact mode needs the top k of R
+ *   once per block and has no V between reads: it refines the previous
+ *   block's basis (refine(): subspace iteration and Rayleigh–Ritz, checked
+ *   by residuals), else takes the eigenpairs of RᵀR (as gap imputation
+ *   does, missing.c) — not an SVD of R, which costs three times as much.
+ *   The carried basis is transient state: scores are outputs, so replay
+ *   (which does not score) does not depend on it.
+ *
+ * INVARIANTS
+ *   sq_ok ⇒ sq holds sm orthonormal columns (n × sm); score_x, score_c
+ *   exist (n·B, kmax·B) whenever isvd_model_set_scoring() succeeded.
  */
 #include <float.h>
 #include <math.h>
