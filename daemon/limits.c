@@ -15,6 +15,26 @@ uint64_t mon_warmup(const struct cfg *cfg)
 	return cfg->monitor.warmup_rows ? cfg->monitor.warmup_rows : 10 * cfg->model.rank;
 }
 
+void mon_model_limits(const struct cfg *cfg, const struct isvd_model *m, struct mon_limits *out)
+{
+	double sigma[ISVD_MAX_RANK + 1];   /* kept ≤ k + extra ≤ ISVD_MAX_RANK + 1, checked below */
+	double weight = 0, energy = 0;
+	struct mon_limits lim = { INFINITY, INFINITY };
+	struct isvd_options o;
+	size_t r = 0;
+
+	out->spe = out->t2 = INFINITY;
+	if (!m || isvd_model_rows_seen(m) < mon_warmup(cfg))
+		return;
+	isvd_model_options(m, &o);
+	if (o.rank + o.extra > ISVD_MAX_RANK + 1 ||
+	    isvd_model_kept(m, sigma, &r, &weight, &energy) != ISVD_OK)
+		return;
+	mon_limits(cfg->monitor.confidence, sigma, r, isvd_model_rank(m), o.dim, energy, weight, &lim);
+	out->spe = cfg->monitor.spe_limit > 0 ? cfg->monitor.spe_limit : lim.spe;
+	out->t2 = cfg->monitor.t2_limit > 0 ? cfg->monitor.t2_limit : lim.t2;
+}
+
 /* Smallest SPE limit, relative to the total variance per row. */
 #define SPE_FLOOR 1e-12
 

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "isvd_model.h"
 
 /* The rows before anything is flagged: monitor.warmup_rows, or 10·rank. */
 uint64_t mon_warmup(const struct cfg *cfg);
@@ -43,5 +44,12 @@ struct mon_limits {
  * total energy (weighted centred scatter trace) and total weight. */
 void mon_limits(double confidence, const double *sigma, size_t r, size_t k, size_t n,
                 double energy, double weight, struct mon_limits *out);
+
+/* The limits model m's rows are held to now, under cfg's monitor.*: both
+ * INFINITY during warm-up (fewer than mon_warmup() rows, or no model),
+ * else monitor.spe_limit / t2_limit where set and mon_limits() from m's
+ * spectrum where not.  The engine thread (a block's) and the query thread
+ * (info's, on a snapshot) both ask this. */
+void mon_model_limits(const struct cfg *cfg, const struct isvd_model *m, struct mon_limits *out);
 
 #endif

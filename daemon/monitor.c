@@ -49,23 +49,11 @@ static void tell_query(struct isvdd *srv)
 
 void mon_block_limits(const struct cfg *cfg, const struct isvd_model *m, struct ing_batch *b)
 {
-	double sigma[ISVD_MAX_RANK + 1];   /* kept ≤ min(k + extra, n) ≤ … */
-	double weight = 0, energy = 0;
-	size_t r = 0;
-	struct mon_limits lim = { INFINITY, INFINITY };
+	struct mon_limits lim;
 
-	b->spe_limit = b->t2_limit = INFINITY;
-	if (!m || isvd_model_rows_seen(m) < mon_warmup(cfg))
-		return;
-	struct isvd_options o;
-	isvd_model_options(m, &o);
-	if (o.rank + o.extra > ISVD_MAX_RANK + 1 ||
-	    isvd_model_kept(m, sigma, &r, &weight, &energy) != ISVD_OK)
-		return;
-	const size_t k = isvd_model_rank(m);
-	mon_limits(cfg->monitor.confidence, sigma, r, k, o.dim, energy, weight, &lim);
-	b->spe_limit = cfg->monitor.spe_limit > 0 ? cfg->monitor.spe_limit : lim.spe;
-	b->t2_limit = cfg->monitor.t2_limit > 0 ? cfg->monitor.t2_limit : lim.t2;
+	mon_model_limits(cfg, m, &lim);
+	b->spe_limit = lim.spe;
+	b->t2_limit = lim.t2;
 }
 
 /* May one more `anomaly` message go now? */

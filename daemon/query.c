@@ -195,10 +195,8 @@ static int do_ping(struct qry *r, const struct qry_view *v, const struct isvd_pr
  * counts and angles, each component's gap and stability. */
 static int info_monitor(struct qry *r, const struct qry_view *v, struct isvd_proto_reply *rep)
 {
-	double sigma[ISVD_MAX_RANK + 1], weight = 0, energy = 0;
-	struct mon_limits lim = { INFINITY, INFINITY };
-	struct isvd_options o;
-	size_t kept = 0, k = 0;
+	struct mon_limits lim;
+	size_t k = 0;
 	int rc;
 
 	pthread_mutex_lock(&r->mu);
@@ -211,13 +209,9 @@ static int info_monitor(struct qry *r, const struct qry_view *v, struct isvd_pro
 	rep->drift_prev_deg = m.drift_prev_deg;
 	rep->drift_baseline_deg = m.drift_baseline_deg;
 	rep->baseline_seq = m.baseline_seq;
-	isvd_model_options(v->snap, &o);
-	if (o.rank + o.extra <= ISVD_MAX_RANK + 1 && v->seq >= mon_warmup(r->cfg) &&
-	    isvd_model_kept(v->snap, sigma, &kept, &weight, &energy) == ISVD_OK)
-		mon_limits(r->cfg->monitor.confidence, sigma, kept, isvd_model_rank(v->snap), o.dim,
-		           energy, weight, &lim);
-	rep->spe_limit = r->cfg->monitor.spe_limit > 0 ? r->cfg->monitor.spe_limit : lim.spe;
-	rep->t2_limit = r->cfg->monitor.t2_limit > 0 ? r->cfg->monitor.t2_limit : lim.t2;
+	mon_model_limits(r->cfg, v->snap, &lim);   /* those a push now is held to */
+	rep->spe_limit = lim.spe;
+	rep->t2_limit = lim.t2;
 	k = isvd_model_rank(v->snap);
 	rep->gap.v = malloc((k ? k : 1) * sizeof(double));
 	rep->stable.v = malloc((k ? k : 1) * sizeof(double));
