@@ -386,25 +386,28 @@ static int chol_solve(struct upd_imp *w, size_t nm, size_t r)
  */
 static int solve_row(const struct isvd_model *m, struct upd_imp *w, size_t nm, double *out);
 
-int upd_imp_row(const struct isvd_model *m, struct upd_imp *w, const double *x, double *out,
-                size_t *filled)
+/* x's gaps into w->idx (their count returned), the centred row with zeros
+ * at the gaps into w->d, and x into out. */
+static size_t scan_row(const struct isvd_model *m, struct upd_imp *w, const double *x,
+                       double *out)
 {
-	const size_t n = m->n, r = w->r;
 	size_t nm = 0;
 
-	for (size_t j = 0; j < n; j++) {
-		if (isnan(x[j])) {
+	for (size_t j = 0; j < m->n; j++) {
+		const int gap = isnan(x[j]);
+		if (gap)
 			w->idx[nm++] = j;
-			w->d[j] = 0.0;
-		} else {
-			w->d[j] = m->center ? x[j] - m->mean[j] : x[j];
-		}
+		w->d[j] = gap ? 0.0 : m->center ? x[j] - m->mean[j] : x[j];
 		out[j] = x[j];
 	}
-	if (filled)
-		*filled = nm;
-	if (nm == 0)
-		return ISVD_OK;
+	return nm;
+}
+
+/* upd_imp_row() after scan_row() found nm ≥ 1 gaps. */
+static int fill_scanned(const struct isvd_model *m, struct upd_imp *w, size_t nm, double *out)
+{
+	const size_t n = m->n, r = w->r;
+
 	if (r == 0) {   /* warm-up: the running mean */
 		for (size_t q = 0; q < nm; q++)
 			out[w->idx[q]] = m->center ? m->mean[w->idx[q]] : 0.0;
@@ -414,6 +417,16 @@ int upd_imp_row(const struct isvd_model *m, struct upd_imp *w, const double *x, 
 	cblas_dgemv(CblasColMajor, CblasTrans, (int)n, (int)r, 1.0, w->V, (int)n, w->d, 1, 0.0,
 	            w->c, 1);
 	return solve_row(m, w, nm, out);
+}
+
+int upd_imp_row(const struct isvd_model *m, struct upd_imp *w, const double *x, double *out,
+                size_t *filled)
+{
+	const size_t nm = scan_row(m, w, x, out);
+
+	if (filled)
+		*filled = nm;
+	return nm == 0 ? ISVD_OK : fill_scanned(m, w, nm, out);
 }
 
 /*
@@ -597,18 +610,9 @@ static int prepare(const struct isvd_model *m, struct upd_imp *w)
 int upd_imp_fill(const struct isvd_model *m, struct upd_imp *w, const double *x, double *out,
                  size_t *filled)
 {
-	const size_t n = m->n;
-	size_t nm = 0;
-
 	if (!(w->Q && w->r > 0))   /* no Q here, or warm-up */
 		return upd_imp_row(m, w, x, out, filled);
-	for (size_t j = 0; j < n; j++) {
-		const int gap = isnan(x[j]);
-		if (gap)
-			w->idx[nm++] = j;
-		w->d[j] = gap ? 0.0 : m->center ? x[j] - m->mean[j] : x[j];
-		out[j] = x[j];
-	}
+	const size_t nm = scan_row(m, w, x, out);
 	*filled = nm;
 	if (nm == 0)
 		return ISVD_OK;
@@ -618,7 +622,9 @@ int upd_imp_fill(const struct isvd_model *m, struct upd_imp *w, const double *x,
 		if (impute_q(m, w, nm, out) == 0)
 			return ISVD_OK;
 	}
-	return upd_imp_row(m, w, x, out, filled);
+	/* the r×r system, from the same scan (impute_q leaves w->d's first
+	 * half, the centred row, as it was; the gaps of out are all rewritten) */
+	return fill_scanned(m, w, nm, out);
 }
 
 int upd_imp_query_init(const struct isvd_model *m, struct upd_imp *w)
