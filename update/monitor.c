@@ -67,21 +67,16 @@
 #define SCORE_CHUNK 256
 
 /* Variance of component i, or 0 when it has none. */
-static double comp_var(const struct isvd_model *m, size_t i)
-{
-	return m->weight > 0 ? m->sigma[i] * m->sigma[i] / m->weight : 0.0;
-}
-
-/* T² of one row from its k scores. */
-static double t2_of(const struct isvd_model *m, const double *c, size_t k)
+/* T² of one row from its k scores c against singular values sigma and
+ * total weight: Σ c_i²/v_i, v_i = σ_i²/W; components without variance add
+ * nothing. */
+static double t2_of(const double *sigma, double weight, const double *c, size_t k)
 {
 	double t2 = 0;
 
-	for (size_t i = 0; i < k; i++) {
-		const double v = comp_var(m, i);
-		if (v > 0)
-			t2 += c[i] * c[i] / v;
-	}
+	for (size_t i = 0; i < k && weight > 0; i++)
+		if (sigma[i] > 0)
+			t2 += c[i] * c[i] * weight / (sigma[i] * sigma[i]);
 	return t2;
 }
 
@@ -110,7 +105,7 @@ int isvd_model_scores(const struct isvd_model *m, const double *rows, size_t nro
 		err = isvd_model_project(m, rows + i0 * ld, c, ld, ISVD_SPACE_SCORES, coords, res);
 		for (size_t i = 0; i < c && !err; i++) {
 			spe[i0 + i] = res[i] * res[i];
-			t2[i0 + i] = t2_of(m, coords + i * k, k);
+			t2[i0 + i] = t2_of(m->sigma, m->weight, coords + i * k, k);
 		}
 	}
 out:
@@ -303,13 +298,10 @@ static void score_rows(void *arg, size_t part)
 	for (size_t i = lo; i < hi; i++) {
 		double *res = xc + (i - lo) * n;
 		const double *o = j->orig + i * j->old, *ci = c + (i - lo) * k;
-		double t = 0, cc = 0;
-		for (size_t a = 0; a < k; a++) {
+		double cc = 0;
+		for (size_t a = 0; a < k; a++)
 			cc += ci[a] * ci[a];
-			if (sigma[a] > 0)
-				t += ci[a] * ci[a] * m->weight / (sigma[a] * sigma[a]);
-		}
-		j->t2[i] = t;
+		j->t2[i] = t2_of(sigma, m->weight, ci, k);
 		/* SPE = ‖x − μ‖² − ‖c‖² (Vₖ has orthonormal columns), unless that
 		 * cancels: then, and for rows with gaps (SPE over the observed
 		 * values), the residual itself, x − μ − Vₖc */
