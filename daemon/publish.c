@@ -56,21 +56,19 @@ static void publish_spectrum(struct isvdd *srv)
 	s.has_gaps = true;
 	s.rows_with_gaps = info.rows_with_gaps - srv->gap_rows0;
 	s.values_imputed = info.values_imputed - srv->gap_values0;
-	double stable[ISVD_MAX_RANK];
-	int flags[ISVD_MAX_RANK];
-	size_t ks = 0;
-	if (srv->cfg->monitor.enabled && isvd_model_stability(srv->model, NULL, flags, &ks) == 0) {
+	struct isvd_proto_vec stable = { 0 };
+	if (srv->cfg->monitor.enabled &&
+	    rpl_stability_vecs(srv->model, NULL, &stable) == ISVD_PROTO_OK) {
 		mon_on_spectrum(srv);
-		for (size_t i = 0; i < ks; i++)
-			stable[i] = flags[i];
 		s.has_monitor = true;
 		s.drift_prev_deg = srv->mon.drift_prev_deg;
 		s.drift_baseline_deg = srv->mon.drift_base_deg;
-		s.stable = (struct isvd_proto_vec){ stable, ks };
+		s.stable = stable;
 	}
 	if (isvd_proto_spectrum_encode(&s, &out, &len) == 0)
 		pub_send(srv, ISVD_PROTO_TOPIC_SPECTRUM, out, len);
 	free(out);
+	free(stable.v);
 	srv->spectrum_seq = srv->seq;
 	srv->spectrum_sent = true;
 }

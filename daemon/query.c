@@ -196,8 +196,6 @@ static int do_ping(struct qry *r, const struct qry_view *v, const struct isvd_pr
 static int info_monitor(struct qry *r, const struct qry_view *v, struct isvd_proto_reply *rep)
 {
 	struct mon_limits lim;
-	size_t k = 0;
-	int rc;
 
 	pthread_mutex_lock(&r->mu);
 	const struct qry_monitor m = r->mon;
@@ -212,23 +210,7 @@ static int info_monitor(struct qry *r, const struct qry_view *v, struct isvd_pro
 	mon_model_limits(r->cfg, v->snap, &lim);   /* those a push now is held to */
 	rep->spe_limit = lim.spe;
 	rep->t2_limit = lim.t2;
-	k = isvd_model_rank(v->snap);
-	rep->gap.v = malloc((k ? k : 1) * sizeof(double));
-	rep->stable.v = malloc((k ? k : 1) * sizeof(double));
-	int *flags = malloc((k ? k : 1) * sizeof *flags);
-	if (!rep->gap.v || !rep->stable.v || !flags) {
-		free(flags);
-		return ISVD_PROTO_NOMEM;
-	}
-	if ((rc = isvd_model_stability(v->snap, rep->gap.v, flags, &k))) {
-		free(flags);
-		return rpl_err_from_engine(rc);
-	}
-	for (size_t i = 0; i < k; i++)
-		rep->stable.v[i] = flags[i];
-	rep->gap.n = rep->stable.n = k;
-	free(flags);
-	return ISVD_PROTO_OK;
+	return rpl_stability_vecs(v->snap, &rep->gap, &rep->stable);
 }
 
 static int do_info(struct qry *r, const struct qry_view *v, const struct isvd_proto_request *req,

@@ -138,27 +138,39 @@ void rpl_factors_free(struct isvd_proto_reply *rep)
 	rep->sigma.v = rep->vt.data = rep->mean.v = rep->stable.v = NULL;
 }
 
-int rpl_stability(const struct isvd_model *m, struct isvd_proto_reply *rep)
+int rpl_stability_vecs(const struct isvd_model *m, struct isvd_proto_vec *gap,
+                       struct isvd_proto_vec *stable)
 {
 	const size_t kmax = isvd_model_rank(m);
 	size_t k = 0;
 	int rc, *flags = malloc((kmax ? kmax : 1) * sizeof *flags);
 
-	rep->stable.v = malloc((kmax ? kmax : 1) * sizeof(double));
-	if (!flags || !rep->stable.v) {
+	stable->v = malloc((kmax ? kmax : 1) * sizeof(double));
+	if (gap)
+		gap->v = malloc((kmax ? kmax : 1) * sizeof(double));
+	if (!flags || !stable->v || (gap && !gap->v)) {
 		free(flags);
 		return ISVD_PROTO_NOMEM;
 	}
-	if ((rc = isvd_model_stability(m, NULL, flags, &k))) {
+	if ((rc = isvd_model_stability(m, gap ? gap->v : NULL, flags, &k))) {
 		free(flags);
 		return rpl_err_from_engine(rc);
 	}
 	for (size_t i = 0; i < k; i++)
-		rep->stable.v[i] = flags[i];
-	rep->stable.n = k;
-	rep->has_monitor = true;
+		stable->v[i] = flags[i];
+	stable->n = k;
+	if (gap)
+		gap->n = k;
 	free(flags);
 	return ISVD_PROTO_OK;
+}
+
+int rpl_stability(const struct isvd_model *m, struct isvd_proto_reply *rep)
+{
+	const int code = rpl_stability_vecs(m, NULL, &rep->stable);
+
+	rep->has_monitor = code == ISVD_PROTO_OK;
+	return code;
 }
 
 /* Where the first missing (NaN) value of m is, for a message. */

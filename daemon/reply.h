@@ -65,5 +65,11 @@ void rpl_factors_free(struct isvd_proto_reply *rep);
 /* The monitor's `stable` flags of m's components into rep (malloc'd;
  * rpl_factors_free() releases them too).  An isvd_proto_err. */
 int rpl_stability(const struct isvd_model *m, struct isvd_proto_reply *rep);
+/* Each of m's reported components' stability flag (1 stable, 0 not) into
+ * stable and, when gap is not NULL, its relative spectral gap into gap
+ * (isvd_model_stability()); both malloc'd, the caller frees them, also
+ * on failure.  An isvd_proto_err. */
+int rpl_stability_vecs(const struct isvd_model *m, struct isvd_proto_vec *gap,
+                       struct isvd_proto_vec *stable);
 
 #endif /* ISVDD_REPLY_H */
