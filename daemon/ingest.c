@@ -127,6 +127,12 @@ static void reserve_batches(struct isvdd *srv)
 	}
 }
 
+/* model.missing as the engine's enum isvd_missing. */
+static int engine_missing(const struct cfg *cfg)
+{
+	return cfg->model.missing == CFG_MISSING_IMPUTE ? ISVD_MISSING_IMPUTE : ISVD_MISSING_REJECT;
+}
+
 int ing_make_model(struct isvdd *srv, size_t dim)
 {
 	struct isvd_options o;
@@ -141,8 +147,7 @@ int ing_make_model(struct isvdd *srv, size_t dim)
 	o.reorth_every = srv->cfg->model.reorth_every;
 	o.mode = srv->cfg->model.mode;
 	o.threads = (size_t)srv->cfg->model.threads;
-	o.missing = srv->cfg->model.missing == CFG_MISSING_IMPUTE ? ISVD_MISSING_IMPUTE
-	                                                          : ISVD_MISSING_REJECT;
+	o.missing = engine_missing(srv->cfg);
 	rc = isvd_model_create(&o, &srv->model);
 	if (rc) {
 		log_msg(srv->log, CFG_LOG_ERROR, "cannot create a model of dimension %zu: %s", dim,
@@ -173,8 +178,7 @@ void ing_adopt_model(struct isvdd *srv, struct isvd_model *m)
 			log_msg(srv->log, CFG_LOG_WARN, "model.threads %llu not applied: %s",
 			        (unsigned long long)srv->cfg->model.threads, isvd_strerror(rc));
 		/* and with imputation off: model.missing is the daemon's setting */
-		const int miss = srv->cfg->model.missing == CFG_MISSING_IMPUTE ? ISVD_MISSING_IMPUTE
-		                                                               : ISVD_MISSING_REJECT;
+		const int miss = engine_missing(srv->cfg);
 		if (miss != ISVD_MISSING_REJECT && (rc2 = isvd_model_set_missing(m, miss)))
 			log_msg(srv->log, CFG_LOG_WARN, "model.missing impute not applied: %s; pushes "
 			        "with gaps will be refused", isvd_strerror(rc2));
