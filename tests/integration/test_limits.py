@@ -291,3 +291,74 @@ def test_connection_cap_in_total(tmp_path):
             s.close(0)
         ctx.term()
         assert dm.stop() == 0
+
+
+# ------------------------------------------------------- the clients back off
+
+LIMITED = {"limits": {"push_rows_per_s": 200, "push_burst_rows": 40}, "storage": {"fsync": "none"}}
+
+
+def test_python_client_waits_out_the_limit_and_resends(tmp_path):
+    X = np.arange(4000.0).reshape(1000, 4) ** 0.5
+    with Daemon(tmp_path, model={"dim": 4}, extra_sections=LIMITED) as dm:
+        with isvd.Client(dm.ingest, dm.query, timeout=10, retries=3, client_id="py") as c:
+            acks = [c.push(X[i:i + 40]) for i in range(0, 200, 40)]
+            assert [a.accepted for a in acks] == [40] * 5
+            assert max(a.attempts for a in acks) > 1       # refused, waited, resent
+            assert not any(a.duplicate for a in acks)
+            # push_many: a window of 8 against the limit, every row once, in order
+            many = c.push_many(X[200:600], rows_per_push=20, window=8)
+            assert [a.accepted for a in many] == [20] * 20
+            assert [a.seq for a in many] == list(range(220, 601, 20))
+            info = c.info()
+            assert info["rows_seen"] == 600
+            (p,) = [p for p in info["pushers"] if p["key"] == "py"]
+            assert p["rows"] == 600 and p["limited_pushes"] > 0
+        # retries=0: the refusal reaches the caller, with the daemon's wait
+        with isvd.Client(dm.ingest, dm.query, timeout=10, retries=0, client_id="py0") as c:
+            c.push(X[:40])
+            with pytest.raises(isvd.RateLimited) as e:
+                c.push(X[:40])
+            assert e.value.code == "RATE_LIMITED" and 150 <= e.value.retry_after_ms <= 250
+            assert c.info()["rows_seen"] == 640
+        # the Producer delivers everything through the limit
+        with isvd.Client(dm.ingest, dm.query, timeout=10, retries=1, client_id="prod") as c:
+            with isvd.Producer(c, linger_ms=5, max_rows=50) as prod:
+                prod.push_rows(X[600:800])
+            assert prod.errors == [] and prod.stats()["rows_accepted"] == 200
+            assert c.info()["rows_seen"] == 840
+
+
+CLI = os.environ.get("ISVD_CLI", "")
+
+
+@pytest.mark.skipif(not CLI, reason="ISVD_CLI is not set (meson test sets it)")
+def test_cli_and_libisvd_wait_out_the_limit_and_show_the_pushers(tmp_path):
+    import json
+    import subprocess
+    X = np.arange(2000.0).reshape(500, 4) ** 0.5
+    f = tmp_path / "x.csv"
+    np.savetxt(f, X, delimiter=",")
+    with Daemon(tmp_path, model={"dim": 4}, extra_sections=LIMITED) as dm:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ISVD_")}
+        ends = ["--ingest", dm.ingest, "--query", dm.query]
+        # 500 rows in pushes of 40, up to 16 in flight, at 200 rows/s: libisvd
+        # holds them back and resends the refused ones (3 retries each)
+        p = subprocess.run([CLI, "push", str(f), "--batch", "40", "--client", "cli", *ends],
+                           capture_output=True, text=True, timeout=120, env=env)
+        assert p.returncode == 0, p.stderr
+        p = subprocess.run([CLI, "info", "--json", *ends], capture_output=True, text=True,
+                           timeout=60, env=env)
+        assert p.returncode == 0, p.stderr
+        info = json.loads(p.stdout)
+        assert info["rows_seen"] == 500
+        (cli,) = [q for q in info["pushers"] if q["key"] == "cli"]
+        assert cli["rows"] == 500 and cli["pushes"] == 13 and cli["limited_pushes"] > 0
+        p = subprocess.run([CLI, "info", *ends], capture_output=True, text=True, timeout=60, env=env)
+        assert p.returncode == 0 and "pushers" in p.stdout and "cli" in p.stdout
+        # --retries 0: the refusal is the push's failure, with the daemon's message
+        p = subprocess.run([CLI, "push", str(f), "--batch", "200", "--client", "cli0",
+                            "--retries", "0", *ends], capture_output=True, text=True, timeout=60,
+                           env=env)
+        assert p.returncode == 1 and "RATE_LIMITED" in p.stderr and "push_rows_per_s" in p.stderr, \
+            p.stderr
