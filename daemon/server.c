@@ -9,14 +9,18 @@
  *
  *     pollables, served in this order     timers, one table
  *       ZAP socket   sec_zap_serve()        batching delay  ing_on_flush_timer()
- *       engine fd    ing_engine_finish()    storage         rec_on_storage_timer()
- *       ingest       ing_on_readable()      spectrum        pub_on_spectrum_timer()
- *       control PAIR qry_serve_ctl()        factors         pub_on_factors_timer()
- *                                           refusal summary report_limits()
+ *       monitors (3) cc_drain()             storage         rec_on_storage_timer()
+ *       engine fd    ing_engine_finish()    spectrum        pub_on_spectrum_timer()
+ *       ingest       ing_on_readable()      factors         pub_on_factors_timer()
+ *       control PAIR qry_serve_ctl()        refusal summary report_limits()
  *                                           status, watchdog (notify.c)
  *
  *   The ZAP handler (security.c) is served first, so that handshakes are not
- *   starved by a busy ingest socket.  The engine thread (worker.c) applies
+ *   starved by a busy ingest socket; it applies the connection caps
+ *   (conncap.c), whose socket monitors are also pollables so that closed
+ *   connections are counted while nobody connects.  The pushers' rate
+ *   limits (ratelimit.c) are asked by ingest.c and read, under their own
+ *   mutex, by the query thread (info) and the HTTP thread (/metrics).  The engine thread (worker.c) applies
  *   one block at a time (ingest.c); the query thread (query.c) owns the
  *   query socket and answers from the view the engine thread snapshots
  *   after every block, forwarding `checkpoint` over the control PAIR.  The
@@ -36,9 +40,10 @@
  *   stops first.
  *
  *   Hostile peers: every socket bounds message size (ZMQ_MAXMSGSIZE),
- *   queues (high-water marks) and handshake time (limits.handshake_ms);
- *   refusals are counted and summed up in the log once a minute and at
- *   stop (report_limits()).
+ *   queues (high-water marks), handshake time (limits.handshake_ms) and
+ *   connections (limits.max_connections_per_address, max_connections);
+ *   pushers are held to limits.push_rows_per_s; refusals are counted and
+ *   summed up in the log once a minute and at stop (report_limits()).
  *
  * INVARIANTS
  *   See isvdd.h for the state's; here: after srv_create() returns 0 every

@@ -362,3 +362,29 @@ def test_cli_and_libisvd_wait_out_the_limit_and_show_the_pushers(tmp_path):
                            env=env)
         assert p.returncode == 1 and "RATE_LIMITED" in p.stderr and "push_rows_per_s" in p.stderr, \
             p.stderr
+
+
+def test_metrics_show_pushers_and_connections(tmp_path):
+    from test_http import http_port, scrape
+    with Daemon(tmp_path, model={"dim": 4},
+                extra_sections={"limits": {"push_rows_per_s": 100, "push_burst_rows": 20},
+                                "http": {"listen": "127.0.0.1:0"}}) as dm:
+        odd = 'a"b\\c\nd'            # a client id is any bytes but NUL: escaped as a label
+        assert dm.push(ROWS20, client=odd, batch=1)["ok"]
+        assert not dm.push(ROWS20[:5], client=odd, batch=2)["ok"]
+        assert dm.push(ROWS20[:5])["ok"]          # no client id: pusher "-"
+        fams = scrape(http_port(dm))
+
+        def value(name, **labels):
+            fam = fams[re.sub("_total$", "", name)]
+            (v,) = [s.value for s in fam.samples if s.name == name and s.labels == labels]
+            return v
+
+        assert value("isvd_pusher_rows_total", pusher=odd) == 20
+        assert value("isvd_pusher_pushes_total", pusher=odd) == 1
+        assert value("isvd_pusher_limited_pushes_total", pusher=odd) == 1
+        assert value("isvd_pusher_limited_rows_total", pusher=odd) == 5
+        assert value("isvd_pusher_rows_total", pusher="-") == 5
+        assert value("isvd_connections_open") >= 2      # the harness's two DEALERs (ipc)
+        assert value("isvd_connections_refused_total", cap="per_address") == 0
+        assert value("isvd_refusals_total", socket="ingest", code="RATE_LIMITED") == 1
