@@ -13,7 +13,9 @@
  *   period's number, and is reset by the first ack of a new period, so a
  *   reader tells a stale slot (an older period) from a current one.  The
  *   storage failure's reason, a string, is the one thing behind a mutex;
- *   it changes only when storage fails or heals.
+ *   it changes only when storage fails or heals.  The per-pusher counters
+ *   are not here but in the rate limiter's table (ratelimit.c), which the
+ *   rendering copies out under that table's own mutex.
  *
  *   Names follow Prometheus's conventions: the isvd_ prefix, base units in
  *   the name (_seconds, _bytes, _rows), _total on counters, labels for
