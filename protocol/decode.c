@@ -368,7 +368,8 @@ static int dec_pushers(struct proto_rd *rd, const char *key, bool *present,
 	struct isvd_proto_pusher *v = proto_malloc(o.len ? (size_t)o.len * sizeof *v : 1);
 	if (!v)
 		return proto_fail(err, ISVD_PROTO_NOMEM, "%s: out of memory", key);
-	memset(v, 0, (o.len ? o.len : 1) * sizeof *v);
+	if (o.len)
+		memset(v, 0, (size_t)o.len * sizeof *v);
 	out->v = v;                      /* released by isvd_proto_reply_fini() even on failure */
 	out->n = o.len;
 	for (uint32_t i = 0; i < o.len; i++) {

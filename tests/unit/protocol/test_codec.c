@@ -435,6 +435,14 @@ static void test_info_pushers(void **state)
 	}
 	rep_done(&out);
 	free(buf);
+	/* an empty table (a daemon nobody pushed to yet) */
+	in.pushers.n = 0;
+	assert_int_equal(isvd_proto_reply_encode(&in, &buf, &len), ISVD_PROTO_OK);
+	assert_int_equal(dec_rep(buf, len, ISVD_OP_INFO, &out, &e), ISVD_PROTO_OK);
+	assert_true(out.has_pushers);
+	assert_int_equal(out.pushers.n, 0);
+	rep_done(&out);
+	free(buf);
 	/* {ok: true, pushers: [{rows: 1}]}: no key */
 	static const uint8_t nokey[] = { 0x82, 0xa2, 'o', 'k', 0xc3, 0xa7, 'p', 'u', 's', 'h', 'e', 'r', 's',
 	                                 0x91, 0x81, 0xa4, 'r', 'o', 'w', 's', 0x01 };
