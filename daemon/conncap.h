@@ -39,7 +39,11 @@ enum cc_verdict { CC_ADMIT, CC_PER_ADDRESS, CC_TOTAL };
  * 0 and *out, or -1 after logging. */
 int cc_create(uint64_t per_address, uint64_t total, void *zctx, struct log_sink *log,
               struct cc **out);
-/* cc_destroy(NULL) is a no-op; the monitor sockets are closed. */
+/* cc_destroy(NULL) is a no-op; the monitor sockets are closed.  The
+ * watched sockets' monitors must be stopped before (zmq_socket_monitor(s,
+ * NULL, 0), then zmq_close(s)): libzmq leaks an event it cannot deliver to
+ * a reader that is gone, and a closing socket's last events come late,
+ * from libzmq's reaper thread. */
 void cc_destroy(struct cc *c);
 
 /* Starts monitoring sock (before it is bound: no connection missed) as

@@ -639,6 +639,7 @@ static void *run(void *arg)
 			summarize(r);
 	}
 	zmq_close(ctl);
+	zmq_socket_monitor(r->query, NULL, 0);   /* conncap.h: no event after its reader closes */
 	zmq_close(r->query);
 	r->query = NULL;
 	return NULL;

@@ -192,6 +192,7 @@ static void *open_socket(struct isvdd *srv, int type, enum sec_role role, const 
 	if (zmq_bind(s, endpoint) < 0) {
 		log_msg(srv->log, CFG_LOG_ERROR, "cannot bind the %s endpoint %s: %s", what, endpoint,
 		        zmq_strerror(errno));
+		zmq_socket_monitor(s, NULL, 0);
 		zmq_close(s);
 		return NULL;
 	}
@@ -369,12 +370,13 @@ void srv_destroy(struct isvdd *srv)
 	ing_fini(srv);
 	sto_close(srv->sto);
 	dup_fini(&srv->dup);
-	if (srv->ingest)
-		zmq_close(srv->ingest);
-	if (srv->query)
-		zmq_close(srv->query);
-	if (srv->publish)
-		zmq_close(srv->publish);
+	/* their monitors stopped first (conncap.h), then the sockets */
+	void *socks[3] = { srv->ingest, srv->query, srv->publish };
+	for (int i = 0; i < 3; i++)
+		if (socks[i]) {
+			zmq_socket_monitor(socks[i], NULL, 0);
+			zmq_close(socks[i]);
+		}
 	cc_destroy(srv->cc);     /* the monitor sockets, before the context ends */
 	sec_destroy(srv->sec);   /* the ZAP socket, before the context ends */
 	if (srv->zctx)
