@@ -496,8 +496,10 @@ class Client:
         ndarray), explained_energy_ratio, condition_number,
         orthogonality_error, center, forget, last_checkpoint_seq, uptime_s,
         ingest_rows_per_s, missing ("reject" or "impute"), rows_with_gaps and
-        values_imputed (since the daemon started); keys a newer daemon adds
-        are passed through.
+        values_imputed (since the daemon started), pushers (a list of dicts
+        {key, pushes, rows, limited_pushes, limited_rows}: per pusher, what
+        the daemon's rate limit let through and refused); keys a newer
+        daemon adds are passed through.
         """
         r, _ = self._request("query", {"op": "info"})
         out = {k: v for k, v in r.items() if k not in ("ok", "id")}
