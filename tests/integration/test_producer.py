@@ -101,11 +101,18 @@ def test_refused_batch_is_reported_with_its_rows(tmp_path):
         with isvd.Producer(c, max_rows=10, on_error=seen.append) as p:    # a callback: no raise
             p.push_rows(X)
         assert [(b.first, b.last) for b in seen] == [(10, 19)]
-        q = isvd.Producer(c)
-        q.push_row(np.ones(3))
-        with pytest.raises(isvd.InputError, match="rows have 2 values; this producer's rows have 3"):
+        # a row of another dimension goes in a batch of its own, which the
+        # daemon refuses; the rows around it are applied (as libisvd's producer)
+        seen = []
+        with isvd.Producer(c, linger_ms=600000, on_error=seen.append) as q:
+            q.push_row(np.ones(3))
             q.push_row(np.ones(2))
-        q.close()
+            q.push_rows(np.ones((2, 3)))
+        assert [(b.first, b.last) for b in seen] == [(1, 1)]
+        assert isinstance(seen[0].error, isvd.DimMismatch)
+        s = q.stats()
+        assert s["rows_accepted"] == 3 and s["rows_failed"] == 1 and s["batches_sent"] == 3
+        assert d.info()["rows_seen"] == 20 + 20 + 3
 
 
 def test_100k_single_rows_across_a_kill_9(tmp_path):
