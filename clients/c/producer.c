@@ -372,6 +372,7 @@ static void resolve(struct isvd_producer *p, struct pbatch *b, const struct isvd
 				p->errs[(p->errs_head + p->nerrs++) % p->errs_cap] = *r;
 		}
 	}
+	assert(p->st.rows_accepted + p->st.rows_duplicate + p->st.rows_failed <= p->st.rows_in);
 	batch_release(p, b);
 	pthread_cond_broadcast(&p->changed);
 }
