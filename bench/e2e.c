@@ -4,7 +4,7 @@
  *
  * `isvd-e2e` starts the daemon itself (a generated config in a temporary
  * directory, tcp://127.0.0.1 on free ports), drives it with libisvd and
- * prints numbers; it asserts nothing about time.  Five sections:
+ * prints numbers; it asserts nothing about time.  Six sections:
  *
  *   ingest    rows/s acknowledged, p50/p99 ack latency (push_send → its ack)
  *             and the daemon's CPU share, for pushes of 1, 16 and 256 rows
@@ -17,6 +17,12 @@
  *             10^5 rows, halfway and at the end of a long stream
  *   recovery  kill -9 after streaming with checkpoints off, restart, and the
  *             replay rate from the daemon's "recovery: replayed" log line
+ *   monitor   what monitor.enabled costs (SPE and T² of every pushed row
+ *             against the model before its block): rows/s with it off and
+ *             on, in rounds that alternate off and on (the best of each
+ *             kept, since the host drifts), for the engine in process
+ *             (isvd_model_update vs isvd_model_update_scored) and through
+ *             the daemon (one pusher, pushes of 256 rows, fsync interval)
  *   producer  one row per call through libisvd's producer (isvd/producer.h,
  *             its defaults: linger 5 ms, 1024 rows a batch) against pushes of
  *             256 rows, fsync always, and the ratio (issue 21's target: the
@@ -101,8 +107,9 @@
 #define E2E_ACK_TIMEOUT   60000     /* ms: a bench waits, it does not resend */
 #define E2E_START_TIMEOUT 600.0     /* s until ping answers (a long replay) */
 
-enum { SEC_INGEST = 1, SEC_QUERY = 2, SEC_MEMORY = 4, SEC_RECOVERY = 8, SEC_PRODUCER = 16,
-       SEC_ALL = 31, SEC_LAST = SEC_PRODUCER };
+enum { SEC_INGEST = 1, SEC_QUERY = 2, SEC_MEMORY = 4, SEC_RECOVERY = 8, SEC_MONITOR = 16,
+       SEC_PRODUCER = 32, SEC_ALL = 63, SEC_LAST = SEC_PRODUCER };
+#define E2E_MONITOR_ROUNDS 3     /* off/on pairs in the monitor section */
 
 /* ------------------------------------------------------------------------ */
 /* Options                                                                  */
@@ -135,12 +142,13 @@ static void usage(FILE *f)
 	"127.0.0.1, free ports) and measures it through libisvd: ingest rows/s, ack\n"
 	"latency and daemon CPU per push size and fsync policy next to the engine's\n"
 	"in-process rows/s; project latency under ingest load; the daemon's memory\n"
-	"and storage over a long stream; replay rate after kill -9; one-row pushes\n"
-	"through libisvd's producer against pushes of 256.  Prints numbers;\n"
+	"and storage over a long stream; replay rate after kill -9; the cost of\n"
+	"monitor.enabled (anomaly scores at ingest); one-row pushes through\n"
+	"libisvd's producer against pushes of 256.  Prints numbers;\n"
 	"asserts nothing.\n"
 	"\n"
-	"  --only LIST      sections to run: ingest, query, memory, recovery, producer\n"
-	"                   (comma list or repeated; default all)\n"
+	"  --only LIST      sections to run: ingest, query, memory, recovery, monitor,\n"
+	"                   producer (comma list or repeated; default all)\n"
 	"  --sizes LIST     NxK configurations (default 64x8,1000x50,10000x100)\n"
 	"  --seconds S      length of each timed measurement (default 3; --quick 1)\n"
 	"  --rows-scale F   scale the memory stream (10^7 rows at 64x8, 10^6 at\n"
@@ -197,11 +205,13 @@ static int parse_only(const char *s, unsigned *mask)
 			*mask |= SEC_MEMORY;
 		else if (!strcmp(tok, "recovery"))
 			*mask |= SEC_RECOVERY;
+		else if (!strcmp(tok, "monitor"))
+			*mask |= SEC_MONITOR;
 		else if (!strcmp(tok, "producer"))
 			*mask |= SEC_PRODUCER;
 		else {
 			fprintf(stderr, PROG ": --only: unknown section '%s' (ingest, query, memory, "
-			        "recovery, producer)\n", tok);
+			        "recovery, monitor, producer)\n", tok);
 			return -1;
 		}
 	}
@@ -520,6 +530,7 @@ struct daemon {
 	char log[PATH_MAX + 32];
 	char ingest[64], query[64], publish[64];
 	double ready_s;          /* start to first ping answered */
+	int monitor;             /* monitor.enabled in the config */
 };
 
 /* Three distinct free loopback ports (bound to :0 together, then closed). */
@@ -571,9 +582,10 @@ static int daemon_config(struct daemon *d, const char *fsync, uint64_t ckpt_rows
 	        "batching:\n  max_rows: %d\n"
 	        "storage:\n  dir: %s\n  fsync: %s\n  checkpoint_every_rows: %" PRIu64 "\n"
 	        "  checkpoint_every_s: %u\n"
-	        "log:\n  file: %s\n  level: info\n",
+	        "log:\n  file: %s\n  level: info\n"
+	        "monitor:\n  enabled: %s\n",
 	        d->n, d->k, d->ingest, d->query, d->publish, E2E_MAX_ROWS, d->data, fsync, ckpt_rows,
-	        ckpt_s, d->log);
+	        ckpt_s, d->log, d->monitor ? "true" : "false");
 	if (fclose(f) != 0) {
 		fprintf(stderr, PROG ": %s: %s\n", d->cfg, strerror(errno));
 		return -1;
@@ -805,16 +817,18 @@ static int pool_make(struct pool *p, size_t n, size_t k, uint64_t seed)
 /* The engine in process                                                    */
 
 /* The engine's rows/s on the pool in blocks of E2E_MAX_ROWS for about
- * `seconds`, with the daemon's model options.  *mode receives the mode auto
- * resolved to.  -1 on failure. */
-static double engine_rate(const struct pool *p, double seconds, const char **mode,
-                          size_t *threads)
+ * `seconds`, with the daemon's model options; with `scored`, through
+ * isvd_model_update_scored() as monitor.enabled makes the daemon do.
+ * *mode receives the mode auto resolved to.  -1 on failure. */
+static double engine_rate_scored(const struct pool *p, double seconds, int scored,
+                                 const char **mode, size_t *threads)
 {
 	struct isvd_options o, r;
 	struct isvd_model *m = NULL;
 	uint64_t rows = 0;
 	size_t off = 0;
 	double t0, dt;
+	double spe[E2E_MAX_ROWS], t2[E2E_MAX_ROWS];
 	int err;
 
 	isvd_options_default(&o);
@@ -835,7 +849,9 @@ static double engine_rate(const struct pool *p, double seconds, const char **mod
 	*threads = r.threads;
 	t0 = now_s();
 	do {
-		err = isvd_model_update(m, p->x + off * p->n, E2E_MAX_ROWS, p->n);
+		err = scored ? isvd_model_update_scored(m, p->x + off * p->n, E2E_MAX_ROWS, p->n, spe,
+		                                        t2)
+		             : isvd_model_update(m, p->x + off * p->n, E2E_MAX_ROWS, p->n);
 		if (err != ISVD_OK) {
 			fprintf(stderr, PROG ": engine update: %s\n", isvd_strerror(err));
 			isvd_model_destroy(m);
@@ -851,6 +867,12 @@ static double engine_rate(const struct pool *p, double seconds, const char **mod
 	dt = now_s() - t0;
 	isvd_model_destroy(m);
 	return (double)rows / dt;
+}
+
+static double engine_rate(const struct pool *p, double seconds, const char **mode,
+                          size_t *threads)
+{
+	return engine_rate_scored(p, seconds, 0, mode, threads);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1193,6 +1215,84 @@ static int section_ingest(const struct e2e_opts *o, const struct pool *pool)
 		daemon_stop(&d, SIGKILL);
 		rm_tree(d.root);
 	}
+	return failed;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Section: what monitoring costs                                           */
+
+/* One daemon with monitor.enabled = `monitor`: rows/s of one pusher of
+ * 256-row pushes (fsync interval) after a short warm-up.  -1 on failure. */
+static double monitor_daemon_rate(const struct e2e_opts *o, const struct pool *pool, int monitor,
+                                  char *mode, size_t mode_cap, double *cpu_pct)
+{
+	struct daemon d;
+	struct ingest_result r;
+
+	if (daemon_init(&d, o->tmp, pool->n, pool->k) != 0) {
+		rm_tree(d.root);
+		return -1;
+	}
+	d.monitor = monitor;
+	if (daemon_config(&d, "interval", 1000000, 300, "isvdd.log") != 0 ||
+	    daemon_start(&d, o->isvdd) != 0) {
+		rm_tree(d.root);
+		return -1;
+	}
+	run_pushers(o, &d, pool, 256, 1, o->seconds / 5 > 0.2 ? 0.2 : o->seconds / 5, NULL, &r);
+	daemon_mode(&d, mode, mode_cap);
+	run_pushers(o, &d, pool, 256, 1, o->seconds, NULL, &r);
+	daemon_stop(&d, SIGKILL);
+	rm_tree(d.root);
+	*cpu_pct = r.cpu_pct;
+	return r.failed ? -1 : r.rows_per_s;
+}
+
+static int section_monitor(const struct e2e_opts *o, const struct pool *pool)
+{
+	const size_t n = pool->n, k = pool->k;
+	double e[2] = { 0, 0 }, d[2] = { 0, 0 }, cpu[2] = { 0, 0 };
+	const char *emode = "?";
+	size_t ethreads = 0;
+	char mode[16] = "?";
+	int failed = 0;
+
+	/* off, on, off, on, ...: the best of each, so a drift of the host's
+	 * speed during the run touches both alike */
+	for (int round = 0; round < E2E_MONITOR_ROUNDS && !g_stop; round++)
+		for (int on = 0; on < 2 && !g_stop; on++) {
+			double v = engine_rate_scored(pool, o->seconds, on, &emode, &ethreads);
+			failed |= v < 0;
+			if (v > e[on])
+				e[on] = v;
+		}
+	for (int round = 0; round < E2E_MONITOR_ROUNDS && !g_stop; round++)
+		for (int on = 0; on < 2 && !g_stop; on++) {
+			double c = -1, v = monitor_daemon_rate(o, pool, on, mode, sizeof mode, &c);
+			failed |= v < 0;
+			if (v > d[on]) {
+				d[on] = v;
+				cpu[on] = c;
+			}
+		}
+	if (o->json) {
+		printf("{\"section\":\"monitor\",\"n\":%zu,\"k\":%zu,\"mode\":\"%s\",\"rounds\":%d",
+		       n, k, emode, E2E_MONITOR_ROUNDS);
+		json_num("engine_off_rows_per_s", e[0]);
+		json_num("engine_on_rows_per_s", e[1]);
+		json_num("engine_on_pct_of_off", pct(e[1], e[0]));
+		json_num("daemon_off_rows_per_s", d[0]);
+		json_num("daemon_on_rows_per_s", d[1]);
+		json_num("daemon_on_pct_of_off", pct(d[1], d[0]));
+		json_num("daemon_off_cpu_pct", cpu[0]);
+		json_num("daemon_on_cpu_pct", cpu[1]);
+		printf(",\"failed\":%s}\n", failed ? "true" : "false");
+	} else {
+		printf("%6zu %4zu %-9s %11.0f %11.0f %6.1f%% %11.0f %11.0f %6.1f%% %5.0f%% %5.0f%%%s\n",
+		       n, k, mode[0] != '?' ? mode : emode, e[0], e[1], pct(e[1], e[0]), d[0], d[1],
+		       pct(d[1], d[0]), cpu[0], cpu[1], failed ? "  (errors)" : "");
+	}
+	fflush(stdout);
 	return failed;
 }
 
@@ -1682,6 +1782,15 @@ int main(int argc, char **argv)
 				printf("%6s %4s %-9s %9s %9s %8s %9s %12s %9s %12s\n", "n", "k", "mode", "rows",
 				       "log MiB", "records", "replay s", "replay r/s", "ready s", "stream r/s");
 				break;
+			case SEC_MONITOR:
+				printf("== monitor: rows/s with monitor.enabled off and on, best of %d\n"
+				       "   alternating rounds each; the engine in process (blocks of %d, one\n"
+				       "   thread) and the daemon (one pusher, pushes of 256, fsync interval);\n"
+				       "   daemon CPU in %% of one core\n", E2E_MONITOR_ROUNDS, E2E_MAX_ROWS);
+				printf("%6s %4s %-9s %11s %11s %7s %11s %11s %7s %6s %6s\n", "n", "k", "mode",
+				       "engine off", "engine on", "on/off", "daemon off", "daemon on", "on/off",
+				       "CPU", "CPU on");
+				break;
 			case SEC_PRODUCER:
 				printf("== producer: one pusher, fsync always; pushes of 256 rows (pipelined)\n"
 				       "   against one row per isvd_producer_push_row() call (linger %d ms,\n"
@@ -1705,6 +1814,7 @@ int main(int argc, char **argv)
 			case SEC_QUERY: failed |= section_query(&o, &pool); break;
 			case SEC_MEMORY: failed |= section_memory(&o, &pool); break;
 			case SEC_RECOVERY: failed |= section_recovery(&o, &pool); break;
+			case SEC_MONITOR: failed |= section_monitor(&o, &pool); break;
 			case SEC_PRODUCER: failed |= section_producer(&o, &pool); break;
 			}
 			free(pool.x);

@@ -17,20 +17,15 @@ uint64_t mon_warmup(const struct cfg *cfg)
 
 void mon_model_limits(const struct cfg *cfg, const struct isvd_model *m, struct mon_limits *out)
 {
-	double sigma[ISVD_MAX_RANK + 1];   /* kept ≤ k + extra ≤ ISVD_MAX_RANK + 1, checked below */
-	double weight = 0, energy = 0;
+	double theta[3], weight = 0, energy = 0;
 	struct mon_limits lim = { INFINITY, INFINITY };
-	struct isvd_options o;
-	size_t r = 0;
+	size_t k = 0;
 
 	out->spe = out->t2 = INFINITY;
-	if (!m || isvd_model_rows_seen(m) < mon_warmup(cfg))
+	if (!m || isvd_model_rows_seen(m) < mon_warmup(cfg) ||
+	    isvd_model_tail(m, &k, theta, &weight, &energy) != ISVD_OK)
 		return;
-	isvd_model_options(m, &o);
-	if (o.rank + o.extra > ISVD_MAX_RANK + 1 ||
-	    isvd_model_kept(m, sigma, &r, &weight, &energy) != ISVD_OK)
-		return;
-	mon_limits(cfg->monitor.confidence, sigma, r, isvd_model_rank(m), o.dim, energy, weight, &lim);
+	mon_limits(cfg->monitor.confidence, k, theta, energy, weight, &lim);
 	out->spe = cfg->monitor.spe_limit > 0 ? cfg->monitor.spe_limit : lim.spe;
 	out->t2 = cfg->monitor.t2_limit > 0 ? cfg->monitor.t2_limit : lim.t2;
 }
@@ -38,30 +33,16 @@ void mon_model_limits(const struct cfg *cfg, const struct isvd_model *m, struct 
 /* Smallest SPE limit, relative to the total variance per row. */
 #define SPE_FLOOR 1e-12
 
-void mon_limits(double confidence, const double *sigma, size_t r, size_t k, size_t n,
-                double energy, double weight, struct mon_limits *out)
+void mon_limits(double confidence, size_t k, const double theta[3], double energy, double weight,
+                struct mon_limits *out)
 {
 	/* GSL reports a failure by calling abort() unless told otherwise; a
 	 * quantile that fails is NaN and leaves its limit infinite instead */
 	gsl_set_error_handler_off();
 	out->spe = out->t2 = INFINITY;
-	if (!(weight > 0) || !(confidence > 0 && confidence < 1) || k > r)
+	if (!(weight > 0) || !(confidence > 0 && confidence < 1))
 		return;
-	double kept = 0, t1 = 0, t2 = 0, t3 = 0;
-	for (size_t j = 0; j < r; j++)
-		kept += sigma[j] * sigma[j];
-	for (size_t j = k; j < r; j++) {
-		const double l = sigma[j] * sigma[j] / weight;
-		t1 += l;
-		t2 += l * l;
-		t3 += l * l * l;
-	}
-	if (n > r) {   /* the energy not kept, spread over what is left */
-		const double d = (double)(n - r), l = fmax(energy - kept, 0.0) / weight / d;
-		t1 += d * l;
-		t2 += d * l * l;
-		t3 += d * l * l * l;
-	}
+	const double t1 = theta[0], t2 = theta[1], t3 = theta[2];
 	const double floor = SPE_FLOOR * energy / weight;
 	if (t1 > 0 && t2 > 0 && t3 > 0) {
 		/* a + b·χ²_ν with SPE's first three cumulants */

@@ -4,9 +4,10 @@
  * components).  A row is flagged when either statistic exceeds its limit.
  *
  *   SPE limit: SPE of a row the model describes is Σ λ_j z_j² over the
- *   directions beyond k, with λ_j their variances: the kept components
- *   k < j ≤ r (σ_j²/W) and the energy not kept at all, spread evenly over
- *   the n − r dimensions left.  With θ_p = Σ λ_j^p, its limit is the
+ *   directions beyond k, with λ_j their variances (isvd_model_tail(): in
+ *   exact mode all n − k of them, exactly; in truncated mode the kept
+ *   components k < j ≤ r (σ_j²/W) and the energy not kept at all, spread
+ *   evenly over the n − r dimensions left).  With θ_p = Σ λ_j^p, its limit is the
  *   quantile of a + b·χ²_ν matching SPE's first three cumulants
  *   (Pearson 1959): b = θ₃/θ₂, ν = θ₂³/θ₃², a = θ₁ − bν.  (The issue asked
  *   for Jackson & Mudholkar's normal approximation; measured on simulated
@@ -39,11 +40,11 @@ struct mon_limits {
 	double t2;
 };
 
-/* Limits at confidence ∈ (0, 1) for a model whose kept singular values are
- * sigma[0..r) (non-increasing), reporting k ≤ r of them, of dimension n,
+/* Limits at confidence ∈ (0, 1) for a model reporting k components, with
+ * theta[p−1] = Σ λ_j^p over the variances beyond them (isvd_model_tail),
  * total energy (weighted centred scatter trace) and total weight. */
-void mon_limits(double confidence, const double *sigma, size_t r, size_t k, size_t n,
-                double energy, double weight, struct mon_limits *out);
+void mon_limits(double confidence, size_t k, const double theta[3], double energy, double weight,
+                struct mon_limits *out);
 
 /* The limits model m's rows are held to now, under cfg's monitor.*: both
  * INFINITY during warm-up (fewer than mon_warmup() rows, or no model),

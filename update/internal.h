@@ -188,6 +188,14 @@ struct isvd_model {
 	double *sq, *sy, *sb, *sw, *stau, *swork;
 	size_t sm, slwork;
 	int sq_ok;
+	/* the basis the next block is scored against (V n × sr, sigma), once
+	 * computed for the model as it stands (sbasis_ok, cleared by every
+	 * fold): isvd_model_tail() and upd_score_block() share it; exact mode
+	 * also keeps the tail's workspace stail (2n² + n·TAIL_PANEL doubles) */
+	const double *sbV, *sbsigma;
+	size_t sbr;
+	int sbasis_ok;
+	double *stail;
 	double *mu_b;     /* n   weighted mean of the current block */
 	double *mu_new;   /* n   mean after the current block */
 	double *work;     /* lwork doubles for LAPACK */

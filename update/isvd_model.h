@@ -261,7 +261,8 @@ int isvd_model_scores(const struct isvd_model *m, const double *rows, size_t nro
  * the model's first get NaN.  The scoring workspace (n·max_block +
  * k·max_block doubles) is allocated on the first call, or beforehand by
  * isvd_model_set_scoring(m, 1); then this allocates nothing.  Exact mode
- * computes the SVD of R once per block to score it. */
+ * finds the top k of R once per block (refining the block before's basis,
+ * no SVD of R; see monitor.c) and keeps it for isvd_model_tail(). */
 int isvd_model_update_scored(struct isvd_model *m, const double *rows, size_t nrows, size_t ld,
                              double *spe, double *t2);
 int isvd_model_set_scoring(struct isvd_model *m, int on);
@@ -288,6 +289,20 @@ int isvd_model_stability(const struct isvd_model *m, double *gap, int *stable, s
  * statistics over the components beyond k.  sigma, weight, energy may be
  * NULL. */
 int isvd_model_kept(const struct isvd_model *m, double *sigma, size_t *r, double *weight,
+                    double *energy);
+
+/* What the SPE control limit is computed from: *k the reported rank, and
+ * theta[p−1] = Σ_{j ≥ k} v_j^p (p = 1, 2, 3) over the variances v_j =
+ * σ_j²/W of the components past the top k — in exact mode all n − k of
+ * them, exactly (from R deflated by the top k, ~3n³ flops, no
+ * eigensolver); in truncated mode the tracked ones past k plus the energy
+ * not tracked spread evenly over the n − r directions left.  weight and
+ * energy (may be NULL) as isvd_model_kept().  On a model with scoring on
+ * (the engine's, between blocks) it uses, and keeps for the next block's
+ * scores, the basis that block is scored against, and allocates nothing;
+ * otherwise exact mode takes the SVD of R and allocates 2n² + 64n
+ * doubles of scratch. */
+int isvd_model_tail(const struct isvd_model *m, size_t *k, double theta[3], double *weight,
                     double *energy);
 
 /* Re-orthogonalises V now (also done automatically every reorth_every rows;

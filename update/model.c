@@ -406,6 +406,9 @@ int isvd_model_snapshot(const struct isvd_model *m, struct isvd_model **out)
 	 * first reader (upd_exact_refresh on the copy), so that taking a
 	 * snapshot after every block costs an n² copy, not an n³ SVD. */
 	const int lazy = m->mode == ISVD_MODE_EXACT && m->stale;
+	/* R goes along in exact mode even when its SVD is fresh: the tail of
+	 * the spectrum past the kept values (isvd_model_tail) is read from it */
+	const int keep_r = m->mode == ISVD_MODE_EXACT && m->Rt;
 	if (!(s = calloc(1, sizeof *s)))
 		return ISVD_ERR_NOMEM;
 	/* the scalars (options, totals, r); then the arrays readers use */
@@ -422,6 +425,9 @@ int isvd_model_snapshot(const struct isvd_model *m, struct isvd_model **out)
 	memset(&s->score_eig, 0, sizeof s->score_eig);
 	s->sq = s->sy = s->sb = s->sw = s->stau = s->swork = NULL;
 	s->sq_ok = 0;
+	s->sbasis_ok = 0;
+	s->sbV = s->sbsigma = NULL;
+	s->stail = NULL;
 	s->iwork = NULL;
 	s->stale = lazy;
 	s->frozen = 1;
@@ -429,14 +435,14 @@ int isvd_model_snapshot(const struct isvd_model *m, struct isvd_model **out)
 	s->V = malloc((cols ? cols : 1) * m->n * sizeof *s->V);
 	s->sigma = malloc((cols ? cols : 1) * sizeof *s->sigma);
 	s->mean = m->center ? malloc(m->n * sizeof *s->mean) : NULL;
-	s->Rt = lazy ? malloc(m->n * m->n * sizeof *s->Rt) : NULL;
-	if (!s->V || !s->sigma || (m->center && !s->mean) || (lazy && !s->Rt)) {
+	s->Rt = keep_r ? malloc(m->n * m->n * sizeof *s->Rt) : NULL;
+	if (!s->V || !s->sigma || (m->center && !s->mean) || (keep_r && !s->Rt)) {
 		isvd_model_destroy(s);
 		return ISVD_ERR_NOMEM;
 	}
-	if (lazy)
+	if (keep_r)
 		memcpy(s->Rt, m->Rt, m->n * m->n * sizeof *s->Rt);
-	else {
+	if (!lazy) {
 		memcpy(s->V, m->V, m->r * m->n * sizeof *s->V);
 		memcpy(s->sigma, m->sigma, m->r * sizeof *s->sigma);
 	}
@@ -567,6 +573,7 @@ static int update_blocks(struct isvd_model *m, const double *rows, size_t nrows,
 			return err;
 		err = m->mode == ISVD_MODE_EXACT ? upd_exact_fold(m, x, b, xld)
 		                                 : upd_truncated_fold(m, x, b, xld);
+		m->sbasis_ok = 0;   /* the scoring basis was the model's before this block */
 		if (err)
 			return err;
 		m->rows_with_gaps += filled_rows;

@@ -38,11 +38,19 @@
  *   by residuals), else takes the eigenpairs of RᵀR (as gap imputation
  *   does, missing.c) — not an SVD of R, which costs three times as much.
  *   The carried basis is transient state: scores are outputs, so replay
- *   (which does not score) does not depend on it.
+ *   (which does not score) does not depend on it.  The basis a block is
+ *   scored against is found once (score_basis(), cached until the fold)
+ *   and shared with isvd_model_tail(), which the daemon asks for the
+ *   block's control limits just before: in exact mode the moments of the
+ *   whole spectrum past k come from R deflated by that basis (tail_exact(),
+ *   ~3n³ flops), where taking them from an SVD of R per block cost more
+ *   than the scores themselves.
  *
  * INVARIANTS
  *   sq_ok ⇒ sq holds sm orthonormal columns (n × sm); score_x, score_c
- *   exist (n·B, kmax·B) whenever isvd_model_set_scoring() succeeded.
+ *   exist (n·B, kmax·B) whenever isvd_model_set_scoring() succeeded, and
+ *   in exact mode sq…swork and stail too; sbasis_ok ⇒ sbV/sbsigma/sbr are
+ *   the top of the model as it stands (cleared by every fold, model.c).
  */
 #include <float.h>
 #include <math.h>
@@ -126,8 +134,19 @@ void upd_score_fini(struct isvd_model *m)
 	free(m->sw);
 	free(m->stau);
 	free(m->swork);
-	m->sq = m->sy = m->sb = m->sw = m->stau = m->swork = NULL;
+	free(m->stail);
+	m->sq = m->sy = m->sb = m->sw = m->stau = m->swork = m->stail = NULL;
 	m->sq_ok = 0;
+	m->sbasis_ok = 0;
+}
+
+/* Columns of R_⊥·G formed at a time by tail_exact(). */
+#define TAIL_PANEL 64
+
+/* Doubles of tail_exact()'s workspace for dimension n. */
+static size_t tail_len(size_t n)
+{
+	return 2 * n * n + n * TAIL_PANEL;
 }
 
 /* Exact mode's subspace-iteration workspace (refine()). */
@@ -150,7 +169,9 @@ static int refine_init(struct isvd_model *m)
 	m->sw = malloc(sm * sizeof *m->sw);
 	m->stau = malloc(sm * sizeof *m->stau);
 	m->swork = malloc(m->slwork * sizeof *m->swork);
-	return m->sq && m->sy && m->sb && m->sw && m->stau && m->swork ? ISVD_OK : ISVD_ERR_NOMEM;
+	m->stail = malloc(tail_len(n) * sizeof *m->stail);
+	return m->sq && m->sy && m->sb && m->sw && m->stau && m->swork && m->stail ? ISVD_OK
+	                                                                          : ISVD_ERR_NOMEM;
 }
 
 /* Relative residual below which a Ritz pair of the refined basis is taken:
@@ -339,6 +360,54 @@ static void score_rows(void *arg, size_t part)
 }
 
 /*
+ * The basis the model as it stands is scored against (V: n × *r columns,
+ * sigma descending), computed once between folds (sbasis_ok): exact mode's
+ * refined from the block before (refine()), or from the eigenpairs of RᵀR
+ * when R has moved since its SVD (a third of the SVD's cost), else the
+ * model's own (upd_refresh).  Only on a model with scoring on.
+ */
+static int score_basis(struct isvd_model *m, const double **V, const double **sigma, size_t *r)
+{
+	int err;
+	size_t k;
+
+	if (m->sbasis_ok) {
+		*V = m->sbV;
+		*sigma = m->sbsigma;
+		*r = m->sbr;
+		return ISVD_OK;
+	}
+	if (m->mode == ISVD_MODE_EXACT && m->stale && m->sq &&
+	    refine(m, m->kmax < m->sm ? m->kmax : m->sm, V, sigma, &k) == 0) {
+		*r = k;
+	} else if (m->mode == ISVD_MODE_EXACT && m->stale && m->score_eig.ea &&
+	           upd_eig_basis(m, &m->score_eig) == ISVD_OK) {
+		*V = m->score_eig.V;
+		*sigma = m->score_eig.sigma;
+		*r = m->score_eig.r;
+		if (m->sq && *r >= m->sm) {   /* the next block refines from here */
+			memcpy(m->sq, *V, m->n * m->sm * sizeof *m->sq);
+			m->sq_ok = 1;
+		}
+	} else {
+		if ((err = upd_refresh(m)))
+			return err;
+		*V = m->V;
+		*sigma = m->sigma;
+		*r = m->r;
+		if (m->sq && *r >= m->sm) {
+			memcpy(m->sq, *V, m->n * m->sm * sizeof *m->sq);
+			m->sq_ok = 1;
+		}
+	}
+	m->sbV = *V;
+	m->sbsigma = *sigma;
+	m->sbr = *r;
+	m->sbasis_ok = 1;
+	return ISVD_OK;
+}
+
+/*
  * Scores of b rows (the block about to be folded: x, ld apart, completed
  * rows with NaN-free values) against the model as it stands; gaps (NaN in
  * orig, may be x itself) are left out of SPE.  Uses m->score_x/score_c.
@@ -353,35 +422,11 @@ int upd_score_block(struct isvd_model *m, const double *x, size_t xld, const dou
 			spe[i] = t2[i] = NAN;   /* nothing to score against yet */
 		return ISVD_OK;
 	}
-	/* the top k: exact mode's refined from the block before (refine()), or
-	 * from the eigenpairs of RᵀR when R has moved since its SVD (a third of
-	 * the SVD's cost), else the model's own */
-	const double *V = m->V, *sigma = m->sigma;
-	size_t r = m->r, k;
-	if (m->mode == ISVD_MODE_EXACT && m->stale && m->sq &&
-	    refine(m, m->kmax < m->sm ? m->kmax : m->sm, &V, &sigma, &k) == 0) {
-		r = k;
-	} else if (m->mode == ISVD_MODE_EXACT && m->stale && m->score_eig.ea &&
-	           upd_eig_basis(m, &m->score_eig) == ISVD_OK) {
-		V = m->score_eig.V;
-		sigma = m->score_eig.sigma;
-		r = m->score_eig.r;
-		if (m->sq && r >= m->sm) {   /* the next block refines from here */
-			memcpy(m->sq, V, m->n * m->sm * sizeof *m->sq);
-			m->sq_ok = 1;
-		}
-	} else {
-		if ((err = upd_refresh(m)))
-			return err;
-		V = m->V;
-		sigma = m->sigma;
-		r = m->r;
-		if (m->sq && r >= m->sm) {
-			memcpy(m->sq, V, m->n * m->sm * sizeof *m->sq);
-			m->sq_ok = 1;
-		}
-	}
-	k = r < m->kmax ? r : m->kmax;
+	const double *V, *sigma;
+	size_t r;
+	if ((err = score_basis(m, &V, &sigma, &r)))
+		return err;
+	const size_t k = r < m->kmax ? r : m->kmax;
 	struct score_job j = { m, x, xld, orig, old, b, V, sigma, k, spe, t2 };
 	upd_pool_run(m->pool, score_rows, &j);   /* the block's rows split over the pool */
 	return ISVD_OK;
@@ -484,6 +529,115 @@ int isvd_model_stability(const struct isvd_model *m, double *gap, int *stable, s
 		if (stable)
 			stable[i] = ok;
 	}
+	return ISVD_OK;
+}
+
+/*
+ * θ_p = Σ_{j ≥ k} s_j^p, p = 1..3, over the squared singular values past
+ * the top k of the whole of R (exact mode): R_⊥ = R − (R V_k)V_kᵀ, G =
+ * R_⊥ᵀR_⊥ (whose eigenvalues are those s_j and zeros), θ₁ = tr G,
+ * θ₂ = ‖G‖_F², θ₃ = tr G³ = ‖R_⊥G‖_F² (R_⊥G formed TAIL_PANEL columns at
+ * a time).  About 3n³ flops and no eigensolver; an error of δ in V_k moves
+ * θ by O(δ²σ₁²).  w: tail_len(n) doubles.
+ */
+static void tail_exact(const struct isvd_model *m, const double *V, size_t k, double *w,
+                       double theta[3])
+{
+	const size_t n = m->n;
+	double *Rp = w, *G = w + n * n, *H = w + 2 * n * n;
+
+	for (size_t j = 0; j < n; j++)   /* R (upper triangle), zero below */
+		for (size_t i = 0; i < n; i++)
+			AT(Rp, n, i, j) = i <= j ? AT(m->Rt, n, i, j) : 0;
+	for (size_t j0 = 0; k > 0 && j0 < k; j0 += TAIL_PANEL) {   /* P = R V_k in H */
+		const size_t c = k - j0 < TAIL_PANEL ? k - j0 : TAIL_PANEL;
+		memcpy(H, V + j0 * n, n * c * sizeof *H);
+		cblas_dtrmm(CblasColMajor, CblasLeft, CblasUpper, CblasNoTrans, CblasNonUnit, (int)n,
+		            (int)c, 1.0, m->Rt, (int)n, H, (int)n);
+		/* R_⊥ −= P V_kᵀ for these columns of V_k */
+		cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)c, -1.0, H,
+		            (int)n, V + j0 * n, (int)n, 1.0, Rp, (int)n);
+	}
+	cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, (int)n, (int)n, 1.0, Rp, (int)n, 0.0, G,
+	            (int)n);
+	double t1 = 0, t2 = 0, t3 = 0;
+	for (size_t j = 0; j < n; j++) {
+		t1 += AT(G, n, j, j);
+		t2 += AT(G, n, j, j) * AT(G, n, j, j);
+		for (size_t i = 0; i < j; i++) {
+			t2 += 2 * AT(G, n, i, j) * AT(G, n, i, j);
+			AT(G, n, j, i) = AT(G, n, i, j);   /* G whole, for the product */
+		}
+	}
+	for (size_t j0 = 0; j0 < n; j0 += TAIL_PANEL) {
+		const size_t c = n - j0 < TAIL_PANEL ? n - j0 : TAIL_PANEL;
+		cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)c, (int)n, 1.0, Rp,
+		            (int)n, G + j0 * n, (int)n, 0.0, H, (int)n);
+		for (size_t q = 0; q < n * c; q++)
+			t3 += H[q] * H[q];
+	}
+	theta[0] = t1;
+	theta[1] = t2;
+	theta[2] = t3;
+}
+
+int isvd_model_tail(const struct isvd_model *m, size_t *k, double theta[3], double *weight,
+                    double *energy)
+{
+	const double *V, *sigma;
+	size_t r;
+	int err;
+
+	if (!m || !k || !theta)
+		return ISVD_ERR_INVALID;
+	if (m->mode == ISVD_MODE_EXACT && m->stail) {
+		/* the engine's own model with scoring on: the basis the block
+		 * about to be folded is scored against, computed once for both */
+		if ((err = score_basis((struct isvd_model *)m, &V, &sigma, &r)))
+			return err;
+	} else {
+		if ((err = upd_refresh(m)))
+			return err;
+		V = m->V;
+		sigma = m->sigma;
+		r = m->r;
+	}
+	*k = r < m->kmax ? r : m->kmax;
+	const double W = m->weight;
+	theta[0] = theta[1] = theta[2] = 0;
+	if (m->mode == ISVD_MODE_EXACT && m->Rt) {
+		double *w = m->stail ? m->stail : malloc(tail_len(m->n) * sizeof *w);
+		if (!w)
+			return ISVD_ERR_NOMEM;
+		tail_exact(m, V, *k, w, theta);
+		if (w != m->stail)
+			free(w);
+	} else {   /* the tracked ones past k, the energy not tracked spread evenly */
+		double kept = 0;
+		for (size_t j = 0; j < r; j++)
+			kept += sigma[j] * sigma[j];
+		for (size_t j = *k; j < r; j++) {
+			const double l = sigma[j] * sigma[j];
+			theta[0] += l;
+			theta[1] += l * l;
+			theta[2] += l * l * l;
+		}
+		if (m->n > r) {
+			const double d = (double)(m->n - r), l = fmax(m->energy - kept, 0.0) / d;
+			theta[0] += d * l;
+			theta[1] += d * l * l;
+			theta[2] += d * l * l * l;
+		}
+	}
+	if (W > 0) {   /* of the variances s_j/W */
+		theta[0] /= W;
+		theta[1] /= W * W;
+		theta[2] /= W * W * W;
+	}
+	if (weight)
+		*weight = W;
+	if (energy)
+		*energy = m->energy;
 	return ISVD_OK;
 }
 

@@ -43,7 +43,7 @@ enum { N = 40, R = 12, K = 4, SAMPLES = 400000 };
  * Jackson–Mudholkar's h₀ < 0 and their formula has no answer). */
 static void simulate(double c, int steep, double *spe_frac, double *t2_frac)
 {
-	double sigma[R], var[N];
+	double var[N], theta[3] = { 0, 0, 0 };
 	const double w = 1e6;
 	double energy = 0;
 	for (size_t j = 0; j < N; j++) {
@@ -51,11 +51,12 @@ static void simulate(double c, int steep, double *spe_frac, double *t2_frac)
 		       : steep ? (j == 4 ? 4 : j == 5 ? 1 : j < R ? 0.5 : 0.001)
 		       : j < R ? 0.9 - 0.1 * (double)(j - K) : 0.05;
 		energy += var[j] * w;
-		if (j < R)
-			sigma[j] = sqrt(var[j] * w);
+		if (j >= K)
+			for (int p = 0; p < 3; p++)
+				theta[p] += pow(var[j], p + 1);
 	}
 	struct mon_limits lim;
-	mon_limits(c, sigma, R, K, N, energy, w, &lim);
+	mon_limits(c, K, theta, energy, w, &lim);
 	assert_true(isfinite(lim.spe) && isfinite(lim.t2));
 	size_t over_spe = 0, over_t2 = 0;
 	for (size_t s = 0; s < SAMPLES; s++) {
@@ -98,20 +99,20 @@ static void test_edges(void **unused)
 {
 	(void)unused;
 	struct mon_limits lim;
-	double sigma[3] = { 3, 2, 1 };
-	mon_limits(0.99, sigma, 3, 2, 10, 14, 0, &lim);          /* no weight */
+	const double one[3] = { 1, 1, 1 }, none[3] = { 0, 0, 0 }, two[3] = { 5, 17, 65 };
+	mon_limits(0.99, 2, one, 14, 0, &lim);                  /* no weight */
 	assert_true(isinf(lim.spe) && isinf(lim.t2));
-	mon_limits(0.99, sigma, 3, 2, 10, 14, 3, &lim);          /* N = 3 ≤ k + 1 */
+	mon_limits(0.99, 2, one, 14, 3, &lim);                  /* N = 3 ≤ k + 1 */
 	assert_true(isinf(lim.t2) && isfinite(lim.spe));
 	/* exactly rank 2: nothing beyond k, the floor */
-	mon_limits(0.99, sigma, 2, 2, 10, 13, 100, &lim);
+	mon_limits(0.99, 2, none, 13, 100, &lim);
 	assert_true(lim.spe > 0 && lim.spe <= 1e-12 * 13 / 100 * 1.0000001);
-	mon_limits(1.5, sigma, 3, 2, 10, 14, 100, &lim);        /* bad confidence */
+	mon_limits(1.5, 2, one, 14, 100, &lim);                 /* bad confidence */
 	assert_true(isinf(lim.spe) && isinf(lim.t2));
-	/* higher confidence, higher limits */
+	/* higher confidence, higher limits (variances 4 and 1 beyond k = 1) */
 	struct mon_limits a, b;
-	mon_limits(0.95, sigma, 3, 1, 10, 20, 100, &a);
-	mon_limits(0.999, sigma, 3, 1, 10, 20, 100, &b);
+	mon_limits(0.95, 1, two, 20, 100, &a);
+	mon_limits(0.999, 1, two, 20, 100, &b);
 	assert_true(b.spe > a.spe && b.t2 > a.t2);
 }
 

@@ -7,10 +7,15 @@
  *   - exact and truncated modes give the same scores where both are exact;
  *   - the largest principal angle of a known rotation, small and large;
  *   - stability: two equal variances are both unstable, a clear gap is
- *     stable.
+ *     stable;
+ *   - the tail moments the SPE limit is computed from (isvd_model_tail):
+ *     exact mode's against LAPACK's SVD of all rows, on a snapshot and on
+ *     the scoring model between blocks (whose basis the next block's
+ *     scores then use); truncated mode's from its kept values.
  */
 #include "ref.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -177,6 +182,94 @@ static void test_modes_agree(void **state)
 
 /* B = A with its first vector turned by θ toward a direction orthogonal to
  * A: the largest principal angle is θ. */
+/* θ_p = Σ_{j≥k} (s_j²/W)^p from LAPACK's singular values of the weighted,
+ * centred rows. */
+static void reference_tail(const double *x, size_t m, size_t k, double theta[3], double *w)
+{
+	double *a = ref_alloc(m * N), s[N];
+	ref_weighted(x, m, N, 1.0, 1, a, NULL, w);
+	ref_svd(a, m, N, N, s, NULL);
+	theta[0] = theta[1] = theta[2] = 0;
+	for (size_t j = k; j < N; j++) {
+		const double v = s[j] * s[j] / *w;
+		theta[0] += v;
+		theta[1] += v * v;
+		theta[2] += v * v * v;
+	}
+	free(a);
+}
+
+static void test_tail_exact(void **state)
+{
+	(void)state;
+	const size_t m = 3000, b = 250;
+	double *x = ref_make_rows(54, m, N, K + 2, 0.7, 0.05, 1.5);
+	struct isvd_model *md = model(ISVD_MODE_EXACT, K, 3), *twin = model(ISVD_MODE_EXACT, K, 3);
+	double *spe = ref_alloc(b), *t2 = ref_alloc(b), ws[250], wt[250];
+	REF_ASSERT_OK(isvd_model_set_scoring(md, 1));
+	for (size_t i = 0; i < m; i += b) {
+		if (i > 0) {
+			double theta[3], ref[3], w, wr, e;
+			size_t k;
+			/* the scoring model between blocks: its refined basis */
+			REF_ASSERT_OK(isvd_model_tail(md, &k, theta, &w, &e));
+			reference_tail(x, i, K, ref, &wr);
+			assert_int_equal(k, K);
+			REF_ASSERT_CLOSE(w, wr, 1e-12 * wr);
+			for (int p = 0; p < 3; p++)
+				REF_ASSERT_CLOSE(theta[p], ref[p], 1e-9 * ref[p]);
+			/* the twin without scoring: the SVD of R, the same θ */
+			double t2nd[3];
+			REF_ASSERT_OK(isvd_model_tail(twin, &k, t2nd, NULL, NULL));
+			for (int p = 0; p < 3; p++)
+				REF_ASSERT_CLOSE(theta[p], t2nd[p], 1e-9 * t2nd[p]);
+		}
+		/* the block's scores, against the basis the tail kept, are still
+		 * those of the model before the block */
+		REF_ASSERT_OK(isvd_model_update_scored(md, x + i * N, b, N, spe, t2));
+		if (i > 0) {
+			REF_ASSERT_OK(isvd_model_scores(twin, x + i * N, b, N, ws, wt));
+			for (size_t j = 0; j < b; j++) {
+				REF_ASSERT_CLOSE(spe[j], ws[j], 1e-9 * (1 + ws[j]));
+				REF_ASSERT_CLOSE(t2[j], wt[j], 1e-9 * (1 + wt[j]));
+			}
+		}
+		REF_ASSERT_OK(isvd_model_update(twin, x + i * N, b, N));
+	}
+	free(spe); free(t2); free(x);
+	isvd_model_destroy(md);
+	isvd_model_destroy(twin);
+}
+
+/* Truncated mode: the kept values past k, and the energy not kept spread
+ * evenly over the n − r directions left. */
+static void test_tail_truncated(void **state)
+{
+	(void)state;
+	const size_t m = 2000;
+	double *x = ref_make_rows(55, m, N, K + 2, 0.7, 0.05, 1.5);
+	struct isvd_model *md = model(ISVD_MODE_TRUNCATED, K, 3);
+	ref_feed(md, x, m, N, 0, 150, 5);
+	double sigma[N], theta[3], w, e, want[3] = { 0, 0, 0 }, kept = 0;
+	size_t r, k;
+	REF_ASSERT_OK(isvd_model_kept(md, sigma, &r, &w, &e));
+	REF_ASSERT_OK(isvd_model_tail(md, &k, theta, NULL, NULL));
+	assert_int_equal(k, K);
+	assert_int_equal(r, K + 3);
+	for (size_t j = 0; j < r; j++)
+		kept += sigma[j] * sigma[j];
+	for (size_t j = 0; j < N; j++) {
+		const double v = (j < r ? sigma[j] * sigma[j] : (e - kept) / (double)(N - r)) / w;
+		if (j >= K)
+			for (int p = 0; p < 3; p++)
+				want[p] += pow(v, p + 1);
+	}
+	for (int p = 0; p < 3; p++)
+		REF_ASSERT_CLOSE(theta[p], want[p], 1e-12 * want[p]);
+	free(x);
+	isvd_model_destroy(md);
+}
+
 static void test_subspace_angle(void **state)
 {
 	(void)state;
@@ -270,6 +363,8 @@ int main(void)
 		cmocka_unit_test(test_ingest_scores_truncated),
 		cmocka_unit_test(test_ingest_scores_exact),
 		cmocka_unit_test(test_modes_agree),
+		cmocka_unit_test(test_tail_exact),
+		cmocka_unit_test(test_tail_truncated),
 		cmocka_unit_test(test_subspace_angle),
 		cmocka_unit_test(test_stability_exact),
 		cmocka_unit_test(test_stability_truncated),
