@@ -4,7 +4,7 @@
  *
  * `isvd-e2e` starts the daemon itself (a generated config in a temporary
  * directory, tcp://127.0.0.1 on free ports), drives it with libisvd and
- * prints numbers; it asserts nothing about time.  Four sections:
+ * prints numbers; it asserts nothing about time.  Six sections:
  *
  *   ingest    rows/s acknowledged, p50/p99 ack latency (push_send → its ack)
  *             and the daemon's CPU share, for pushes of 1, 16 and 256 rows
@@ -23,6 +23,10 @@
  *             kept, since the host drifts), for the engine in process
  *             (isvd_model_update vs isvd_model_update_scored) and through
  *             the daemon (one pusher, pushes of 256 rows, fsync interval)
+ *   producer  one row per call through libisvd's producer (isvd/producer.h,
+ *             its defaults: linger 5 ms, 1024 rows a batch) against pushes of
+ *             256 rows, fsync always, and the ratio (issue 21's target: the
+ *             producer at >= 50%)
  *
  * DESIGN
  *   Rows come from the seeded generator of isvd-bench (rank-k signal with
@@ -60,6 +64,7 @@
 #include "isvd_model.h"
 #include "bench_util.h"
 #include <isvd/client.h>
+#include <isvd/producer.h>
 
 #include <cblas.h>
 #include <lapacke.h>
@@ -103,7 +108,7 @@
 #define E2E_START_TIMEOUT 600.0     /* s until ping answers (a long replay) */
 
 enum { SEC_INGEST = 1, SEC_QUERY = 2, SEC_MEMORY = 4, SEC_RECOVERY = 8, SEC_MONITOR = 16,
-       SEC_ALL = 31 };
+       SEC_PRODUCER = 32, SEC_ALL = 63, SEC_LAST = SEC_PRODUCER };
 #define E2E_MONITOR_ROUNDS 3     /* off/on pairs in the monitor section */
 
 /* ------------------------------------------------------------------------ */
@@ -138,11 +143,12 @@ static void usage(FILE *f)
 	"latency and daemon CPU per push size and fsync policy next to the engine's\n"
 	"in-process rows/s; project latency under ingest load; the daemon's memory\n"
 	"and storage over a long stream; replay rate after kill -9; the cost of\n"
-	"monitor.enabled (anomaly scores at ingest).  Prints numbers;\n"
+	"monitor.enabled (anomaly scores at ingest); one-row pushes through\n"
+	"libisvd's producer against pushes of 256.  Prints numbers;\n"
 	"asserts nothing.\n"
 	"\n"
-	"  --only LIST      sections to run: ingest, query, memory, recovery, monitor\n"
-	"                   (comma list or repeated; default all)\n"
+	"  --only LIST      sections to run: ingest, query, memory, recovery, monitor,\n"
+	"                   producer (comma list or repeated; default all)\n"
 	"  --sizes LIST     NxK configurations (default 64x8,1000x50,10000x100)\n"
 	"  --seconds S      length of each timed measurement (default 3; --quick 1)\n"
 	"  --rows-scale F   scale the memory stream (10^7 rows at 64x8, 10^6 at\n"
@@ -201,9 +207,11 @@ static int parse_only(const char *s, unsigned *mask)
 			*mask |= SEC_RECOVERY;
 		else if (!strcmp(tok, "monitor"))
 			*mask |= SEC_MONITOR;
+		else if (!strcmp(tok, "producer"))
+			*mask |= SEC_PRODUCER;
 		else {
 			fprintf(stderr, PROG ": --only: unknown section '%s' (ingest, query, memory, "
-			        "recovery, monitor)\n", tok);
+			        "recovery, monitor, producer)\n", tok);
 			return -1;
 		}
 	}
@@ -1579,6 +1587,103 @@ static int section_recovery(const struct e2e_opts *o, const struct pool *pool)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Section: one-row pushes through the producer                             */
+
+struct producer_result {
+	double rows_per_s, seconds;
+	uint64_t rows, batches;
+	int failed;
+};
+
+/* One row per isvd_producer_push_row() call, cycling through the pool, for
+ * `seconds`; then flush.  rows/s is the rows acknowledged over the time from
+ * the first call to the flush's return. */
+static void run_producer(const struct daemon *d, const struct pool *pool, double seconds,
+                         struct producer_result *res)
+{
+	struct isvd_client *c = client_new(d, ISVD_PRODUCER_MAX_IN_FLIGHT, E2E_ACK_TIMEOUT);
+	struct isvd_producer *p = NULL;
+	struct isvd_producer_stats st;
+	size_t off = 0;
+	double t0, deadline;
+	int err;
+
+	memset(res, 0, sizeof *res);
+	res->failed = 1;
+	if (c == NULL)
+		return;
+	if ((err = isvd_producer_create(&p, c, NULL)) != ISVD_CLIENT_OK) {
+		fprintf(stderr, PROG ": isvd_producer_create: %s\n", isvd_client_strerror(err));
+		goto out;
+	}
+	t0 = now_s();
+	deadline = t0 + seconds;
+	while (!g_stop) {
+		for (int i = 0; i < 256; i++) {     /* the clock is read every 256 rows */
+			if ((err = isvd_producer_push_row(p, pool->x + off * pool->n, pool->n))) {
+				fprintf(stderr, PROG ": push_row: %s\n", isvd_client_strerror(err));
+				goto out;
+			}
+			if (++off == pool->rows)
+				off = 0;
+		}
+		if (now_s() >= deadline)
+			break;
+	}
+	err = isvd_producer_flush(p, -1);
+	res->seconds = now_s() - t0;
+	isvd_producer_get_stats(p, &st);
+	res->rows = st.rows_accepted;
+	res->batches = st.batches;
+	res->rows_per_s = res->seconds > 0 ? (double)res->rows / res->seconds : 0;
+	if (err)
+		fprintf(stderr, PROG ": producer flush: %s (%" PRIu64 " rows failed)\n",
+		        isvd_client_err_name(err), st.rows_failed);
+	else
+		res->failed = 0;
+out:
+	isvd_producer_destroy(p);
+	isvd_client_destroy(c);
+}
+
+static int section_producer(const struct e2e_opts *o, const struct pool *pool)
+{
+	const size_t n = pool->n, k = pool->k;
+	struct ingest_result r;
+	struct producer_result pr;
+	struct daemon d;
+	char mode[16];
+
+	if (daemon_init(&d, o->tmp, n, k) != 0 ||
+	    daemon_config(&d, "always", 1000000, 300, "isvdd.log") != 0 ||
+	    daemon_start(&d, o->isvdd) != 0) {
+		rm_tree(d.root);
+		return 1;
+	}
+	run_pushers(o, &d, pool, 256, 1, o->seconds / 5 > 0.2 ? 0.2 : o->seconds / 5, NULL, &r);
+	daemon_mode(&d, mode, sizeof mode);
+	run_pushers(o, &d, pool, 256, 1, o->seconds, NULL, &r);
+	run_producer(&d, pool, o->seconds, &pr);
+	double ratio = pct(pr.rows_per_s, r.rows_per_s);
+	if (o->json) {
+		printf("{\"section\":\"producer\",\"n\":%zu,\"k\":%zu,\"mode\":\"%s\",\"fsync\":\"always\","
+		       "\"rows\":%" PRIu64 ",\"batches\":%" PRIu64, n, k, mode, pr.rows, pr.batches);
+		json_num("push256_rows_per_s", r.rows_per_s);
+		json_num("producer_rows_per_s", pr.rows_per_s);
+		json_num("ratio_pct", ratio);
+		printf(",\"failed\":%s}\n", r.failed || pr.failed ? "true" : "false");
+	} else {
+		printf("%6zu %4zu %-9s %12.0f %12.0f %12" PRIu64 " %8" PRIu64 " %7.1f%%%s\n", n, k, mode,
+		       r.rows_per_s, pr.rows_per_s, pr.rows, pr.batches, ratio,
+		       r.failed || pr.failed ? "  (errors)" : "");
+	}
+	fflush(stdout);
+	daemon_stop(&d, SIGKILL);
+	rm_tree(d.root);
+	return r.failed || pr.failed;
+}
+
+/* ------------------------------------------------------------------------ */
 
 /* The daemon: --isvdd, else build/daemon/isvdd, else ../daemon/isvdd next
  * to this program (its own build tree). */
@@ -1642,7 +1747,7 @@ int main(int argc, char **argv)
 		printf("daemon config: mode auto, no centring, batching.max_rows %d, storage in %s\n",
 		       E2E_MAX_ROWS, o.tmp);
 	}
-	for (unsigned sec = SEC_INGEST; sec <= SEC_MONITOR && !g_stop; sec <<= 1) {
+	for (unsigned sec = SEC_INGEST; sec <= SEC_LAST && !g_stop; sec <<= 1) {
 		if (!(o.only & sec))
 			continue;
 		if (!o.json) {
@@ -1686,6 +1791,14 @@ int main(int argc, char **argv)
 				       "engine off", "engine on", "on/off", "daemon off", "daemon on", "on/off",
 				       "CPU", "CPU on");
 				break;
+			case SEC_PRODUCER:
+				printf("== producer: one pusher, fsync always; pushes of 256 rows (pipelined)\n"
+				       "   against one row per isvd_producer_push_row() call (linger %d ms,\n"
+				       "   %d rows a batch); rows/s acknowledged; target: producer >= 50%%\n",
+				       ISVD_PRODUCER_DEFAULT_LINGER_MS, ISVD_PRODUCER_DEFAULT_MAX_ROWS);
+				printf("%6s %4s %-9s %12s %12s %12s %8s %8s\n", "n", "k", "mode", "push256 r/s",
+				       "producer r/s", "rows", "batches", "ratio");
+				break;
 			}
 			fflush(stdout);
 		}
@@ -1702,6 +1815,7 @@ int main(int argc, char **argv)
 			case SEC_MEMORY: failed |= section_memory(&o, &pool); break;
 			case SEC_RECOVERY: failed |= section_recovery(&o, &pool); break;
 			case SEC_MONITOR: failed |= section_monitor(&o, &pool); break;
+			case SEC_PRODUCER: failed |= section_producer(&o, &pool); break;
 			}
 			free(pool.x);
 		}

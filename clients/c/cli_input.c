@@ -73,8 +73,9 @@ static bool host_little_endian(void)
 	return b == 1;
 }
 
-/* Reads and checks the header; sets dim and the npy_* layout. */
-static int npy_open(struct cli_reader *r)
+/* Reads the magic, the version and the header; *out (the caller frees it)
+ * is the header's text, NUL-terminated. */
+static int npy_read_header(struct cli_reader *r, char **out)
 {
 	unsigned char pre[NPY_MAGIC_LEN + 2 + 4];
 	if (fread(pre, 1, NPY_MAGIC_LEN + 2, r->f) != NPY_MAGIC_LEN + 2
@@ -101,15 +102,14 @@ static int npy_open(struct cli_reader *r)
 	}
 	h[hlen] = '\0';
 	r->bytes += NPY_MAGIC_LEN + 2 + lenbytes + hlen;
+	*out = h;
+	return 0;
+}
 
-	int rc = -1;
-	const char *d = npy_field(h, "'descr'"), *fo = npy_field(h, "'fortran_order'");
-	const char *sh = npy_field(h, "'shape'");
-	if (!d || !fo || !sh || (*d != '\'' && *d != '"') || *sh != '(') {
-		rerr(r, "the .npy header is not a dict with descr, fortran_order and shape");
-		goto out;
-	}
-	/* descr: byte order, kind, size, e.g. '<f8', '|u1', '>i4' */
+/* descr (at its opening quote): byte order, kind, size, e.g. '<f8', '|u1',
+ * '>i4'; sets npy_kind, npy_size and npy_swap. */
+static int npy_parse_descr(struct cli_reader *r, const char *d)
+{
 	char order = d[1], kind = d[2];
 	char *end;
 	unsigned long size = strtoul(d + 3, &end, 10);
@@ -117,23 +117,37 @@ static int npy_open(struct cli_reader *r)
 	             || ((kind == 'i' || kind == 'u') && (size == 1 || size == 2 || size == 4 || size == 8));
 	if (!strchr("<>|=", order) || !sized || *end != *d) {
 		const char *q = strchr(d + 1, *d);
-		rerr(r, ".npy dtype %.*s is not supported (float64, float32 or integers)",
-		     q ? (int)(q - d + 1) : 8, d);
-		goto out;
+		return rerr(r, ".npy dtype %.*s is not supported (float64, float32 or integers)",
+		            q ? (int)(q - d + 1) : 8, d);
 	}
 	r->npy_kind = kind;
 	r->npy_size = size;
 	r->npy_swap = size > 1 && ((order == '<' && !host_little_endian())
 	                           || (order == '>' && host_little_endian()));
+	return 0;
+}
+
+/* fortran_order: True or False; sets npy_fortran. */
+static int npy_parse_order(struct cli_reader *r, const char *fo)
+{
 	if (!strncmp(fo, "True", 4))
 		r->npy_fortran = true;
-	else if (strncmp(fo, "False", 5)) {
-		rerr(r, "the .npy header's fortran_order is neither True nor False");
-		goto out;
-	}
-	/* shape: (N, M), (M,) or () */
+	else if (!strncmp(fo, "False", 5))
+		r->npy_fortran = false;
+	else
+		return rerr(r, "the .npy header's fortran_order is neither True nor False");
+	return 0;
+}
+
+/* shape (at its '('): (N, M) or (M,); *rows and *cols receive N (1 for a
+ * one-dimensional array) and M, *nd the number of dimensions. */
+static int npy_parse_shape(struct cli_reader *r, const char *sh, size_t *rows, size_t *cols,
+                           size_t *ndims)
+{
 	size_t dims[2], nd = 0;
 	const char *p = sh + 1;
+	char *end;
+
 	for (;;) {
 		while (*p == ' ' || *p == ',')
 			p++;
@@ -141,34 +155,48 @@ static int npy_open(struct cli_reader *r)
 			break;
 		errno = 0;
 		unsigned long long v = strtoull(p, &end, 10);
-		if (end == p || errno || v > SIZE_MAX / 8) {
-			rerr(r, "the .npy header's shape cannot be read");
-			goto out;
-		}
-		if (nd == 2) {
-			rerr(r, "the .npy array has more than 2 dimensions; rows need 1 or 2");
-			goto out;
-		}
+		if (end == p || errno || v > SIZE_MAX / 8)
+			return rerr(r, "the .npy header's shape cannot be read");
+		if (nd == 2)
+			return rerr(r, "the .npy array has more than 2 dimensions; rows need 1 or 2");
 		dims[nd++] = (size_t)v;
 		p = end;
 	}
-	if (nd == 0) {
-		rerr(r, "the .npy array is a scalar; rows need 1 or 2 dimensions");
+	if (nd == 0)
+		return rerr(r, "the .npy array is a scalar; rows need 1 or 2 dimensions");
+	*ndims = nd;
+	*rows = nd == 2 ? dims[0] : 1;
+	*cols = nd == 2 ? dims[1] : dims[0];
+	if (*cols == 0)
+		return rerr(r, "the .npy array has rows of 0 values");
+	return 0;
+}
+
+/* Reads and checks the header; sets dim and the npy_* layout. */
+static int npy_open(struct cli_reader *r)
+{
+	char *h = NULL;
+	size_t rows = 0, cols = 0, nd = 0;
+	int rc = -1;
+
+	if (npy_read_header(r, &h))
+		return -1;
+	const char *d = npy_field(h, "'descr'"), *fo = npy_field(h, "'fortran_order'");
+	const char *sh = npy_field(h, "'shape'");
+	if (!d || !fo || !sh || (*d != '\'' && *d != '"') || *sh != '(') {
+		rerr(r, "the .npy header is not a dict with descr, fortran_order and shape");
 		goto out;
 	}
-	r->npy_rows = nd == 2 ? dims[0] : 1;
-	size_t cols = nd == 2 ? dims[1] : dims[0];
-	if (cols == 0) {
-		rerr(r, "the .npy array has rows of 0 values");
+	if (npy_parse_descr(r, d) || npy_parse_order(r, fo) || npy_parse_shape(r, sh, &rows, &cols, &nd))
 		goto out;
-	}
 	if (r->dim && r->dim != cols) {
 		rerr(r, "the .npy array has rows of %zu values; --dim is %zu", cols, r->dim);
 		goto out;
 	}
 	r->dim = cols;
-	if (nd == 1)
-		r->npy_fortran = false;      /* one row: both orders are the same bytes */
+	r->npy_rows = rows;
+	if (nd == 1)                         /* one row: both orders are the same bytes */
+		r->npy_fortran = false;
 	if (!(r->npy_row = malloc(r->dim * r->npy_size))) {
 		rerr(r, "out of memory");
 		goto out;

@@ -26,12 +26,14 @@
  */
 #include "cli.h"
 #include "cli_model.h"
+#include "isvd/producer.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -451,27 +453,20 @@ static void on_ack(const struct isvd_client_ack *a, void *user)
 
 /* ------------------------------------------------------- push --follow */
 
-/* push --follow: standard input is polled, not read to its end, so a row
- * waits at most --linger-ms for its batch:
+/* push --follow: standard input is polled, not read to its end, and every
+ * row goes to a libisvd producer (isvd/producer.h), whose thread sends a
+ * batch when it holds --batch rows or --linger-ms after its first row and
+ * resends what the daemon did not answer:
  *
- *   poll(stdin, until the batch's linger runs out) ──line──► feed: row appended
- *        │                                   batch full ──► push_send
- *        └─ timeout ─► batch not empty ──► push_send
- *   EOF / SIGINT / SIGTERM ──► send what is held, flush, summary
+ *   poll(stdin, failure pipe) ──bytes──► follow_read ─lines─► follow_feed ─rows─► producer
+ *        │                      └─ a batch failed (on_follow_report wrote the pipe) ─┐
+ *        └─ EOF / SIGINT / SIGTERM / bad line ──────────────────────────────────────┴─►
+ *   follow_finish: flush (the producer sends what it holds), summary or error
  *
- * Acks are queued (no callback) and drained with push_recv(…, 0) on every
- * turn, which also drives libisvd's resend of a stalled window; while
- * pushes are outstanding the poll wakes at least every FOLLOW_PUMP_MS for
- * that. */
-#define FOLLOW_PUMP_MS 20
+ * Rows are numbered from 0 in input order, as the producer numbers them;
+ * struct line_map turns a failed batch's first row back into its line. */
 #define FOLLOW_READ 65536
-
-static volatile sig_atomic_t follow_stop;
-
-static void on_follow_signal(int sig)
-{
-	follow_stop = sig;
-}
+#define FOLLOW_BATCH 1000            /* --batch's default, as for push */
 
 static int64_t mono_ms(void)
 {
@@ -480,174 +475,302 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void drain_acks(struct isvd_client *cl, struct push_state *st)
+static volatile sig_atomic_t follow_stop;
+
+static void on_follow_signal(int sig)
 {
-	struct isvd_client_ack a;
-	while (isvd_client_acks_queued(cl) || isvd_client_in_flight(cl)) {
-		if (isvd_client_push_recv(cl, &a, 0) != ISVD_CLIENT_OK)
-			break;
-		on_ack(&a, st);
+	follow_stop = sig;
+}
+
+/* The line of each row, stored as runs: (row, line) where a row's line is
+ * not the previous row's plus one (a header, a blank or comment line). */
+struct line_map {
+	uint64_t *row, *line;
+	size_t n, cap;
+	uint64_t rows, last_line;
+};
+
+static int line_map_add(struct line_map *m, uint64_t line)
+{
+	if (!m->n || line != m->last_line + 1) {
+		if (m->n == m->cap) {
+			size_t cap = m->cap ? 2 * m->cap : 16;
+			uint64_t *r = realloc(m->row, cap * sizeof *r);
+			if (!r)
+				return -1;
+			m->row = r;
+			uint64_t *l = realloc(m->line, cap * sizeof *l);
+			if (!l)
+				return -1;
+			m->line = l;
+			m->cap = cap;
+		}
+		m->row[m->n] = m->rows;
+		m->line[m->n++] = line;
 	}
+	m->rows++;
+	m->last_line = line;
+	return 0;
+}
+
+static uint64_t line_map_find(const struct line_map *m, uint64_t row)
+{
+	size_t lo = 0, hi = m->n;          /* the last run starting at or before row */
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (m->row[mid] <= row)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return m->n ? m->line[lo] + (row - m->row[lo]) : 0;
+}
+
+struct follow {
+	struct cli_reader r;
+	struct isvd_client *cl;
+	struct isvd_producer *p;
+	struct line_map lines;
+	double *rows;                    /* rows parsed from the last read */
+	size_t cap, n;
+	char *in;                        /* bytes read, up to the last newline */
+	size_t ilen, icap;
+	int fail_pipe[2];                /* the producer's thread → the loop: a batch failed */
+	pthread_mutex_t mu;
+	struct isvd_producer_report failed;   /* the first failed batch (mu) */
+	bool has_failed;
+	bool eof, input_error;
+	struct sigaction old_int, old_term;
+	bool signals_set;
+};
+
+/* The producer's thread: keeps the first failure and wakes the loop. */
+static void on_follow_report(const struct isvd_producer_report *rep, void *user)
+{
+	struct follow *f = user;
+	if (rep->err == ISVD_CLIENT_OK)
+		return;
+	pthread_mutex_lock(&f->mu);
+	if (!f->has_failed) {
+		f->failed = *rep;
+		f->has_failed = true;
+		ssize_t w = write(f->fail_pipe[1], "x", 1);
+		(void)w;                     /* the pipe is empty: it cannot be full */
+	}
+	pthread_mutex_unlock(&f->mu);
+}
+
+static void follow_close(struct follow *f)
+{
+	if (f->signals_set) {
+		sigaction(SIGINT, &f->old_int, NULL);
+		sigaction(SIGTERM, &f->old_term, NULL);
+	}
+	isvd_producer_destroy(f->p);
+	isvd_client_destroy(f->cl);
+	for (int i = 0; i < 2; i++)
+		if (f->fail_pipe[i] >= 0)
+			close(f->fail_pipe[i]);
+	pthread_mutex_destroy(&f->mu);
+	free(f->lines.row);
+	free(f->lines.line);
+	free(f->rows);
+	free(f->in);
+	cli_reader_close(&f->r);
+}
+
+/* Checks the arguments and opens the line reader and the failure pipe.
+ * Returns 0 or an exit status; follow_close() either way. */
+static int follow_open(struct cli *c, int argc, char **argv, struct follow *f)
+{
+	memset(f, 0, sizeof *f);
+	f->fail_pipe[0] = f->fail_pipe[1] = -1;
+	pthread_mutex_init(&f->mu, NULL);
+	if (argc - optind != 1 || strcmp(argv[optind], "-"))
+		return usage_error(c, "%s", "--follow reads standard input: isvd push --follow - "
+		                   "(e.g. tail -F FILE | isvd push --follow -)");
+	if (cli_reader_open_lines(&f->r, "<stdin>", (enum cli_format)c->format, c->dim))
+		return usage_error(c, "--follow: %s", f->r.err);
+	if (pipe(f->fail_pipe)) {
+		fprintf(stderr, "isvd: push: pipe: %s\n", strerror(errno));
+		return EXIT_FAILURE;
+	}
+	return 0;
+}
+
+/* Connects and starts the producer with --batch, --linger-ms and --in-flight. */
+static int follow_connect(struct cli *c, struct follow *f)
+{
+	struct isvd_producer_options po;
+	int rc, err;
+
+	if ((rc = connect_client(c, &f->cl)))
+		return rc;
+	isvd_producer_options_init(&po);
+	po.linger_ms = c->linger_ms_set ? (int)c->linger_ms : ISVD_PRODUCER_DEFAULT_LINGER_MS;
+	po.max_rows = c->batch ? c->batch : FOLLOW_BATCH;
+	if (c->in_flight)
+		po.max_in_flight = c->in_flight < ISVD_PRODUCER_MAX_IN_FLIGHT ? c->in_flight
+		                                                             : ISVD_PRODUCER_MAX_IN_FLIGHT;
+	po.on_report = on_follow_report;
+	po.user = f;
+	if ((err = isvd_producer_create(&f->p, f->cl, &po))) {
+		fprintf(stderr, "isvd: push: cannot start the producer: %s\n", isvd_client_strerror(err));
+		return EXIT_FAILURE;
+	}
+	return 0;
+}
+
+static void follow_catch_signals(struct follow *f)
+{
+	struct sigaction sa = { .sa_handler = on_follow_signal };
+
+	follow_stop = 0;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &f->old_int);     /* no SA_RESTART: poll returns EINTR */
+	sigaction(SIGTERM, &sa, &f->old_term);
+	f->signals_set = true;
+}
+
+/* Hands the rows parsed so far to the producer.  0, or -1 (reported). */
+static int follow_send(struct follow *f)
+{
+	if (!f->n)
+		return 0;
+	int err = isvd_producer_push_rows(f->p, f->rows, f->n, f->r.dim);
+	f->n = 0;
+	if (err) {
+		fprintf(stderr, "isvd: push: %s\n", isvd_client_strerror(err));
+		return -1;
+	}
+	return 0;
+}
+
+/* Parses the complete lines in f->in and hands their rows to the producer;
+ * keeps a partial last line for the next read.  0, or -1 after an error
+ * (reported; the rows before a bad line are sent). */
+static int follow_feed(struct follow *f)
+{
+	size_t start = 0;
+
+	for (size_t i = 0; i < f->ilen; i++) {
+		if (f->in[i] != '\n')
+			continue;
+		size_t before = f->n;
+		if (cli_reader_feed(&f->r, f->in + start, i - start, &f->rows, &f->cap, &f->n)) {
+			fprintf(stderr, "isvd: push: %s\n", f->r.err);
+			follow_send(f);
+			return -1;
+		}
+		if (f->n > before && line_map_add(&f->lines, f->r.line)) {
+			fprintf(stderr, "isvd: push: out of memory\n");
+			follow_send(f);
+			return -1;
+		}
+		start = i + 1;
+	}
+	memmove(f->in, f->in + start, f->ilen - start);
+	f->ilen -= start;
+	return follow_send(f);
+}
+
+/* Reads what standard input has (poll said so) and feeds its lines.  0,
+ * or -1 after an error (reported). */
+static int follow_read(struct follow *f)
+{
+	if (f->icap - f->ilen < FOLLOW_READ + 1) {
+		char *bigger = realloc(f->in, f->ilen + FOLLOW_READ + 1);
+		if (!bigger) {
+			fprintf(stderr, "isvd: push: out of memory\n");
+			return -1;
+		}
+		f->in = bigger;
+		f->icap = f->ilen + FOLLOW_READ + 1;
+	}
+	ssize_t got = read(STDIN_FILENO, f->in + f->ilen, FOLLOW_READ);
+	if (got < 0) {
+		if (errno == EINTR || errno == EAGAIN)
+			return 0;
+		fprintf(stderr, "isvd: push: <stdin>: read: %s\n", strerror(errno));
+		return -1;
+	}
+	f->ilen += (size_t)got;
+	if (got == 0) {
+		f->eof = true;
+		if (f->ilen)                     /* a last line without its newline */
+			f->in[f->ilen++] = '\n';
+	}
+	return follow_feed(f);
+}
+
+/* Reads standard input until its end, a signal, an input error or a failed
+ * batch. */
+static void follow_loop(struct follow *f)
+{
+	while (!f->eof && !follow_stop) {
+		struct pollfd pf[2] = { { .fd = STDIN_FILENO, .events = POLLIN },
+		                        { .fd = f->fail_pipe[0], .events = POLLIN } };
+		int k = poll(pf, 2, -1);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			fprintf(stderr, "isvd: push: <stdin>: poll: %s\n", strerror(errno));
+			f->input_error = true;
+			return;
+		}
+		if (pf[1].revents)
+			return;                      /* a batch failed */
+		if (pf[0].revents && follow_read(f)) {
+			f->input_error = true;
+			return;
+		}
+	}
+}
+
+/* Flushes the producer and prints the summary or what failed; the exit status. */
+static int follow_finish(struct cli *c, struct follow *f, int64_t t0)
+{
+	struct isvd_producer_stats st;
+	int err = isvd_producer_flush(f->p, -1);
+
+	isvd_producer_get_stats(f->p, &st);
+	pthread_mutex_lock(&f->mu);
+	bool failed = f->has_failed;
+	struct isvd_producer_report rep = f->failed;
+	pthread_mutex_unlock(&f->mu);
+	if (failed) {
+		fprintf(stderr, "isvd: push: <stdin>:%" PRIu64 ": batch starting here: %s: %s\n",
+		        line_map_find(&f->lines, rep.first), isvd_client_err_name(rep.err), rep.message);
+		return EXIT_FAILURE;
+	}
+	if (f->input_error) {
+		if (st.rows_accepted)
+			fprintf(stderr, "isvd: push: %" PRIu64 " rows before it were pushed\n", st.rows_accepted);
+		return EXIT_FAILURE;
+	}
+	if (err)
+		return daemon_error(c, f->cl, err);
+	double el = (double)(mono_ms() - t0) / 1000.0;
+	printf("pushed %" PRIu64 " rows in %" PRIu64 " batches (%" PRIu64 " duplicate%s), seq %" PRIu64
+	       ", %.2f s, %.0f rows/s%s\n",
+	       st.rows_accepted, st.batches_sent, st.batches_duplicate, st.batches_duplicate == 1 ? "" : "s",
+	       st.last_seq, el, el > 0 ? (double)st.rows_accepted / el : 0.0,
+	       follow_stop ? " (stopped by a signal)" : "");
+	return 0;
 }
 
 static int push_follow(struct cli *c, int argc, char **argv)
 {
-	struct isvd_client *cl = NULL;
-	struct cli_reader r;
-	struct push_state st = { 0 };
-	struct sigaction sa = { .sa_handler = on_follow_signal }, old_int, old_term;
-	double *rows = NULL;
-	char *in = NULL;
-	size_t cap = 0, n = 0, ilen = 0, icap = 0, first_line = 0;
-	size_t batch = c->batch ? c->batch : 1000;
-	int64_t first_ms = 0, t0;
-	uint64_t batches = 0;
-	bool eof = false;
-	int rc = EXIT_FAILURE, err = 0;
+	struct follow f;
+	int64_t t0 = mono_ms();
+	int rc;
 
-	if (argc - optind != 1 || strcmp(argv[optind], "-"))
-		return usage_error(c, "%s", "--follow reads standard input: isvd push --follow - "
-		                   "(e.g. tail -F FILE | isvd push --follow -)");
-	if (cli_reader_open_lines(&r, "<stdin>", (enum cli_format)c->format, c->dim)) {
-		cli_reader_close(&r);
-		return usage_error(c, "--follow: %s", r.err);
+	if (!(rc = follow_open(c, argc, argv, &f)) && !(rc = follow_connect(c, &f))) {
+		follow_catch_signals(&f);
+		follow_loop(&f);
+		rc = follow_finish(c, &f, t0);
 	}
-	if (c->in_flight)
-		c->o.max_in_flight = c->in_flight;
-	if ((rc = connect_client(c, &cl)))
-		goto out;
-	rc = EXIT_FAILURE;
-	follow_stop = 0;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old_int);       /* no SA_RESTART: poll returns EINTR */
-	sigaction(SIGTERM, &sa, &old_term);
-	t0 = mono_ms();
-	for (;;) {
-		drain_acks(cl, &st);
-		if (st.err)
-			break;
-		if (follow_stop)
-			eof = true;
-		int64_t now = mono_ms();
-		if (n && (n >= batch || eof || now - first_ms >= (int64_t)c->linger_ms)) {
-			struct isvd_client_batch b = { .rows = rows, .nrows = n, .dim = r.dim,
-			                               .dtype = ISVD_CLIENT_F64,
-			                               .user = (void *)(uintptr_t)first_line };
-			if ((err = isvd_client_push_send(cl, &b, NULL)))
-				break;
-			batches++;
-			n = 0;
-			continue;
-		}
-		if (eof)
-			break;
-		int64_t wait = n ? first_ms + (int64_t)c->linger_ms - now : -1;
-		if (isvd_client_in_flight(cl) && (wait < 0 || wait > FOLLOW_PUMP_MS))
-			wait = FOLLOW_PUMP_MS;
-		struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
-		int k = poll(&p, 1, (int)wait);
-		if (k < 0 && errno != EINTR) {
-			fprintf(stderr, "isvd: push: <stdin>: poll: %s\n", strerror(errno));
-			goto out_flush;
-		}
-		if (k <= 0)
-			continue;
-		if (icap - ilen < FOLLOW_READ + 1) {
-			char *bigger = realloc(in, ilen + FOLLOW_READ + 1);
-			if (!bigger) {
-				fprintf(stderr, "isvd: push: out of memory\n");
-				goto out_flush;
-			}
-			in = bigger;
-			icap = ilen + FOLLOW_READ + 1;
-		}
-		ssize_t got = read(STDIN_FILENO, in + ilen, FOLLOW_READ);
-		if (got < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			fprintf(stderr, "isvd: push: <stdin>: read: %s\n", strerror(errno));
-			goto out_flush;
-		}
-		size_t from = ilen, start = 0;
-		ilen += (size_t)got;
-		if (got == 0) {
-			eof = true;
-			if (ilen)                     /* a last line without its newline */
-				in[ilen++] = '\n';
-		}
-		for (size_t i = from; i < ilen; i++) {
-			if (in[i] != '\n')
-				continue;
-			size_t before = n;
-			if (cli_reader_feed(&r, in + start, i - start, &rows, &cap, &n)) {
-				fprintf(stderr, "isvd: push: %s\n", r.err);
-				goto out_flush;
-			}
-			if (before == 0 && n == 1) {
-				first_ms = mono_ms();
-				first_line = r.line;
-			}
-			start = i + 1;
-			if (n >= batch) {
-				struct isvd_client_batch b = { .rows = rows, .nrows = n, .dim = r.dim,
-				                               .dtype = ISVD_CLIENT_F64,
-				                               .user = (void *)(uintptr_t)first_line };
-				if ((err = isvd_client_push_send(cl, &b, NULL)))
-					break;
-				batches++;
-				n = 0;
-			}
-		}
-		if (err)
-			break;
-		memmove(in, in + start, ilen - start);
-		ilen -= start;
-	}
-	if (err) {                   /* push_send failed: its batch is not resent */
-		rc = daemon_error(c, cl, err);
-		n = 0;
-		goto out_flush;
-	}
-	err = isvd_client_push_flush(cl);
-	drain_acks(cl, &st);
-	if (st.err) {
-		fprintf(stderr, "isvd: push: <stdin>:%zu: batch starting here: %s: %s\n", st.err_line,
-		        isvd_client_err_name(st.err), st.err_msg);
-		goto out;
-	}
-	if (err) {
-		rc = daemon_error(c, cl, err);
-		goto out;
-	}
-	double el = (double)(mono_ms() - t0) / 1000.0;
-	printf("pushed %" PRIu64 " rows in %" PRIu64 " batches (%" PRIu64 " duplicate%s), seq %" PRIu64
-	       ", %.2f s, %.0f rows/s%s\n",
-	       st.rows_acked, batches, st.duplicates, st.duplicates == 1 ? "" : "s", st.last_seq, el,
-	       el > 0 ? (double)st.rows_acked / el : 0.0, follow_stop ? " (stopped by a signal)" : "");
-	rc = 0;
-	goto out;
-out_flush:
-	/* an input error: the rows before it arrived earlier and are sent */
-	if (n) {
-		struct isvd_client_batch b = { .rows = rows, .nrows = n, .dim = r.dim,
-		                               .dtype = ISVD_CLIENT_F64,
-		                               .user = (void *)(uintptr_t)first_line };
-		if (isvd_client_push_send(cl, &b, NULL) == ISVD_CLIENT_OK)
-			batches++;
-	}
-	isvd_client_push_flush(cl);
-	drain_acks(cl, &st);
-	if (st.rows_acked)
-		fprintf(stderr, "isvd: push: %" PRIu64 " rows before it were pushed\n", st.rows_acked);
-out:
-	if (cl) {
-		sigaction(SIGINT, &old_int, NULL);
-		sigaction(SIGTERM, &old_term, NULL);
-	}
-	isvd_client_destroy(cl);
-	free(rows);
-	free(in);
-	cli_reader_close(&r);
+	follow_close(&f);
 	return rc;
 }
 

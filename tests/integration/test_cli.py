@@ -279,6 +279,11 @@ def test_push_follow_sends_lines_as_they_arrive(tmp_path, rng):
         for args in (["--follow", str(f)], ["--linger-ms", "5", str(f)],
                      ["--follow", "--format", "npy", "-"]):
             assert run(d, "push", *args).returncode == 2, args
+        # a batch the daemon refuses is named by its first line (after the header)
+        p = run(d, "push", "--follow", "-", input="a,b,c,d\n\n1,2,3,4\n5,6,7,8\n")
+        assert p.returncode == 1, p.stderr
+        assert "<stdin>:3: batch starting here: DIM_MISMATCH" in p.stderr, p.stderr
+        assert info(d)["rows_seen"] == 22
         assert d.stop() == 0
 
 

@@ -6,7 +6,8 @@ true to the programs:
   configuration, the example configs, the systemd units and sysusers.d
   entry, the man pages); the installed isvdd validates the installed
   configuration; a C program compiled with the installed header and
-  `pkg-config libisvd` pings a real daemon through the installed library;
+  `pkg-config libisvd` pings a real daemon through the installed library
+  and pushes a row through its producer;
 - the installed units pass `systemd-analyze verify` (their ExecStart
   pointed at the installed isvdd, their man pages found in the destdir) and
   `systemd-analyze security` rates them no worse than 2.0 ("OK"); they hold
@@ -78,6 +79,7 @@ def installed(tmp_path_factory):
         "isvdd": f"{bindir}/isvdd",
         "isvd": f"{bindir}/isvd",
         "header": f"{under(prefix, o['includedir'])}/isvd/client.h",
+        "header-producer": f"{under(prefix, o['includedir'])}/isvd/producer.h",
         "so": f"{libdir}/libisvd.so",
         "so.0": f"{libdir}/libisvd.so.0",
         "so.0.1.0": f"{libdir}/libisvd.so.0.1.0",
@@ -133,6 +135,7 @@ def test_installed_library_header_and_pkg_config(installed, tmp_path):
     prog.write_text(r'''
 #include <stdio.h>
 #include <isvd/client.h>
+#include <isvd/producer.h>
 int main(int argc, char **argv)
 {
 	struct isvd_client_options o;
@@ -153,6 +156,18 @@ int main(int argc, char **argv)
 		printf("%s %llu\n", version, (unsigned long long)proto);
 	else
 		fprintf(stderr, "ping: %s\n", isvd_client_errmsg(c));
+	/* and one row through the producer (isvd/producer.h) */
+	struct isvd_producer *p;
+	struct isvd_producer_stats st;
+	const double row[3] = { 1, 2, 3 };
+	if (rc == 0 && (rc = isvd_producer_create(&p, c, NULL)) == 0) {
+		rc = isvd_producer_push_row(p, row, 3);
+		if (rc == 0)
+			rc = isvd_producer_flush(p, -1);
+		isvd_producer_get_stats(p, &st);
+		printf("%llu\n", (unsigned long long)st.rows_accepted);
+		isvd_producer_destroy(p);
+	}
 	isvd_client_destroy(c);
 	return rc != 0;
 }
@@ -174,7 +189,7 @@ int main(int argc, char **argv)
         out = run([str(exe), d.query, d.ingest],
                   env=dict(os.environ, LD_LIBRARY_PATH=os.path.dirname(paths["so"])))
         version = run([isvdd_path(), "--version"]).split()[1]
-        assert out.split() == [version, "1"], out
+        assert out.split() == [version, "1", "1"], out
 
 
 def test_units_verify_and_rate_ok(installed, tmp_path):

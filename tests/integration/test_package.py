@@ -84,7 +84,8 @@ def test_each_package_holds_exactly_its_files(debs):
                    "./usr/share/doc/libisvd0/changelog.gz": "-",
                    "./usr/share/doc/libisvd0/copyright": "-"}, lib
     dev = contents(debs["libisvd-dev"])
-    assert dev == {"./usr/include/isvd/client.h": "-", f"./usr/lib/{ma}/libisvd.so": "l",
+    assert dev == {"./usr/include/isvd/client.h": "-", "./usr/include/isvd/producer.h": "-",
+                   f"./usr/lib/{ma}/libisvd.so": "l",
                    f"./usr/lib/{ma}/libisvd.a": "-", f"./usr/lib/{ma}/pkgconfig/libisvd.pc": "-",
                    "./usr/share/doc/libisvd-dev/changelog.gz": "-",
                    "./usr/share/doc/libisvd-dev/copyright": "-"}, dev
@@ -98,10 +99,11 @@ def test_control_data(debs):
     # the symbols file (debian/libisvd0.symbols) covers every exported function
     sym = run(["dpkg-deb", "-I", debs["libisvd0"], "symbols"])
     assert sym.startswith("libisvd.so.0 libisvd0 #MINVER#"), sym
-    header = open(os.path.join(REPO, "clients", "c", "include", "isvd", "client.h")).read()
-    exported = set(re.findall(r"\b(isvd_client_\w+)\(", header))
-    assert exported and exported <= set(re.findall(r"^ (isvd_client_\w+)@Base", sym, re.M)), \
-        sorted(exported - set(re.findall(r"^ (isvd_client_\w+)@Base", sym, re.M)))
+    for name in ("client", "producer"):
+        header = open(os.path.join(REPO, "clients", "c", "include", "isvd", name + ".h")).read()
+        exported = set(re.findall(r"\b(isvd_(?:client|producer)_\w+)\(", header))
+        listed = set(re.findall(r"^ (isvd_(?:client|producer)_\w+)@Base", sym, re.M))
+        assert exported and exported <= listed, (name, sorted(exported - listed))
     ctl = subprocess.run(["dpkg-deb", "-I", debs["isvd"], "conffiles"], capture_output=True, text=True)
     assert ctl.returncode == 0 and ctl.stdout.split() == ["/etc/isvd/isvdd.yaml"], ctl
     post = subprocess.run(["dpkg-deb", "-I", debs["isvd"], "postinst"], capture_output=True, text=True)

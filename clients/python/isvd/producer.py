@@ -34,9 +34,20 @@ DESIGN
     BatchError with its rows' range (row numbers count push_row calls from
     0) and the next batch goes on.
 
+    A push whose rows have another number of values than the open batch's
+    seals it and opens a new one: the daemon, which knows the model's
+    dimension, judges each batch (a wrong one is a BatchError with its
+    rows).  Memory is bounded: while max_batches sealed batches wait,
+    push_row blocks until one is sent.
+
     Thread-safe: push_row, push_rows, flush and stats may be called from
     any thread.  The client given must not be used elsewhere meanwhile
     (ZeroMQ sockets are not thread-safe); close() returns it unused.
+
+    libisvd's producer (clients/c/include/isvd/producer.h) has the same
+    defaults (linger_ms 5, max_rows 1024, max_batches 64, delivery timeout
+    120 s), the same counts and the same row numbering; it keeps up to 8
+    batches in flight where this one sends one at a time.
 """
 import collections
 import threading
@@ -78,6 +89,7 @@ class Producer:
         client: an isvd.Client, used only by the producer's thread.
         linger_ms: the longest a row waits for its batch to fill (default 5).
         max_rows: rows per batch (default 1024).
+        max_batches: sealed batches held before push_row blocks (default 64).
         delivery_timeout: seconds a batch is resent, with the same batch
             number, before it is given up (default 120): covers daemon
             restarts.  Each attempt waits the client's timeout × retries.
@@ -86,15 +98,18 @@ class Producer:
             ProducerError.
     """
 
-    def __init__(self, client, *, linger_ms=5, max_rows=1024, delivery_timeout=120.0,
-                 on_error=None):
+    def __init__(self, client, *, linger_ms=5, max_rows=1024, max_batches=64,
+                 delivery_timeout=120.0, on_error=None):
         if not (isinstance(max_rows, int) and max_rows >= 1):
             raise InputError(f"max_rows must be an int >= 1, got {max_rows!r}")
+        if not (isinstance(max_batches, int) and max_batches >= 1):
+            raise InputError(f"max_batches must be an int >= 1, got {max_batches!r}")
         if not (linger_ms >= 0 and delivery_timeout > 0):
             raise InputError("linger_ms must be >= 0 and delivery_timeout > 0")
         self._client = client
         self._linger = float(linger_ms) / 1000.0
         self._max_rows = max_rows
+        self._max_batches = max_batches
         self._delivery_timeout = float(delivery_timeout)
         self._on_error = on_error
         self._cv = threading.Condition()
@@ -128,11 +143,9 @@ class Producer:
         with self._cv:
             if self._closed:
                 raise ClosedError("the producer is closed")
-            if self._dim is None:
+            if a.shape[1] != self._dim:
+                self._seal()                     # the daemon judges each dimension's batch
                 self._dim = a.shape[1]
-            elif a.shape[1] != self._dim:
-                raise InputError(f"rows have {a.shape[1]} values; this producer's rows have "
-                                 f"{self._dim}")
             for row in a:
                 if not self._open:
                     self._open_first = self._rows_in
@@ -143,9 +156,12 @@ class Producer:
                 if len(self._open) >= self._max_rows:
                     self._seal()
 
-    def _seal(self):
-        """Moves the open batch to the sealed queue (lock held)."""
+    def _seal(self, wait=True):
+        """Moves the open batch to the sealed queue (lock held); a pusher
+        (wait) first waits while max_batches batches are sealed."""
         if self._open:
+            while wait and len(self._sealed) >= self._max_batches and self._thread.is_alive():
+                self._cv.wait(0.1)
             self._sealed.append((self._open_first, np.vstack(self._open)))
             self._open = []
             self._cv.notify_all()
@@ -158,10 +174,11 @@ class Producer:
                 while True:
                     if self._open and (self._closed or self._flushing
                                        or time.monotonic() - self._open_since >= self._linger):
-                        self._seal()
+                        self._seal(wait=False)
                     if self._sealed:
                         first, rows = self._sealed.popleft()
                         self._busy = True
+                        self._cv.notify_all()        # room for a waiting pusher
                         break
                     if self._closed and not self._open:
                         self._cv.notify_all()
@@ -184,6 +201,9 @@ class Producer:
         attempts = 0
         while True:
             attempts += 1
+            if attempts == 1:
+                with self._cv:
+                    self._counts["batches_sent"] += 1
             try:
                 ack = c.push(rows, batch=batch)
             except Timeout as e:
@@ -253,14 +273,17 @@ class Producer:
         return c["rows_accepted"] + c["rows_duplicate"] + c["rows_failed"]
 
     def stats(self):
-        """A dict of counts: rows_in (push_row/push_rows rows), rows_accepted,
-        rows_duplicate (in batches the daemon had already applied: delivered
-        once), rows_failed, rows_pending, batches, batches_duplicate,
-        batches_failed, resends, last_seq."""
+        """A dict of counts, as libisvd's struct isvd_producer_stats: rows_in
+        (push_row/push_rows rows), rows_accepted, rows_duplicate (in batches
+        the daemon had already applied: delivered once), rows_failed,
+        rows_pending (rows_in is the sum of these four), batches (delivered),
+        batches_duplicate, batches_failed, batches_sent (first sends),
+        resends (sends again after the client's own retries ran out),
+        last_seq."""
         with self._cv:
             s = {k: self._counts[k] for k in ("rows_accepted", "rows_duplicate", "rows_failed",
                                               "batches", "batches_duplicate", "batches_failed",
-                                              "resends", "last_seq")}
+                                              "batches_sent", "resends", "last_seq")}
             s["rows_in"] = self._rows_in
             s["rows_pending"] = self._rows_in - self._done()
         return s
