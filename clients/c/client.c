@@ -986,13 +986,15 @@ static int on_ack(struct isvd_client *c, const void *buf, size_t len)
 	c->stalls = 0;
 	c->progress_ms = now_ms();
 	if (!derr && !rep.ok && rep.error_code == ISVD_PROTO_RATE_LIMITED) {
+		/* nothing of it applied: this pusher's next push waits as asked */
+		const int64_t wait = rep.retry_after_ms ? (int64_t)rep.retry_after_ms : 1;
+		const int64_t due = c->progress_ms + (wait < 3600000 ? wait : 3600000);
 		c->st.rate_limited++;
-		if (c->fl[i].limited < c->retries) {   /* resend it later, same id and batch */
-			const int64_t wait = rep.retry_after_ms ? (int64_t)rep.retry_after_ms : 1;
+		if (due > c->hold_ms)
+			c->hold_ms = due;
+		if (c->fl[i].limited < c->retries) {   /* resend it then, same id and batch */
 			c->fl[i].limited++;
-			c->fl[i].due_ms = c->progress_ms + (wait < 3600000 ? wait : 3600000);
-			if (c->fl[i].due_ms > c->hold_ms)
-				c->hold_ms = c->fl[i].due_ms;
+			c->fl[i].due_ms = due;
 			goto out;
 		}
 	}

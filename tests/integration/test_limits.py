@@ -394,3 +394,24 @@ def test_metrics_show_pushers_and_connections(tmp_path):
         assert value("isvd_connections_open") >= 2      # the harness's two DEALERs (ipc)
         assert value("isvd_connections_refused_total", cap="per_address") == 0
         assert value("isvd_refusals_total", socket="ingest", code="RATE_LIMITED") == 1
+
+
+@pytest.mark.skipif(not CLI, reason="ISVD_CLI is not set (meson test sets it)")
+def test_c_producer_resends_rate_limited_batches_until_delivered(tmp_path):
+    import subprocess
+    X = np.arange(1200.0).reshape(300, 4) ** 0.5
+    text = "\n".join(",".join(repr(v) for v in row) for row in X) + "\n"
+    with Daemon(tmp_path, model={"dim": 4}, extra_sections=LIMITED) as dm:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ISVD_")}
+        # --retries 0: every refusal goes back to the producer (isvd push --follow),
+        # which resends the batch, the client holding it for the wait the daemon asked
+        p = subprocess.run([CLI, "push", "--follow", "-", "--batch", "40", "--client", "follow",
+                            "--retries", "0", "--ingest", dm.ingest, "--query", dm.query],
+                           input=text, capture_output=True, text=True, timeout=120, env=env)
+        assert p.returncode == 0, p.stderr
+        info = dm.info()
+        assert info["rows_seen"] == 300
+        (f,) = [q for q in info["pushers"] if q["key"] == "follow"]
+        assert f["rows"] == 300 and f["limited_pushes"] > 0
+        sigma, _, _, _ = dm.factors()
+        assert np.allclose(sigma, np.linalg.svd(X, compute_uv=False)[:len(sigma)], rtol=1e-9)
