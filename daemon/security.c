@@ -47,7 +47,9 @@
  *   ZMQ_ZAP_ENFORCE_DOMAIN, which concerns CURVE only), so that libzmq asks
  *   the handler about NULL handshakes, which it admits within the caps.
  *   Without CURVE and without caps no handler is bound and libzmq admits
- *   every NULL client, as before.
+ *   every NULL client, as before.  With it, as under CURVE, a handshake
+ *   waits for the loop (see above): a new query client too, while the
+ *   loop is held up; open connections are not concerned.
  */
 #include "security.h"
 

@@ -1265,6 +1265,8 @@ static int send_push(struct isvd_client *c, const struct isvd_client_batch *b, u
 int isvd_client_push_send(struct isvd_client *c, const struct isvd_client_batch *b, uint64_t *batch_out)
 {
 	int err;
+	if ((err = send_due(c)))         /* a deferred push due now goes before this one */
+		return err;
 	if (c->nfl >= c->max_fl) {
 		err = ingest_pump(c, UNTIL_ROOM, -1);
 		if (err && c->nfl >= c->max_fl)
