@@ -170,6 +170,22 @@ static const struct cfg_option cfg_options[] = {
 	{ "limits.handshake_ms", CFG_UINT, OFF(limits.handshake_ms), "10000", 0, 3600000, 0, NULL,
 	  "a connection that has not completed the ZMTP (and CURVE) handshake within this time is dropped "
 	  "(ZMQ_HANDSHAKE_IVL, every socket); 0 = never" },
+	{ "limits.push_rows_per_s", CFG_UINT, OFF(limits.push_rows_per_s), "0", 0, 1e9, 0, NULL,
+	  "rows per second each pusher (its CURVE key; without CURVE its client id) may push, as a token "
+	  "bucket; a push over it is refused whole with RATE_LIMITED and retry_after_ms; 0 = no limit" },
+	{ "limits.push_burst_rows", CFG_UINT, OFF(limits.push_burst_rows), "0", 0, 1e12, 0, NULL,
+	  "rows a pusher may push at once above push_rows_per_s (the bucket's size); a larger push passes "
+	  "when the bucket is full and is then waited off; 0 = push_rows_per_s (one second's rows)" },
+	{ "limits.max_pushers", CFG_UINT, OFF(limits.max_pushers), "1024", 1, 65536, 0, NULL,
+	  "pushers whose bucket and counters are kept (least recently seen with a full bucket forgotten "
+	  "first); beyond them new pushers share one bucket, \"*\"" },
+	{ "limits.max_connections_per_address", CFG_UINT, OFF(limits.max_connections_per_address), "64",
+	  0, 1000000, 0, NULL,
+	  "handshakes from an IP address are refused while more than this many connections from it are "
+	  "open on the three sockets (counted by the socket monitors; the ZAP handler refuses); 0 = no cap" },
+	{ "limits.max_connections", CFG_UINT, OFF(limits.max_connections), "4096", 0, 1000000, 0, NULL,
+	  "handshakes are refused while more than this many connections are open on the three sockets "
+	  "in all; keep it below the open-files limit (ulimit -n); 0 = no cap" },
 
 	{ "security.curve", CFG_BOOL, OFF(security.curve), "false", 0, 0, 0, NULL,
 	  "CurveZMQ encryption and authentication on all three sockets; only clients whose public key is in "

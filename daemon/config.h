@@ -69,6 +69,8 @@ struct cfg {
 		uint64_t recv_hwm, send_hwm, publish_hwm;
 		uint64_t max_pending_pushes;  /* queued pushes before an early flush (ingest.c) */
 		uint64_t handshake_ms;        /* ZMQ_HANDSHAKE_IVL of every socket; 0 = none */
+		uint64_t push_rows_per_s, push_burst_rows, max_pushers;   /* ratelimit.c */
+		uint64_t max_connections_per_address, max_connections;   /* conncap.c */
 	} limits;
 	struct {                          /* security.c */
 		bool curve;               /* CurveZMQ + the ZAP handler on all three sockets */

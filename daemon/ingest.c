@@ -8,9 +8,10 @@
  *   and logs the next one.  A push travels:
  *
  *     ingest ROUTER ──ing_on_readable()──► handle_push(): validate() →
- *        dedup() → enqueue(): refuse bad input whole (missing/huge values,
- *        wrong dim), spot resends, append its rows and its ack to the fill
- *        batch
+ *        dedup() → rate_limit() → enqueue(): refuse bad input whole
+ *        (missing/huge values, wrong dim), spot resends, refuse a push over
+ *        its pusher's limits.push_rows_per_s (RATE_LIMITED, nothing of it
+ *        queued or logged), append its rows and its ack to the fill batch
  *     fill batch ──flush()──► log_batch(): one log record for the block,
  *        durable per storage.fsync (storage.c) ──wrk_submit()──► engine
  *        thread, apply_batch(): one isvd_model_update() for every row of
@@ -74,6 +75,7 @@
 #include "loop.h"
 #include "metrics.h"
 #include "query.h"
+#include "ratelimit.h"
 #include "worker.h"
 
 #define ING_BURST 1024   /* pushes read in one turn of the loop */
@@ -634,7 +636,7 @@ static struct verdict dedup(struct isvdd *srv, const struct isvd_proto_request *
 	return v;
 }
 
-/* Step 3, enqueue: appends req's ack (taking env, the id and the client)
+/* Step 4, enqueue: appends req's ack (taking env, the id and the client)
  * and, unless it is a duplicate, its rows to the fill batch, flushing
  * first when they would overflow batching.max_rows and after when the
  * batch is full.  ISVD_PROTO_OK, or the wire code with msg (storage
@@ -716,13 +718,42 @@ static int scope_client(const struct isvdd *srv, const zmq_msg_t *body,
 	return ISVD_PROTO_OK;
 }
 
-/* One push: validate → dedup → enqueue; a refusal at any step is logged
- * (rate-limited) and answered at once. */
+/* Step 3, the pusher's rate limit (ratelimit.c): a push that is no resend
+ * takes its rows from its pusher's bucket — the CURVE key the ZAP handler
+ * reported, else the client id as sent ("-" without one) — or is refused
+ * whole, before anything of it is queued or logged, with the wait after
+ * which its resend would pass.  A resend of an applied push costs nothing:
+ * it is answered from the duplicate table. */
+static int rate_limit(struct isvdd *srv, const zmq_msg_t *body, const struct isvd_proto_request *req,
+                      const struct verdict *v, uint64_t *retry_after_ms, char *msg, size_t cap)
+{
+	const char *key = NULL;
+
+	if (v->dup)
+		return ISVD_PROTO_OK;
+	if (srv->cfg->security.curve)
+		key = zmq_msg_gets((zmq_msg_t *)body, "User-Id");
+	if (!key)
+		key = req->client ? req->client : RL_NO_CLIENT;
+	if (rl_take(srv->rl, key, req->rows.rows, loop_now_ms(), retry_after_ms))
+		return ISVD_PROTO_OK;
+	snprintf(msg, cap, "over limits.push_rows_per_s (%llu rows/s, burst %llu): this push of %zu rows "
+	         "was not applied; resend it after %llu ms",
+	         (unsigned long long)srv->cfg->limits.push_rows_per_s,
+	         (unsigned long long)(srv->cfg->limits.push_burst_rows ? srv->cfg->limits.push_burst_rows
+	                                                               : srv->cfg->limits.push_rows_per_s),
+	         req->rows.rows, (unsigned long long)*retry_after_ms);
+	return ISVD_PROTO_RATE_LIMITED;
+}
+
+/* One push: validate → dedup → rate limit → enqueue; a refusal at any step
+ * is logged (rate-limited) and answered at once. */
 static void handle_push(struct isvdd *srv, zmq_msg_t *env, size_t nenv, const zmq_msg_t *body)
 {
 	char whobuf[48], msg[sizeof ((struct isvd_proto_error *)0)->message];
 	struct isvd_proto_request req;
 	const char *who;
+	uint64_t retry_after_ms = 0;
 	int code;
 
 	code = validate(srv, body, &req, msg, sizeof msg);
@@ -737,14 +768,17 @@ static void handle_push(struct isvdd *srv, zmq_msg_t *env, size_t nenv, const zm
 			srv->early_flushes++;
 		}
 		const struct verdict v = dedup(srv, &req, who);
-		code = enqueue(srv, env, nenv, &req, &v, msg, sizeof msg);
+		code = rate_limit(srv, body, &req, &v, &retry_after_ms, msg, sizeof msg);
+		if (code == ISVD_PROTO_OK)
+			code = enqueue(srv, env, nenv, &req, &v, msg, sizeof msg);
 	}
 	met_push(srv->met);
 	if (code) {
 		met_refusal(srv->met, MET_INGEST, code);
 		log_refused(srv->log, "push refused (client %s): %s: %s", who,
 		            isvd_proto_err_name(code), msg);
-		rpl_send_error(srv->log, srv->ingest, env, nenv, req.id, req.id_len, code, msg);
+		rpl_send_error_retry(srv->log, srv->ingest, env, nenv, req.id, req.id_len, code, msg,
+		                     retry_after_ms);
 	}
 	isvd_proto_request_fini(&req);
 }

@@ -129,8 +129,11 @@ struct isvdd {
 
 	struct mon_state mon;        /* monitor.enabled (monitor.c) */
 	struct sec *sec;             /* CURVE keys and the ZAP handler (security.c) */
+	struct cc *cc;               /* open connections and their caps (conncap.c) */
+	struct rl *rl;               /* per-pusher rate limits and counters (ratelimit.c) */
 	uint64_t early_flushes;      /* flushes forced by limits.max_pending_pushes */
-	uint64_t reported[3];        /* refused requests, CURVE refusals, early flushes at the last one */
+	uint64_t reported[5];        /* at the last summary: refused requests, CURVE refusals, early
+	                                flushes, rate-limited pushes, capped handshakes */
 
 	struct met *met;             /* counters, gauges and histograms (metrics.c) */
 	struct http *http;           /* /metrics, /status, /healthz (http.c); NULL when off */

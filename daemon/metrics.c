@@ -13,7 +13,9 @@
  *   period's number, and is reset by the first ack of a new period, so a
  *   reader tells a stale slot (an older period) from a current one.  The
  *   storage failure's reason, a string, is the one thing behind a mutex;
- *   it changes only when storage fails or heals.
+ *   it changes only when storage fails or heals.  The per-pusher counters
+ *   are not here but in the rate limiter's table (ratelimit.c), which the
+ *   rendering copies out under that table's own mutex.
  *
  *   Names follow Prometheus's conventions: the isvd_ prefix, base units in
  *   the name (_seconds, _bytes, _rows), _total on counters, labels for
@@ -24,6 +26,7 @@
 #include "metrics.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -32,6 +35,7 @@
 #include "isvd_model.h"
 #include "isvd_proto.h"
 #include "query.h"
+#include "ratelimit.h"
 
 #define MET_MAX_BOUNDS 20
 
@@ -80,6 +84,8 @@ struct met {
 
 	met_u64 snapshots[2];        /* spectrum, factors */
 	met_u64 curve[3][2];         /* [role][admitted] */
+	met_u64 conn_open, conn_refused[2];   /* [0] per address, [1] in total */
+	struct rl *_Atomic pushers;  /* met_set_pushers(); NULL: none */
 	_Atomic bool monitored;      /* the monitor's figures below are set */
 	met_u64 flagged, anomaly_sent, anomaly_dropped;
 	met_u64 drift_prev, drift_base;   /* doubles' bits */
@@ -263,6 +269,22 @@ void met_curve(struct met *m, int role, bool admitted)
 {
 	if (m && role >= 0 && role < 3)
 		add(&m->curve[role][admitted ? 1 : 0], 1);
+}
+
+void met_connections(struct met *m, uint64_t open, uint64_t refused_per_address,
+                     uint64_t refused_total)
+{
+	if (!m)
+		return;
+	atomic_store(&m->conn_open, open);
+	atomic_store(&m->conn_refused[0], refused_per_address);
+	atomic_store(&m->conn_refused[1], refused_total);
+}
+
+void met_set_pushers(struct met *m, struct rl *rl)
+{
+	if (m)
+		atomic_store(&m->pushers, rl);
 }
 
 /* ---------------------------------------------------------------- readers */
@@ -529,8 +551,69 @@ static void render_storage(struct met *m, const struct met_info *in, FILE *out)
 	       atomic_load(&m->failed) ? 1 : 0);
 }
 
+/* A pusher's name as a label value: the exposition format escapes \\, \" and
+ * newlines; anything else outside printable ASCII (a client id is any
+ * bytes) becomes '?'. */
+static void label_value(FILE *out, const char *s)
+{
+	for (; *s; s++) {
+		const unsigned char ch = (unsigned char)*s;
+		if (ch == '\\' || ch == '"')
+			fprintf(out, "\\%c", ch);
+		else if (ch == '\n')
+			fputs("\\n", out);
+		else
+			fputc(ch >= 0x20 && ch < 0x7f ? ch : '?', out);
+	}
+}
+
+/* limits.push_rows_per_s's figures per pusher, and the connection caps'. */
+static void render_limits(struct met *m, FILE *out)
+{
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} fam[] = {
+		{ "isvd_pusher_pushes_total", "Pushes let through by the rate limit, by pusher (key or client id).",
+		  offsetof(struct isvd_proto_pusher, pushes) },
+		{ "isvd_pusher_rows_total", "Rows of the pushes let through by the rate limit, by pusher.",
+		  offsetof(struct isvd_proto_pusher, rows) },
+		{ "isvd_pusher_limited_pushes_total", "Pushes refused RATE_LIMITED, by pusher.",
+		  offsetof(struct isvd_proto_pusher, limited_pushes) },
+		{ "isvd_pusher_limited_rows_total", "Rows of the pushes refused RATE_LIMITED, by pusher.",
+		  offsetof(struct isvd_proto_pusher, limited_rows) },
+	};
+	struct rl *rl = atomic_load(&m->pushers);
+	struct isvd_proto_pusher *v = NULL;
+	size_t n = 0;
+
+	if (rl && rl_snapshot(rl, &v, &n))
+		n = 0;
+	for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++) {
+		family(out, fam[f].name, "counter", fam[f].help);
+		for (size_t i = 0; i < n; i++) {
+			fprintf(out, "%s{pusher=\"", fam[f].name);
+			label_value(out, v[i].key);
+			fprintf(out, "\"} %llu\n",
+			        (unsigned long long)*(const uint64_t *)((const char *)&v[i] + fam[f].off));
+		}
+	}
+	rl_snapshot_free(v, n);
+	scalar(out, "isvd_connections_open", "gauge",
+	       "TCP and IPC connections open on the ingest, query and publish sockets.",
+	       (double)get(&m->conn_open));
+	family(out, "isvd_connections_refused_total", "counter",
+	       "Handshakes the ZAP handler refused by limits.max_connections_per_address (per_address) "
+	       "and limits.max_connections (total).");
+	fprintf(out, "isvd_connections_refused_total{cap=\"per_address\"} %llu\n",
+	        (unsigned long long)get(&m->conn_refused[0]));
+	fprintf(out, "isvd_connections_refused_total{cap=\"total\"} %llu\n",
+	        (unsigned long long)get(&m->conn_refused[1]));
+}
+
 static void render_rest(struct met *m, const struct met_info *in, FILE *out)
 {
+	render_limits(m, out);
 	if (atomic_load(&m->monitored)) {
 		scalar(out, "isvd_monitor_rows_flagged_total", "counter",
 		       "Pushed rows whose SPE or T² exceeded its control limit (monitor.enabled).",

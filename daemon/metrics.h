@@ -88,6 +88,15 @@ void met_log_size(struct met *m, uint64_t bytes, uint64_t segments);
 void met_snapshot(struct met *m, int topic);
 /* A CURVE client admitted or refused on socket role (enum sec_role). */
 void met_curve(struct met *m, int role, bool admitted);
+/* Connections open on the three sockets now, and handshakes refused since
+ * start by limits.max_connections_per_address and limits.max_connections
+ * (conncap.c). */
+void met_connections(struct met *m, uint64_t open, uint64_t refused_per_address,
+                     uint64_t refused_total);
+/* The per-pusher table (ratelimit.c) met_render() reads its counters from;
+ * set once, before the HTTP thread renders (NULL: none). */
+struct rl;
+void met_set_pushers(struct met *m, struct rl *rl);
 /* The monitor's figures (monitor.c), as they stand: rows flagged, anomaly
  * messages sent and dropped, the drift angles in degrees (NaN: none). */
 void met_monitor(struct met *m, uint64_t flagged, uint64_t sent, uint64_t dropped,

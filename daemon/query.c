@@ -29,6 +29,7 @@
  *   drops its last reference.
  */
 #include "query.h"
+#include "ratelimit.h"
 
 #include <errno.h>
 #include <math.h>
@@ -231,6 +232,11 @@ static int do_info(struct qry *r, const struct qry_view *v, const struct isvd_pr
 	rep->ingest_rows_per_s = v->ingest_rows_per_s;
 	rep->missing = (char *)(r->cfg->model.missing == CFG_MISSING_IMPUTE ? "impute" : "reject");
 	rep->has_gaps = true;   /* 0 and 0 until the model exists */
+	if (r->hooks.rl) {      /* the pushers' counters, as the loop left them */
+		if (rl_snapshot(r->hooks.rl, &rep->pushers.v, &rep->pushers.n))
+			return ISVD_PROTO_NOMEM;
+		rep->has_pushers = true;
+	}
 	if (!v->snap)
 		return ISVD_PROTO_OK;
 	if ((rc = isvd_model_info(v->snap, &info)))
@@ -481,6 +487,7 @@ static void handle_query(struct qry *r, void *ctl, zmq_msg_t *frames, size_t nfr
 	met_query(r->hooks.met, req.op, loop_now_ns() - t0);
 	answer(r, env, nenv, &req, &rep, code, msg, sizeof msg);
 	rpl_factors_free(&rep);   /* sigma (info, factors), vt and mean (factors) */
+	rl_snapshot_free(rep.pushers.v, rep.pushers.n);   /* info */
 	free(rep.coords.data);
 	free(rep.residual.v);
 	free(rep.observed.v);
@@ -632,6 +639,7 @@ static void *run(void *arg)
 			summarize(r);
 	}
 	zmq_close(ctl);
+	zmq_socket_monitor(r->query, NULL, 0);   /* conncap.h: no event after its reader closes */
 	zmq_close(r->query);
 	r->query = NULL;
 	return NULL;

@@ -33,6 +33,7 @@
 
 struct met;
 struct qry;
+struct rl;
 
 /* What the loop lends the thread for the ops it answers: checkpoint()
  * flushes, checkpoints and returns 0 with *seq, or -1 with a reason in
@@ -42,6 +43,7 @@ struct qry_hooks {
 	int (*checkpoint)(void *ctx, uint64_t *seq, char *why, size_t cap);
 	int (*baseline)(void *ctx, uint64_t *seq, char *why, size_t cap);
 	struct met *met;             /* queries and refusals are counted here (may be NULL) */
+	struct rl *rl;               /* info's pushers are read from here (may be NULL) */
 };
 
 /* The monitor's figures the loop keeps (monitor.c), as info reports them. */

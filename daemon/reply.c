@@ -64,10 +64,17 @@ void rpl_send_frames(struct log_sink *log, void *sock, zmq_msg_t *env, size_t ne
 void rpl_send_error(struct log_sink *log, void *sock, zmq_msg_t *env, size_t nenv,
                     const uint8_t *id, size_t id_len, int code, const char *message)
 {
+	rpl_send_error_retry(log, sock, env, nenv, id, id_len, code, message, 0);
+}
+
+void rpl_send_error_retry(struct log_sink *log, void *sock, zmq_msg_t *env, size_t nenv,
+                          const uint8_t *id, size_t id_len, int code, const char *message,
+                          uint64_t retry_after_ms)
+{
 	uint8_t *out = NULL;
 	size_t len = 0;
 
-	if (isvd_proto_error_encode(id, id_len, code, message, &out, &len)) {
+	if (isvd_proto_error_encode_retry(id, id_len, code, message, retry_after_ms, &out, &len)) {
 		log_msg(log, CFG_LOG_ERROR, "cannot encode an error reply");
 		for (size_t i = 0; i < nenv; i++)
 			zmq_msg_close(&env[i]);

@@ -37,6 +37,10 @@ void rpl_send_frames(struct log_sink *log, void *sock, zmq_msg_t *env, size_t ne
 /* An error reply echoing id (raw msgpack, may be NULL). */
 void rpl_send_error(struct log_sink *log, void *sock, zmq_msg_t *env, size_t nenv,
                     const uint8_t *id, size_t id_len, int code, const char *message);
+/* The same with retry_after_ms (sent with RATE_LIMITED only). */
+void rpl_send_error_retry(struct log_sink *log, void *sock, zmq_msg_t *env, size_t nenv,
+                          const uint8_t *id, size_t id_len, int code, const char *message,
+                          uint64_t retry_after_ms);
 /* A success reply; INTERNAL if rep cannot be encoded. */
 void rpl_send_ok(struct log_sink *log, void *sock, zmq_msg_t *env, size_t nenv,
                  const struct isvd_proto_reply *rep);

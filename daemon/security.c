@@ -37,6 +37,19 @@
  *   Keys are read at start (every problem refuses the start) and again on
  *   SIGHUP (a problem then keeps the sets in force).  A key set is a sorted
  *   array of 32-byte keys searched with bsearch().
+ *
+ *   Connection caps (conncap.c).  The handler also sees the peer address
+ *   of every handshake, and refuses one while its address, or the daemon
+ *   in all, has more connections open than limits.max_connections_per_address
+ *   or limits.max_connections allow (a key is checked first, so that an
+ *   unknown key is refused as such).  For that it runs without CURVE too
+ *   whenever a cap is set: each socket then gets its ZAP domain (without
+ *   ZMQ_ZAP_ENFORCE_DOMAIN, which concerns CURVE only), so that libzmq asks
+ *   the handler about NULL handshakes, which it admits within the caps.
+ *   Without CURVE and without caps no handler is bound and libzmq admits
+ *   every NULL client, as before.  With it, as under CURVE, a handshake
+ *   waits for the loop (see above): a new query client too, while the
+ *   loop is held up; open connections are not concerned.
  */
 #include "security.h"
 
@@ -50,6 +63,7 @@
 
 #include <zmq.h>
 
+#include "conncap.h"
 #include "metrics.h"
 
 #ifndef ZMQ_ZAP_ENFORCE_DOMAIN
@@ -75,6 +89,7 @@ struct sec {
 	uint8_t secret[SEC_KEY_BYTES];
 	struct keyset all, ingest, query;   /* client_, ingest_, query_keys_dir */
 	void *zap;                          /* REP, or NULL */
+	struct cc *cc;                      /* sec_set_conncap(); NULL: no caps */
 	struct sec_counts counts;
 	struct met *met;                    /* sec_set_metrics(); may be NULL */
 };
@@ -270,6 +285,25 @@ static void z85_of(const uint8_t *key, char out[SEC_Z85_LEN + 1])
 		snprintf(out, SEC_Z85_LEN + 1, "?");
 }
 
+/* Binds the ZAP handler's REP socket.  0, or -1 after logging. */
+static int bind_zap(struct sec *s, void *zctx)
+{
+	const int linger = 0;
+
+	s->zap = zmq_socket(zctx, ZMQ_REP);
+	if (!s->zap) {
+		log_msg(s->log, CFG_LOG_ERROR, "cannot create the ZAP socket: %s", zmq_strerror(errno));
+		return -1;
+	}
+	zmq_setsockopt(s->zap, ZMQ_LINGER, &linger, sizeof linger);
+	if (zmq_bind(s->zap, SEC_ZAP_ENDPOINT) < 0) {
+		log_msg(s->log, CFG_LOG_ERROR, "cannot bind the ZAP handler %s: %s", SEC_ZAP_ENDPOINT,
+		        zmq_strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 int sec_create(const struct cfg *cfg, struct log_sink *log, void *zctx, struct sec **out)
 {
 	struct sec *s = calloc(1, sizeof *s);
@@ -282,6 +316,7 @@ int sec_create(const struct cfg *cfg, struct log_sink *log, void *zctx, struct s
 	s->cfg = cfg;
 	s->log = log;
 	s->curve = cfg->security.curve;
+	const bool caps = cfg->limits.max_connections_per_address || cfg->limits.max_connections;
 	if (!s->curve) {
 		const char *eps[3] = { cfg->endpoints.ingest, cfg->endpoints.query, cfg->endpoints.publish };
 		for (int i = 0; i < 3; i++)
@@ -293,6 +328,8 @@ int sec_create(const struct cfg *cfg, struct log_sink *log, void *zctx, struct s
 		    cfg->security.query_keys_dir[0] || cfg->security.secret_key_file[0])
 			log_msg(log, CFG_LOG_WARN, "security.* keys are set but security.curve is false: "
 			        "they have no effect");
+		if (caps && bind_zap(s, zctx))
+			goto fail;
 		*out = s;
 		return 0;
 	}
@@ -321,18 +358,8 @@ int sec_create(const struct cfg *cfg, struct log_sink *log, void *zctx, struct s
 		*out = s;
 		return 0;
 	}
-	s->zap = zmq_socket(zctx, ZMQ_REP);
-	if (!s->zap) {
-		log_msg(log, CFG_LOG_ERROR, "cannot create the ZAP socket: %s", zmq_strerror(errno));
+	if (bind_zap(s, zctx))
 		goto fail;
-	}
-	const int linger = 0;
-	zmq_setsockopt(s->zap, ZMQ_LINGER, &linger, sizeof linger);
-	if (zmq_bind(s->zap, SEC_ZAP_ENDPOINT) < 0) {
-		log_msg(log, CFG_LOG_ERROR, "cannot bind the ZAP handler %s: %s", SEC_ZAP_ENDPOINT,
-		        zmq_strerror(errno));
-		goto fail;
-	}
 	*out = s;
 	return 0;
 fail:
@@ -350,8 +377,14 @@ int sec_apply(struct sec *s, void *sock, enum sec_role role)
 		        zmq_strerror(errno));
 		return -1;
 	}
-	if (!s->curve)
+	if (!s->curve) {   /* the handler, when bound, hears NULL handshakes for the caps */
+		if (s->zap && zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, dom, strlen(dom)) < 0) {
+			log_msg(s->log, CFG_LOG_ERROR, "%s socket: ZMQ_ZAP_DOMAIN: %s", role_names[role],
+			        zmq_strerror(errno));
+			return -1;
+		}
 		return 0;
+	}
 	if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one) < 0 ||
 	    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, s->secret, SEC_KEY_BYTES) < 0 ||
 	    zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, dom, strlen(dom)) < 0 ||
@@ -368,15 +401,21 @@ void *sec_zap_socket(const struct sec *s)
 	return s ? s->zap : NULL;
 }
 
-/* Is key (from a ZAP request of domain) admitted?  *role is set. */
-static bool admitted(const struct sec *s, const char *domain, size_t dlen, const uint8_t *key,
-                     int *role)
+/* The socket of a ZAP domain into *role (-1: none of ours).  Whether found. */
+static bool domain_role(const char *domain, size_t dlen, int *role)
 {
 	*role = -1;
 	for (int i = 0; i < SEC_ROLES_; i++)
 		if (strlen(role_domains[i]) == dlen && !memcmp(role_domains[i], domain, dlen))
 			*role = i;
-	if (*role < 0)
+	return *role >= 0;
+}
+
+/* Is key (from a ZAP request of domain) admitted?  *role is set. */
+static bool admitted(const struct sec *s, const char *domain, size_t dlen, const uint8_t *key,
+                     int *role)
+{
+	if (!domain_role(domain, dlen, role))
 		return false;
 	if (keyset_has(&s->all, key))
 		return true;
@@ -429,9 +468,12 @@ void sec_zap_serve(struct sec *s)
 		const size_t mlen = nf > 5 ? zmq_msg_size(&f[5]) : 0;
 		const bool curve = mlen == 5 && !memcmp(mech, "CURVE", 5) && nf == 7 &&
 		                   zmq_msg_size(&f[6]) == SEC_KEY_BYTES;
+		/* NULL: only when security.curve is off (a CURVE server speaks CURVE only) */
+		const bool null = !s->curve && mlen == 4 && !memcmp(mech, "NULL", 4) && nf >= 6;
 		char z85[SEC_Z85_LEN + 1] = "-", addr[64] = "?";
 		int role = -1;
 		bool ok = false;
+		enum cc_verdict capped = CC_ADMIT;
 
 		if (nf > 3)
 			snprintf(addr, sizeof addr, "%.*s", (int)(zmq_msg_size(&f[3]) < 60 ? zmq_msg_size(&f[3]) : 60),
@@ -440,7 +482,11 @@ void sec_zap_serve(struct sec *s)
 			const uint8_t *key = zmq_msg_data(&f[6]);
 			z85_of(key, z85);
 			ok = admitted(s, zmq_msg_data(&f[2]), zmq_msg_size(&f[2]), key, &role);
+		} else if (null) {
+			ok = domain_role(zmq_msg_data(&f[2]), zmq_msg_size(&f[2]), &role);
 		}
+		if (ok && nf > 3 && (capped = cc_admit(s->cc, zmq_msg_data(&f[3]), zmq_msg_size(&f[3]))))
+			ok = false;
 		{   /* REP must answer every request, even a malformed one */
 			zmq_msg_t id;
 			zmq_msg_init(&id);
@@ -452,19 +498,29 @@ void sec_zap_serve(struct sec *s)
 				zap_reply(s, &id, "400", "not authorised", "");
 			zmq_msg_close(&id);
 		}
-		if (role >= 0) {
+		if (role >= 0 && curve && !capped) {
 			if (ok)
 				s->counts.admitted[role]++;
 			else
 				s->counts.refused[role]++;
 			met_curve(s->met, (int)role, ok);
 		}
+		if (capped)
+			s->counts.capped++;
 		if (ok)
-			log_msg(s->log, CFG_LOG_DEBUG, "CURVE client %s admitted on the %s socket (peer %s)", z85,
-			        role_names[role], addr);
+			log_msg(s->log, CFG_LOG_DEBUG, "%s client %s admitted on the %s socket (peer %s)",
+			        curve ? "CURVE" : "NULL", z85, role_names[role], addr);
+		else if (capped)
+			log_refused(s->log, "client refused on the %s socket (peer %s): %s", role_names[role],
+			            addr, capped == CC_PER_ADDRESS
+			                  ? "more connections from this address are open than "
+			                    "limits.max_connections_per_address allows"
+			                  : "more connections are open than limits.max_connections allows");
+		else if (!curve && !null)
+			log_refused(s->log, "client refused (peer %s): mechanism %.*s, only %s is accepted",
+			            addr, (int)(mlen < 16 ? mlen : 16), mech, s->curve ? "CURVE" : "NULL");
 		else if (!curve)
-			log_refused(s->log, "client refused (peer %s): mechanism %.*s, only CURVE is accepted",
-			            addr, (int)(mlen < 16 ? mlen : 16), mech);
+			log_refused(s->log, "client refused (peer %s): unknown ZAP domain", addr);
 		else
 			log_refused(s->log, "CURVE client %s refused on the %s socket (peer %s): key not "
 			            "authorised for it", z85, role >= 0 ? role_names[role] : "unknown", addr);
@@ -491,6 +547,11 @@ void sec_reload(struct sec *s)
 void sec_set_metrics(struct sec *s, struct met *met)
 {
 	s->met = met;
+}
+
+void sec_set_conncap(struct sec *s, struct cc *cc)
+{
+	s->cc = cc;
 }
 
 void sec_get_counts(const struct sec *s, struct sec_counts *c)

@@ -49,7 +49,7 @@ int sec_read_key_file(const char *path, bool want_secret, uint8_t key[SEC_KEY_BY
 int sec_check(const struct cfg *cfg, FILE *errs);
 
 /* Creates the security state for cfg in the ZeroMQ context zctx: loads the
- * keys and, with curve, binds the ZAP handler (a REP socket on
+ * keys and, with curve or a connection cap, binds the ZAP handler (a REP socket on
  * inproc://zeromq.zap.01) — before any socket that relies on it is bound.
  * Logs what it loaded, and warns when curve is off and an endpoint is not
  * loopback.  Returns 0 and sets *out (the caller owns it, release with
@@ -58,7 +58,8 @@ int sec_create(const struct cfg *cfg, struct log_sink *log, void *zctx, struct s
 
 /* Sets the options of a socket about to be bound for role: the handshake
  * timeout and, with curve, CURVE server, secret key, ZAP domain and ZAP
- * domain enforcement.  Returns 0, or -1 after logging why. */
+ * domain enforcement; without curve, the ZAP domain when the handler is
+ * bound (the connection caps).  Returns 0, or -1 after logging why. */
 int sec_apply(struct sec *s, void *sock, enum sec_role role);
 
 /* The ZAP socket for zmq_poll (ZMQ_POLLIN), or NULL when none. */
@@ -73,12 +74,19 @@ void sec_reload(struct sec *s);
 
 /* Counters for the summary line. */
 struct sec_counts {
-	uint64_t admitted[SEC_ROLES_], refused[SEC_ROLES_];
+	uint64_t admitted[SEC_ROLES_], refused[SEC_ROLES_];   /* CURVE keys */
+	uint64_t capped;             /* handshakes refused by the connection caps */
 };
 void sec_get_counts(const struct sec *s, struct sec_counts *c);
 /* Also counts admissions and refusals in met (metrics.c) from now on. */
 struct met;
 void sec_set_metrics(struct sec *s, struct met *met);
+
+/* From now on the handler also applies the connection caps of cc
+ * (conncap.c; NULL: none) to every handshake.  The handler is bound (by
+ * sec_create()) when security.curve is on or a cap is set. */
+struct cc;
+void sec_set_conncap(struct sec *s, struct cc *cc);
 
 /* Closes the ZAP socket and frees everything.  sec_destroy(NULL) is a no-op. */
 void sec_destroy(struct sec *s);

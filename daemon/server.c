@@ -9,14 +9,18 @@
  *
  *     pollables, served in this order     timers, one table
  *       ZAP socket   sec_zap_serve()        batching delay  ing_on_flush_timer()
- *       engine fd    ing_engine_finish()    storage         rec_on_storage_timer()
- *       ingest       ing_on_readable()      spectrum        pub_on_spectrum_timer()
- *       control PAIR qry_serve_ctl()        factors         pub_on_factors_timer()
- *                                           refusal summary report_limits()
+ *       monitors (3) cc_drain()             storage         rec_on_storage_timer()
+ *       engine fd    ing_engine_finish()    spectrum        pub_on_spectrum_timer()
+ *       ingest       ing_on_readable()      factors         pub_on_factors_timer()
+ *       control PAIR qry_serve_ctl()        refusal summary report_limits()
  *                                           status, watchdog (notify.c)
  *
  *   The ZAP handler (security.c) is served first, so that handshakes are not
- *   starved by a busy ingest socket.  The engine thread (worker.c) applies
+ *   starved by a busy ingest socket; it applies the connection caps
+ *   (conncap.c), whose socket monitors are also pollables so that closed
+ *   connections are counted while nobody connects.  The pushers' rate
+ *   limits (ratelimit.c) are asked by ingest.c and read, under their own
+ *   mutex, by the query thread (info) and the HTTP thread (/metrics).  The engine thread (worker.c) applies
  *   one block at a time (ingest.c); the query thread (query.c) owns the
  *   query socket and answers from the view the engine thread snapshots
  *   after every block, forwarding `checkpoint` over the control PAIR.  The
@@ -36,9 +40,10 @@
  *   stops first.
  *
  *   Hostile peers: every socket bounds message size (ZMQ_MAXMSGSIZE),
- *   queues (high-water marks) and handshake time (limits.handshake_ms);
- *   refusals are counted and summed up in the log once a minute and at
- *   stop (report_limits()).
+ *   queues (high-water marks), handshake time (limits.handshake_ms) and
+ *   connections (limits.max_connections_per_address, max_connections);
+ *   pushers are held to limits.push_rows_per_s; refusals are counted and
+ *   summed up in the log once a minute and at stop (report_limits()).
  *
  * INVARIANTS
  *   See isvdd.h for the state's; here: after srv_create() returns 0 every
@@ -50,14 +55,17 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <zmq.h>
 
+#include "conncap.h"
 #include "http.h"
 #include "isvdd.h"
 #include "loop.h"
 #include "metrics.h"
 #include "query.h"
+#include "ratelimit.h"
 #include "security.h"
 #include "storage.h"
 #include "worker.h"
@@ -81,27 +89,45 @@ static void on_zap(void *ctx)
 	sec_zap_serve(srv->sec);
 }
 
+static void on_monitor(void *ctx)
+{
+	struct isvdd *srv = ctx;
+
+	cc_drain(srv->cc);
+}
+
 /* Logs what was refused or limited since start, when anything changed
  * since the last report or at stop (final). */
 static void report_limits(struct isvdd *srv, bool final)
 {
 	struct sec_counts sc;
-	uint64_t cur[3];
+	struct cc_counts cn;
+	uint64_t cur[5], limited_rows = 0;
 
 	sec_get_counts(srv->sec, &sc);
+	cc_get_counts(srv->cc, &cn);
 	cur[0] = log_refused_count(srv->log);
 	cur[1] = sc.refused[SEC_INGEST] + sc.refused[SEC_QUERY] + sc.refused[SEC_PUBLISH];
 	cur[2] = srv->early_flushes;
+	cur[3] = 0;
+	if (srv->rl)
+		rl_totals(srv->rl, &cur[3], &limited_rows);
+	cur[4] = sc.capped;
 	if (!memcmp(cur, srv->reported, sizeof cur) && !final)
 		return;
 	memcpy(srv->reported, cur, sizeof cur);
 	log_msg(srv->log, CFG_LOG_INFO, "refusals since start: %llu requests and clients refused; CURVE "
 	        "clients admitted %llu/%llu/%llu, refused %llu/%llu/%llu (ingest/query/publish); "
-	        "%llu early flushes at limits.max_pending_pushes",
+	        "%llu early flushes at limits.max_pending_pushes; %llu pushes (%llu rows) refused "
+	        "RATE_LIMITED; %llu handshakes refused by the connection caps (%llu per address, "
+	        "%llu in total), %llu connections open",
 	        (unsigned long long)cur[0], (unsigned long long)sc.admitted[SEC_INGEST],
 	        (unsigned long long)sc.admitted[SEC_QUERY], (unsigned long long)sc.admitted[SEC_PUBLISH],
 	        (unsigned long long)sc.refused[SEC_INGEST], (unsigned long long)sc.refused[SEC_QUERY],
-	        (unsigned long long)sc.refused[SEC_PUBLISH], (unsigned long long)cur[2]);
+	        (unsigned long long)sc.refused[SEC_PUBLISH], (unsigned long long)cur[2],
+	        (unsigned long long)cur[3], (unsigned long long)limited_rows, (unsigned long long)cur[4],
+	        (unsigned long long)cn.refused_per_address, (unsigned long long)cn.refused_total,
+	        (unsigned long long)cn.open);
 }
 
 /* Timer: the refusal summary, once a minute. */
@@ -158,13 +184,15 @@ static void *open_socket(struct isvdd *srv, int type, enum sec_role role, const 
 	zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
 	/* a PUB reads subscriptions: they are bounded too */
 	zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-	if (sec_apply(srv->sec, s, role) < 0) {
+	if (sec_apply(srv->sec, s, role) < 0 ||
+	    (sec_zap_socket(srv->sec) && cc_watch(srv->cc, s, (int)role, what) < 0)) {
 		zmq_close(s);
 		return NULL;
 	}
 	if (zmq_bind(s, endpoint) < 0) {
 		log_msg(srv->log, CFG_LOG_ERROR, "cannot bind the %s endpoint %s: %s", what, endpoint,
 		        zmq_strerror(errno));
+		zmq_socket_monitor(s, NULL, 0);
 		zmq_close(s);
 		return NULL;
 	}
@@ -184,6 +212,9 @@ static int register_loop(struct isvdd *srv)
 
 	if (sec_zap_socket(srv->sec))
 		ok = loop_add_io(l, sec_zap_socket(srv->sec), 0, on_zap, srv) >= 0;
+	for (int i = 0; i < CC_SOCKETS; i++)   /* closes are counted while nobody connects */
+		if (ok && cc_monitor_socket(srv->cc, i))
+			ok = loop_add_io(l, cc_monitor_socket(srv->cc, i), 0, on_monitor, srv) >= 0;
 	ok = ok && loop_add_io(l, NULL, wrk_fd(srv->engine), on_engine_done, srv) >= 0 &&
 	     loop_add_io(l, srv->ingest, 0, ing_on_readable, srv) >= 0 &&
 	     loop_add_io(l, qry_ctl_socket(srv->qry), 0, on_checkpoint_request, srv) >= 0 &&
@@ -207,6 +238,20 @@ static int register_loop(struct isvdd *srv)
 	if (srv->t_factors >= 0)
 		loop_timer_at(l, srv->t_factors, now + c->publish.factors_every_ms);
 	return 0;
+}
+
+/* limits.max_connections above the open-files limit cannot protect the
+ * daemon from running out of descriptors (accept fails first): say so. */
+static void warn_open_files(const struct cfg *cfg, struct log_sink *log)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    (!cfg->limits.max_connections || cfg->limits.max_connections + 64 > rl.rlim_cur))
+		log_msg(log, CFG_LOG_WARN, "limits.max_connections %llu is not below the open-files "
+		        "limit %llu less 64 for the daemon's own files: raise the limit (ulimit -n, "
+		        "LimitNOFILE=) or lower limits.max_connections",
+		        (unsigned long long)cfg->limits.max_connections, (unsigned long long)rl.rlim_cur);
 }
 
 int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const char *seed,
@@ -244,6 +289,12 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const c
 		log_msg(log, CFG_LOG_ERROR, "cannot allocate the event loop: %s", strerror(ENOMEM));
 		goto fail;
 	}
+	if (rl_create(cfg->limits.push_rows_per_s, cfg->limits.push_burst_rows, cfg->limits.max_pushers,
+	              &srv->rl)) {
+		log_msg(log, CFG_LOG_ERROR, "cannot allocate the pushers' table: %s", strerror(ENOMEM));
+		goto fail;
+	}
+	met_set_pushers(srv->met, srv->rl);
 	if (dup_init(&srv->dup, cfg->limits.max_clients)) {
 		log_msg(log, CFG_LOG_ERROR, "cannot allocate the duplicate table: %s", strerror(errno));
 		goto fail;
@@ -276,6 +327,12 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const c
 	if (sec_create(cfg, log, srv->zctx, &srv->sec))
 		goto fail;
 	sec_set_metrics(srv->sec, srv->met);
+	if (cc_create(cfg->limits.max_connections_per_address, cfg->limits.max_connections, srv->zctx,
+	              log, &srv->cc))
+		goto fail;
+	cc_set_metrics(srv->cc, srv->met);
+	sec_set_conncap(srv->sec, srv->cc);
+	warn_open_files(cfg, log);
 	if (!(srv->ingest = open_socket(srv, ZMQ_ROUTER, SEC_INGEST, cfg->endpoints.ingest, hs, hr)))
 		goto fail;
 	if (!(srv->query = open_socket(srv, ZMQ_ROUTER, SEC_QUERY, cfg->endpoints.query, hs, hr)))
@@ -286,7 +343,7 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const c
 	srv->start_ms = loop_now_ms();
 	srv->rate_ms[0] = srv->rate_ms[1] = srv->start_ms;
 	const struct qry_hooks rh = { srv, rec_on_checkpoint_request, mon_on_baseline_request,
-	                               srv->met };
+	                               srv->met, srv->rl };
 	if (qry_start(cfg, log, srv->zctx, srv->query, &rh, srv->model, srv->seq,
 	              sto_last_checkpoint_seq(srv->sto), &srv->qry))
 		goto fail;
@@ -313,12 +370,14 @@ void srv_destroy(struct isvdd *srv)
 	ing_fini(srv);
 	sto_close(srv->sto);
 	dup_fini(&srv->dup);
-	if (srv->ingest)
-		zmq_close(srv->ingest);
-	if (srv->query)
-		zmq_close(srv->query);
-	if (srv->publish)
-		zmq_close(srv->publish);
+	/* their monitors stopped first (conncap.h), then the sockets */
+	void *socks[3] = { srv->ingest, srv->query, srv->publish };
+	for (int i = 0; i < 3; i++)
+		if (socks[i]) {
+			zmq_socket_monitor(socks[i], NULL, 0);
+			zmq_close(socks[i]);
+		}
+	cc_destroy(srv->cc);     /* the monitor sockets, before the context ends */
 	sec_destroy(srv->sec);   /* the ZAP socket, before the context ends */
 	if (srv->zctx)
 		zmq_ctx_term(srv->zctx);
@@ -326,6 +385,7 @@ void srv_destroy(struct isvdd *srv)
 	mon_fini(&srv->mon);
 	loop_destroy(srv->loop);
 	met_destroy(srv->met);
+	rl_destroy(srv->rl);     /* after the HTTP and query threads, which read it */
 	ntf_fini(&srv->ntf);
 	free(srv);
 }

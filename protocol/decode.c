@@ -347,6 +347,71 @@ static int dec_uvec(struct proto_rd *rd, const char *key, bool *present,
 	return ISVD_PROTO_OK;
 }
 
+static int dec_key(struct proto_rd *rd, struct proto_obj *k, struct isvd_proto_error *err);
+static int dec_str(struct proto_rd *rd, const char *key, size_t max, char **out,
+                   struct isvd_proto_error *err);
+
+/* info's pushers: an array of maps, each with `key` (required) and the
+ * counters (absent ones 0); unknown keys are skipped.  An entry takes at
+ * least 6 wire bytes ({key: ""}) and 40 bytes decoded. */
+static int dec_pushers(struct proto_rd *rd, const char *key, bool *present,
+                       struct isvd_proto_pushers *out, struct isvd_proto_error *err)
+{
+	static const char *const names[4] = { "pushes", "rows", "limited_pushes", "limited_rows" };
+	struct proto_obj o;
+	int rc = proto_rd_obj(rd, &o, err);
+	if (rc)
+		return rc;
+	if (o.type != PT_ARRAY)
+		return proto_fail(err, ISVD_PROTO_BAD_REQUEST, "key '%s' is %s; an array of maps was expected",
+		                  key, proto_type_name(o.type));
+	struct isvd_proto_pusher *v = proto_malloc(o.len ? (size_t)o.len * sizeof *v : 1);
+	if (!v)
+		return proto_fail(err, ISVD_PROTO_NOMEM, "%s: out of memory", key);
+	if (o.len)
+		memset(v, 0, (size_t)o.len * sizeof *v);
+	out->v = v;                      /* released by isvd_proto_reply_fini() even on failure */
+	out->n = o.len;
+	for (uint32_t i = 0; i < o.len; i++) {
+		struct proto_obj m, k, x;
+		if ((rc = proto_rd_obj(rd, &m, err)))
+			return rc;
+		if (m.type != PT_MAP)
+			return proto_fail(err, ISVD_PROTO_BAD_REQUEST, "%s: element %" PRIu32 " is %s; a map "
+			                  "was expected", key, i, proto_type_name(m.type));
+		for (uint32_t e = 0; e < m.len; e++) {
+			if ((rc = dec_key(rd, &k, err)))
+				return rc;
+			int which = -1;
+			for (int j = 0; j < 4; j++)
+				if (str_is(&k, names[j]))
+					which = j;
+			if (str_is(&k, "key") && !v[i].key) {
+				if ((rc = dec_str(rd, "pushers.key", ISVD_PROTO_MAX_CLIENT, &v[i].key, err)))
+					return rc;
+			} else if (which >= 0) {
+				if ((rc = proto_rd_obj(rd, &x, err)))
+					return rc;
+				if (x.type != PT_UINT)
+					return proto_fail(err, ISVD_PROTO_BAD_REQUEST, "%s: element %" PRIu32 ": '%s' "
+					                  "is %s; a non-negative integer was expected", key, i,
+					                  names[which], proto_type_name(x.type));
+				uint64_t *dst[4] = { &v[i].pushes, &v[i].rows, &v[i].limited_pushes,
+				                     &v[i].limited_rows };
+				*dst[which] = x.u;
+			} else if ((rc = proto_rd_skip(rd, 3, err))) {
+				return rc;
+			}
+		}
+		if (!v[i].key)
+			return proto_fail(err, ISVD_PROTO_BAD_REQUEST, "%s: element %" PRIu32 " lacks 'key'",
+			                  key, i);
+	}
+	if (present)
+		*present = true;
+	return ISVD_PROTO_OK;
+}
+
 static int dec_vec(struct proto_rd *rd, const char *key, bool nil_ok, bool *present,
                    struct isvd_proto_vec *vec, struct isvd_proto_error *err)
 {
@@ -424,6 +489,8 @@ static int dec_field(struct proto_rd *rd, const struct proto_field *f, void *bas
 		return dec_vec(rd, f->key, f->type == FT_VEC_NIL, flag, p, err);
 	case FT_UVEC:
 		return dec_uvec(rd, f->key, flag, p, err);
+	case FT_PUSHERS:
+		return dec_pushers(rd, f->key, flag, p, err);
 	case FT_STR:
 		return dec_str(rd, f->key, f->max_len ? f->max_len : ISVD_PROTO_MAX_STRING, p, err);
 	default:
@@ -554,6 +621,14 @@ static int dec_error(struct proto_rd *rd, struct isvd_proto_reply *rep, struct i
 		} else if (str_is(&k, "message") && !rep->error_message) {
 			if ((rc = dec_str(rd, "error.message", ISVD_PROTO_MAX_STRING, &rep->error_message, err)))
 				return rc;
+		} else if (str_is(&k, "retry_after_ms")) {
+			struct proto_obj r;
+			if ((rc = proto_rd_obj(rd, &r, err)))
+				return rc;
+			if (r.type != PT_UINT)
+				return proto_fail(err, ISVD_PROTO_BAD_REQUEST, "error.retry_after_ms is %s; a "
+				                  "non-negative integer was expected", proto_type_name(r.type));
+			rep->retry_after_ms = r.u;
 		} else if ((rc = proto_rd_skip(rd, 3, err))) {
 			return rc;
 		}
@@ -767,6 +842,9 @@ void isvd_proto_reply_fini(struct isvd_proto_reply *rep)
 	proto_free(rep->rows.data);
 	proto_free(rep->vt.data);
 	proto_free(rep->mean.v);
+	for (size_t i = 0; rep->pushers.v && i < rep->pushers.n; i++)
+		proto_free(rep->pushers.v[i].key);
+	proto_free(rep->pushers.v);
 	memset(rep, 0, sizeof *rep);
 }
 

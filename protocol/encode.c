@@ -102,6 +102,7 @@ static const struct proto_field rep_info[] = {
 	{ "baseline_seq",           FT_U64,  REP(baseline_seq),           REP(has_monitor), false, 0 },
 	{ "gap",                    FT_VEC,  REP(gap),                    REP(has_monitor), false, 0 },
 	{ "stable",                 FT_VEC,  REP(stable),                 REP(has_monitor), false, 0 },
+	{ "pushers",                FT_PUSHERS, REP(pushers),             REP(has_pushers), false, 0 },
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };
 static const struct proto_field rep_project[] = {
@@ -298,6 +299,25 @@ int proto_pack_fields(msgpack_packer *pk, const struct proto_field *table, const
 				rc = msgpack_pack_uint64(pk, u->v[i]);
 			break;
 		}
+		case FT_PUSHERS: {
+			const struct isvd_proto_pushers *u = v;
+			rc = msgpack_pack_array(pk, (uint32_t)u->n);
+			for (size_t i = 0; i < u->n && rc == 0; i++) {
+				const struct isvd_proto_pusher *q = &u->v[i];
+				rc = msgpack_pack_map(pk, 5);
+				rc |= proto_pack_str(pk, "key");
+				rc |= proto_pack_str(pk, q->key);
+				rc |= proto_pack_str(pk, "pushes");
+				rc |= msgpack_pack_uint64(pk, q->pushes);
+				rc |= proto_pack_str(pk, "rows");
+				rc |= msgpack_pack_uint64(pk, q->rows);
+				rc |= proto_pack_str(pk, "limited_pushes");
+				rc |= msgpack_pack_uint64(pk, q->limited_pushes);
+				rc |= proto_pack_str(pk, "limited_rows");
+				rc |= msgpack_pack_uint64(pk, q->limited_rows);
+			}
+			break;
+		}
 		case FT_VEC_NIL:
 			rc = flag(base, f->flag_off) ? proto_pack_vec(pk, v) : msgpack_pack_nil(pk);
 			break;
@@ -325,6 +345,14 @@ static int check_fields(const struct proto_field *table, const void *base)
 			const struct isvd_proto_uvec *u = v;
 			if (u->n > UINT32_MAX || (u->n && !u->v))
 				return ISVD_PROTO_INVALID;
+		}
+		if (f->type == FT_PUSHERS) {
+			const struct isvd_proto_pushers *u = v;
+			if (u->n > UINT32_MAX || (u->n && !u->v))
+				return ISVD_PROTO_INVALID;
+			for (size_t i = 0; i < u->n; i++)
+				if (!u->v[i].key || strlen(u->v[i].key) > ISVD_PROTO_MAX_CLIENT)
+					return ISVD_PROTO_INVALID;
 		}
 		if (f->type == FT_VEC || (f->type == FT_VEC_NIL && flag(base, f->flag_off))) {
 			const struct isvd_proto_vec *x = v;
@@ -421,6 +449,12 @@ static int pack_head(msgpack_packer *pk, msgpack_sbuffer *sb, bool ok,
 int isvd_proto_error_encode(const uint8_t *id, size_t id_len, int code, const char *message,
                             uint8_t **out, size_t *out_len)
 {
+	return isvd_proto_error_encode_retry(id, id_len, code, message, 0, out, out_len);
+}
+
+int isvd_proto_error_encode_retry(const uint8_t *id, size_t id_len, int code, const char *message,
+                                  uint64_t retry_after_ms, uint8_t **out, size_t *out_len)
+{
 	int rc = check_out(out, out_len, id, id_len);
 	if (rc)
 		return rc;
@@ -435,11 +469,16 @@ int isvd_proto_error_encode(const uint8_t *id, size_t id_len, int code, const ch
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	int prc = pack_head(&pk, &sb, false, id, id_len, 1);
 	prc |= proto_pack_str(&pk, "error");
-	prc |= msgpack_pack_map(&pk, 2);
+	const bool retry = code == ISVD_PROTO_RATE_LIMITED;
+	prc |= msgpack_pack_map(&pk, retry ? 3 : 2);
 	prc |= proto_pack_str(&pk, "code");
 	prc |= proto_pack_str(&pk, isvd_proto_err_name(code));
 	prc |= proto_pack_str(&pk, "message");
 	prc |= proto_pack_str(&pk, message);
+	if (retry) {
+		prc |= proto_pack_str(&pk, "retry_after_ms");
+		prc |= msgpack_pack_uint64(&pk, retry_after_ms);
+	}
 	return finish(&sb, prc ? ISVD_PROTO_NOMEM : ISVD_PROTO_OK, out, out_len);
 }
 
@@ -448,8 +487,8 @@ int isvd_proto_reply_encode(const struct isvd_proto_reply *rep, uint8_t **out, s
 	if (!rep)
 		return ISVD_PROTO_INVALID;
 	if (!rep->ok)
-		return isvd_proto_error_encode(rep->id, rep->id_len, rep->error_code,
-		                               rep->error_message, out, out_len);
+		return isvd_proto_error_encode_retry(rep->id, rep->id_len, rep->error_code,
+		                                     rep->error_message, rep->retry_after_ms, out, out_len);
 	int rc = check_out(out, out_len, rep->id, rep->id_len);
 	if (rc)
 		return rc;

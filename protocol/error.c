@@ -28,6 +28,7 @@ static const struct {
 	[ISVD_PROTO_UNAVAILABLE]  = { "UNAVAILABLE",  "service unavailable" },
 	[ISVD_PROTO_UNAUTHORIZED] = { "UNAUTHORIZED", "not authorized" },
 	[ISVD_PROTO_INTERNAL]     = { "INTERNAL",     "internal error" },
+	[ISVD_PROTO_RATE_LIMITED] = { "RATE_LIMITED", "over the pusher's rate limit; resend later" },
 	[ISVD_PROTO_NOMEM]        = { "INTERNAL",     "out of memory" },
 	[ISVD_PROTO_INVALID]      = { "INTERNAL",     "invalid argument" },
 };
@@ -49,7 +50,7 @@ const char *isvd_proto_err_name(int err)
 int isvd_proto_err_from_name(const char *name, size_t len)
 {
 	if (name)
-		for (int c = ISVD_PROTO_BAD_REQUEST; c <= ISVD_PROTO_INTERNAL; c++)
+		for (int c = ISVD_PROTO_BAD_REQUEST; c <= ISVD_PROTO_RATE_LIMITED; c++)
 			if (strlen(err_table[c].name) == len && memcmp(err_table[c].name, name, len) == 0)
 				return c;
 	return ISVD_PROTO_INTERNAL;

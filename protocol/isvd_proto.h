@@ -58,8 +58,10 @@ extern "C" {
 #define ISVD_PROTO_MAX_STRING  4096  /* bytes in an error message (a version: 64) */
 
 /* The protocol module's one error enum; isvd_proto_strerror() gives its text
- * and isvd_proto_err_name() its wire code.  Codes 1..10 are the wire codes of
- * PROTOCOL.md in that order; the last two are local and travel as INTERNAL. */
+ * and isvd_proto_err_name() its wire code.  Codes 1..11 are the wire codes of
+ * PROTOCOL.md in that order (RATE_LIMITED came last, after INTERNAL, so the
+ * first ten keep their values); the last two are local and travel as
+ * INTERNAL. */
 typedef enum isvd_proto_err {
 	ISVD_PROTO_OK = 0,
 	ISVD_PROTO_BAD_REQUEST,   /* not msgpack, not a map, trailing bytes, missing/ill-typed/unknown key */
@@ -72,6 +74,7 @@ typedef enum isvd_proto_err {
 	ISVD_PROTO_UNAVAILABLE,   /* e.g. storage failing (daemon) */
 	ISVD_PROTO_UNAUTHORIZED,  /* (daemon) */
 	ISVD_PROTO_INTERNAL,      /* a bug or an unexpected failure */
+	ISVD_PROTO_RATE_LIMITED,  /* the pusher's rate limit: resend after retry_after_ms (daemon) */
 	ISVD_PROTO_NOMEM,         /* local: allocation failed; sent as INTERNAL */
 	ISVD_PROTO_INVALID,       /* local: a caller passed a bad argument to the codec */
 	ISVD_PROTO_ERR_COUNT_     /* number of codes; not an error */
@@ -144,6 +147,20 @@ struct isvd_proto_uvec {
 	size_t n;
 };
 
+/* One pusher's counters in `info` (PROTOCOL.md): who (the Z85 public key
+ * under CURVE, else the client id; "-" for pushes without one; "*" for the
+ * shared bucket of pushers beyond the daemon's table) and since when the
+ * daemon started, its pushes and rows let through and refused RATE_LIMITED.
+ * Decoded entries own key. */
+struct isvd_proto_pusher {
+	char *key;
+	uint64_t pushes, rows, limited_pushes, limited_rows;
+};
+struct isvd_proto_pushers {
+	struct isvd_proto_pusher *v;
+	size_t n;
+};
+
 /* ---------------------------------------------------------------- requests */
 
 /* A decoded request, or a request to encode.  `id` is the raw msgpack
@@ -193,6 +210,7 @@ struct isvd_proto_reply {
 	size_t id_len;
 	int error_code;                  /* !ok: an isvd_proto_err wire code */
 	char *error_message;             /* !ok */
+	uint64_t retry_after_ms;         /* !ok, RATE_LIMITED: wait this long before resending */
 
 	uint64_t seq;                    /* push, info, project, reconstruct, factors, checkpoint */
 	uint64_t accepted;               /* push */
@@ -226,6 +244,8 @@ struct isvd_proto_reply {
 	struct isvd_proto_matrix vt;     /* factors: k × n */
 	bool has_mean;                   /* factors: false encodes `mean: nil` */
 	struct isvd_proto_vec mean;      /* factors: n */
+	bool has_pushers;                /* info: pushers present */
+	struct isvd_proto_pushers pushers;   /* info: per-pusher counters */
 };
 
 /* Encodes a reply; the `factors` publish body is the encoding of a factors
@@ -237,6 +257,10 @@ int isvd_proto_reply_encode(const struct isvd_proto_reply *rep, uint8_t **out, s
  * isvd_proto_err except OK.  The caller frees *out with free(). */
 int isvd_proto_error_encode(const uint8_t *id, size_t id_len, int code, const char *message,
                             uint8_t **out, size_t *out_len);
+/* The same with retry_after_ms, which the error map carries (third key)
+ * when code is ISVD_PROTO_RATE_LIMITED and ignores otherwise. */
+int isvd_proto_error_encode_retry(const uint8_t *id, size_t id_len, int code, const char *message,
+                                  uint64_t retry_after_ms, uint8_t **out, size_t *out_len);
 /* Decodes a reply to op (the client knows what it asked).  Unknown keys are
  * skipped, so a newer daemon may add result fields.  The caller releases
  * *rep with isvd_proto_reply_fini() whatever this returns. */

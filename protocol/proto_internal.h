@@ -96,7 +96,9 @@ enum proto_ftype {
 	FT_VEC_NIL,   /* struct isvd_proto_vec, or nil (presence in flag) */
 	FT_MAT,       /* struct isvd_proto_matrix: either form; encoded as form (b) */
 	FT_SPACE,     /* enum isvd_proto_space: "scores" | "u" */
-	FT_UVEC       /* struct isvd_proto_uvec: array of unsigned integers */
+	FT_UVEC,      /* struct isvd_proto_uvec: array of unsigned integers */
+	FT_PUSHERS    /* struct isvd_proto_pushers: array of {key, pushes, rows, limited_pushes,
+	                 limited_rows} maps */
 };
 
 struct proto_field {

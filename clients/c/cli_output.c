@@ -194,6 +194,17 @@ void cli_print_info(FILE *f, const struct isvd_client_info *in, bool utf8)
 		else
 			fprintf(f, "drift      no baseline yet\n");
 	}
+	for (size_t i = 0; i < in->npushers; i++) {   /* most rows first */
+		const struct isvd_client_pusher *p = &in->pushers[i];
+		char key[48];
+		size_t k = 0;
+		for (; p->key[k] && k < 44; k++)   /* a client id is any bytes: printable only */
+			key[k] = p->key[k] >= 0x20 && p->key[k] < 0x7f ? p->key[k] : '?';
+		key[k] = '\0';
+		fprintf(f, "%s %-44s %" PRIu64 " pushes, %" PRIu64 " rows; rate-limited %" PRIu64
+		        " pushes, %" PRIu64 " rows\n", i ? "          " : "pushers   ", key, p->pushes,
+		        p->rows, p->limited_pushes, p->limited_rows);
+	}
 	if (in->nsigma == 0) {
 		fprintf(f, "\nno components yet: the model has seen no rows\n");
 		return;
@@ -218,6 +229,24 @@ void cli_print_info(FILE *f, const struct isvd_client_info *in, bool utf8)
 			fputs("\nunstable: the singular value is too close to a neighbour's for its vector to\n"
 			      "mean anything alone; only the span of the close components is determined.\n", f);
 	}
+}
+
+/* s as a JSON string: quotes, backslashes and control bytes escaped, other
+ * bytes as they are (a client id may be any bytes: outside ASCII as \u00XX
+ * of each byte, so the output stays valid UTF-8). */
+static void json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		const unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20 || ch >= 0x7f)
+			fprintf(f, "\\u%04x", ch);
+		else
+			fputc(ch, f);
+	}
+	fputc('"', f);
 }
 
 void cli_print_info_json(FILE *f, const struct isvd_client_info *in)
@@ -263,6 +292,18 @@ void cli_print_info_json(FILE *f, const struct isvd_client_info *in)
 			fputs(",\"stable\":", f);
 			cli_json_vec(f, in->stable, in->nsigma);
 		}
+	}
+	if (in->pushers) {
+		fputs(",\"pushers\":[", f);
+		for (size_t i = 0; i < in->npushers; i++) {
+			const struct isvd_client_pusher *p = &in->pushers[i];
+			fputs(i ? ",{\"key\":" : "{\"key\":", f);
+			json_string(f, p->key);
+			fprintf(f, ",\"pushes\":%" PRIu64 ",\"rows\":%" PRIu64 ",\"limited_pushes\":%" PRIu64
+			        ",\"limited_rows\":%" PRIu64 "}", p->pushes, p->rows, p->limited_pushes,
+			        p->limited_rows);
+		}
+		fputc(']', f);
 	}
 	fputs("}\n", f);
 }

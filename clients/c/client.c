@@ -18,9 +18,19 @@
  *                 │
  *                 └─ no ack for timeout_ms ─► reconnect, resend all (stall++)
  *                    stall > retries ─► every flight completes with TIMEOUT
+ *                 └─ RATE_LIMITED ─► deferred (due = now + retry_after_ms,
+ *                    hold = the latest due) ─send_due()─► resent, one
+ *                    deferred flight out at a time; limited > retries ─►
+ *                    completes with RATE_LIMITED
+ *
+ *   A deferred flight is off the wire: the stall clock and resend_all()
+ *   concern the flights on it only.  While a flight is deferred or the
+ *   hold runs, a new push joins the deferred ones instead of going out, so
+ *   pushes keep their order and a rate-limited pipeline does not hammer.
  *
  *   INVARIANTS: nfl ≤ max_in_flight; flights are in send order; an ack
- *   received resets `stalls` to 0 and `progress` to now.
+ *   received resets `stalls` to 0 and `progress` to now; at most one
+ *   deferred flight is out again at a time (probing).
  */
 #include "isvd/client.h"
 
@@ -63,6 +73,7 @@ static const struct {
 	[ISVD_CLIENT_NOMEM] = { "NOMEM", "out of memory" },
 	[ISVD_CLIENT_INVALID] = { "INVALID", "invalid argument" },
 	[ISVD_CLIENT_PROTOCOL] = { "PROTOCOL", "undecodable reply" },
+	[ISVD_CLIENT_RATE_LIMITED] = { "RATE_LIMITED", "over the pusher's rate limit" },
 };
 
 const char *isvd_client_strerror(int err)
@@ -87,6 +98,8 @@ struct flight {                      /* one outstanding push */
 	void *user;
 	uint8_t *frame;                  /* owned: the encoded request */
 	size_t len;
+	int64_t due_ms;                  /* deferred (RATE_LIMITED) until then; 0: on the wire */
+	int limited;                     /* RATE_LIMITED replies so far */
 };
 
 struct isvd_client {
@@ -102,6 +115,9 @@ struct isvd_client {
 	size_t nfl, max_fl;
 	unsigned stalls;
 	int64_t progress_ms;
+	int64_t hold_ms;                 /* no deferred flight goes out before then */
+	bool probing;                    /* a deferred flight is out again: probe_id */
+	uint64_t probe_id;
 
 	struct isvd_client_ack *q;       /* ack queue: ring */
 	size_t qhead, qlen, qcap;
@@ -551,11 +567,18 @@ static void take_matrix(struct isvd_client_matrix *dst, struct isvd_proto_matrix
 	src->data = NULL;
 }
 
+/* A wire code as the library's: 1..10 are the same, RATE_LIMITED is
+ * numbered after the local codes, anything else is INTERNAL. */
+static int client_code(int wire)
+{
+	if (wire == ISVD_PROTO_RATE_LIMITED)
+		return ISVD_CLIENT_RATE_LIMITED;
+	return wire > 0 && wire <= ISVD_CLIENT_INTERNAL ? wire : ISVD_CLIENT_INTERNAL;
+}
+
 static int reply_error(struct isvd_client *c, const struct isvd_proto_reply *rep)
 {
-	int code = rep->error_code;
-	if (code <= 0 || code > ISVD_CLIENT_INTERNAL)
-		code = ISVD_CLIENT_INTERNAL;
+	int code = client_code(rep->error_code);
 	return fail(c, code, "%s", rep->error_message ? rep->error_message : isvd_client_strerror(code));
 }
 
@@ -679,6 +702,21 @@ int isvd_client_info(struct isvd_client *c, struct isvd_client_info *info)
 		if (rep.mode && (!strcmp(rep.mode, "exact") || !strcmp(rep.mode, "truncated")))
 			snprintf(info->mode, sizeof info->mode, "%s", rep.mode);
 		info->last_checkpoint_seq = rep.last_checkpoint_seq;
+		if (rep.has_pushers && rep.pushers.n &&
+		    (info->pushers = calloc(rep.pushers.n, sizeof *info->pushers))) {
+			for (size_t i = 0; i < rep.pushers.n; i++) {
+				const struct isvd_proto_pusher *q = &rep.pushers.v[i];
+				struct isvd_client_pusher *o = &info->pushers[i];
+				snprintf(o->key, sizeof o->key, "%s", q->key);
+				o->pushes = q->pushes;
+				o->rows = q->rows;
+				o->limited_pushes = q->limited_pushes;
+				o->limited_rows = q->limited_rows;
+			}
+			info->npushers = rep.pushers.n;
+		} else if (rep.has_pushers && rep.pushers.n) {
+			err = fail(c, ISVD_CLIENT_NOMEM, "info: out of memory");
+		}
 		info->uptime_s = rep.uptime_s;
 		info->ingest_rows_per_s = rep.ingest_rows_per_s;
 		if (rep.missing && (!strcmp(rep.missing, "reject") || !strcmp(rep.missing, "impute")))
@@ -714,6 +752,7 @@ void isvd_client_info_fini(struct isvd_client_info *info)
 	free(info->sigma);
 	free(info->gap);
 	free(info->stable);
+	free(info->pushers);
 	memset(info, 0, sizeof *info);
 }
 
@@ -939,17 +978,38 @@ static int on_ack(struct isvd_client *c, const void *buf, size_t len)
 		goto out;                        /* not ours: ignore */
 	for (i = 0; i < c->nfl && c->fl[i].id != id; i++)
 		;
-	if (i == c->nfl)
-		goto out;                        /* stale: answered before */
+	if (i == c->nfl || c->fl[i].due_ms)
+		goto out;                        /* stale: answered before, or deferred since */
 	c->st.acks++;
+	if (c->probing && c->probe_id == id)
+		c->probing = false;
+	c->stalls = 0;
+	c->progress_ms = now_ms();
+	if (!derr && !rep.ok && rep.error_code == ISVD_PROTO_RATE_LIMITED) {
+		/* nothing of it applied: this pusher's next push waits as asked */
+		const int64_t wait = rep.retry_after_ms ? (int64_t)rep.retry_after_ms : 1;
+		const int64_t due = c->progress_ms + (wait < 3600000 ? wait : 3600000);
+		c->st.rate_limited++;
+		if (due > c->hold_ms)
+			c->hold_ms = due;
+		if (c->fl[i].limited < c->retries) {   /* resend it then, same id and batch */
+			c->fl[i].limited++;
+			c->fl[i].due_ms = due;
+			goto out;
+		}
+	}
 	if (derr) {
 		a.err = ISVD_CLIENT_PROTOCOL;
 		snprintf(a.message, sizeof a.message, "push reply: %.200s", perr.message);
 	} else if (!rep.ok) {
-		a.err = rep.error_code > 0 && rep.error_code <= ISVD_CLIENT_INTERNAL ? rep.error_code
-		                                                                  : ISVD_CLIENT_INTERNAL;
-		snprintf(a.message, sizeof a.message, "%s",
-		         rep.error_message ? rep.error_message : isvd_client_strerror(a.err));
+		a.err = client_code(rep.error_code);
+		if (a.err == ISVD_CLIENT_RATE_LIMITED)
+			snprintf(a.message, sizeof a.message, "%.200s (refused %d time%s)",
+			         rep.error_message ? rep.error_message : isvd_client_strerror(a.err),
+			         c->fl[i].limited + 1, c->fl[i].limited ? "s" : "");
+		else
+			snprintf(a.message, sizeof a.message, "%s",
+			         rep.error_message ? rep.error_message : isvd_client_strerror(a.err));
 	} else {
 		a.accepted = rep.accepted;
 		a.seq = rep.seq;
@@ -957,8 +1017,6 @@ static int on_ack(struct isvd_client *c, const void *buf, size_t len)
 		if (rep.duplicate)
 			c->st.duplicates++;
 	}
-	c->stalls = 0;
-	c->progress_ms = now_ms();
 	err = complete(c, i, &a);
 out:
 	isvd_proto_reply_fini(&rep);
@@ -989,6 +1047,8 @@ static int resend_all(struct isvd_client *c)
 	if (err)
 		return err;
 	for (size_t i = 0; i < c->nfl; i++) {
+		if (c->fl[i].due_ms)
+			continue;                /* deferred: send_due() sends it */
 		c->st.resends++;
 		err = send_frame(c, c->ingest, c->fl[i].frame, c->fl[i].len);
 		if (err == ISVD_CLIENT_TIMEOUT)
@@ -998,6 +1058,55 @@ static int resend_all(struct isvd_client *c)
 	}
 	c->progress_ms = now_ms();
 	return ISVD_CLIENT_OK;
+}
+
+/* The first deferred flight, or NULL. */
+static struct flight *first_deferred(struct isvd_client *c)
+{
+	for (size_t i = 0; i < c->nfl; i++)
+		if (c->fl[i].due_ms)
+			return &c->fl[i];
+	return NULL;
+}
+
+/* When the next deferred flight may go out (INT64_MAX: none may yet, or
+ * none is waiting). */
+static int64_t next_due(struct isvd_client *c)
+{
+	const struct flight *f = c->probing ? NULL : first_deferred(c);
+
+	if (!f)
+		return INT64_MAX;
+	return f->due_ms > c->hold_ms ? f->due_ms : c->hold_ms;
+}
+
+/* Sends the first deferred flight again when it is due and no other is
+ * out again (the DESIGN's one at a time). */
+static int send_due(struct isvd_client *c)
+{
+	const int64_t now = now_ms();
+	struct flight *f;
+	int err;
+
+	if (next_due(c) > now || !(f = first_deferred(c)))
+		return ISVD_CLIENT_OK;
+	f->due_ms = 0;
+	c->probing = true;
+	c->probe_id = f->id;
+	c->progress_ms = now;
+	c->st.resends++;
+	err = send_frame(c, c->ingest, f->frame, f->len);
+	return err == ISVD_CLIENT_TIMEOUT ? ISVD_CLIENT_OK : err;   /* a stall resends it */
+}
+
+/* Flights on the wire (not deferred). */
+static size_t on_wire(const struct isvd_client *c)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->nfl; i++)
+		n += c->fl[i].due_ms == 0;
+	return n;
 }
 
 enum pump_until { UNTIL_WANT, UNTIL_ROOM, UNTIL_QUEUED, UNTIL_EMPTY };
@@ -1029,7 +1138,10 @@ static int ingest_pump(struct isvd_client *c, enum pump_until u, int user_ms)
 			return fail(c, ISVD_CLIENT_INVALID, "no push in flight");
 		if (now >= user_deadline && polled)
 			return fail(c, ISVD_CLIENT_TIMEOUT, "no ack within %d ms", user_ms);
-		int64_t stall_at = c->progress_ms + c->timeout_ms;
+		if ((err = send_due(c)))
+			return err;
+		/* deferred flights are off the wire: no stall while only they wait */
+		int64_t stall_at = on_wire(c) ? c->progress_ms + c->timeout_ms : INT64_MAX;
 		if (now >= stall_at) {
 			if (c->stalls >= (unsigned)c->retries) {
 				if ((err = give_up(c)))
@@ -1045,7 +1157,11 @@ static int ingest_pump(struct isvd_client *c, enum pump_until u, int user_ms)
 				return err;
 			continue;
 		}
-		int64_t wait = stall_at < user_deadline ? stall_at - now : user_deadline - now;
+		int64_t wake = stall_at < user_deadline ? stall_at : user_deadline;
+		const int64_t due = next_due(c);
+		if (due < wake)
+			wake = due;
+		int64_t wait = wake - now;
 		zmq_pollitem_t it = { .socket = c->ingest, .events = ZMQ_POLLIN };
 		int n = zmq_poll(&it, 1, (long)(wait > 0 ? wait : 0));
 		polled = true;                   /* a zero timeout still looks once */
@@ -1128,12 +1244,18 @@ static int send_push(struct isvd_client *c, const struct isvd_client_batch *b, u
 		c->progress_ms = now_ms();
 		c->stalls = 0;
 	}
+	/* behind deferred pushes, or while the daemon asked to wait: queue it */
+	const bool wait = first_deferred(c) != NULL || c->hold_ms > now_ms();
 	c->nfl++;
 	c->st.requests++;
 	if (id_out)
 		*id_out = id;
 	if (batch_out)
 		*batch_out = req.batch;
+	if (wait) {
+		f->due_ms = c->hold_ms > 1 ? c->hold_ms : 1;
+		return ok(c);
+	}
 	err = send_frame(c, c->ingest, f->frame, f->len);
 	if (err == ISVD_CLIENT_TIMEOUT)
 		return ok(c);                /* kept in flight: the stall handling resends it */
@@ -1143,6 +1265,8 @@ static int send_push(struct isvd_client *c, const struct isvd_client_batch *b, u
 int isvd_client_push_send(struct isvd_client *c, const struct isvd_client_batch *b, uint64_t *batch_out)
 {
 	int err;
+	if ((err = send_due(c)))         /* a deferred push due now goes before this one */
+		return err;
 	if (c->nfl >= c->max_fl) {
 		err = ingest_pump(c, UNTIL_ROOM, -1);
 		if (err && c->nfl >= c->max_fl)

@@ -10,7 +10,9 @@
  *
  *     open ──seal()──► ready ──send_one()──► flight ──on_ack()──► resolved
  *                                 ▲             │                 (pool)
- *                                 └── retry ◄───┘ TIMEOUT, before the
+ *                                 └── retry ◄───┘ TIMEOUT or RATE_LIMITED
+ *                                                 (the client's retries
+ *                                                 spent), before the
  *                                                 delivery deadline
  *
  *   The thread (run()) is the only one that touches the client; it sends
@@ -392,10 +394,12 @@ static void report(struct isvd_producer *p, const struct isvd_producer_report *r
 	pthread_cond_broadcast(&p->changed);
 }
 
-/* A batch the client gave up on: resent later, or failed when its delivery
- * deadline has passed (mu held; b is off every list). */
+/* A batch the client gave up on (code: TIMEOUT, or RATE_LIMITED, when the
+ * client then holds its next sends back for the wait the daemon asked):
+ * resent later, or failed with code when its delivery deadline has passed
+ * (mu held; b is off every list). */
 static void retry_or_fail(struct isvd_producer *p, struct pbatch *b, const struct isvd_client_ack *a,
-                          const char *why)
+                          int code, const char *why)
 {
 	/* a batch that never left (unnumbered) goes first among the unsent */
 	if (!b->numbered || now_ms() - b->first_send_ms < p->delivery_ms) {
@@ -405,7 +409,7 @@ static void retry_or_fail(struct isvd_producer *p, struct pbatch *b, const struc
 	struct isvd_producer_report r;
 	char msg[320];
 	snprintf(msg, sizeof msg, "not delivered within %d ms of its first send: %s", p->delivery_ms, why);
-	resolve(p, b, a, ISVD_CLIENT_TIMEOUT, msg, &r);
+	resolve(p, b, a, code, msg, &r);
 	report(p, &r);
 }
 
@@ -443,7 +447,7 @@ static void send_one(struct isvd_producer *p)
 	}
 	list_remove(&p->flight, b);
 	if (err == ISVD_CLIENT_TIMEOUT) {   /* the window stayed full: its acks are queued */
-		retry_or_fail(p, b, NULL, why);
+		retry_or_fail(p, b, NULL, err, why);
 		return;
 	}
 	struct isvd_producer_report r;
@@ -458,8 +462,8 @@ static void on_ack(struct isvd_producer *p, const struct isvd_client_ack *a)
 	struct isvd_producer_report r;
 
 	list_remove(&p->flight, b);
-	if (a->err == ISVD_CLIENT_TIMEOUT) {
-		retry_or_fail(p, b, a, a->message);
+	if (a->err == ISVD_CLIENT_TIMEOUT || a->err == ISVD_CLIENT_RATE_LIMITED) {
+		retry_or_fail(p, b, a, a->err, a->message);
 		pthread_cond_broadcast(&p->changed);
 		return;
 	}

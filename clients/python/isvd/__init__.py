@@ -36,8 +36,8 @@ clients/python, the daemon client only) it is read from meson.build.
 from .client import DEFAULT_ENDPOINTS, TOPICS, Ack, Client, Subscription, keygen, read_key_file
 from .codec import as_rows, decode_matrix, encode_matrix
 from .errors import (BadMatrix, BadRequest, ClosedError, DimMismatch, InputError, InternalError,
-                     IsvdError, NonFinite, NotReady, ProtocolError, ServerError, Timeout,
-                     TooLarge, Unauthorized, Unavailable, UnknownOp)
+                     IsvdError, NonFinite, NotReady, ProtocolError, RateLimited, ServerError,
+                     Timeout, TooLarge, Unauthorized, Unavailable, UnknownOp)
 from .factors import Factors
 from .producer import BatchError, Producer, ProducerError
 
@@ -77,7 +77,8 @@ __all__ = [
     "read_key_file",
     "as_rows", "encode_matrix", "decode_matrix",
     "IsvdError", "ServerError", "BadRequest", "UnknownOp", "BadMatrix", "DimMismatch",
-    "NonFinite", "TooLarge", "NotReady", "Unavailable", "Unauthorized", "InternalError",
+    "NonFinite", "TooLarge", "NotReady", "Unavailable", "Unauthorized", "RateLimited",
+    "InternalError",
     "Timeout", "ProtocolError", "InputError", "ClosedError",
     "PROTOCOL_VERSION", "__version__",
 ]

@@ -22,6 +22,14 @@ DESIGN
     most once (PROTOCOL.md §5, push) and answers `duplicate: true` with the
     original seq if an earlier attempt got through.
 
+    Rate limits.  A push refused RATE_LIMITED (its pusher over the daemon's
+    limits.push_rows_per_s; nothing of it applied) is sent again, same
+    client and batch, after the retry_after_ms the daemon gave, up to
+    `retries` times per push; then RateLimited is raised.  push_many()
+    holds its later pushes back meanwhile and sends the waiting ones one at
+    a time, so that a full window does not spend its retries refused
+    together.
+
     Batch numbers.  The daemon remembers each client's last 8 applied
     batches and answers a batch number older than all of them as a
     duplicate (seq 0, unknown) rather than risk applying it twice, so
@@ -38,6 +46,7 @@ DESIGN
     nothing.  A Client and its subscriptions are not thread-safe (ZeroMQ
     sockets are not): use one Client per thread.
 """
+import collections
 import math
 import os
 import time
@@ -49,7 +58,7 @@ import zmq
 from zmq.utils import z85 as _z85
 
 from .codec import decode_matrix, decode_vector, encode_matrix, pack, unpack
-from .errors import ClosedError, InputError, ProtocolError, Timeout, server_error
+from .errors import ClosedError, InputError, ProtocolError, Timeout, retry_after_ms, server_error
 from .factors import Factors
 
 __all__ = ["Client", "Ack", "Subscription", "DEFAULT_ENDPOINTS", "TOPICS", "read_key_file",
@@ -203,7 +212,9 @@ class Client:
         timeout: seconds to wait for each reply attempt (None: wait forever,
             and never retry).  Default 5.
         retries: how many times a request that timed out is sent again (on a
-            fresh socket) before Timeout is raised.  Default 3.
+            fresh socket) before Timeout is raised, and a push refused
+            RATE_LIMITED is sent again (after the wait the daemon asks for)
+            before RateLimited is raised.  Default 3.
         client_id: the name pushes are sent under, 1–255 bytes of UTF-8
             without NUL; it and the batch numbers make retried pushes safe.
             Default: a random unique id ("py-" + 32 hex digits).  Reuse an id
@@ -339,10 +350,22 @@ class Client:
             blocks = (A[i:i + rows_per_push] for i in range(0, A.shape[0], rows_per_push))
         else:
             blocks = iter(X)
-        pending = {}                     # id -> [frame, batch, sends]
+        pending = {}                     # id -> [frame, batch, sends, refusals]: on the wire
+        deferred = collections.OrderedDict()   # id -> the same, refused RATE_LIMITED: waiting
+        hold, probe = 0.0, None          # no deferred push goes out before hold; one out at a time
         acks, failure, timeouts = {}, None, 0
         while True:
-            while failure is None and len(pending) < window:
+            now = time.monotonic()
+            if deferred and probe is None and now >= hold:
+                rid, p = deferred.popitem(last=False)
+                pending[rid], probe = p, rid
+                p[2] += 1
+                try:
+                    self._socket("ingest").send(p[0])
+                except zmq.Again:
+                    pass
+            while failure is None and not deferred and now >= hold and \
+                    len(pending) + len(deferred) < window:
                 x = next(blocks, None)
                 if x is None:
                     break
@@ -351,15 +374,22 @@ class Client:
                 self._next_id += 1
                 frame = pack({"op": "push", "rows": encode_matrix(x, "rows"),
                               "client": self.client_id, "batch": batch, "id": self._next_id})
-                pending[self._next_id] = [frame, batch, 1]
+                pending[self._next_id] = [frame, batch, 1, 0]
                 try:
                     self._socket("ingest").send(frame)
                 except zmq.Again:        # high-water mark: resent below on timeout
                     pass
-            if not pending:
+            if not pending and not deferred:
                 break
             sock = self._socket("ingest")
-            if not sock.poll(None if self.timeout is None else int(self.timeout * 1000)):
+            wait_ms = None if self.timeout is None else int(self.timeout * 1000)
+            if deferred and probe is None:
+                due_ms = max(0, int((hold - time.monotonic()) * 1000) + 1)
+                wait_ms = due_ms if wait_ms is None else min(wait_ms, due_ms)
+            if not sock.poll(wait_ms):
+                if not pending:
+                    continue             # only deferred pushes: one is due now
+
                 timeouts += 1
                 self._drop("ingest")
                 if self.timeout is None or timeouts > self.retries:
@@ -378,7 +408,17 @@ class Client:
             rid = r.get("id")
             if rid not in pending:
                 continue                 # a stale reply to a resent push
-            _, batch, sends = pending.pop(rid)
+            if rid == probe:
+                probe = None
+            err = r.get("error")
+            if r.get("ok") is False and isinstance(err, dict) and \
+                    err.get("code") == "RATE_LIMITED" and pending[rid][3] < self.retries:
+                pending[rid][3] += 1     # nothing applied: the same push again, later
+                deferred[rid] = pending.pop(rid)   # kept in batch order
+                deferred = collections.OrderedDict(sorted(deferred.items(), key=lambda kv: kv[1][1]))
+                hold = max(hold, time.monotonic() + min(retry_after_ms(err), 3600000) / 1000)
+                continue
+            _, batch, sends, _ = pending.pop(rid)
             if r.get("ok") is True:
                 try:
                     acks[batch] = Ack(int(r["accepted"]), int(r["seq"]), bool(r["duplicate"]),
@@ -390,7 +430,7 @@ class Client:
                 err = r.get("error")
                 if not isinstance(err, dict):
                     raise ProtocolError("push: error reply without an error map")
-                failure = server_error(err.get("code"), str(err.get("message", "")), "push")
+                failure = server_error(err.get("code"), str(err.get("message", "")), "push", err)
         result = [acks[b] for b in sorted(acks)]
         if failure is not None:
             failure.acks = result
@@ -456,8 +496,10 @@ class Client:
         ndarray), explained_energy_ratio, condition_number,
         orthogonality_error, center, forget, last_checkpoint_seq, uptime_s,
         ingest_rows_per_s, missing ("reject" or "impute"), rows_with_gaps and
-        values_imputed (since the daemon started); keys a newer daemon adds
-        are passed through.
+        values_imputed (since the daemon started), pushers (a list of dicts
+        {key, pushes, rows, limited_pushes, limited_rows}: per pusher, what
+        the daemon's rate limit let through and refused); keys a newer
+        daemon adds are passed through.
         """
         r, _ = self._request("query", {"op": "info"})
         out = {k: v for k, v in r.items() if k not in ("ok", "id")}
@@ -571,7 +613,7 @@ class Client:
         rid = self._next_id
         op = body["op"]
         frame = pack(dict(body, id=rid))
-        attempts = 0
+        attempts, limited = 0, 0
         while True:
             attempts += 1
             sock = self._socket(which)
@@ -590,6 +632,12 @@ class Client:
             except zmq.Again:        # send timed out (high-water mark reached)
                 pass
             if reply is not None:
+                err = reply.get("error")
+                if reply.get("ok") is False and isinstance(err, dict) and \
+                        err.get("code") == "RATE_LIMITED" and limited < self.retries:
+                    limited += 1         # nothing applied: the same push, after the wait asked
+                    time.sleep(min(retry_after_ms(err), 3600000) / 1000)
+                    continue
                 break
             self._drop(which)        # the Lazy Pirate: a fresh socket, then resend
             if self.timeout is None or attempts > self.retries:
@@ -605,7 +653,7 @@ class Client:
             err = reply.get("error")
             if not isinstance(err, dict):
                 raise ProtocolError(f"{op}: error reply without an error map")
-            raise server_error(err.get("code"), str(err.get("message", "")), op)
+            raise server_error(err.get("code"), str(err.get("message", "")), op, err)
         raise ProtocolError(f"{op}: reply has no boolean 'ok'")
 
 

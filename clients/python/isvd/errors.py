@@ -13,6 +13,7 @@ Everything the client raises on purpose derives from IsvdError:
     │   ├── NotReady           NOT_READY
     │   ├── Unavailable        UNAVAILABLE
     │   ├── Unauthorized       UNAUTHORIZED
+    │   ├── RateLimited        RATE_LIMITED (.retry_after_ms), after the client's own retries
     │   └── InternalError      INTERNAL, and any code this client does not know
     ├── Timeout                no reply after every retry (also a TimeoutError)
     ├── ProtocolError          a reply that does not follow protocol v1
@@ -26,7 +27,7 @@ the strings of PROTOCOL.md §2), or catch the subclass you care about.
 __all__ = [
     "IsvdError", "ServerError", "BadRequest", "UnknownOp", "BadMatrix",
     "DimMismatch", "NonFinite", "TooLarge", "NotReady", "Unavailable",
-    "Unauthorized", "InternalError", "Timeout", "ProtocolError",
+    "Unauthorized", "RateLimited", "InternalError", "Timeout", "ProtocolError",
     "InputError", "ClosedError", "server_error",
 ]
 
@@ -96,6 +97,20 @@ class Unauthorized(ServerError):
     """UNAUTHORIZED: the client is not allowed to do this."""
 
 
+class RateLimited(ServerError):
+    """RATE_LIMITED: the push was over its pusher's rate limit (nothing of it
+    was applied), and still was after the client's retries.
+
+    Attributes:
+        retry_after_ms: the wait the daemon asked for before a resend.
+    """
+
+    def __init__(self, code, message, op=None, raw_code=None, retry_after_ms=0):
+        """As ServerError, plus the daemon's retry_after_ms."""
+        super().__init__(code, message, op, raw_code)
+        self.retry_after_ms = retry_after_ms
+
+
 class InternalError(ServerError):
     """INTERNAL: a daemon-side failure, or an error code this client does not know."""
 
@@ -139,17 +154,27 @@ _BY_CODE = {
     "NOT_READY": NotReady,
     "UNAVAILABLE": Unavailable,
     "UNAUTHORIZED": Unauthorized,
+    "RATE_LIMITED": RateLimited,
     "INTERNAL": InternalError,
 }
 
 
-def server_error(code, message, op=None):
+def retry_after_ms(err):
+    """The error map's retry_after_ms as a non-negative int (0 when absent or malformed)."""
+    v = err.get("retry_after_ms") if isinstance(err, dict) else None
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+
+
+def server_error(code, message, op=None, err=None):
     """The ServerError subclass instance for a protocol error code.
 
     An unknown (or non-string) code becomes InternalError with code
-    "INTERNAL" and the received code in ``raw_code``.
+    "INTERNAL" and the received code in ``raw_code``.  err: the reply's
+    error map, for the keys some codes carry (RATE_LIMITED: retry_after_ms).
     """
     cls = _BY_CODE.get(code) if isinstance(code, str) else None
     if cls is None:
         return InternalError("INTERNAL", f"{message} (unknown error code {code!r})", op, raw_code=code)
+    if cls is RateLimited:
+        return cls(code, message, op, retry_after_ms=retry_after_ms(err))
     return cls(code, message, op)

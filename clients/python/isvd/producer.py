@@ -20,6 +20,9 @@ DESIGN
                                                                │ thread
         ack ◄── client.push(rows, batch=b) ◄───────────────────┘
              └─ Timeout ─► same (client, b) again, until delivery_timeout
+             └─ RateLimited (the client's own retries spent) ─► wait the
+                retry_after_ms asked, same (client, b) again, until
+                delivery_timeout
 
     Every batch gets its batch number once, before its first send, and every
     resend uses it again, so a batch is applied at most once however often
@@ -54,7 +57,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .codec import as_rows
-from .errors import ClosedError, InputError, IsvdError, ServerError, Timeout
+from .errors import ClosedError, InputError, IsvdError, RateLimited, ServerError, Timeout
 
 __all__ = ["Producer", "BatchError", "ProducerError"]
 
@@ -207,6 +210,15 @@ class Producer:
                 if time.monotonic() < give_up:
                     with self._cv:
                         self._counts["resends"] += 1
+                    continue
+                self._fail(first, rows, batch, e)
+                return
+            except RateLimited as e:        # nothing applied: the same batch, after the wait
+                wait = max(e.retry_after_ms, 1) / 1000
+                if time.monotonic() + wait < give_up:
+                    with self._cv:
+                        self._counts["resends"] += 1
+                    time.sleep(wait)
                     continue
                 self._fail(first, rows, batch, e)
                 return

@@ -386,7 +386,7 @@ static void test_error_replies(void **state)
 		                 ISVD_PROTO_OK);
 		assert_int_equal(dec_rep(buf, len, ISVD_OP_INFO, &rep, &e), ISVD_PROTO_OK);
 		assert_false(rep.ok);
-		assert_int_equal(rep.error_code, code <= ISVD_PROTO_INTERNAL ? code : ISVD_PROTO_INTERNAL);
+		assert_int_equal(rep.error_code, code <= ISVD_PROTO_RATE_LIMITED ? code : ISVD_PROTO_INTERNAL);
 		assert_string_equal(rep.error_message, msg);
 		assert_int_equal(rep.id_len, code % 2 ? 1 : 0);
 		/* an error reply encodes through reply_encode to the same bytes */
@@ -406,6 +406,56 @@ static void test_error_replies(void **state)
 	assert_string_equal(isvd_proto_strerror(-1), "unknown error");
 	for (int code = 0; code < ISVD_PROTO_ERR_COUNT_; code++)
 		assert_non_null(isvd_proto_strerror(code));
+}
+
+/* info's pushers: encoded in order, decoded back; an entry without `key`,
+ * or a counter that is no uint, is BAD_REQUEST. */
+static void test_info_pushers(void **state)
+{
+	(void)state;
+	double sig[1] = { 1 };
+	struct isvd_proto_pusher pv[2] = { { "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID", 500, 5000, 3, 60 },
+	                                   { "-", 1, 2, 0, 0 } };
+	struct isvd_proto_reply in = { .op = ISVD_OP_INFO, .ok = true, .sigma = { sig, 1 },
+	                               .has_pushers = true, .pushers = { pv, 2 } }, out;
+	struct isvd_proto_error e;
+	uint8_t *buf;
+	size_t len;
+	assert_int_equal(isvd_proto_reply_encode(&in, &buf, &len), ISVD_PROTO_OK);
+	if (dec_rep(buf, len, ISVD_OP_INFO, &out, &e) != ISVD_PROTO_OK)
+		fail_msg("%s", e.message);
+	assert_true(out.has_pushers);
+	assert_int_equal(out.pushers.n, 2);
+	for (size_t i = 0; i < 2; i++) {
+		assert_string_equal(out.pushers.v[i].key, pv[i].key);
+		assert_int_equal(out.pushers.v[i].pushes, pv[i].pushes);
+		assert_int_equal(out.pushers.v[i].rows, pv[i].rows);
+		assert_int_equal(out.pushers.v[i].limited_pushes, pv[i].limited_pushes);
+		assert_int_equal(out.pushers.v[i].limited_rows, pv[i].limited_rows);
+	}
+	rep_done(&out);
+	free(buf);
+	/* an empty table (a daemon nobody pushed to yet) */
+	in.pushers.n = 0;
+	assert_int_equal(isvd_proto_reply_encode(&in, &buf, &len), ISVD_PROTO_OK);
+	assert_int_equal(dec_rep(buf, len, ISVD_OP_INFO, &out, &e), ISVD_PROTO_OK);
+	assert_true(out.has_pushers);
+	assert_int_equal(out.pushers.n, 0);
+	rep_done(&out);
+	free(buf);
+	/* {ok: true, pushers: [{rows: 1}]}: no key */
+	static const uint8_t nokey[] = { 0x82, 0xa2, 'o', 'k', 0xc3, 0xa7, 'p', 'u', 's', 'h', 'e', 'r', 's',
+	                                 0x91, 0x81, 0xa4, 'r', 'o', 'w', 's', 0x01 };
+	assert_int_equal(dec_rep(nokey, sizeof nokey, ISVD_OP_INFO, &out, &e), ISVD_PROTO_BAD_REQUEST);
+	assert_non_null(strstr(e.message, "lacks 'key'"));
+	rep_done(&out);
+	/* {ok: true, pushers: [{key: "k", rows: -1, new: 0}]} */
+	static const uint8_t neg[] = { 0x82, 0xa2, 'o', 'k', 0xc3, 0xa7, 'p', 'u', 's', 'h', 'e', 'r', 's',
+	                               0x91, 0x83, 0xa3, 'k', 'e', 'y', 0xa1, 'k', 0xa4, 'r', 'o', 'w', 's',
+	                               0xff, 0xa3, 'n', 'e', 'w', 0x00 };
+	assert_int_equal(dec_rep(neg, sizeof neg, ISVD_OP_INFO, &out, &e), ISVD_PROTO_BAD_REQUEST);
+	assert_non_null(strstr(e.message, "'rows'"));
+	rep_done(&out);
 }
 
 static void test_spectrum_roundtrip(void **state)
@@ -478,6 +528,33 @@ static void test_protocol_md_examples(void **state)
 
 	assert_int_equal(isvd_proto_error_encode(id7, 1, ISVD_PROTO_UNKNOWN_OP, "unknown op 'pong'",
 	                                         &buf, &len), ISVD_PROTO_OK);
+	check_hex(buf, len, "83 a2 6f 6b c2 a2 69 64 07 a5 65 72 72 6f 72 82 a4 63 6f 64 65 "
+	                    "aa 55 4e 4b 4e 4f 57 4e 5f 4f 50 a7 6d 65 73 73 61 67 65 "
+	                    "b1 75 6e 6b 6e 6f 77 6e 20 6f 70 20 27 70 6f 6e 67 27");
+	free(buf);
+
+	/* RATE_LIMITED carries retry_after_ms, the third key of the error map;
+	 * a decoder that does not know it skips it (the map's unknown keys) */
+	assert_int_equal(isvd_proto_error_encode_retry(id7, 1, ISVD_PROTO_RATE_LIMITED,
+	                                               "resend after 250 ms", 250, &buf, &len),
+	                 ISVD_PROTO_OK);
+	check_hex(buf, len, "83 a2 6f 6b c2 a2 69 64 07 a5 65 72 72 6f 72 83 a4 63 6f 64 65 "
+	                    "ac 52 41 54 45 5f 4c 49 4d 49 54 45 44 a7 6d 65 73 73 61 67 65 "
+	                    "b3 72 65 73 65 6e 64 20 61 66 74 65 72 20 32 35 30 20 6d 73 "
+	                    "ae 72 65 74 72 79 5f 61 66 74 65 72 5f 6d 73 cc fa");
+	{
+		struct isvd_proto_reply r;
+		struct isvd_proto_error e;
+		assert_int_equal(dec_rep(buf, len, ISVD_OP_PUSH, &r, &e), ISVD_PROTO_OK);
+		assert_false(r.ok);
+		assert_int_equal(r.error_code, ISVD_PROTO_RATE_LIMITED);
+		assert_int_equal(r.retry_after_ms, 250);
+		rep_done(&r);
+	}
+	free(buf);
+	/* retry_after_ms goes with RATE_LIMITED only */
+	assert_int_equal(isvd_proto_error_encode_retry(id7, 1, ISVD_PROTO_UNKNOWN_OP, "unknown op 'pong'",
+	                                               250, &buf, &len), ISVD_PROTO_OK);
 	check_hex(buf, len, "83 a2 6f 6b c2 a2 69 64 07 a5 65 72 72 6f 72 82 a4 63 6f 64 65 "
 	                    "aa 55 4e 4b 4e 4f 57 4e 5f 4f 50 a7 6d 65 73 73 61 67 65 "
 	                    "b1 75 6e 6b 6e 6f 77 6e 20 6f 70 20 27 70 6f 6e 67 27");
@@ -630,6 +707,7 @@ int main(void)
 		cmocka_unit_test(test_factors_snapshot),
 		cmocka_unit_test(test_reply_missing_and_extra),
 		cmocka_unit_test(test_error_replies),
+		cmocka_unit_test(test_info_pushers),
 		cmocka_unit_test(test_spectrum_roundtrip),
 		cmocka_unit_test(test_protocol_md_examples),
 		cmocka_unit_test(test_encode_invalid),

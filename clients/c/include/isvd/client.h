@@ -45,10 +45,19 @@
  *   ISVD_CLIENT_TIMEOUT.  Acks go to the callback when one is set, else to a
  *   queue read with isvd_client_push_recv().
  *
+ *   A push the daemon refuses RATE_LIMITED (its pusher's rate limit; nothing
+ *   of it was applied) is resent by the library after the retry_after_ms the
+ *   daemon gave, with the same client id and batch number, up to `retries`
+ *   times per push; only then does it complete with ISVD_CLIENT_RATE_LIMITED.
+ *   Meanwhile later pushes wait behind it (kept in order, the window still
+ *   bounding them), and the waiting pushes go out one at a time, so that a
+ *   full window does not spend its retries refused together.
+ *
  * ERRORS
  *   Every function returns an isvd_client_err (ISVD_CLIENT_OK = 0).  Codes 1
  *   to 10 are the wire codes of PROTOCOL.md, in its order; the rest are
- *   local.  After a failure, isvd_client_errmsg() gives the daemon's message
+ *   local, but for ISVD_CLIENT_RATE_LIMITED, PROTOCOL.md's later wire code
+ *   (numbered last, so that the earlier codes keep their values).  After a failure, isvd_client_errmsg() gives the daemon's message
  *   (for a wire code) or a local description.
  *
  * OWNERSHIP AND THREADS
@@ -105,6 +114,7 @@ typedef enum isvd_client_err {
 	ISVD_CLIENT_NOMEM,           /* allocation failed */
 	ISVD_CLIENT_INVALID,         /* a bad argument, or a call out of order */
 	ISVD_CLIENT_PROTOCOL,        /* the reply could not be decoded */
+	ISVD_CLIENT_RATE_LIMITED,    /* over the pusher's rate limit through every retry */
 	ISVD_CLIENT_ERR_COUNT_       /* number of codes; not an error */
 } isvd_client_err;
 
@@ -179,6 +189,8 @@ struct isvd_client_stats {
 	uint64_t reconnects;     /* sockets closed and connected again */
 	uint64_t acks;           /* push replies received */
 	uint64_t duplicates;     /* push replies saying `duplicate` */
+	/* added in 0.2 (the struct grew): */
+	uint64_t rate_limited;   /* push replies saying RATE_LIMITED (each resent or failed) */
 };
 void isvd_client_get_stats(const struct isvd_client *c, struct isvd_client_stats *st);
 
@@ -259,6 +271,13 @@ void isvd_client_matrix_fini(struct isvd_client_matrix *m);
 /* ping: the daemon's version ("x.y.z", NUL-terminated) and protocol. */
 int isvd_client_ping(struct isvd_client *c, char *version, size_t version_size, uint64_t *protocol);
 
+/* One pusher's counters (info): pushes and rows its rate limit let through,
+ * and pushes and rows refused RATE_LIMITED. */
+struct isvd_client_pusher {
+	char key[256];
+	uint64_t pushes, rows, limited_pushes, limited_rows;
+};
+
 struct isvd_client_info {
 	uint64_t dim, rank, rank_max, rows_seen, seq;
 	double *sigma;           /* rank values, non-increasing; owned */
@@ -281,6 +300,11 @@ struct isvd_client_info {
 	uint64_t rows_flagged, anomaly_messages, anomaly_messages_dropped, baseline_seq;
 	double drift_prev_deg, drift_baseline_deg;   /* NaN: not measured yet */
 	double *gap, *stable;    /* nsigma values each (owned), or NULL */
+	/* added in 0.2: per pusher (its CURVE key in Z85, else its client id;
+	 * "-" without one, "*" the shared bucket), most rows first, since the
+	 * daemon started; NULL and 0 from a daemon that does not send them */
+	struct isvd_client_pusher *pushers;   /* owned */
+	size_t npushers;
 };
 int isvd_client_info(struct isvd_client *c, struct isvd_client_info *info);
 void isvd_client_info_fini(struct isvd_client_info *info);

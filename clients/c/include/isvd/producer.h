@@ -22,9 +22,10 @@
  *                  row │ flush │ a row of another dim)──► ready queue
  *     thread: ready ──push_send──► in flight ──ack──► delivered │ failed
  *                                      │
- *                                      └─ TIMEOUT (the client's retries
- *                                         ran out) ─► resent first, same
- *                                         (client, batch), until
+ *                                      └─ TIMEOUT or RATE_LIMITED (the
+ *                                         client's retries ran out) ─►
+ *                                         resent first, same (client,
+ *                                         batch), until
  *                                         delivery_timeout_ms after its
  *                                         first send ─► failed
  *
