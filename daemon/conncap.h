@@ -15,7 +15,8 @@
  * Connections without an IP address (ipc://) count towards
  * max_connections only.
  *
- * Loop thread only (the ZAP handler's).  struct cc is owned by the server.
+ * The ZAP handler's thread only (gate.c), and the server's before that
+ * thread starts and after it stops.  struct cc is owned by the server.
  */
 #ifndef ISVDD_CONNCAP_H
 #define ISVDD_CONNCAP_H

@@ -130,6 +130,7 @@ struct isvdd {
 	struct mon_state mon;        /* monitor.enabled (monitor.c) */
 	struct sec *sec;             /* CURVE keys and the ZAP handler (security.c) */
 	struct cc *cc;               /* open connections and their caps (conncap.c) */
+	struct gate *gate;           /* the thread serving ZAP and the monitors (gate.c), or NULL */
 	struct rl *rl;               /* per-pusher rate limits and counters (ratelimit.c) */
 	uint64_t early_flushes;      /* flushes forced by limits.max_pending_pushes */
 	uint64_t reported[5];        /* at the last summary: refused requests, CURVE refusals, early

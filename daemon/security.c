@@ -20,10 +20,11 @@
  *   query_keys_dir for the query and publish domains.  So a pipeline host
  *   can push but read nothing, and a dashboard read but never push.
  *
- *   The handler is served by the daemon's one thread, in srv_run()'s
- *   zmq_poll() loop (no second thread, so no locking of the log or the key
- *   sets).  A handshake therefore waits while the loop is busy (a flush,
- *   a checkpoint); it is bounded by limits.handshake_ms.
+ *   The handler is served by a thread of its own (gate.c), which from
+ *   start to stop owns the key sets and the connection table: a handshake
+ *   waits only for other handshakes, never for the loop thread's disk
+ *   writes (a hung fsync or checkpoint); it is bounded by
+ *   limits.handshake_ms.  SIGHUP's sec_reload() runs on that thread too.
  *
  *   Fail closed.  ZMQ_ZAP_DOMAIN plus ZMQ_ZAP_ENFORCE_DOMAIN make libzmq
  *   refuse every CURVE client when no handler is bound (without enforce it
@@ -47,9 +48,7 @@
  *   ZMQ_ZAP_ENFORCE_DOMAIN, which concerns CURVE only), so that libzmq asks
  *   the handler about NULL handshakes, which it admits within the caps.
  *   Without CURVE and without caps no handler is bound and libzmq admits
- *   every NULL client, as before.  With it, as under CURVE, a handshake
- *   waits for the loop (see above): a new query client too, while the
- *   loop is held up; open connections are not concerned.
+ *   every NULL client, as before.
  */
 #include "security.h"
 
@@ -71,7 +70,7 @@
 #endif
 
 #define SEC_ZAP_ENDPOINT  "inproc://zeromq.zap.01"
-#define SEC_ZAP_BURST     256       /* ZAP requests answered per loop turn */
+#define SEC_ZAP_BURST     256       /* ZAP requests answered per sec_zap_serve() */
 #define SEC_ZAP_FRAMES    8
 
 static const char *const role_names[SEC_ROLES_] = { "ingest", "query", "publish" };

@@ -3,24 +3,24 @@
  * created in srv_create(), served by srv_run(), torn down by srv_destroy().
  *
  * DESIGN
- *   Three threads.  The loop thread runs srv_run(): one event loop
- *   (loop.c) whose registrations are the daemon's work, each owned by a
- *   unit (isvdd.h lists them):
+ *   Three threads, and a fourth with CURVE or a connection cap.  The loop
+ *   thread runs srv_run(): one event loop (loop.c) whose registrations are
+ *   the daemon's work, each owned by a unit (isvdd.h lists them):
  *
  *     pollables, served in this order     timers, one table
- *       ZAP socket   sec_zap_serve()        batching delay  ing_on_flush_timer()
- *       monitors (3) cc_drain()             storage         rec_on_storage_timer()
- *       engine fd    ing_engine_finish()    spectrum        pub_on_spectrum_timer()
- *       ingest       ing_on_readable()      factors         pub_on_factors_timer()
- *       control PAIR qry_serve_ctl()        refusal summary report_limits()
+ *       engine fd    ing_engine_finish()    batching delay  ing_on_flush_timer()
+ *       ingest       ing_on_readable()      storage         rec_on_storage_timer()
+ *       control PAIR qry_serve_ctl()        spectrum        pub_on_spectrum_timer()
+ *                                           factors         pub_on_factors_timer()
+ *                                           refusal summary report_limits()
  *                                           status, watchdog (notify.c)
  *
- *   The ZAP handler (security.c) is served first, so that handshakes are not
- *   starved by a busy ingest socket; it applies the connection caps
- *   (conncap.c), whose socket monitors are also pollables so that closed
- *   connections are counted while nobody connects.  The pushers' rate
- *   limits (ratelimit.c) are asked by ingest.c and read, under their own
- *   mutex, by the query thread (info) and the HTTP thread (/metrics).  The engine thread (worker.c) applies
+ *   The gate thread (gate.c) serves the ZAP handler (security.c), which
+ *   applies the connection caps (conncap.c) from the socket monitors it
+ *   also reads: handshakes wait for nothing the loop does (a hung disk).
+ *   The pushers' rate limits (ratelimit.c) are asked by ingest.c and read,
+ *   under their own mutex, by the query thread (info) and the HTTP thread
+ *   (/metrics).  The engine thread (worker.c) applies
  *   one block at a time (ingest.c); the query thread (query.c) owns the
  *   query socket and answers from the view the engine thread snapshots
  *   after every block, forwarding `checkpoint` over the control PAIR.  The
@@ -29,9 +29,11 @@
  *   Start-up order: the model (model.dim), recovery from storage.dir
  *   before anything is bound (nobody is served a model still being
  *   rebuilt), the engine thread, the ZAP handler before the sockets that
- *   need it, the sockets, the query thread, the loop's registrations.
- *   Teardown runs the other way: the engine thread first (it may be
- *   applying a block), then the query thread (it closes its socket).
+ *   need it, the sockets, the gate thread, the query thread, the loop's
+ *   registrations.  Teardown runs the other way: the gate thread first
+ *   (the key sets and the connection table are this thread's again), the
+ *   engine thread (it may be applying a block), then the query thread (it
+ *   closes its socket).
  *
  *   With http.listen set, a fourth thread (libmicrohttpd's, http.c) serves
  *   /metrics, /status and /healthz from the registry (metrics.c, which
@@ -60,6 +62,7 @@
 #include <zmq.h>
 
 #include "conncap.h"
+#include "gate.h"
 #include "http.h"
 #include "isvdd.h"
 #include "loop.h"
@@ -82,20 +85,6 @@ static void on_checkpoint_request(void *ctx)
 	qry_serve_ctl(srv->qry);
 }
 
-static void on_zap(void *ctx)
-{
-	struct isvdd *srv = ctx;
-
-	sec_zap_serve(srv->sec);
-}
-
-static void on_monitor(void *ctx)
-{
-	struct isvdd *srv = ctx;
-
-	cc_drain(srv->cc);
-}
-
 /* Logs what was refused or limited since start, when anything changed
  * since the last report or at stop (final). */
 static void report_limits(struct isvdd *srv, bool final)
@@ -104,8 +93,12 @@ static void report_limits(struct isvdd *srv, bool final)
 	struct cc_counts cn;
 	uint64_t cur[5], limited_rows = 0;
 
-	sec_get_counts(srv->sec, &sc);
-	cc_get_counts(srv->cc, &cn);
+	if (srv->gate) {
+		gate_counts(srv->gate, &sc, &cn);
+	} else {
+		sec_get_counts(srv->sec, &sc);
+		cc_get_counts(srv->cc, &cn);
+	}
 	cur[0] = log_refused_count(srv->log);
 	cur[1] = sc.refused[SEC_INGEST] + sc.refused[SEC_QUERY] + sc.refused[SEC_PUBLISH];
 	cur[2] = srv->early_flushes;
@@ -146,7 +139,10 @@ int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_
 			*hup = 0;
 			ntf_reloading(srv);
 			log_reopen(srv->log);
-			sec_reload(srv->sec);
+			if (srv->gate)
+				gate_reload(srv->gate);   /* the key sets are the gate thread's */
+			else
+				sec_reload(srv->sec);
 			ntf_ready(srv);
 		}
 		if (loop_turn(srv->loop, -1) < 0) {
@@ -210,12 +206,7 @@ static int register_loop(struct isvdd *srv)
 	const uint64_t now = srv->start_ms;
 	bool ok = true;
 
-	if (sec_zap_socket(srv->sec))
-		ok = loop_add_io(l, sec_zap_socket(srv->sec), 0, on_zap, srv) >= 0;
-	for (int i = 0; i < CC_SOCKETS; i++)   /* closes are counted while nobody connects */
-		if (ok && cc_monitor_socket(srv->cc, i))
-			ok = loop_add_io(l, cc_monitor_socket(srv->cc, i), 0, on_monitor, srv) >= 0;
-	ok = ok && loop_add_io(l, NULL, wrk_fd(srv->engine), on_engine_done, srv) >= 0 &&
+	ok = loop_add_io(l, NULL, wrk_fd(srv->engine), on_engine_done, srv) >= 0 &&
 	     loop_add_io(l, srv->ingest, 0, ing_on_readable, srv) >= 0 &&
 	     loop_add_io(l, qry_ctl_socket(srv->qry), 0, on_checkpoint_request, srv) >= 0 &&
 	     (srv->t_storage = loop_add_timer(l, 0, rec_on_storage_timer, srv)) >= 0 &&
@@ -340,6 +331,9 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const c
 	if (!(srv->publish = open_socket(srv, ZMQ_PUB, SEC_PUBLISH, cfg->endpoints.publish,
 	                                 (int)cfg->limits.publish_hwm, hr)))
 		goto fail;
+	/* handshakes are answered from here on, by the gate thread (gate.h) */
+	if (sec_zap_socket(srv->sec) && gate_start(srv->zctx, srv->sec, srv->cc, log, &srv->gate))
+		goto fail;
 	srv->start_ms = loop_now_ms();
 	srv->rate_ms[0] = srv->rate_ms[1] = srv->start_ms;
 	const struct qry_hooks rh = { srv, rec_on_checkpoint_request, mon_on_baseline_request,
@@ -365,6 +359,7 @@ void srv_destroy(struct isvdd *srv)
 	if (!srv)
 		return;
 	http_stop(srv->http);       /* it reads the query thread's summaries */
+	gate_stop(srv->gate);       /* sec and cc are this thread's again */
 	wrk_destroy(srv->engine);   /* then the engine: it may be applying a block */
 	qry_stop(srv->qry);         /* then the query thread: it closes the query socket */
 	ing_fini(srv);

@@ -17,7 +17,8 @@ import time
 import numpy as np
 import pytest
 
-from isvdd_harness import FAULTFS, Daemon, assert_factors_match, faultfs_env, rows_in_seq_order
+from isvdd_harness import (FAULTFS, Daemon, assert_factors_match, faultfs_env, pack,
+                            rows_in_seq_order, unpack)
 
 pytestmark = pytest.mark.skipif(not os.path.exists(FAULTFS), reason="ISVD_FAULTFS not built")
 
@@ -232,4 +233,26 @@ def test_a_failed_write_whose_rollback_fails_too(tmp_path):
     d.kill()
     d = f.start(faults=False)
     f.check(d)
+    d.stop()
+
+
+def test_new_clients_connect_while_a_checkpoint_hangs(tmp_path):
+    """The loop thread writes checkpoints; while one hangs (its rename held
+    by faultfs), a client that connects only now is still admitted (the
+    connection caps' ZAP handler runs on a thread of its own, gate.c) and
+    its query answered from the model in memory."""
+    f = Faulty(tmp_path)
+    d = f.d
+    assert f.push(d, rows(0), client="p", batch=1)["ok"]
+    f.fault("rename PAUSE\n")
+    d.q.send(pack({"op": "checkpoint"}))
+    deadline = time.monotonic() + 20
+    while "checkpoint.tmp" not in os.listdir(d.data):       # held at its rename
+        assert time.monotonic() < deadline, "the held checkpoint never started"
+        time.sleep(0.01)
+    late = d.dealer(d.query)                                 # a new connection, now
+    r = d.call(late, {"op": "info"}, timeout_ms=10000)
+    assert r["ok"] and r["rows_seen"] == 3, r
+    f.fault("")                                              # the rename goes ahead
+    assert unpack(d.q.recv())["ok"]
     d.stop()
