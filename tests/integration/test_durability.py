@@ -449,6 +449,18 @@ def test_crash_loop(tmp_path):
     last_acked_seq = 0
     ctl = tmp_path / "faults"
     kills_in_checkpoint = 0
+
+    def take(r):
+        """Records a push's reply (asserting it is consistent)."""
+        nonlocal last_acked_seq
+        assert r["ok"], r
+        if r["duplicate"]:
+            assert r["seq"] == 0 or r["id"] not in acked or acked[r["id"]] == r["seq"]
+            if r["seq"] == 0:
+                return
+        acked[r["id"]] = r["seq"]
+        last_acked_seq = max(last_acked_seq, r["seq"])
+
     for loop in range(CRASH_LOOPS):
         if loop % 5 == 4:  # kill during start-up / recovery
             d = daemon(tmp_path, conf, wait_ready=False)
@@ -474,19 +486,40 @@ def test_crash_loop(tmp_path):
             next_batch += 1
         for b in pending:
             s.send(pack({"op": "push", "rows": mat(rows_of[b]), "client": "loop", "batch": b, "id": b}))
+
+        if hold:
+            # A checkpoint with nothing new writes nothing: the pushes (on a
+            # connection still handshaking) must be in first, and one of
+            # them new.  So wait (bounded) for every ack — or for a
+            # checkpoint already held, the one the rows triggered
+            # (checkpoint_every_rows), which blocks the acks behind it — and
+            # push one more batch if they were all resends of rows that a
+            # checkpoint already holds.
+            def held():
+                return "checkpoint.tmp" in os.listdir(d.data)
+
+            def answer(n):
+                deadline = time.monotonic() + 20
+                while n and not held():
+                    assert time.monotonic() < deadline, "pushes unanswered, no checkpoint held"
+                    if s.poll(10):
+                        take(unpack(s.recv()))
+                        n -= 1
+
+            answer(len(pending))
+            info = d.info()
+            if not held() and info["rows_seen"] <= info["last_checkpoint_seq"]:
+                rows_of[next_batch] = rng.standard_normal((2, dim)) * np.arange(1.0, dim + 1)
+                s.send(pack({"op": "push", "rows": mat(rows_of[next_batch]), "client": "loop",
+                             "batch": next_batch, "id": next_batch}))
+                next_batch += 1
+                answer(1)
         if hold or rnd.random() < 0.3:
             d.q.send(pack({"op": "checkpoint"}))
         deadline = time.monotonic() + rnd.uniform(0, 0.05)
         while time.monotonic() < deadline:
             if s.poll(1):
-                r = unpack(s.recv())
-                assert r["ok"], r
-                if r["duplicate"]:
-                    assert r["seq"] == 0 or r["id"] not in acked or acked[r["id"]] == r["seq"]
-                    if r["seq"] == 0:
-                        continue
-                acked[r["id"]] = r["seq"]
-                last_acked_seq = max(last_acked_seq, r["seq"])
+                take(unpack(s.recv()))
         if hold:           # the checkpoint is held at its rename: wait for it (bounded)
             deadline = time.monotonic() + 20
             while "checkpoint.tmp" not in os.listdir(d.data):
