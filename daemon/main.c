@@ -26,6 +26,7 @@
 
 #include "config.h"
 #include "isvd_proto.h"
+#include "kafka.h"
 #include "log.h"
 #include "security.h"
 #include "server.h"
@@ -114,6 +115,11 @@ static void log_start(struct log_sink *log, const struct cfg *c)
 	        (unsigned long long)c->storage.fsync_interval_ms,
 	        (unsigned long long)c->storage.checkpoint_every_rows,
 	        (unsigned long long)c->storage.checkpoint_every_s);
+	if (c->kafka.on)
+		log_msg(log, CFG_LOG_INFO, "kafka: role %s, brokers %s, topic %s, group %s, format %s; "
+		        "storage.dir is not used (Kafka keeps the rows, the changelog the models)",
+		        cfg_kafka_role_name(c->kafka.role), c->kafka.brokers, c->kafka.topic,
+		        c->kafka.group, cfg_kafka_format_name(c->kafka.format));
 }
 
 int main(int argc, char **argv)
@@ -131,7 +137,9 @@ int main(int argc, char **argv)
 			cfg_print_help(stdout);
 			return 0;
 		} else if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V")) {
-			printf("isvdd %s (protocol %d)\n", ISVD_VERSION, ISVD_PROTO_VERSION);
+			const char *kafka = kfk_version();
+			printf("isvdd %s (protocol %d)%s%s\n", ISVD_VERSION, ISVD_PROTO_VERSION,
+			       kafka ? " kafka: " : "", kafka ? kafka : "");
 			return 0;
 		} else if (!strcmp(argv[i], "--check")) {
 			check = 1;
@@ -160,8 +168,8 @@ int main(int argc, char **argv)
 	if (cfg_init_defaults(&cfg))
 		goto out_cfg;
 	problems = cfg_load(&cfg, path, stderr);
-	if (!problems)   /* key files and directories, CURVE in libzmq */
-		problems = sec_check(&cfg, stderr);
+	if (!problems)   /* key files and directories, CURVE in libzmq; librdkafka's properties */
+		problems = sec_check(&cfg, stderr) + kfk_check(&cfg, stderr);
 	if (problems) {
 		fprintf(stderr, "%s: %d problem%s; %s\n", path, problems, problems == 1 ? "" : "s",
 		        check ? "the configuration is not valid" : "not starting");
