@@ -30,8 +30,10 @@
  *
  *   The loop learns that librdkafka has something (messages, a rebalance,
  *   delivery reports) from a pipe both clients' queues write to
- *   (kfk_wakeup_pipe()); a burst reads at most SHARD_BURST messages, then
- *   folds, and lets the loop turn (t_more) before the next.  Rebalances run
+ *   (kfk_wakeup_pipe()); a burst reads at most SHARD_BURST messages or
+ *   SHARD_BURST_BLOCKS × batching.max_rows rows, then folds, and lets the
+ *   loop turn (t_more) before the next: images, merges and `checkpoint`
+ *   wait for one burst at most.  Rebalances run
  *   inside rd_kafka_consumer_poll(), in the burst.  Every merge_every_ms the
  *   partitions' models are merged into the daemon's model (kfk_install())
  *   when any moved, and info's `kafka` map is refreshed.
@@ -58,7 +60,8 @@
 #include "loop.h"
 #include "query.h"
 
-#define SHARD_BURST     4096        /* messages read in one turn of the loop */
+#define SHARD_BURST     4096        /* messages read in one turn of the loop, */
+#define SHARD_BURST_BLOCKS 8        /* or this many batching.max_rows of rows */
 #define SHARD_MAX_PARTS (1 << 20)   /* partition numbers beyond are refused */
 
 struct pend {                    /* a message read, its rows not yet folded */
@@ -75,7 +78,6 @@ struct part {
 	int64_t image_offset;        /* folded of the last image acknowledged */
 	uint64_t image_rows;         /* the rows that image holds */
 	uint64_t undecodable;        /* in this lineage of images (carried by them) */
-	uint64_t dead_lettered;      /* by this shard */
 	struct pend *pend;
 	size_t npend, pend_cap;
 	double *rows;                /* the rows of pend, row-major */
@@ -107,6 +109,7 @@ struct kfk_shard {
 	size_t npart;
 	bool dirty;                  /* a model or the assignment moved since the last merge */
 	uint64_t images, images_failed;
+	uint64_t dead_lettered;      /* delivered to kafka.dead_letter_topic */
 	struct isvd_model **merge_in;   /* scratch: the models merged */
 };
 
@@ -250,8 +253,8 @@ static void fold_all(struct kfk_shard *s)
 
 /* One message: its rows join its partition's pending ones, or it is
  * skipped.  Messages of partitions not (or no longer) assigned, or
- * already read, are dropped.  Takes m. */
-static void take(struct kfk_shard *s, rd_kafka_message_t *m)
+ * already read, are dropped.  Takes m; returns the rows it held. */
+static size_t take(struct kfk_shard *s, rd_kafka_message_t *m)
 {
 	struct part *kp = part_of(s, m->partition);
 	double *rows = NULL;
@@ -260,12 +263,17 @@ static void take(struct kfk_shard *s, rd_kafka_message_t *m)
 
 	if (!kp || !kp->assigned || kp->broken || m->offset <= kp->read) {
 		rd_kafka_message_destroy(m);
-		return;
+		return 0;
 	}
+	if (m->offset > kp->read + 1)   /* rows the retention rule protects, or markers */
+		log_msg(s->srv->log, kp->read >= 0 ? CFG_LOG_WARN : CFG_LOG_INFO, "kafka: %s [%" PRId32 "]: "
+		        "offsets %" PRId64 " to %" PRId64 " are not there to read: deleted by the topic's "
+		        "retention before an image covered them, or a transaction's markers",
+		        s->cfg->kafka.topic, m->partition, kp->read + 1, m->offset - 1);
 	kp->read = m->offset;
 	if (kfk_decode_rows(s->cfg, m->payload, m->len, &rows, &n, why, sizeof why)) {
 		skip(s, kp, m, why);
-		return;
+		return 0;
 	}
 	if (kp->nrows + n > kp->rows_cap) {
 		size_t cap = kp->rows_cap ? kp->rows_cap : 256;
@@ -275,7 +283,7 @@ static void take(struct kfk_shard *s, rd_kafka_message_t *m)
 		if (!r) {
 			free(rows);
 			skip(s, kp, m, "out of memory");
-			return;
+			return 0;
 		}
 		kp->rows = r;
 		kp->rows_cap = cap;
@@ -286,7 +294,7 @@ static void take(struct kfk_shard *s, rd_kafka_message_t *m)
 		if (!q) {
 			free(rows);
 			skip(s, kp, m, "out of memory");
-			return;
+			return 0;
 		}
 		kp->pend = q;
 		kp->pend_cap = cap;
@@ -297,6 +305,7 @@ static void take(struct kfk_shard *s, rd_kafka_message_t *m)
 	kp->nrows += n;
 	if (kp->nrows >= s->cfg->batching.max_rows)
 		fold(s, kp);
+	return n;
 }
 
 /* --------------------------------------------------------------- images */
@@ -358,8 +367,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 		if (ours && kp->image_sent == d->folded)
 			kp->image_sent = kp->image_offset;   /* produced again at the next interval */
 	} else if (!m->err) {
-		if (ours)
-			kp->dead_lettered++;
+		s->dead_lettered++;
 	} else {
 		log_msg(s->srv->log, CFG_LOG_WARN, "kafka: a dead letter of partition %" PRId32 " was not "
 		        "delivered: %s", d->partition, rd_kafka_err2str(m->err));
@@ -565,14 +573,18 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ------------------------------------------------------------- the loop */
 
-/* Reads up to SHARD_BURST messages (rebalances run in there), folds them,
+/* Reads a burst of messages (rebalances run in there), folds them,
  * serves the producer's reports; when more wait, comes back after the
- * loop's turn. */
+ * loop's turn.  "More wait" is asked of the queue too: a poll that meets
+ * only librdkafka's own events may return nothing with messages still
+ * queued, and the pipe only speaks when the queue was empty. */
 static void consume(struct kfk_shard *s)
 {
+	const size_t most = SHARD_BURST_BLOCKS * s->cfg->batching.max_rows;
+	size_t rows = 0;
 	int n;
 
-	for (n = 0; n < SHARD_BURST && !s->srv->failed; n++) {
+	for (n = 0; n < SHARD_BURST && rows < most && !s->srv->failed; n++) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(s->consumer, 0);
 		if (!m)
 			break;
@@ -582,11 +594,11 @@ static void consume(struct kfk_shard *s)
 			rd_kafka_message_destroy(m);
 			continue;
 		}
-		take(s, m);
+		rows += take(s, m);
 	}
 	fold_all(s);
 	rd_kafka_poll(s->producer, 0);
-	if (n == SHARD_BURST)
+	if (n == SHARD_BURST || rows >= most || rd_kafka_queue_length(s->cq) > 0)
 		loop_timer_at(s->srv->loop, s->t_more, loop_now_ms());
 }
 
@@ -626,6 +638,8 @@ static void publish_info(struct kfk_shard *s)
 	k.ingest = (char *)kfk_ingest_note(s->cfg, note, sizeof note);
 	k.images = s->images;
 	k.images_failed = s->images_failed;
+	k.has_shard = true;
+	k.dead_lettered = s->dead_lettered;
 	k.part = pp;
 	for (size_t p = 0; p < s->npart; p++) {
 		const struct part *kp = &s->part[p];
@@ -639,7 +653,6 @@ static void publish_info(struct kfk_shard *s)
 		e->undecodable = kp->undecodable;
 		e->has_shard = true;
 		e->image_offset = kp->image_offset;
-		e->dead_lettered = kp->dead_lettered;
 		e->lag = rd_kafka_get_watermark_offsets(s->consumer, s->cfg->kafka.topic, (int32_t)p, &lo,
 		                                        &hi) || hi < 0 ? -1
 		       : hi > kp->folded + 1 ? hi - kp->folded - 1 : 0;
@@ -707,6 +720,13 @@ static int connect_clients(struct kfk_shard *s)
 		        "README, \"Scale-out with Kafka\")", why);
 		return -1;
 	}
+	/* the dead-letter topic must be there too (asked now, its metadata is
+	 * at hand for the first letter) */
+	if (cfg->kafka.dead_letter_topic[0] &&
+	    kfk_partitions(s->producer, cfg->kafka.dead_letter_topic, why, sizeof why) < 0) {
+		log_msg(s->srv->log, CFG_LOG_ERROR, "kafka: kafka.dead_letter_topic: %s (create it)", why);
+		return -1;
+	}
 	rd_kafka_poll_set_consumer(s->consumer);
 	s->cq = rd_kafka_queue_get_consumer(s->consumer);
 	s->pq = rd_kafka_queue_get_main(s->producer);
@@ -759,7 +779,8 @@ int kfk_shard_start(struct isvdd *srv, struct kfk_shard **out)
 	}
 	loop_timer_at(l, s->t_more, now);   /* whatever came before the pipe was watched */
 	loop_timer_at(l, s->t_image, now + s->cfg->kafka.image_every_ms);
-	loop_timer_at(l, s->t_merge, now);
+	loop_timer_at(l, s->t_merge, now + s->cfg->kafka.merge_every_ms);
+	publish_info(s);   /* info has its kafka map from the first query on */
 	log_msg(srv->log, CFG_LOG_INFO, "kafka: a shard of %s in group %s (%s, brokers %s); images "
 	        "to %s (%d partitions) every %llu ms", s->cfg->kafka.topic, s->cfg->kafka.group,
 	        cfg_kafka_format_name(s->cfg->kafka.format), s->cfg->kafka.brokers, s->changelog,

@@ -236,10 +236,11 @@ int kfk_merge_start(struct isvdd *srv, struct kfk_merge **out)
 		goto fail;
 	}
 	const uint64_t now = loop_now_ms();
-	loop_timer_at(l, g->t_merge, now);
+	loop_timer_at(l, g->t_merge, now + g->cfg->kafka.merge_every_ms);
 	on_retry(g, now);
 	if (srv->failed)
 		goto fail;
+	publish_info(g);   /* info has its kafka map from the first query on */
 	if (!g->reader)
 		log_msg(srv->log, CFG_LOG_WARN, "kafka: no changelog topic %s yet; looking again every "
 		        "%d ms", g->changelog, MERGE_RETRY_MS);

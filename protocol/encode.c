@@ -190,6 +190,7 @@ const struct proto_field proto_kafka_fields[] = {
 	{ "rows",               FT_U64, KAF(rows),               NF, true,  0 },
 	{ "images",             FT_U64, KAF(images),             NF, true,  0 },
 	{ "images_failed",      FT_U64, KAF(images_failed),      NF, true,  0 },
+	{ "dead_lettered",      FT_U64, KAF(dead_lettered),      KAF(has_shard), false, 0 },
 	{ "oldest_image_age_s", FT_F64, KAF(oldest_image_age_s), KAF(has_merge), false, 0 },
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };
@@ -200,7 +201,6 @@ const struct proto_field proto_kafka_partition_fields[] = {
 	{ "undecodable",   FT_U64, KAP(undecodable),   NF, true, 0 },
 	{ "image_offset",  FT_I64, KAP(image_offset),  KAP(has_shard), false, 0 },
 	{ "lag",           FT_I64, KAP(lag),           KAP(has_shard), false, 0 },
-	{ "dead_lettered", FT_U64, KAP(dead_lettered), KAP(has_shard), false, 0 },
 	{ "image_age_s",   FT_F64, KAP(image_age_s),   KAP(has_merge), false, 0 },
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };

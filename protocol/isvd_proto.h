@@ -277,7 +277,6 @@ struct isvd_proto_kafka_partition {
 	bool has_shard;                  /* the shard's keys below present */
 	int64_t image_offset;            /* shard: folded_offset of its last published image */
 	int64_t lag;                     /* shard: messages after folded_offset (-1: unknown) */
-	uint64_t dead_lettered;          /* shard: produced to the dead-letter topic by this shard */
 	bool has_merge;                  /* the merger's key below present */
 	double image_age_s;              /* merger: age of the image it merges (its timestamp) */
 };
@@ -290,6 +289,8 @@ struct isvd_proto_kafka {
 	uint64_t rows;                   /* Σ rows */
 	uint64_t images;                 /* shard: published (acknowledged); merger: read */
 	uint64_t images_failed;          /* shard: not published; merger: refused (damaged, other settings) */
+	bool has_shard;                  /* the shard's key below present */
+	uint64_t dead_lettered;          /* shard: messages it produced to the dead-letter topic */
 	bool has_merge;                  /* the merger's key below present */
 	double oldest_image_age_s;       /* merger: the oldest image merged (0: none) */
 	struct isvd_proto_kafka_partition *part;
