@@ -29,6 +29,11 @@
  *   Teardown runs the other way: the engine thread first (it may be
  *   applying a block), then the query thread (it closes its socket).
  *
+ *   With a kafka section the daemon is a shard or a merger (kafka.h): no
+ *   storage and no ingest socket; kfk_start(), after the query thread,
+ *   registers the role's wake-up pipe and timers in place of ingest and
+ *   storage, and srv_run() ends with kfk_stop() instead of a checkpoint.
+ *
  *   With http.listen set, a fourth thread (libmicrohttpd's, http.c) serves
  *   /metrics, /status and /healthz from the registry (metrics.c, which
  *   every unit updates where its events happen) and the query thread's
@@ -219,6 +224,43 @@ static int register_loop(struct isvdd *srv)
 	return 0;
 }
 
+/* The model served from the start: recovered from storage.dir (then
+ * seeded, when asked and the directory held none), before anything is
+ * bound, so that nobody is served a model still being rebuilt.  A shard's
+ * or a merger's is the merge of partition models that come from Kafka
+ * (kfk_start()): nothing to recover, no file to seed from.  0, or the exit
+ * code for main() after logging why. */
+static int initial_model(struct isvdd *srv, bool repair, const char *seed)
+{
+	const struct cfg *cfg = srv->cfg;
+	int ret;
+
+	if (cfg->kafka.on) {
+		if (seed) {
+			log_msg(srv->log, CFG_LOG_ERROR, "--seed %s: a shard or a merger (kafka section) "
+			        "starts from the images on its changelog topic, not from a file", seed);
+			return 1;
+		}
+		srv->dim = cfg->model.dim;
+		srv->kmax = cfg->model.rank < srv->dim ? cfg->model.rank : srv->dim;
+		return 0;
+	}
+	if (cfg->model.dim && ing_make_model(srv, cfg->model.dim))
+		return 1;
+	const struct sto_hooks hooks = rec_hooks(srv);
+	if ((ret = sto_open(cfg, srv->log, repair, &hooks, &srv->sto)))
+		return ret;
+	srv->logged = srv->seq;
+	if (seed && rec_seed(srv, seed))   /* after recovery: only an empty directory is seeded */
+		return 1;
+	struct isvd_info gi;
+	if (srv->model && isvd_model_info(srv->model, &gi) == ISVD_OK) {
+		srv->gap_rows0 = gi.rows_with_gaps;
+		srv->gap_values0 = gi.values_imputed;
+	}
+	return 0;
+}
+
 int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const char *seed,
                struct isvdd **out)
 {
@@ -258,33 +300,9 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const c
 		log_msg(log, CFG_LOG_ERROR, "cannot allocate the duplicate table: %s", strerror(errno));
 		goto fail;
 	}
-	if (cfg->kafka.on) {
-		/* a shard's or a merger's model is the merge of partition models
-		 * that come from Kafka (kfk_start()): nothing to recover here */
-		if (seed) {
-			log_msg(log, CFG_LOG_ERROR, "--seed %s: a shard or a merger (kafka section) starts "
-			        "from the images on its changelog topic, not from a file", seed);
-			goto fail;
-		}
-		srv->dim = cfg->model.dim;
-		srv->kmax = cfg->model.rank < srv->dim ? cfg->model.rank : srv->dim;
-	} else {
-		if (cfg->model.dim && ing_make_model(srv, cfg->model.dim))
-			goto fail;
-		/* recover before binding: nobody is served a model still being rebuilt */
-		const struct sto_hooks hooks = rec_hooks(srv);
-		if ((ret = sto_open(cfg, log, repair, &hooks, &srv->sto)))
-			goto fail;
-		ret = 1;
-		srv->logged = srv->seq;
-		if (seed && rec_seed(srv, seed))   /* after recovery: only an empty directory is seeded */
-			goto fail;
-		struct isvd_info gi;
-		if (srv->model && isvd_model_info(srv->model, &gi) == ISVD_OK) {
-			srv->gap_rows0 = gi.rows_with_gaps;
-			srv->gap_values0 = gi.values_imputed;
-		}
-	}
+	if ((ret = initial_model(srv, repair, seed)))
+		goto fail;
+	ret = 1;
 	if ((err = wrk_create(ing_engine_job, srv, &srv->engine))) {
 		log_msg(log, CFG_LOG_ERROR, "cannot start the engine thread: %s", strerror(err));
 		goto fail;
