@@ -771,8 +771,10 @@ static bool load_map(struct loader *L, const struct cfg_option *o)
 			yaml_event_delete(&kev);
 			return true;
 		}
-		const bool key_ok = kev.type == YAML_SCALAR_EVENT && plain_node(L, &kev, o->name);
-		if (kev.type != YAML_SCALAR_EVENT && kev.type != YAML_ALIAS_EVENT)
+		bool key_ok = false;
+		if (kev.type == YAML_SCALAR_EVENT || kev.type == YAML_ALIAS_EVENT)
+			key_ok = plain_node(L, &kev, o->name);   /* an alias is reported there */
+		else
 			problem(L, kev.start_mark, "%s: names must be plain scalars", o->name);
 		ok = skip_node(L, &kev) && next_event(L, &vev);
 		if (!ok) {

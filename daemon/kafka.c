@@ -669,18 +669,19 @@ static void on_merge_timer(void *ctx, uint64_t now)
 {
 	struct kfk_shard *s = ctx;
 
-	if (s->dirty) {
-		size_t n = 0;
-		uint64_t imaged = 0;
-		for (size_t p = 0; p < s->npart; p++)
-			if (s->part[p].assigned && !s->part[p].broken) {
-				imaged += s->part[p].image_rows;
-				if (isvd_model_rows_seen(s->part[p].model))
-					s->merge_in[n++] = s->part[p].model;
-			}
-		if (kfk_install(s->srv, s->merge_in, n, imaged) == 0)
-			s->dirty = false;
-	}
+	size_t n = 0;
+	uint64_t imaged = 0;   /* info's last_checkpoint_seq: the rows acknowledged images hold */
+
+	for (size_t p = 0; p < s->npart; p++)
+		if (s->part[p].assigned && !s->part[p].broken) {
+			imaged += s->part[p].image_rows;
+			if (isvd_model_rows_seen(s->part[p].model))
+				s->merge_in[n++] = s->part[p].model;
+		}
+	if (!s->dirty)
+		qry_set_checkpoint(s->srv->qry, imaged);
+	else if (kfk_install(s->srv, s->merge_in, n, imaged) == 0)
+		s->dirty = false;
 	publish_info(s);
 }
 

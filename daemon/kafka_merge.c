@@ -176,10 +176,13 @@ static void on_merge_timer(void *ctx, uint64_t now)
 
 	if (g->dirty) {
 		size_t n = 0;
+		uint64_t rows = 0;   /* every one of them is in an image on the changelog */
 		for (size_t p = 0; p < g->npart; p++)
-			if (g->part[p].model && g->part[p].rows)
+			if (g->part[p].model && g->part[p].rows) {
 				g->merge_in[n++] = g->part[p].model;
-		if (kfk_install(g->srv, g->merge_in, n, 0) == 0)
+				rows += g->part[p].rows;
+			}
+		if (kfk_install(g->srv, g->merge_in, n, rows) == 0)
 			g->dirty = false;
 	}
 	publish_info(g);

@@ -2,7 +2,8 @@
  * main.c — isvdd's command line, signals and start-up.
  *
  *   isvdd --config FILE [--repair] [--seed IMAGE]  recover from storage.dir
- *                                   (or seed an empty one) and run
+ *                                   (or seed an empty one) and run; with a
+ *                                   kafka section, a shard or a merger
  *   isvdd --check --config FILE     validate FILE, print every problem, exit 0/1
  *   isvdd --help | --version
  *
@@ -72,7 +73,9 @@ static void usage(FILE *out)
 	        "checkpoint there and replays the log after it.  SIGTERM/SIGINT stop it\n"
 	        "cleanly (with a final checkpoint), SIGHUP reopens its log file and\n"
 	        "re-reads the CURVE client keys.  Under systemd (NOTIFY_SOCKET set) it\n"
-	        "reports READY, RELOADING, STOPPING, STATUS and WATCHDOG (sd_notify).\n\n"
+	        "reports READY, RELOADING, STOPPING, STATUS and WATCHDOG (sd_notify).\n"
+	        "With a kafka section it is instead a shard or a merger of a Kafka topic\n"
+	        "of rows: no ingest socket, no storage.dir (README, \"Scale-out with Kafka\").\n\n"
 	        "  --repair  when the log is corrupt in the middle, drop the bad record and\n"
 	        "            everything after it (copies kept as *.corrupt) instead of\n"
 	        "            refusing to start\n"

@@ -37,10 +37,10 @@ ROWS = 100_000
 PER = 100                # rows per message
 WAIT_S = 90              # the longest wait for the merger to catch up
 EXACT = {"dim": DIM, "rank": DIM, "extra": 0, "mode": "exact", "center": True}
-# A fast group: a dead shard's partitions move after ~8 s.  Not shorter: the
+# A fast group: a dead shard's partitions move after ~11 s.  Not shorter: the
 # mock cluster holds a first JoinGroup for 3 s (group.initial.rebalance.delay)
 # and drops a member whose session times out meanwhile.
-GROUP = "{session.timeout.ms: 4500, heartbeat.interval.ms: 300}"
+GROUP = "{session.timeout.ms: 6000, heartbeat.interval.ms: 300}"
 
 
 # ----------------------------------------------------------------- cluster
