@@ -574,10 +574,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 /* ------------------------------------------------------------- the loop */
 
 /* Reads a burst of messages (rebalances run in there), folds them,
- * serves the producer's reports; when more wait, comes back after the
- * loop's turn.  "More wait" is asked of the queue too: a poll that meets
- * only librdkafka's own events may return nothing with messages still
- * queued, and the pipe only speaks when the queue was empty. */
+ * serves the producer's reports; when more wait (kfk_more_waiting()),
+ * comes back after the loop's turn. */
 static void consume(struct kfk_shard *s)
 {
 	const size_t most = SHARD_BURST_BLOCKS * s->cfg->batching.max_rows;
@@ -598,7 +596,7 @@ static void consume(struct kfk_shard *s)
 	}
 	fold_all(s);
 	rd_kafka_poll(s->producer, 0);
-	if (n == SHARD_BURST || rows >= most || rd_kafka_queue_length(s->cq) > 0)
+	if (kfk_more_waiting(s->cq, n == SHARD_BURST || rows >= most))
 		loop_timer_at(s->srv->loop, s->t_more, loop_now_ms());
 }
 

@@ -133,6 +133,15 @@ int kfk_partitions(rd_kafka_t *rk, const char *topic, char *why, size_t cap);
  * kfk_drain_wakeups() empties it.  0, or -1 with errno. */
 int kfk_wakeup_pipe(rd_kafka_queue_t *q, int fds[2]);
 void kfk_drain_wakeups(int fd);
+/* After a burst of polls on q that stopped at its limit (full) or at a
+ * poll that returned nothing: whether to come back without waiting for the
+ * pipe, which speaks only when q goes from empty to not empty — and a poll
+ * that meets only librdkafka's own events may return nothing with messages
+ * still queued. */
+static inline bool kfk_more_waiting(rd_kafka_queue_t *q, bool full)
+{
+	return full || rd_kafka_queue_length(q) > 0;
+}
 
 /* --- the changelog's image of a partition: a checkpoint file
  * (update/isvd_ckpt.h: seq = rows in the model, lsn 0, the model image)

@@ -109,11 +109,14 @@ static void on_image(void *ctx, const struct kfk_image *img, int64_t ts_ms)
 	g->dirty = true;
 }
 
-/* What the reader has, KFK_READ_BURST messages at most; when more wait,
- * again after the loop's turn. */
+/* What the reader has, KFK_READ_BURST messages at most; when more wait
+ * (kfk_more_waiting()), again after the loop's turn. */
 static void read_images(struct kfk_merge *g)
 {
-	if (g->reader && kfk_reader_poll(g->reader, on_image, g, &g->refused) == KFK_READ_BURST)
+	if (!g->reader)
+		return;
+	const int n = kfk_reader_poll(g->reader, on_image, g, &g->refused);
+	if (kfk_more_waiting(g->queue, n == KFK_READ_BURST))
 		loop_timer_at(g->srv->loop, g->t_more, loop_now_ms());
 }
 
