@@ -182,7 +182,7 @@ int kfk_model_from_image(struct isvdd *srv, const struct kfk_image *img, struct 
                          char *why, size_t cap);
 
 /* --- reading the changelog from its beginning.  A reader is a consumer
- * without a group, assigned every partition of the changelog topic at
+ * that joins no group, assigned every partition of the changelog topic at
  * its beginning; each image it reads goes to on_image (the message's
  * timestamp in ms, -1 when it has none).  A damaged image is logged
  * (rate-limited) and counted in *refused. */

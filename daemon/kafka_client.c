@@ -11,8 +11,9 @@
  *   one message is one consistent state of one partition, checked by the
  *   checkpoint's CRC32C, and the tools that read checkpoints read images.
  *
- *   A reader is a consumer without a group, assigned every partition of
- *   the changelog at its beginning: the merger keeps one for its life and
+ *   A reader is a consumer that joins no group (librdkafka wants a
+ *   group.id to assign partitions; it is never used), assigned every
+ *   partition of the changelog at its beginning: the merger keeps one for its life and
  *   hands each image over as it comes (kfk_reader_poll()); a shard makes
  *   one whenever it is given partitions and reads to the end of the
  *   changelog of that moment (kfk_reader_catch_up()), keeping the newest
@@ -412,6 +413,7 @@ struct kfk_reader *kfk_reader_create(struct isvdd *srv, const char *changelog)
 	r->srv = srv;
 	if (!(r->rk = kfk_client(srv->cfg, RD_KAFKA_CONSUMER, props, &r->opaque, NULL)))
 		goto fail;
+	rd_kafka_poll_set_consumer(r->rk);   /* its errors come with the messages */
 	if ((r->nparts = kfk_partitions(r->rk, changelog, why, sizeof why)) < 0) {
 		log_msg(srv->log, CFG_LOG_ERROR, "kafka: the changelog: %s (create it, compacted: "
 		        "README, \"Scale-out with Kafka\")", why);
