@@ -327,13 +327,13 @@ def test_a_merger_restarted_mid_stream_rebuilds_the_same_model(tmp_path, cluster
     x = seeded_rows(13, ROWS)
     with daemon(tmp_path, cluster, "s1") as s1, daemon(tmp_path, cluster, "s2") as s2, \
             daemon(tmp_path, cluster, "m1", role="merge") as m1:
-        restarted = []
+        restarted = []   # every merger started here, stopped in the end whatever happens
 
         def restart():
             wait_for("the merger to see rows", lambda: kafka_info(m1)["rows"] > 0)
-            m2 = daemon(tmp_path, cluster, "m2", role="merge")
-            wait_for("the second merger to see rows", lambda: kafka_info(m2)["rows"] > 0)
-            m2.kill()                                   # nothing of its own to lose
+            restarted.append(daemon(tmp_path, cluster, "m2", role="merge"))
+            wait_for("the second merger to see rows", lambda: kafka_info(restarted[0])["rows"] > 0)
+            restarted.pop().kill()                      # nothing of its own to lose
             restarted.append(daemon(tmp_path, cluster, "m2", role="merge"))
         try:
             stream(cluster, x, 10, at=4, then=restart)
