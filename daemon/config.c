@@ -18,8 +18,12 @@
  *     stream → one document → mapping of sections → mapping of scalar values
  *
  *   Anything else is refused with file:line:col and the key it concerns:
- *   unknown sections or keys, repeated keys, sequences, nested mappings,
- *   aliases, anchors and explicit tags, a second document.  The loader keeps
+ *   unknown sections or keys, repeated keys, sequences, nested mappings
+ *   (but a map option's value: a mapping of scalars, load_map()), aliases,
+ *   anchors and explicit tags, a second document.  A kafka section makes
+ *   the daemon a shard or a merger even when empty: its presence is
+ *   recorded (cfg.kafka.on) and check_kafka() holds it to what those roles
+ *   need.  The loader keeps
  *   going after a problem (skipping the offending node) so that `--check`
  *   reports every problem at once; only a YAML syntax error ends the walk.
  */
@@ -41,11 +45,13 @@
 
 /* ------------------------------------------------------------- the table */
 
-enum cfg_type { CFG_UINT, CFG_REAL, CFG_BOOL, CFG_STRING, CFG_ENUM, CFG_ENDPOINT, CFG_LISTEN };
+enum cfg_type { CFG_UINT, CFG_REAL, CFG_BOOL, CFG_STRING, CFG_ENUM, CFG_ENDPOINT, CFG_LISTEN, CFG_MAP };
 
 #define CFG_MIN_EXCLUSIVE 1u   /* REAL: the value must be > min, not >= */
 #define CFG_NONEMPTY      2u   /* STRING: "" is refused */
 #define CFG_MAX_STRING    4096 /* bytes in a string value */
+#define CFG_MAX_MAP_KEY   255  /* bytes in a map option's key */
+#define CFG_MAX_MAP       256  /* entries in a map option */
 
 struct cfg_option {
 	const char *name;            /* "section.key" */
@@ -64,6 +70,9 @@ static const char *const fsyncs[] = { "always", "interval", "none", NULL };
 static const char *const missings[] = { "reject", "impute", NULL };
 /* in the order of enum isvd_mode, so the index is the engine's value */
 static const char *const modes[] = { "auto", "exact", "truncated", NULL };
+/* in the order of enum cfg_kafka_role and enum cfg_kafka_format */
+static const char *const kafka_roles[] = { "shard", "merge", NULL };
+static const char *const kafka_formats[] = { "msgpack", "json", "csv", "f64", NULL };
 
 #define OFF(f) offsetof(struct cfg, f)
 #define U64MAXD 1e15
@@ -219,6 +228,38 @@ static const struct cfg_option cfg_options[] = {
 	  "log file, appended to and reopened on SIGHUP; empty = standard error" },
 	{ "log.warn_every_ms", CFG_UINT, OFF(log.warn_every_ms), "1000", 0, 3600000, 0, NULL,
 	  "at most one warning about refused requests per this interval; the rest are counted" },
+
+	/* A kafka section makes isvdd a shard or a merger (README, "Scale-out
+	 * with Kafka"); check_together() requires brokers, topic and
+	 * model.dim then, and kfk_check() the properties. */
+	{ "kafka.role", CFG_ENUM, OFF(kafka.role), "shard", 0, 0, 0, kafka_roles,
+	  "with a kafka section: shard (fold the rows of the partitions of kafka.topic the group assigns, "
+	  "one model per partition, and publish their images on the changelog topic) or merge (serve "
+	  "the merge of the newest image of every partition)" },
+	{ "kafka.brokers", CFG_STRING, OFF(kafka.brokers), "", 0, 0, 0, NULL,
+	  "bootstrap brokers, HOST:PORT[,HOST:PORT...]; required with a kafka section" },
+	{ "kafka.topic", CFG_STRING, OFF(kafka.topic), "", 0, 0, 0, NULL,
+	  "the topic of rows; required with a kafka section" },
+	{ "kafka.group", CFG_STRING, OFF(kafka.group), "isvdd", 0, 0, CFG_NONEMPTY, NULL,
+	  "consumer group of the shards (the group assigns partitions to shards)" },
+	{ "kafka.format", CFG_ENUM, OFF(kafka.format), "msgpack", 0, 0, 0, kafka_formats,
+	  "how a message holds rows: msgpack (a matrix in either protocol form), json (an array or "
+	  "an array of arrays, null a gap), csv (one line per row, an empty field a gap), f64 (raw "
+	  "little-endian doubles, a multiple of model.dim)" },
+	{ "kafka.changelog_topic", CFG_STRING, OFF(kafka.changelog_topic), "", 0, 0, 0, NULL,
+	  "topic of the partition models' images (make it compacted); empty = <topic>.isvd-models" },
+	{ "kafka.dead_letter_topic", CFG_STRING, OFF(kafka.dead_letter_topic), "", 0, 0, 0, NULL,
+	  "messages that cannot be decoded are produced here, the reason in the header isvd-reason; "
+	  "empty = only counted and logged" },
+	{ "kafka.image_every_ms", CFG_UINT, OFF(kafka.image_every_ms), "1000", 1, 86400000, 0, NULL,
+	  "a shard publishes the image of every partition that changed at this interval (and on "
+	  "revocation and at stop)" },
+	{ "kafka.merge_every_ms", CFG_UINT, OFF(kafka.merge_every_ms), "1000", 1, 86400000, 0, NULL,
+	  "the models are merged for queries and snapshots at this interval when any changed (a "
+	  "shard: its partitions; a merger: every partition's newest image)" },
+	{ "kafka.properties", CFG_MAP, OFF(kafka.properties), "{}", 0, 0, 0, NULL,
+	  "librdkafka properties as they are (security.protocol, sasl.*, ssl.*, session.timeout.ms, "
+	  "...), a mapping of names to values; those isvdd sets itself are refused" },
 };
 
 #define N_OPTIONS (sizeof cfg_options / sizeof cfg_options[0])
@@ -233,6 +274,25 @@ const char *cfg_fsync_name(int fsync)
 	return fsync >= 0 && fsync <= CFG_FSYNC_NONE ? fsyncs[fsync] : "?";
 }
 
+const char *cfg_kafka_role_name(int role)
+{
+	return role >= 0 && role <= CFG_KAFKA_MERGE ? kafka_roles[role] : "?";
+}
+
+const char *cfg_kafka_format_name(int format)
+{
+	return format >= 0 && format <= CFG_KAFKA_F64 ? kafka_formats[format] : "?";
+}
+
+const char *cfg_kafka_changelog(const struct cfg *c, char *buf, size_t cap)
+{
+	if (c->kafka.changelog_topic && c->kafka.changelog_topic[0])
+		snprintf(buf, cap, "%s", c->kafka.changelog_topic);
+	else
+		snprintf(buf, cap, "%s.isvd-models", c->kafka.topic ? c->kafka.topic : "");
+	return buf;
+}
+
 /* ---------------------------------------------------------------- loader */
 
 struct loader {
@@ -243,6 +303,7 @@ struct loader {
 	yaml_parser_t parser;
 	bool set[N_OPTIONS];
 	yaml_mark_t where[N_OPTIONS];   /* of the key, when set[] */
+	yaml_mark_t kafka_at;           /* of the kafka section's name, when c->kafka.on */
 };
 
 static void problem(struct loader *L, yaml_mark_t m, const char *fmt, ...)
@@ -510,6 +571,29 @@ static bool set_listen(struct loader *L, const struct cfg_option *o, const struc
 	return store_string(L, o, v);
 }
 
+static void map_clear(struct cfg_map *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		free(m->kv[i].key);
+		free(m->kv[i].value);
+	}
+	free(m->kv);
+	m->kv = NULL;
+	m->n = 0;
+}
+
+/* A map option from a scalar: only its default, "{}" (no entries), is one;
+ * a file gives a map as a YAML mapping (load_map()). */
+static bool set_map(struct loader *L, const struct cfg_option *o, const struct cfg_scalar *v)
+{
+	if (v->plain && !strcmp(v->text, "{}")) {
+		map_clear(field(L->c, o));
+		return true;
+	}
+	problem(L, v->m, "%s must be a mapping of names to values, got '%.40s'", o->name, v->text);
+	return false;
+}
+
 /* The per-type interface (as Redis's config.c has one per type): every
  * option of a type is parsed, checked and documented the same way. */
 static const struct {
@@ -523,6 +607,7 @@ static const struct {
 	[CFG_ENUM] = { set_enum, "choice" },
 	[CFG_ENDPOINT] = { set_endpoint, "endpoint" },
 	[CFG_LISTEN] = { set_listen, "listen" },
+	[CFG_MAP] = { set_map, "map" },
 };
 
 /* Converts text (plain: unquoted) into the option's field; a problem at m
@@ -583,6 +668,8 @@ void cfg_fini(struct cfg *c)
 		const struct cfg_option *o = &cfg_options[i];
 		if (o->type == CFG_STRING || o->type == CFG_ENDPOINT || o->type == CFG_LISTEN)
 			free(*(char **)field(c, o));
+		else if (o->type == CFG_MAP)
+			map_clear(field(c, o));
 	}
 	free(c->path);
 	memset(c, 0, sizeof *c);
@@ -680,6 +767,86 @@ static bool section_exists(const char *section)
 	return false;
 }
 
+/* The entries of map option o (its MAPPING_START consumed) up to and
+ * including its MAPPING_END: scalar names to scalar values, each name
+ * once, every value kept as the text it is (quoted or not).  Returns false
+ * on a syntax error. */
+static bool load_map(struct loader *L, const struct cfg_option *o)
+{
+	struct cfg_map *m = field(L->c, o);
+
+	map_clear(m);
+	for (;;) {
+		yaml_event_t kev, vev;
+		char what[CFG_MAX_MAP_KEY + 64];
+		bool ok;
+
+		if (!next_event(L, &kev))
+			return false;
+		if (kev.type == YAML_MAPPING_END_EVENT) {
+			yaml_event_delete(&kev);
+			return true;
+		}
+		bool key_ok = false;
+		if (kev.type == YAML_SCALAR_EVENT || kev.type == YAML_ALIAS_EVENT)
+			key_ok = plain_node(L, &kev, o->name);   /* an alias is reported there */
+		else
+			problem(L, kev.start_mark, "%s: names must be plain scalars", o->name);
+		ok = skip_node(L, &kev) && next_event(L, &vev);
+		if (!ok) {
+			yaml_event_delete(&kev);
+			return false;
+		}
+		const char *key = key_ok ? (const char *)kev.data.scalar.value : "";
+		const size_t klen = key_ok ? kev.data.scalar.length : 0;
+		snprintf(what, sizeof what, "%s.%.*s", o->name, CFG_MAX_MAP_KEY, key);
+		if (!key_ok) {
+			/* reported */
+		} else if (klen == 0 || klen > CFG_MAX_MAP_KEY || strlen(key) != klen) {
+			problem(L, kev.start_mark, "%s: a name must be 1 to %d bytes without NUL", o->name,
+			        CFG_MAX_MAP_KEY);
+		} else if (!plain_node(L, &vev, what)) {
+			/* reported */
+		} else if (vev.type != YAML_SCALAR_EVENT) {
+			problem(L, vev.start_mark, "%s must be a single value, not a %s", what,
+			        vev.type == YAML_MAPPING_START_EVENT ? "mapping" : "list");
+		} else if (is_null_scalar(&vev)) {
+			problem(L, kev.start_mark, "%s needs a value", what);
+		} else if (strlen((const char *)vev.data.scalar.value) != vev.data.scalar.length ||
+		           vev.data.scalar.length > CFG_MAX_STRING) {
+			problem(L, vev.start_mark, "%s must be at most %d bytes without NUL", what,
+			        CFG_MAX_STRING);
+		} else {
+			size_t i;
+			for (i = 0; i < m->n && strcmp(m->kv[i].key, key); i++)
+				;
+			struct cfg_kv *kv = NULL;
+			if (i < m->n)
+				problem(L, kev.start_mark, "%s appears twice (first at line %zu)", what, m->kv[i].line);
+			else if (m->n >= CFG_MAX_MAP)
+				problem(L, kev.start_mark, "%s: more than %d entries", o->name, CFG_MAX_MAP);
+			else if (!(kv = realloc(m->kv, (m->n + 1) * sizeof *kv)))
+				problem(L, kev.start_mark, "out of memory: %s", strerror(errno));
+			if (kv) {
+				m->kv = kv;
+				kv += m->n;
+				kv->key = strdup(key);
+				kv->value = strdup((const char *)vev.data.scalar.value);
+				kv->line = kev.start_mark.line + 1;
+				kv->col = kev.start_mark.column + 1;
+				m->n++;
+				if (!kv->key || !kv->value)
+					problem(L, kev.start_mark, "out of memory: %s", strerror(errno));
+			}
+		}
+		ok = skip_node(L, &vev);
+		yaml_event_delete(&kev);
+		yaml_event_delete(&vev);
+		if (!ok)
+			return false;
+	}
+}
+
 /* Reads the body of section (its MAPPING_START has been consumed) up to and
  * including its MAPPING_END.  Returns false on a syntax error. */
 static bool load_section(struct loader *L, const char *section)
@@ -716,10 +883,22 @@ static bool load_section(struct loader *L, const char *section)
 			yaml_event_delete(&kev);
 			return false;
 		}
+		bool consumed = false;   /* the value's node was read whole (a map) */
 		if (!o) {
 			problem(L, kev.start_mark, "unknown key '%s'", what);
 		} else if (!plain_node(L, &vev, what)) {
 			/* reported */
+		} else if (o->type == CFG_MAP && vev.type == YAML_MAPPING_START_EVENT) {
+			size_t i = (size_t)(o - cfg_options);
+			if (L->set[i]) {
+				problem(L, kev.start_mark, "%s appears twice (first at line %zu)", what,
+				        L->where[i].line + 1);
+			} else {
+				consumed = true;
+				ok = load_map(L, o);
+				L->set[i] = true;
+				L->where[i] = kev.start_mark;
+			}
 		} else if (vev.type != YAML_SCALAR_EVENT) {
 			problem(L, vev.start_mark, "%s must be a single %s value, not a %s", what, type_name(o),
 			        vev.type == YAML_MAPPING_START_EVENT ? "mapping" : "list");
@@ -736,7 +915,8 @@ static bool load_section(struct loader *L, const char *section)
 				L->where[i] = kev.start_mark;
 			}
 		}
-		ok = skip_node(L, &vev);
+		if (!consumed)
+			ok = skip_node(L, &vev);
 		yaml_event_delete(&kev);
 		yaml_event_delete(&vev);
 		if (!ok)
@@ -769,11 +949,18 @@ static bool load_sections(struct loader *L)
 			return false;
 		}
 		const char *name = good_key ? (const char *)kev.data.scalar.value : NULL;
+		if (name && !strcmp(name, "kafka") && !L->c->kafka.on) {
+			/* the section's presence is a setting of its own: a shard or
+			 * a merger, even when every key is left at its default */
+			L->c->kafka.on = true;
+			L->c->kafka.line = kev.start_mark.line + 1;
+			L->kafka_at = kev.start_mark;
+		}
 		if (!name) {
 			/* reported above */
 		} else if (!section_exists(name)) {
-			problem(L, kev.start_mark, "unknown section '%.60s' (sections: model, endpoints, batching, publish, storage, limits, security, http, log)",
-			        name);
+			problem(L, kev.start_mark, "unknown section '%.60s' (sections: model, endpoints, batching, "
+			        "publish, monitor, storage, limits, security, http, log, kafka)", name);
 		} else if (!plain_node(L, &vev, name)) {
 			/* reported */
 		} else if (vev.type != YAML_MAPPING_START_EVENT) {
@@ -814,6 +1001,44 @@ static size_t opt_index(const char *name)
 		if (!strcmp(cfg_options[i].name, name))
 			return i;
 	return N_OPTIONS;   /* not reached for names in the table */
+}
+
+/* Where to report a rule about option name: its key when set, else at. */
+static yaml_mark_t mark_of(const struct loader *L, const char *name, yaml_mark_t at)
+{
+	const size_t i = opt_index(name);
+
+	return L->set[i] ? L->where[i] : at;
+}
+
+/* A kafka section's rules: what a shard or a merger cannot start without,
+ * what it cannot do, and topics that must differ. */
+static void check_kafka(struct loader *L)
+{
+	const struct cfg *c = L->c;
+	char changelog[CFG_CHANGELOG_MAX];
+
+	if (!c->kafka.brokers[0])
+		problem(L, mark_of(L, "kafka.brokers", L->kafka_at), "kafka.brokers must be set "
+		        "(HOST:PORT[,HOST:PORT...]): a kafka section makes isvdd a shard or a merger");
+	if (!c->kafka.topic[0])
+		problem(L, mark_of(L, "kafka.topic", L->kafka_at), "kafka.topic must be set: the topic "
+		        "of rows (a merger reads <topic>.isvd-models unless kafka.changelog_topic says)");
+	if (!c->model.dim)
+		problem(L, mark_of(L, "model.dim", L->kafka_at), "model.dim must be set with a kafka "
+		        "section: a shard holds every message to it, and partition models must agree");
+	if (c->monitor.enabled)
+		problem(L, mark_of(L, "monitor.enabled", L->kafka_at), "monitor.enabled is not supported "
+		        "with a kafka section: rows come from Kafka, not through the ingest path that "
+		        "scores them");
+	cfg_kafka_changelog(c, changelog, sizeof changelog);
+	if (c->kafka.topic[0] && !strcmp(changelog, c->kafka.topic))
+		problem(L, mark_of(L, "kafka.changelog_topic", L->kafka_at),
+		        "kafka.changelog_topic and kafka.topic are the same topic '%s'", changelog);
+	const char *dl = c->kafka.dead_letter_topic;
+	if (dl[0] && (!strcmp(dl, c->kafka.topic) || !strcmp(dl, changelog)))
+		problem(L, mark_of(L, "kafka.dead_letter_topic", L->kafka_at), "kafka.dead_letter_topic "
+		        "'%s' must differ from the rows and changelog topics", dl);
 }
 
 /* Rules that involve more than one option; reported at the later key. */
@@ -864,6 +1089,8 @@ static void check_together(struct loader *L)
 		        "/metrics would reveal the model to anyone, without authentication or encryption; "
 		        "bind 127.0.0.1 (and reach it through a tunnel or a proxy), or set "
 		        "http.allow_insecure: true", c->http.listen);
+	if (c->kafka.on)
+		check_kafka(L);
 }
 
 static char *read_file(struct loader *L, const char *path, size_t *len)

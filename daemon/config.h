@@ -26,6 +26,21 @@ enum cfg_log_level { CFG_LOG_DEBUG, CFG_LOG_INFO, CFG_LOG_WARN, CFG_LOG_ERROR };
 enum cfg_log_format { CFG_LOG_TEXT, CFG_LOG_JSON };
 enum cfg_fsync { CFG_FSYNC_ALWAYS, CFG_FSYNC_INTERVAL, CFG_FSYNC_NONE };
 enum cfg_missing { CFG_MISSING_REJECT, CFG_MISSING_IMPUTE };
+enum cfg_kafka_role { CFG_KAFKA_SHARD, CFG_KAFKA_MERGE };
+/* how a Kafka message holds rows (daemon/kafka_format.c) */
+enum cfg_kafka_format { CFG_KAFKA_MSGPACK, CFG_KAFKA_JSON, CFG_KAFKA_CSV, CFG_KAFKA_F64 };
+
+/* One entry of a map option (kafka.properties): both strings owned, and
+ * where the key stands in the file (1-based; 0 for none), so that a later
+ * check (kafka.c's kfk_check()) can name the place. */
+struct cfg_kv {
+	char *key, *value;
+	size_t line, col;
+};
+struct cfg_map {
+	struct cfg_kv *kv;
+	size_t n;
+};
 
 struct cfg {
 	char *path;                       /* the file loaded, or NULL for defaults only */
@@ -83,6 +98,17 @@ struct cfg {
 		char *listen;             /* "HOST:PORT" (cfg_parse_listen()); "" = off */
 		bool allow_insecure;      /* serve a non-loopback address with security.curve on */
 	} http;
+	struct {                          /* kafka*.c: README, "Scale-out with Kafka" */
+		bool on;                  /* the file has a kafka section: a shard or a merger */
+		size_t line;              /* of the section's name (1-based), when on */
+		int role;                 /* enum cfg_kafka_role */
+		char *brokers, *topic, *group;
+		int format;               /* enum cfg_kafka_format */
+		char *changelog_topic;    /* "" = <topic>.isvd-models */
+		char *dead_letter_topic;  /* "" = none */
+		uint64_t image_every_ms, merge_every_ms;
+		struct cfg_map properties;   /* passed to librdkafka as they are */
+	} kafka;
 	struct {
 		int level;                /* enum cfg_log_level */
 		int format;               /* enum cfg_log_format */
@@ -110,7 +136,7 @@ void cfg_print_help(FILE *out);
 
 /* The option table, read-only (for tests and tools): the i-th option's
  * name, its type's name ("integer", "number", "bool", "string", "choice",
- * "endpoint", "listen"), its range (integer, number), whether "" is refused
+ * "endpoint", "listen", "map"), its range (integer, number), whether "" is refused
  * (string), and its NULL-terminated choices (choice).  false past the end. */
 struct cfg_option_info {
 	const char *name, *type;
@@ -133,5 +159,12 @@ int cfg_parse_listen(const char *text, struct sockaddr_storage *addr, socklen_t 
 /* Names for enum values, for logs. */
 const char *cfg_log_level_name(int level);
 const char *cfg_fsync_name(int fsync);
+const char *cfg_kafka_role_name(int role);
+const char *cfg_kafka_format_name(int format);
+
+/* kafka.changelog_topic, or <kafka.topic>.isvd-models when that is "",
+ * into buf (CFG_CHANGELOG_MAX bytes hold any).  Returns buf. */
+#define CFG_CHANGELOG_MAX (4096 + 16)
+const char *cfg_kafka_changelog(const struct cfg *c, char *buf, size_t cap);
 
 #endif /* ISVDD_CONFIG_H */

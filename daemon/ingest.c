@@ -135,29 +135,50 @@ static int engine_missing(const struct cfg *cfg)
 	return cfg->model.missing == CFG_MISSING_IMPUTE ? ISVD_MISSING_IMPUTE : ISVD_MISSING_REJECT;
 }
 
-int ing_make_model(struct isvdd *srv, size_t dim)
+int ing_new_model(const struct cfg *cfg, struct log_sink *log, size_t dim, struct isvd_model **out)
 {
 	struct isvd_options o;
 	int rc;
 
 	isvd_options_default(&o);
 	o.dim = dim;
-	o.rank = srv->cfg->model.rank;
-	o.extra = srv->cfg->model.extra;
-	o.center = srv->cfg->model.center;
-	o.forget = srv->cfg->model.forget;
-	o.reorth_every = srv->cfg->model.reorth_every;
-	o.mode = srv->cfg->model.mode;
-	o.threads = (size_t)srv->cfg->model.threads;
-	o.missing = engine_missing(srv->cfg);
-	rc = isvd_model_create(&o, &srv->model);
-	if (rc) {
-		log_msg(srv->log, CFG_LOG_ERROR, "cannot create a model of dimension %zu: %s", dim,
+	o.rank = cfg->model.rank;
+	o.extra = cfg->model.extra;
+	o.center = cfg->model.center;
+	o.forget = cfg->model.forget;
+	o.reorth_every = cfg->model.reorth_every;
+	o.mode = cfg->model.mode;
+	o.threads = (size_t)cfg->model.threads;
+	o.missing = engine_missing(cfg);
+	if ((rc = isvd_model_create(&o, out)))
+		log_msg(log, CFG_LOG_ERROR, "cannot create a model of dimension %zu: %s", dim,
 		        isvd_strerror(rc));
+	return rc;
+}
+
+void ing_model_settings(const struct cfg *cfg, struct log_sink *log, struct isvd_model *m)
+{
+	int rc;
+
+	/* a loaded model starts with the engine's default threads */
+	if ((rc = isvd_model_set_threads(m, (size_t)cfg->model.threads)))
+		log_msg(log, CFG_LOG_WARN, "model.threads %llu not applied: %s",
+		        (unsigned long long)cfg->model.threads, isvd_strerror(rc));
+	/* and with imputation off: model.missing is the daemon's setting */
+	const int miss = engine_missing(cfg);
+	if (miss != ISVD_MISSING_REJECT && (rc = isvd_model_set_missing(m, miss)))
+		log_msg(log, CFG_LOG_WARN, "model.missing impute not applied: %s; rows with gaps will be "
+		        "refused", isvd_strerror(rc));
+}
+
+int ing_make_model(struct isvdd *srv, size_t dim)
+{
+	int rc;
+
+	if ((rc = ing_new_model(srv->cfg, srv->log, dim, &srv->model)))
 		return rc;
-	}
 	srv->dim = dim;
-	srv->kmax = o.rank < dim ? o.rank : dim;
+	srv->kmax = srv->cfg->model.rank < dim ? srv->cfg->model.rank : dim;
 	if (srv->cfg->monitor.enabled && (rc = isvd_model_set_scoring(srv->model, 1))) {
 		log_msg(srv->log, CFG_LOG_ERROR, "cannot allocate the monitor's workspace: %s",
 		        isvd_strerror(rc));
@@ -174,23 +195,15 @@ void ing_adopt_model(struct isvdd *srv, struct isvd_model *m)
 	if (m) {
 		struct isvd_options o;
 		int rc2;
-		/* a loaded model starts with the engine's default threads */
-		const int rc = isvd_model_set_threads(m, (size_t)srv->cfg->model.threads);
-		if (rc)
-			log_msg(srv->log, CFG_LOG_WARN, "model.threads %llu not applied: %s",
-			        (unsigned long long)srv->cfg->model.threads, isvd_strerror(rc));
-		/* and with imputation off: model.missing is the daemon's setting */
-		const int miss = engine_missing(srv->cfg);
-		if (miss != ISVD_MISSING_REJECT && (rc2 = isvd_model_set_missing(m, miss)))
-			log_msg(srv->log, CFG_LOG_WARN, "model.missing impute not applied: %s; pushes "
-			        "with gaps will be refused", isvd_strerror(rc2));
+		ing_model_settings(srv->cfg, srv->log, m);
 		if (srv->cfg->monitor.enabled && (rc2 = isvd_model_set_scoring(m, 1)))
 			log_msg(srv->log, CFG_LOG_WARN, "the monitor's workspace: %s; the engine allocates "
 			        "it on the first block", isvd_strerror(rc2));
 		isvd_model_options(m, &o);
 		srv->dim = o.dim;
 		srv->kmax = o.rank < o.dim ? o.rank : o.dim;
-		reserve_batches(srv);
+		if (!srv->cfg->kafka.on)   /* a shard or a merger gathers no pushes */
+			reserve_batches(srv);
 	}
 }
 
@@ -211,8 +224,7 @@ static void ack_refuse(struct ing_ack *a, int code, const char *msg)
 	a->errmsg = strdup(msg);
 }
 
-/* Rows per second over the last 10 to 20 s (two marks, moved every 10 s). */
-static double ingest_rate(struct isvdd *srv, uint64_t now)
+double ing_rate(struct isvdd *srv, uint64_t now)
 {
 	if (now - srv->rate_ms[1] >= 10000) {
 		srv->rate_ms[0] = srv->rate_ms[1];
@@ -430,7 +442,7 @@ static void finish_batch(struct isvdd *srv, struct ing_batch *b, bool applied)
 		assert(srv->logged >= srv->seq);
 		if (b->view) {
 			qry_publish_view(srv->qry, b->view, sto_last_checkpoint_seq(srv->sto),
-			                 ingest_rate(srv, loop_now_ms()));
+			                 ing_rate(srv, loop_now_ms()));
 			b->view = NULL;
 		} else if (b->view_err) {
 			log_msg(srv->log, CFG_LOG_ERROR, "cannot publish the model to the query thread: %s; "

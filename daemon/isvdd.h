@@ -8,6 +8,7 @@
  *   monitor.c  monitoring: rows flagged on `anomaly`, drift to a baseline
  *   recover.c  start-up recovery (storage's hooks) and checkpoints
  *   notify.c   what the service manager is told (sd_notify), and when
+ *   kafka*.c   with a kafka section, a shard or a merger instead of ingest (kafka.h)
  *
  * Nothing here is for main.c or the query thread (server.h, query.h).
  *
@@ -140,6 +141,9 @@ struct isvdd {
 	struct http *http;           /* /metrics, /status, /healthz (http.c); NULL when off */
 	struct ntf ntf;              /* the service manager (notify.c); inert when not supervised */
 	uint64_t ntf_progress_ms;    /* the last recovery progress sent; 0: none yet */
+
+	struct kfk *kafka;           /* a shard or a merger (kafka.h); NULL without a kafka section */
+	bool failed;                 /* a fatal error (logged): srv_run() stops, exit code 1 */
 };
 
 /* ---------------------------------------------------------- ingest.c */
@@ -147,6 +151,15 @@ struct isvdd {
 /* Creates the model of dimension dim and reserves the batches for it.
  * An isvd_err (logged). */
 int ing_make_model(struct isvdd *srv, size_t dim);
+/* A new empty model of dimension dim with the configuration's model.*
+ * (*out, the caller's).  An isvd_err (logged). */
+int ing_new_model(const struct cfg *cfg, struct log_sink *log, size_t dim, struct isvd_model **out);
+/* Applies to m, a loaded model, the settings a saved image does not carry
+ * (model.threads, model.missing); what cannot be applied is logged. */
+void ing_model_settings(const struct cfg *cfg, struct log_sink *log, struct isvd_model *m);
+/* Rows per second (of srv->seq) over the last 10 to 20 s: two marks,
+ * moved every 10 s. */
+double ing_rate(struct isvdd *srv, uint64_t now_ms);
 /* Adopts m (ownership moves; the old model is destroyed) as the model. */
 void ing_adopt_model(struct isvdd *srv, struct isvd_model *m);
 /* Pollable: the ingest socket (a burst of pushes, then a flush). */
@@ -198,6 +211,12 @@ void pub_after_block(struct isvdd *srv);
 
 /* --------------------------------------------------------- recover.c */
 
+/* Whether the model (options o) of a checkpoint, a --seed image or a
+ * Kafka changelog image (source) is another model than the configuration
+ * describes; if so why says which key and how to proceed. */
+enum { REC_CHECKPOINT, REC_SEED, REC_CHANGELOG };
+bool rec_model_differs(const struct cfg *cfg, const struct isvd_options *o, int source,
+                       char *why, size_t cap);
 /* Storage's hooks for sto_open(): load a checkpoint, replay a record. */
 struct sto_hooks rec_hooks(struct isvdd *srv);
 /* Writes a checkpoint of everything acknowledged so far (draining first).

@@ -2,7 +2,8 @@
  * main.c — isvdd's command line, signals and start-up.
  *
  *   isvdd --config FILE [--repair] [--seed IMAGE]  recover from storage.dir
- *                                   (or seed an empty one) and run
+ *                                   (or seed an empty one) and run; with a
+ *                                   kafka section, a shard or a merger
  *   isvdd --check --config FILE     validate FILE, print every problem, exit 0/1
  *   isvdd --help | --version
  *
@@ -26,6 +27,7 @@
 
 #include "config.h"
 #include "isvd_proto.h"
+#include "kafka.h"
 #include "log.h"
 #include "security.h"
 #include "server.h"
@@ -71,7 +73,9 @@ static void usage(FILE *out)
 	        "checkpoint there and replays the log after it.  SIGTERM/SIGINT stop it\n"
 	        "cleanly (with a final checkpoint), SIGHUP reopens its log file and\n"
 	        "re-reads the CURVE client keys.  Under systemd (NOTIFY_SOCKET set) it\n"
-	        "reports READY, RELOADING, STOPPING, STATUS and WATCHDOG (sd_notify).\n\n"
+	        "reports READY, RELOADING, STOPPING, STATUS and WATCHDOG (sd_notify).\n"
+	        "With a kafka section it is instead a shard or a merger of a Kafka topic\n"
+	        "of rows: no ingest socket, no storage.dir (README, \"Scale-out with Kafka\").\n\n"
 	        "  --repair  when the log is corrupt in the middle, drop the bad record and\n"
 	        "            everything after it (copies kept as *.corrupt) instead of\n"
 	        "            refusing to start\n"
@@ -114,6 +118,11 @@ static void log_start(struct log_sink *log, const struct cfg *c)
 	        (unsigned long long)c->storage.fsync_interval_ms,
 	        (unsigned long long)c->storage.checkpoint_every_rows,
 	        (unsigned long long)c->storage.checkpoint_every_s);
+	if (c->kafka.on)
+		log_msg(log, CFG_LOG_INFO, "kafka: role %s, brokers %s, topic %s, group %s, format %s; "
+		        "storage.dir is not used (Kafka keeps the rows, the changelog the models)",
+		        cfg_kafka_role_name(c->kafka.role), c->kafka.brokers, c->kafka.topic,
+		        c->kafka.group, cfg_kafka_format_name(c->kafka.format));
 }
 
 int main(int argc, char **argv)
@@ -131,7 +140,9 @@ int main(int argc, char **argv)
 			cfg_print_help(stdout);
 			return 0;
 		} else if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V")) {
-			printf("isvdd %s (protocol %d)\n", ISVD_VERSION, ISVD_PROTO_VERSION);
+			const char *kafka = kfk_version();
+			printf("isvdd %s (protocol %d)%s%s\n", ISVD_VERSION, ISVD_PROTO_VERSION,
+			       kafka ? " kafka: " : "", kafka ? kafka : "");
 			return 0;
 		} else if (!strcmp(argv[i], "--check")) {
 			check = 1;
@@ -160,8 +171,8 @@ int main(int argc, char **argv)
 	if (cfg_init_defaults(&cfg))
 		goto out_cfg;
 	problems = cfg_load(&cfg, path, stderr);
-	if (!problems)   /* key files and directories, CURVE in libzmq */
-		problems = sec_check(&cfg, stderr);
+	if (!problems)   /* key files and directories, CURVE in libzmq; librdkafka's properties */
+		problems = sec_check(&cfg, stderr) + kfk_check(&cfg, stderr);
 	if (problems) {
 		fprintf(stderr, "%s: %d problem%s; %s\n", path, problems, problems == 1 ? "" : "s",
 		        check ? "the configuration is not valid" : "not starting");

@@ -79,6 +79,7 @@ struct qry {
 	struct qry_view *view;
 	uint64_t last_checkpoint_seq;   /* under mu; may move without a new view */
 	struct qry_monitor mon;         /* under mu */
+	struct isvd_proto_raw kafka;    /* under mu: info's `kafka` map (n 0: none) */
 
 	pthread_t thread;
 	bool started;
@@ -169,6 +170,16 @@ void qry_set_monitor(struct qry *r, const struct qry_monitor *m)
 	pthread_mutex_unlock(&r->mu);
 }
 
+void qry_set_kafka(struct qry *r, uint8_t *map, size_t len)
+{
+	pthread_mutex_lock(&r->mu);
+	uint8_t *old = r->kafka.p;
+	r->kafka.p = map;
+	r->kafka.n = map ? len : 0;
+	pthread_mutex_unlock(&r->mu);
+	free(old);
+}
+
 void qry_set_checkpoint(struct qry *r, uint64_t last_checkpoint_seq)
 {
 	pthread_mutex_lock(&r->mu);
@@ -227,7 +238,15 @@ static int do_info(struct qry *r, const struct qry_view *v, const struct isvd_pr
 	rep->forget = r->cfg->model.forget;
 	pthread_mutex_lock(&r->mu);
 	rep->last_checkpoint_seq = r->last_checkpoint_seq;
+	const bool kafka = r->kafka.n != 0;   /* a shard's or a merger's */
+	if (kafka && (rep->kafka.p = malloc(r->kafka.n))) {
+		memcpy(rep->kafka.p, r->kafka.p, r->kafka.n);
+		rep->kafka.n = r->kafka.n;
+		rep->has_kafka = true;
+	}
 	pthread_mutex_unlock(&r->mu);
+	if (kafka && !rep->has_kafka)
+		return ISVD_PROTO_NOMEM;
 	rep->uptime_s = (double)(loop_now_ms() - r->start_ms) / 1000.0;
 	rep->ingest_rows_per_s = v->ingest_rows_per_s;
 	rep->missing = (char *)(r->cfg->model.missing == CFG_MISSING_IMPUTE ? "impute" : "reject");
@@ -495,6 +514,7 @@ static void handle_query(struct qry *r, void *ctl, zmq_msg_t *frames, size_t nfr
 	free(rep.t2.v);
 	free(rep.gap.v);
 	free(rep.rows.data);
+	free(rep.kafka.p);
 	view_put(r, v);
 	zmq_msg_close(body);
 	isvd_proto_request_fini(&req);
@@ -820,6 +840,7 @@ void qry_stop(struct qry *r)
 	}
 	zmq_close(r->ctl_loop);
 	qry_view_free(r->view);
+	free(r->kafka.p);
 	summary_fini(r);
 	pthread_cond_destroy(&r->started_cv);
 	pthread_mutex_destroy(&r->mu);

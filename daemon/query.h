@@ -55,6 +55,11 @@ struct qry_monitor {
  * spectrum snapshot). */
 void qry_set_monitor(struct qry *r, const struct qry_monitor *m);
 
+/* Hands the thread info's `kafka` map (isvd_proto_kafka_encode()'s bytes;
+ * ownership moves) of a shard or a merger, which every `info` then
+ * carries.  NULL clears it. */
+void qry_set_kafka(struct qry *r, uint8_t *map, size_t len);
+
 /* Starts the thread on query_sock (already bound; ownership moves to the
  * thread) in context zctx.  The first view is model (may be NULL) at seq.
  * Returns 0, or -1 after logging why (query_sock is then still the

@@ -37,11 +37,8 @@
 #include "loop.h"
 #include "query.h"
 
-/* Whether the model (options o) of a checkpoint (seed: of a --seed image)
- * is another model than the configuration describes; if so why says which
- * key and how to proceed. */
-static bool model_differs(const struct cfg *cfg, const struct isvd_options *o, bool seed,
-                          char *why, size_t cap)
+bool rec_model_differs(const struct cfg *cfg, const struct isvd_options *o, int source,
+                       char *why, size_t cap)
 {
 	const char *key = NULL;
 	char was[64] = "", now[64] = "";
@@ -72,9 +69,13 @@ static bool model_differs(const struct cfg *cfg, const struct isvd_options *o, b
 	}
 	if (!key)
 		return false;
-	if (seed)
+	if (source == REC_SEED)
 		snprintf(why, cap, "the image was written with %s %s, the configuration says %s; "
 		         "seed with the configuration the image was made with", key, was, now);
+	else if (source == REC_CHANGELOG)
+		snprintf(why, cap, "the image was written with %s %s, the configuration says %s; "
+		         "every shard and merger of a topic needs the same model.* settings", key, was,
+		         now);
 	else
 		snprintf(why, cap, "the checkpoint was written with %s %s, the configuration says %s; "
 		         "restore the configuration, or move storage.dir away to start a new model",
@@ -105,7 +106,7 @@ static int hook_load(void *ctx, const struct ckpt *c, char *why, size_t cap)
 			return -1;
 		}
 		/* a checkpoint of another model must not be silently continued */
-		if (model_differs(cfg, &o, false, why, cap)) {
+		if (rec_model_differs(cfg, &o, REC_CHECKPOINT, why, cap)) {
 			isvd_model_destroy(m);
 			return -2;
 		}
@@ -282,7 +283,7 @@ int rec_seed(struct isvdd *srv, const char *path)
 	}
 	free(buf);
 	isvd_model_options(m, &o);
-	if (model_differs(srv->cfg, &o, true, why, sizeof why)) {
+	if (rec_model_differs(srv->cfg, &o, REC_SEED, why, sizeof why)) {
 		log_msg(srv->log, CFG_LOG_ERROR, "--seed %s: refused: %s", path, why);
 		isvd_model_destroy(m);
 		return -1;

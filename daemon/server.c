@@ -35,6 +35,11 @@
  *   engine thread (it may be applying a block), then the query thread (it
  *   closes its socket).
  *
+ *   With a kafka section the daemon is a shard or a merger (kafka.h): no
+ *   storage and no ingest socket; kfk_start(), after the query thread,
+ *   registers the role's wake-up pipe and timers in place of ingest and
+ *   storage, and srv_run() ends with kfk_stop() instead of a checkpoint.
+ *
  *   With http.listen set, a fourth thread (libmicrohttpd's, http.c) serves
  *   /metrics, /status and /healthz from the registry (metrics.c, which
  *   every unit updates where its events happen) and the query thread's
@@ -65,6 +70,7 @@
 #include "gate.h"
 #include "http.h"
 #include "isvdd.h"
+#include "kafka.h"
 #include "loop.h"
 #include "metrics.h"
 #include "query.h"
@@ -134,7 +140,7 @@ int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_
 	int ret = 0;
 
 	ntf_ready(srv);   /* recovered, bound, every thread running */
-	while (!*stop) {
+	while (!*stop && !srv->failed) {
 		if (*hup) {
 			*hup = 0;
 			ntf_reloading(srv);
@@ -153,6 +159,13 @@ int srv_run(struct isvdd *srv, volatile sig_atomic_t *stop, volatile sig_atomic_
 	}
 	met_set_phase(srv->met, MET_STOPPING);
 	ntf_stopping(srv);
+	if (srv->failed)
+		ret = -1;
+	if (srv->kafka) {   /* Kafka keeps the rows, the changelog the models */
+		kfk_stop(srv->kafka);
+		report_limits(srv, true);
+		return ret;
+	}
 	ing_drain(srv);
 	log_msg(srv->log, CFG_LOG_INFO, "stopping: %llu rows in the model; writing a checkpoint",
 	        (unsigned long long)srv->seq);
@@ -206,10 +219,11 @@ static int register_loop(struct isvdd *srv)
 	const uint64_t now = srv->start_ms;
 	bool ok = true;
 
-	ok = loop_add_io(l, NULL, wrk_fd(srv->engine), on_engine_done, srv) >= 0 &&
-	     loop_add_io(l, srv->ingest, 0, ing_on_readable, srv) >= 0 &&
-	     loop_add_io(l, qry_ctl_socket(srv->qry), 0, on_checkpoint_request, srv) >= 0 &&
-	     (srv->t_storage = loop_add_timer(l, 0, rec_on_storage_timer, srv)) >= 0 &&
+	ok = loop_add_io(l, NULL, wrk_fd(srv->engine), on_engine_done, srv) >= 0;
+	if (srv->ingest)   /* not with a kafka section: kfk_start() registers the role's */
+		ok = ok && loop_add_io(l, srv->ingest, 0, ing_on_readable, srv) >= 0 &&
+		     (srv->t_storage = loop_add_timer(l, 0, rec_on_storage_timer, srv)) >= 0;
+	ok = ok && loop_add_io(l, qry_ctl_socket(srv->qry), 0, on_checkpoint_request, srv) >= 0 &&
 	     (srv->t_report = loop_add_timer(l, 60000, on_report_timer, srv)) >= 0 &&
 	     ntf_add_timers(srv, now) == 0;
 	if (ok && c->publish.spectrum_every_ms)
@@ -222,7 +236,8 @@ static int register_loop(struct isvdd *srv)
 		log_msg(srv->log, CFG_LOG_ERROR, "the event loop's tables are full");
 		return -1;
 	}
-	loop_timer_at(l, srv->t_storage, now);
+	if (srv->t_storage >= 0)
+		loop_timer_at(l, srv->t_storage, now);
 	loop_timer_at(l, srv->t_report, now + 60000);
 	if (srv->t_spectrum >= 0)
 		loop_timer_at(l, srv->t_spectrum, now + c->publish.spectrum_every_ms);
@@ -243,6 +258,43 @@ static void warn_open_files(const struct cfg *cfg, struct log_sink *log)
 		        "limit %llu less 64 for the daemon's own files: raise the limit (ulimit -n, "
 		        "LimitNOFILE=) or lower limits.max_connections",
 		        (unsigned long long)cfg->limits.max_connections, (unsigned long long)rl.rlim_cur);
+}
+
+/* The model served from the start: recovered from storage.dir (then
+ * seeded, when asked and the directory held none), before anything is
+ * bound, so that nobody is served a model still being rebuilt.  A shard's
+ * or a merger's is the merge of partition models that come from Kafka
+ * (kfk_start()): nothing to recover, no file to seed from.  0, or the exit
+ * code for main() after logging why. */
+static int initial_model(struct isvdd *srv, bool repair, const char *seed)
+{
+	const struct cfg *cfg = srv->cfg;
+	int ret;
+
+	if (cfg->kafka.on) {
+		if (seed) {
+			log_msg(srv->log, CFG_LOG_ERROR, "--seed %s: a shard or a merger (kafka section) "
+			        "starts from the images on its changelog topic, not from a file", seed);
+			return 1;
+		}
+		srv->dim = cfg->model.dim;
+		srv->kmax = cfg->model.rank < srv->dim ? cfg->model.rank : srv->dim;
+		return 0;
+	}
+	if (cfg->model.dim && ing_make_model(srv, cfg->model.dim))
+		return 1;
+	const struct sto_hooks hooks = rec_hooks(srv);
+	if ((ret = sto_open(cfg, srv->log, repair, &hooks, &srv->sto)))
+		return ret;
+	srv->logged = srv->seq;
+	if (seed && rec_seed(srv, seed))   /* after recovery: only an empty directory is seeded */
+		return 1;
+	struct isvd_info gi;
+	if (srv->model && isvd_model_info(srv->model, &gi) == ISVD_OK) {
+		srv->gap_rows0 = gi.rows_with_gaps;
+		srv->gap_values0 = gi.values_imputed;
+	}
+	return 0;
 }
 
 int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const char *seed,
@@ -290,21 +342,9 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const c
 		log_msg(log, CFG_LOG_ERROR, "cannot allocate the duplicate table: %s", strerror(errno));
 		goto fail;
 	}
-	if (cfg->model.dim && ing_make_model(srv, cfg->model.dim))
-		goto fail;
-	/* recover before binding: nobody is served a model still being rebuilt */
-	const struct sto_hooks hooks = rec_hooks(srv);
-	if ((ret = sto_open(cfg, log, repair, &hooks, &srv->sto)))
+	if ((ret = initial_model(srv, repair, seed)))
 		goto fail;
 	ret = 1;
-	srv->logged = srv->seq;
-	if (seed && rec_seed(srv, seed))   /* after recovery: only an empty directory is seeded */
-		goto fail;
-	struct isvd_info gi;
-	if (srv->model && isvd_model_info(srv->model, &gi) == ISVD_OK) {
-		srv->gap_rows0 = gi.rows_with_gaps;
-		srv->gap_values0 = gi.values_imputed;
-	}
 	if ((err = wrk_create(ing_engine_job, srv, &srv->engine))) {
 		log_msg(log, CFG_LOG_ERROR, "cannot start the engine thread: %s", strerror(err));
 		goto fail;
@@ -324,7 +364,10 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const c
 	cc_set_metrics(srv->cc, srv->met);
 	sec_set_conncap(srv->sec, srv->cc);
 	warn_open_files(cfg, log);
-	if (!(srv->ingest = open_socket(srv, ZMQ_ROUTER, SEC_INGEST, cfg->endpoints.ingest, hs, hr)))
+	if (cfg->kafka.on) {
+		char note[KFK_NOTE_MAX];
+		log_msg(log, CFG_LOG_INFO, "%s", kfk_ingest_note(cfg, note, sizeof note));
+	} else if (!(srv->ingest = open_socket(srv, ZMQ_ROUTER, SEC_INGEST, cfg->endpoints.ingest, hs, hr)))
 		goto fail;
 	if (!(srv->query = open_socket(srv, ZMQ_ROUTER, SEC_QUERY, cfg->endpoints.query, hs, hr)))
 		goto fail;
@@ -336,13 +379,16 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const c
 		goto fail;
 	srv->start_ms = loop_now_ms();
 	srv->rate_ms[0] = srv->rate_ms[1] = srv->start_ms;
-	const struct qry_hooks rh = { srv, rec_on_checkpoint_request, mon_on_baseline_request,
-	                               srv->met, srv->rl };
+	const struct qry_hooks rh = { srv, cfg->kafka.on ? kfk_on_checkpoint_request
+	                                                 : rec_on_checkpoint_request,
+	                              mon_on_baseline_request, srv->met, srv->rl };
 	if (qry_start(cfg, log, srv->zctx, srv->query, &rh, srv->model, srv->seq,
-	              sto_last_checkpoint_seq(srv->sto), &srv->qry))
+	              srv->sto ? sto_last_checkpoint_seq(srv->sto) : 0, &srv->qry))
 		goto fail;
 	srv->query = NULL;   /* the query thread's now */
 	if (register_loop(srv))
+		goto fail;
+	if (cfg->kafka.on && kfk_start(srv, &srv->kafka))
 		goto fail;
 	http_attach(srv->http, srv->qry);
 	met_set_phase(srv->met, MET_SERVING);
@@ -360,6 +406,7 @@ void srv_destroy(struct isvdd *srv)
 		return;
 	http_stop(srv->http);       /* it reads the query thread's summaries */
 	gate_stop(srv->gate);       /* sec and cc are this thread's again */
+	kfk_destroy(srv->kafka);    /* its librdkafka threads log */
 	wrk_destroy(srv->engine);   /* then the engine: it may be applying a block */
 	qry_stop(srv->qry);         /* then the query thread: it closes the query socket */
 	ing_fini(srv);

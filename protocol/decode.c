@@ -467,6 +467,21 @@ static int dec_str(struct proto_rd *rd, const char *key, size_t max, char **out,
 	return ISVD_PROTO_OK;
 }
 
+/* Copies the raw bytes of the value at rd (already validated). */
+static int dec_raw(struct proto_rd *rd, const char *key, uint8_t **out, size_t *out_len,
+                   struct isvd_proto_error *err)
+{
+	const uint8_t *start = rd->p;
+	int rc = proto_rd_skip(rd, 2, err);
+	if (rc)
+		return rc;
+	size_t n = (size_t)(rd->p - start);
+	if (!(*out = copy_bytes(start, n)))
+		return proto_fail(err, ISVD_PROTO_NOMEM, "%s: out of memory", key);
+	*out_len = n;
+	return ISVD_PROTO_OK;
+}
+
 static void *at(void *base, size_t off)
 {
 	return (unsigned char *)base + off;
@@ -493,6 +508,14 @@ static int dec_field(struct proto_rd *rd, const struct proto_field *f, void *bas
 		return dec_pushers(rd, f->key, flag, p, err);
 	case FT_STR:
 		return dec_str(rd, f->key, f->max_len ? f->max_len : ISVD_PROTO_MAX_STRING, p, err);
+	case FT_RAW: {
+		struct isvd_proto_raw *r = p;
+		if ((rc = dec_raw(rd, f->key, &r->p, &r->n, err)))
+			return rc;
+		if (flag)
+			*flag = true;
+		return ISVD_PROTO_OK;
+	}
 	default:
 		break;
 	}
@@ -505,6 +528,13 @@ static int dec_field(struct proto_rd *rd, const struct proto_field *f, void *bas
 			                  "key '%s' is %s; a non-negative integer was expected",
 			                  f->key, o.type == PT_INT ? "negative" : proto_type_name(o.type));
 		*(uint64_t *)p = o.u;
+		break;
+	case FT_I64:
+		if ((o.type != PT_UINT && o.type != PT_INT) || (o.type == PT_UINT && o.u > INT64_MAX))
+			return proto_fail(err, ISVD_PROTO_BAD_REQUEST,
+			                  "key '%s' is %s; a 64-bit integer was expected", f->key,
+			                  proto_type_name(o.type));
+		*(int64_t *)p = o.type == PT_INT ? o.i : (int64_t)o.u;
 		break;
 	case FT_F64:
 		if (!proto_obj_number(&o, p))
@@ -578,20 +608,6 @@ static int dec_key(struct proto_rd *rd, struct proto_obj *k, struct isvd_proto_e
 	if (k->type != PT_STR)
 		return proto_fail(err, ISVD_PROTO_BAD_REQUEST, "a key of the body map is %s; keys are strings",
 		                  proto_type_name(k->type));
-	return ISVD_PROTO_OK;
-}
-
-/* Copies the raw bytes of the value at rd (already validated). */
-static int dec_raw(struct proto_rd *rd, uint8_t **out, size_t *out_len, struct isvd_proto_error *err)
-{
-	const uint8_t *start = rd->p;
-	int rc = proto_rd_skip(rd, 2, err);
-	if (rc)
-		return rc;
-	size_t n = (size_t)(rd->p - start);
-	if (!(*out = copy_bytes(start, n)))
-		return proto_fail(err, ISVD_PROTO_NOMEM, "id: out of memory");
-	*out_len = n;
 	return ISVD_PROTO_OK;
 }
 
@@ -677,7 +693,7 @@ static int dec_entries(struct proto_rd *rd, uint32_t count, enum body kind,
 		if (rep && str_is(&k, "id")) {
 			if (rep->id)
 				return proto_fail(err, ISVD_PROTO_BAD_REQUEST, "key 'id' appears twice");
-			if ((rc = dec_raw(rd, &rep->id, &rep->id_len, err)))
+			if ((rc = dec_raw(rd, "id", &rep->id, &rep->id_len, err)))
 				return rc;
 			continue;
 		}
@@ -772,7 +788,7 @@ int isvd_proto_request_decode(const void *buf, size_t len, const struct isvd_pro
 		} else if (str_is(&k, "id")) {
 			if (req->id)
 				return proto_fail(err, ISVD_PROTO_BAD_REQUEST, "key 'id' appears twice");
-			if ((rc = dec_raw(&rd, &req->id, &req->id_len, err)))
+			if ((rc = dec_raw(&rd, "id", &req->id, &req->id_len, err)))
 				return rc;
 		} else if ((rc = proto_rd_skip(&rd, 2, err))) {
 			return rc;
@@ -845,6 +861,7 @@ void isvd_proto_reply_fini(struct isvd_proto_reply *rep)
 	for (size_t i = 0; rep->pushers.v && i < rep->pushers.n; i++)
 		proto_free(rep->pushers.v[i].key);
 	proto_free(rep->pushers.v);
+	proto_free(rep->kafka.p);
 	memset(rep, 0, sizeof *rep);
 }
 
@@ -920,4 +937,41 @@ int isvd_proto_drift_decode(const void *buf, size_t len, const struct isvd_proto
 		return rc;
 	return dec_entries(&rd, count, BODY_SNAPSHOT, proto_drift_fields, d, &lim,
 	                   ISVD_PROTO_TOPIC_DRIFT, err);
+}
+
+int isvd_proto_matrix_decode(const void *buf, size_t len, const struct isvd_proto_limits *limits,
+                             struct isvd_proto_matrix *m, struct isvd_proto_error *err)
+{
+	struct isvd_proto_limits lim;
+	struct proto_rd rd;
+	int rc;
+
+	if ((rc = decode_start(m, sizeof *m, "matrix", err)))
+		return rc;
+	proto_limits(limits, &lim);
+	if (!buf && len)
+		return proto_fail(err, ISVD_PROTO_INVALID, "no buffer");
+	if (len > lim.max_frame)
+		return proto_fail(err, ISVD_PROTO_TOO_LARGE, "the matrix has %zu bytes; the limit is %zu",
+		                  len, lim.max_frame);
+	if (len == 0)
+		return proto_fail(err, ISVD_PROTO_BAD_MATRIX, "the message is empty");
+	/* the first walk: one well-formed value and nothing after it */
+	proto_rd_init(&rd, buf, len, lim.max_depth);
+	if ((rc = proto_rd_skip(&rd, 1, err)))
+		return rc;
+	if (proto_rd_left(&rd))
+		return proto_fail(err, ISVD_PROTO_BAD_MATRIX,
+		                  "%zu trailing bytes after the matrix, which ends at byte %zu",
+		                  proto_rd_left(&rd), proto_rd_offset(&rd));
+	proto_rd_init(&rd, buf, len, lim.max_depth);
+	return proto_decode_matrix(&rd, "rows", &lim, false, m, err);
+}
+
+void isvd_proto_matrix_fini(struct isvd_proto_matrix *m)
+{
+	if (!m)
+		return;
+	proto_free(m->data);
+	memset(m, 0, sizeof *m);
 }

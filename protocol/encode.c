@@ -21,6 +21,8 @@
 #define SPE(f)  offsetof(struct isvd_proto_spectrum, f)
 #define ANO(f)  offsetof(struct isvd_proto_anomaly, f)
 #define DRI(f)  offsetof(struct isvd_proto_drift, f)
+#define KAF(f)  offsetof(struct isvd_proto_kafka, f)
+#define KAP(f)  offsetof(struct isvd_proto_kafka_partition, f)
 #define NF      PROTO_NO_FLAG
 
 /* ------------------------------------------------------------ field tables */
@@ -103,6 +105,7 @@ static const struct proto_field rep_info[] = {
 	{ "gap",                    FT_VEC,  REP(gap),                    REP(has_monitor), false, 0 },
 	{ "stable",                 FT_VEC,  REP(stable),                 REP(has_monitor), false, 0 },
 	{ "pushers",                FT_PUSHERS, REP(pushers),             REP(has_pushers), false, 0 },
+	{ "kafka",                  FT_RAW,  REP(kafka),                  REP(has_kafka), false, 0 },
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };
 static const struct proto_field rep_project[] = {
@@ -175,6 +178,31 @@ const struct proto_field proto_drift_fields[] = {
 	{ "baseline_seq",  FT_U64,  DRI(baseline_seq),  NF, true, 0 },
 	{ "exceeded",      FT_BOOL, DRI(exceeded),      NF, true, 0 },
 	{ "t",             FT_F64,  DRI(t),             NF, true, 0 },
+	{ NULL, FT_U64, 0, NF, false, 0 },
+};
+
+/* info's `kafka` map, then each entry of its `partitions` array */
+const struct proto_field proto_kafka_fields[] = {
+	{ "role",               FT_STR, KAF(role),               NF, true,  16 },
+	{ "topic",              FT_STR, KAF(topic),              NF, true,  0 },
+	{ "changelog_topic",    FT_STR, KAF(changelog_topic),    NF, true,  0 },
+	{ "group",              FT_STR, KAF(group),              NF, false, 0 },
+	{ "ingest",             FT_STR, KAF(ingest),             NF, true,  0 },
+	{ "rows",               FT_U64, KAF(rows),               NF, true,  0 },
+	{ "images",             FT_U64, KAF(images),             NF, true,  0 },
+	{ "images_failed",      FT_U64, KAF(images_failed),      NF, true,  0 },
+	{ "dead_lettered",      FT_U64, KAF(dead_lettered),      KAF(has_shard), false, 0 },
+	{ "oldest_image_age_s", FT_F64, KAF(oldest_image_age_s), KAF(has_merge), false, 0 },
+	{ NULL, FT_U64, 0, NF, false, 0 },
+};
+const struct proto_field proto_kafka_partition_fields[] = {
+	{ "partition",     FT_U64, KAP(partition),     NF, true, 0 },
+	{ "rows",          FT_U64, KAP(rows),          NF, true, 0 },
+	{ "folded_offset", FT_I64, KAP(folded_offset), NF, true, 0 },
+	{ "undecodable",   FT_U64, KAP(undecodable),   NF, true, 0 },
+	{ "image_offset",  FT_I64, KAP(image_offset),  KAP(has_shard), false, 0 },
+	{ "lag",           FT_I64, KAP(lag),           KAP(has_shard), false, 0 },
+	{ "image_age_s",   FT_F64, KAP(image_age_s),   KAP(has_merge), false, 0 },
 	{ NULL, FT_U64, 0, NF, false, 0 },
 };
 
@@ -284,6 +312,12 @@ int proto_pack_fields(msgpack_packer *pk, const struct proto_field *table, const
 			break;
 		switch (f->type) {
 		case FT_U64:  rc = msgpack_pack_uint64(pk, *(const uint64_t *)v); break;
+		case FT_I64:  rc = msgpack_pack_int64(pk, *(const int64_t *)v); break;
+		case FT_RAW: {   /* checked by check_fields(): one whole value */
+			const struct isvd_proto_raw *r = v;
+			rc = pk->callback(pk->data, (const char *)r->p, r->n);
+			break;
+		}
 		case FT_F64:  rc = msgpack_pack_double(pk, *(const double *)v); break;
 		case FT_BOOL: rc = *(const bool *)v ? msgpack_pack_true(pk) : msgpack_pack_false(pk); break;
 		case FT_STR: {
@@ -331,6 +365,15 @@ int proto_pack_fields(msgpack_packer *pk, const struct proto_field *table, const
 	return rc ? -1 : 0;
 }
 
+/* Checks that the len bytes at p are exactly one well-formed msgpack value
+ * (a request's id, a raw field). */
+static bool id_valid(const uint8_t *p, size_t len)
+{
+	struct proto_rd rd;
+	proto_rd_init(&rd, p, len, 64);
+	return proto_rd_skip(&rd, 2, NULL) == ISVD_PROTO_OK && proto_rd_left(&rd) == 0;
+}
+
 /* Rejects what the packers above would refuse, so that a packer failure
  * afterwards can only mean that memory ran out. */
 static int check_fields(const struct proto_field *table, const void *base)
@@ -339,6 +382,11 @@ static int check_fields(const struct proto_field *table, const void *base)
 		if (!present(f, base))
 			continue;
 		const void *v = at(base, f->off);
+		if (f->type == FT_RAW) {
+			const struct isvd_proto_raw *r = v;
+			if (!r->p || !id_valid(r->p, r->n))
+				return ISVD_PROTO_INVALID;
+		}
 		if (f->type == FT_STR && !*(char *const *)v)
 			return ISVD_PROTO_INVALID;
 		if (f->type == FT_UVEC) {
@@ -370,14 +418,6 @@ static int check_fields(const struct proto_field *table, const void *base)
 }
 
 /* --------------------------------------------------------------- encoders */
-
-/* Checks that id is exactly one well-formed msgpack value. */
-static bool id_valid(const uint8_t *id, size_t id_len)
-{
-	struct proto_rd rd;
-	proto_rd_init(&rd, id, id_len, 64);
-	return proto_rd_skip(&rd, 2, NULL) == ISVD_PROTO_OK && proto_rd_left(&rd) == 0;
-}
 
 /* Hands the finished buffer to the caller, or frees it. */
 static int finish(msgpack_sbuffer *sb, int rc, uint8_t **out, size_t *out_len)
@@ -560,5 +600,30 @@ int isvd_proto_drift_encode(const struct isvd_proto_drift *d, uint8_t **out, siz
 	int prc = msgpack_pack_map(&pk, proto_count_fields(proto_drift_fields, d));
 	if (prc == 0)
 		prc = proto_pack_fields(&pk, proto_drift_fields, d);
+	return finish(&sb, prc ? ISVD_PROTO_NOMEM : ISVD_PROTO_OK, out, out_len);
+}
+
+int isvd_proto_kafka_encode(const struct isvd_proto_kafka *k, uint8_t **out, size_t *out_len)
+{
+	int rc = check_out(out, out_len, NULL, 0);
+	if (rc)
+		return rc;
+	if (!k || (k->partitions && !k->part) || k->partitions > UINT32_MAX)
+		return ISVD_PROTO_INVALID;
+	if ((rc = check_fields(proto_kafka_fields, k)))
+		return rc;
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	int prc = msgpack_pack_map(&pk, proto_count_fields(proto_kafka_fields, k) + 1);
+	prc |= proto_pack_fields(&pk, proto_kafka_fields, k);
+	prc |= proto_pack_str(&pk, "partitions");
+	prc |= msgpack_pack_array(&pk, (uint32_t)k->partitions);
+	for (size_t i = 0; i < k->partitions && prc == 0; i++) {
+		const struct isvd_proto_kafka_partition *p = &k->part[i];
+		prc = msgpack_pack_map(&pk, proto_count_fields(proto_kafka_partition_fields, p));
+		prc |= proto_pack_fields(&pk, proto_kafka_partition_fields, p);
+	}
 	return finish(&sb, prc ? ISVD_PROTO_NOMEM : ISVD_PROTO_OK, out, out_len);
 }

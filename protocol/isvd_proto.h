@@ -161,6 +161,22 @@ struct isvd_proto_pushers {
 	size_t n;
 };
 
+/* One msgpack value kept as its bytes (info's `kafka` map, which
+ * isvd_proto_kafka_encode() writes). */
+struct isvd_proto_raw {
+	uint8_t *p;
+	size_t n;
+};
+
+/* Decodes buf, exactly one msgpack value holding a non-empty matrix in
+ * either form (PROTOCOL.md, "Matrices"), into *m: the messages of a Kafka
+ * topic of rows (isvdd, kafka.format msgpack).  The checks and limits are a
+ * request matrix's; err names the row and column at fault.  Release *m
+ * with isvd_proto_matrix_fini() whatever this returns. */
+int isvd_proto_matrix_decode(const void *buf, size_t len, const struct isvd_proto_limits *lim,
+                             struct isvd_proto_matrix *m, struct isvd_proto_error *err);
+void isvd_proto_matrix_fini(struct isvd_proto_matrix *m);
+
 /* ---------------------------------------------------------------- requests */
 
 /* A decoded request, or a request to encode.  `id` is the raw msgpack
@@ -233,6 +249,8 @@ struct isvd_proto_reply {
 	uint64_t baseline_seq;           /* info: rows when the baseline was taken (0: none) */
 	struct isvd_proto_vec gap;       /* info: each component's relative spectral gap */
 	struct isvd_proto_vec stable;    /* info, factors: 1 stable, 0 not, per component */
+	bool has_kafka;                  /* info: a shard's or a merger's `kafka` map present */
+	struct isvd_proto_raw kafka;     /* info: that map (isvd_proto_kafka_encode()) */
 	struct isvd_proto_vec sigma;     /* info, factors */
 	struct isvd_proto_matrix coords; /* project: r × k */
 	struct isvd_proto_vec residual;  /* project: r */
@@ -268,6 +286,42 @@ int isvd_proto_reply_decode(const void *buf, size_t len, enum isvd_proto_op op,
                             const struct isvd_proto_limits *lim, struct isvd_proto_reply *rep,
                             struct isvd_proto_error *err);
 void isvd_proto_reply_fini(struct isvd_proto_reply *rep);
+
+/* -------------------------------------------------------------- kafka info */
+
+/* info's `kafka` map on a daemon that is a shard or a merger (README,
+ * "Scale-out with Kafka"): the role, and per partition of the rows topic
+ * what the shard holds or the merger merges.  Offsets are the rows topic's;
+ * -1 stands for none. */
+struct isvd_proto_kafka_partition {
+	uint64_t partition;
+	uint64_t rows;                   /* rows in its model */
+	int64_t folded_offset;           /* the last offset folded into its model */
+	uint64_t undecodable;            /* messages skipped (in its image's lineage) */
+	bool has_shard;                  /* the shard's keys below present */
+	int64_t image_offset;            /* shard: folded_offset of its last published image */
+	int64_t lag;                     /* shard: messages after folded_offset (-1: unknown) */
+	bool has_merge;                  /* the merger's key below present */
+	double image_age_s;              /* merger: age of the image it merges (its timestamp) */
+};
+struct isvd_proto_kafka {
+	char *role;                      /* "shard" | "merge" */
+	char *topic, *changelog_topic;
+	char *group;                     /* shard only (NULL: absent) */
+	char *ingest;                    /* why the ingest socket is not bound */
+	uint64_t partitions;             /* entries of part */
+	uint64_t rows;                   /* Σ rows */
+	uint64_t images;                 /* shard: published (acknowledged); merger: read */
+	uint64_t images_failed;          /* shard: not published; merger: refused (damaged, other settings) */
+	bool has_shard;                  /* the shard's key below present */
+	uint64_t dead_lettered;          /* shard: messages it produced to the dead-letter topic */
+	bool has_merge;                  /* the merger's key below present */
+	double oldest_image_age_s;       /* merger: the oldest image merged (0: none) */
+	struct isvd_proto_kafka_partition *part;
+};
+/* Encodes *k as one msgpack map for isvd_proto_reply.kafka.  The caller
+ * frees *out with free(). */
+int isvd_proto_kafka_encode(const struct isvd_proto_kafka *k, uint8_t **out, size_t *out_len);
 
 /* --------------------------------------------------------------- snapshots */
 

@@ -97,8 +97,10 @@ enum proto_ftype {
 	FT_MAT,       /* struct isvd_proto_matrix: either form; encoded as form (b) */
 	FT_SPACE,     /* enum isvd_proto_space: "scores" | "u" */
 	FT_UVEC,      /* struct isvd_proto_uvec: array of unsigned integers */
-	FT_PUSHERS    /* struct isvd_proto_pushers: array of {key, pushes, rows, limited_pushes,
+	FT_PUSHERS,   /* struct isvd_proto_pushers: array of {key, pushes, rows, limited_pushes,
 	                 limited_rows} maps */
+	FT_I64,       /* int64_t; any msgpack integer */
+	FT_RAW        /* struct isvd_proto_raw: one msgpack value, its bytes as they are */
 };
 
 struct proto_field {
@@ -118,6 +120,8 @@ extern const struct proto_field *const proto_reply_fields[ISVD_OP_COUNT_];
 extern const struct proto_field proto_spectrum_fields[];
 extern const struct proto_field proto_anomaly_fields[];
 extern const struct proto_field proto_drift_fields[];
+extern const struct proto_field proto_kafka_fields[];
+extern const struct proto_field proto_kafka_partition_fields[];
 
 /* Packs a matrix in form (b), f64, little-endian; a vector as array of
  * float64.  0 or msgpack-c's -1. */

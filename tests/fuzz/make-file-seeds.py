@@ -45,6 +45,9 @@ CONFIGS = {
     "flow.yaml": "{model: {rank: 3, center: true}, log: {level: debug}}\n",
     "strings.yaml": "storage:\n  dir: \"\\0x\"\nlog:\n  file: '" + "x" * 300 + "'\n",
     "numbers.yaml": "model:\n  dim: 0x10\n  forget: .nan\n  rank: -1\n  extra: 1e3\n",
+    "kafka.yaml": "model:\n  dim: 4\nkafka:\n  brokers: b:1\n  topic: t\n  properties:\n"
+                  "    a.b: 1\n    &x c: 'd'\n    *x : e\n    f: {g: h}\n    a.b: 2\n    i: ~\n",
+    "kafka-empty.yaml": "kafka:\n",
 }
 
 MODELS = [   # name, model section, pushes of (rows, dim)

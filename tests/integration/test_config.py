@@ -17,9 +17,17 @@ def shipped_configs():
     return sorted(f for f in os.listdir(CONFIGS) if f.endswith(".yaml"))
 
 
+def built_with_kafka():
+    return " kafka: librdkafka " in run_isvdd("--version").stdout
+
+
 @pytest.mark.parametrize("name", shipped_configs())
 def test_shipped_configs_pass_check(name):
     r = run_isvdd("--check", "--config", os.path.join(CONFIGS, name))
+    if name.startswith("kafka-") and not built_with_kafka():
+        # an isvdd built without librdkafka refuses a kafka section, and says why
+        assert r.returncode == 1 and "built without Kafka support" in r.stderr, r.stderr
+        return
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith(": ok")
 
@@ -28,11 +36,11 @@ def test_help_documents_every_key_of_default_yaml():
     r = run_isvdd("--help")
     assert r.returncode == 0
     documented = set(re.findall(r"^  ([a-z_]+\.[a-z_]+) ", r.stdout, re.M))
-    # keys of default.yaml, commented-out ones included
+    # keys of default.yaml, commented-out ones (and sections) included
     keys, section = set(), None
     with open(os.path.join(CONFIGS, "default.yaml")) as f:
         for line in f:
-            m = re.match(r"^([a-z_]+):", line)
+            m = re.match(r"^(?:# )?([a-z_]+):", line)
             if m:
                 section = m.group(1)
                 continue
@@ -179,3 +187,22 @@ def test_sigint_exits_zero(tmp_path):
     d.signal(signal.SIGINT)
     assert d.proc.wait(20) == 0
     d.stop()
+
+
+def test_check_kafka_properties(tmp_path):
+    """kafka.properties go to librdkafka as they are: --check asks it about each
+    one, and refuses those isvdd sets itself, each at its line and column."""
+    p = tmp_path / "k.yaml"
+    p.write_text("model:\n  dim: 4\nkafka:\n  brokers: 127.0.0.1:1\n  topic: t\n  properties:\n"
+                 "    group.id: x\n    no.such.property: 1\n    session.timeout.ms: many\n"
+                 "    socket.timeout.ms: 10000\n")
+    r = run_isvdd("--check", "--config", str(p))
+    assert r.returncode == 1, r.stderr
+    if not built_with_kafka():
+        assert f"{p}:3:1: kafka: this isvdd is built without Kafka support" in r.stderr, r.stderr
+        return
+    assert f"{p}:7:5: kafka.properties.group.id: isvdd sets it itself (kafka.group)" in r.stderr
+    assert f"{p}:8:5: kafka.properties.no.such.property: " in r.stderr
+    assert f"{p}:9:5: kafka.properties.session.timeout.ms: " in r.stderr
+    assert "socket.timeout.ms" not in r.stderr
+    assert "3 problems" in r.stderr

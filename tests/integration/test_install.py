@@ -89,6 +89,8 @@ def installed(tmp_path_factory):
         "ex-default": f"{datadir}/doc/isvd/examples/default.yaml",
         "ex-sensor": f"{datadir}/doc/isvd/examples/sensor-64.yaml",
         "ex-embedding": f"{datadir}/doc/isvd/examples/embedding-1000.yaml",
+        "ex-kafka-shard": f"{datadir}/doc/isvd/examples/kafka-shard.yaml",
+        "ex-kafka-merge": f"{datadir}/doc/isvd/examples/kafka-merge.yaml",
         "unit": f"{unitdir}/isvdd.service",
         "unit@": f"{unitdir}/isvdd@.service",
         "sysusers": f"{sysusersdir}/isvd.conf",

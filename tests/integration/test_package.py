@@ -31,6 +31,8 @@ ISVD_FILES = {
     "./usr/share/doc/isvd/copyright",
     "./usr/share/doc/isvd/examples/default.yaml",
     "./usr/share/doc/isvd/examples/embedding-1000.yaml",
+    "./usr/share/doc/isvd/examples/kafka-merge.yaml",
+    "./usr/share/doc/isvd/examples/kafka-shard.yaml",
     "./usr/share/doc/isvd/examples/sensor-64.yaml",
     "./usr/share/man/man1/isvd.1.gz",
     "./usr/share/man/man5/isvdd.yaml.5.gz",

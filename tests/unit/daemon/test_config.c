@@ -3,8 +3,9 @@
  * range check, walked from the table itself, so a key added later is
  * covered too.  Integers and numbers: both ends of the range load, one
  * step beyond either end is refused; choices: each loads, anything else is
- * refused; booleans, strings, endpoints and listen addresses likewise.
- * Also the cross-field rule of http.listen under security.curve.
+ * refused; booleans, strings, endpoints, listen addresses and maps
+ * likewise.  Also the cross-field rules of http.listen under
+ * security.curve and of a kafka section.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,7 +25,19 @@
 
 static char dir[] = "/tmp/isvd-test-config-XXXXXX";
 
-/* Problems cfg_load() finds in a file holding just "section: {key: value}". */
+/* A kafka section needs model.dim, kafka.brokers and kafka.topic: a file
+ * testing one of its keys gives the others. */
+static void kafka_needs(FILE *f, const char *key)
+{
+	fprintf(f, "model:\n  dim: 4\nkafka:\n");
+	if (strcmp(key, "brokers"))
+		fprintf(f, "  brokers: 127.0.0.1:9092\n");
+	if (strcmp(key, "topic"))
+		fprintf(f, "  topic: rows\n");
+}
+
+/* Problems cfg_load() finds in a file holding just "section: {key: value}"
+ * (and, for a kafka key, what a kafka section needs besides). */
 static int load_one(const char *name, const char *value)
 {
 	char path[128], section[64];
@@ -37,7 +50,12 @@ static int load_one(const char *name, const char *value)
 	snprintf(section, sizeof section, "%.*s", (int)(dot - name), name);
 	snprintf(path, sizeof path, "%s/c.yaml", dir);
 	assert_non_null(f = fopen(path, "w"));
-	fprintf(f, "%s:\n  %s: %s\n", section, dot + 1, value);
+	if (!strcmp(section, "kafka")) {
+		kafka_needs(f, dot + 1);
+		fprintf(f, "  %s: %s\n", dot + 1, value);
+	} else {
+		fprintf(f, "%s:\n  %s: %s\n", section, dot + 1, value);
+	}
 	fclose(f);
 	assert_non_null(errs = fopen("/dev/null", "w"));
 	assert_int_equal(cfg_init_defaults(&c), 0);
@@ -118,9 +136,11 @@ static void check_bool(const struct cfg_option_info *o)
 static void check_string(const struct cfg_option_info *o)
 {
 	char *big = malloc(5000);
+	/* required when their section is there: a cross-field rule */
+	const bool required = !strcmp(o->name, "kafka.brokers") || !strcmp(o->name, "kafka.topic");
 
 	accepts(o->name, "some-name");
-	if (o->nonempty)
+	if (o->nonempty || required)
 		refuses(o->name, "''");
 	else
 		accepts(o->name, "''");
@@ -161,6 +181,21 @@ static void check_listen(const struct cfg_option_info *o)
 	refuses(o->name, "[a, b]");
 }
 
+static void check_map(const struct cfg_option_info *o)
+{
+	accepts(o->name, "{}");
+	accepts(o->name, "{a.b: c}");
+	accepts(o->name, "{a.b: 1, c: 'two words', d: true}");
+	refuses(o->name, "{a: 1, a: 2}");             /* a name twice */
+	refuses(o->name, "{a: {b: c}}");              /* nested */
+	refuses(o->name, "{a: [1, 2]}");
+	refuses(o->name, "{a: }");                    /* no value */
+	refuses(o->name, "{'': x}");
+	refuses(o->name, "[a, b]");
+	refuses(o->name, "'{}'");                     /* a string, not a mapping */
+	refuses(o->name, "x");
+}
+
 static void test_every_key(void **state)
 {
 	struct cfg_option_info o;
@@ -183,6 +218,8 @@ static void test_every_key(void **state)
 			check_endpoint(&o);
 		else if (!strcmp(o.type, "listen"))
 			check_listen(&o);
+		else if (!strcmp(o.type, "map"))
+			check_map(&o);
 		else
 			fail_msg("%s: unknown type %s", o.name, o.type);
 	}
@@ -248,6 +285,60 @@ static void test_http_listen_with_curve(void **state)
 	rmdir(dir);
 }
 
+/* A kafka section: what it needs, what it excludes, and its map kept as
+ * given (names, values, where each stands). */
+static void test_kafka_section(void **state)
+{
+	static const struct {
+		const char *text;
+		int problems;
+	} cases[] = {
+		{ "kafka:\n", 3 },                                   /* brokers, topic, model.dim */
+		{ "kafka:\n  brokers: b:1\n  topic: t\n", 1 },        /* model.dim */
+		{ "model:\n  dim: 3\nkafka:\n  brokers: b:1\n  topic: t\n", 0 },
+		{ "model:\n  dim: 3\nmonitor:\n  enabled: true\nkafka:\n  brokers: b:1\n  topic: t\n", 1 },
+		{ "model:\n  dim: 3\nkafka:\n  brokers: b:1\n  topic: t\n  changelog_topic: t\n", 1 },
+		{ "model:\n  dim: 3\nkafka:\n  brokers: b:1\n  topic: t\n  dead_letter_topic: t.isvd-models\n", 1 },
+		{ "model:\n  dim: 3\nkafka:\n  brokers: b:1\n  topic: t\n  properties: {}\n  properties: {}\n", 1 },
+		{ "model:\n  dim: 3\n", 0 },                         /* no section: no rule */
+	};
+	char path[128];
+	struct cfg c;
+	FILE *f, *errs;
+
+	(void)state;
+	memcpy(dir + strlen(dir) - 6, "XXXXXX", 6);
+	assert_non_null(mkdtemp(dir));
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		if (load_text(cases[i].text) != cases[i].problems)
+			fail_msg("case %zu: %s: expected %d problems", i, cases[i].text, cases[i].problems);
+
+	snprintf(path, sizeof path, "%s/k.yaml", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fputs("model:\n  dim: 3\nkafka:\n  role: merge\n  brokers: b:1\n  topic: t\n"
+	      "  properties:\n    session.timeout.ms: 6000\n    sasl.username: \"a b\"\n", f);
+	fclose(f);
+	assert_non_null(errs = fopen("/dev/null", "w"));
+	assert_int_equal(cfg_init_defaults(&c), 0);
+	assert_false(c.kafka.on);
+	assert_int_equal(cfg_load(&c, path, errs), 0);
+	assert_true(c.kafka.on);
+	assert_int_equal(c.kafka.line, 3);
+	assert_int_equal(c.kafka.role, CFG_KAFKA_MERGE);
+	assert_int_equal(c.kafka.properties.n, 2);
+	assert_string_equal(c.kafka.properties.kv[0].key, "session.timeout.ms");
+	assert_string_equal(c.kafka.properties.kv[0].value, "6000");
+	assert_int_equal(c.kafka.properties.kv[0].line, 8);
+	assert_int_equal(c.kafka.properties.kv[0].col, 5);
+	assert_string_equal(c.kafka.properties.kv[1].value, "a b");
+	char buf[CFG_CHANGELOG_MAX];
+	assert_string_equal(cfg_kafka_changelog(&c, buf, sizeof buf), "t.isvd-models");
+	cfg_fini(&c);
+	fclose(errs);
+	unlink(path);
+	rmdir(dir);
+}
+
 /* cfg_parse_listen(): the address and the loopback verdict http.c binds by. */
 static void test_parse_listen(void **state)
 {
@@ -290,6 +381,7 @@ int main(void)
 		cmocka_unit_test(test_defaults_load),
 		cmocka_unit_test(test_every_key),
 		cmocka_unit_test(test_http_listen_with_curve),
+		cmocka_unit_test(test_kafka_section),
 		cmocka_unit_test(test_parse_listen),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
