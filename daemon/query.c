@@ -611,8 +611,10 @@ static void *run(void *arg)
 			zmq_close(ctl);
 		return NULL;
 	}
+	/* the query socket is read from qry_serve()'s 'G' on (until then its
+	 * requests wait in the socket) */
 	zmq_pollitem_t items[3] = {
-		{ r->query, 0, ZMQ_POLLIN, 0 },
+		{ r->query, 0, 0, 0 },
 		{ ctl, 0, ZMQ_POLLIN, 0 },
 		{ NULL, r->sum_fd, ZMQ_POLLIN, 0 },   /* qry_summary() asks */
 	};
@@ -629,8 +631,11 @@ static void *run(void *arg)
 		if (items[1].revents & ZMQ_POLLIN) {   /* from the loop: a reply or stop */
 			int got = rpl_recv_frames(r->log, ctl, frames, QRY_CTL_FRAMES, &n);
 			if (got == 1) {
-				const bool stop = zmq_msg_size(&frames[0]) == 1 &&
-				                  *(const char *)zmq_msg_data(&frames[0]) == 'S';
+				const bool tag = zmq_msg_size(&frames[0]) == 1;
+				const char t = tag ? *(const char *)zmq_msg_data(&frames[0]) : 0;
+				const bool stop = t == 'S';
+				if (t == 'G')
+					items[0].events = ZMQ_POLLIN;
 				zmq_msg_close(&frames[0]);
 				if (stop) {
 					for (size_t i = 1; i < n; i++)
@@ -828,6 +833,11 @@ void qry_serve_ctl(struct qry *r)
 		zmq_send(r->ctl_loop, out ? (const void *)out : "", out ? len : 0, 0);
 		free(out);
 	}
+}
+
+void qry_serve(struct qry *r)
+{
+	zmq_send(r->ctl_loop, "G", 1, 0);
 }
 
 void qry_stop(struct qry *r)

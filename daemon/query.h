@@ -112,6 +112,12 @@ struct qry_summary {
  * (*out then has gen 0). */
 int qry_summary(struct qry *r, struct qry_summary *out, int wait_ms);
 
+/* From now on the thread answers the query socket (requests that came
+ * since qry_start() waited in it): called when the daemon is wholly up,
+ * so that nobody — a ping's "ready" included — is answered by a daemon
+ * whose roles (a Kafka shard's or merger's) are not in place yet. */
+void qry_serve(struct qry *r);
+
 /* Stops and joins the thread, frees everything.  qry_stop(NULL) is a no-op. */
 void qry_stop(struct qry *r);
 

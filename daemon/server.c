@@ -392,6 +392,7 @@ int srv_create(const struct cfg *cfg, struct log_sink *log, bool repair, const c
 		goto fail;
 	http_attach(srv->http, srv->qry);
 	met_set_phase(srv->met, MET_SERVING);
+	qry_serve(srv->qry);   /* everything is in place: answer */
 	*out = srv;
 	return 0;
 fail:
