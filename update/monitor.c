@@ -546,9 +546,7 @@ static void tail_exact(const struct isvd_model *m, const double *V, size_t k, do
 	const size_t n = m->n;
 	double *Rp = w, *G = w + n * n, *H = w + 2 * n * n;
 
-	for (size_t j = 0; j < n; j++)   /* R (upper triangle), zero below */
-		for (size_t i = 0; i < n; i++)
-			AT(Rp, n, i, j) = i <= j ? AT(m->Rt, n, i, j) : 0;
+	memcpy(Rp, m->Rt, n * n * sizeof *Rp);   /* zeros below its diagonal (internal.h) */
 	for (size_t j0 = 0; k > 0 && j0 < k; j0 += TAIL_PANEL) {   /* P = R V_k in H */
 		const size_t c = k - j0 < TAIL_PANEL ? k - j0 : TAIL_PANEL;
 		memcpy(H, V + j0 * n, n * c * sizeof *H);
