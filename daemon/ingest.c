@@ -254,11 +254,15 @@ static void apply_batch(struct isvdd *srv, struct ing_batch *b)
 	uint64_t at;
 	int rc = ISVD_OK;
 
+	/* the tail figures of the model before the batch, found with its
+	 * first block's scores: the limits its rows are held to */
+	struct isvd_tail tail = { 0, { NAN, NAN, NAN }, 0, 0 };
+
 	b->scored = false;
-	if (mon && b->nrows > 0)
-		mon_block_limits(srv->cfg, srv->model, b);
+	b->spe_limit = b->t2_limit = INFINITY;
 	if (b->nrows > 0) {
-		rc = mon ? isvd_model_update_scored(srv->model, b->rows, b->nrows, srv->dim, b->spe, b->t2)
+		rc = mon ? isvd_model_update_monitored(srv->model, b->rows, b->nrows, srv->dim, b->spe,
+		                                       b->t2, &tail)
 		         : isvd_model_update(srv->model, b->rows, b->nrows, srv->dim);
 		b->scored = mon && rc == ISVD_OK;
 		if (rc == ISVD_ERR_NONFINITE) {
@@ -269,8 +273,9 @@ static void apply_batch(struct isvdd *srv, struct ing_batch *b)
 				struct ing_ack *a = &b->acks[i];
 				if (a->rows == 0 || a->err)
 					continue;
-				int r1 = mon ? isvd_model_update_scored(srv->model, b->rows + off * srv->dim, a->rows,
-				                                        srv->dim, b->spe + off, b->t2 + off)
+				int r1 = mon ? isvd_model_update_monitored(srv->model, b->rows + off * srv->dim,
+				                                           a->rows, srv->dim, b->spe + off,
+				                                           b->t2 + off, off == 0 ? &tail : NULL)
 				             : isvd_model_update(srv->model, b->rows + off * srv->dim, a->rows, srv->dim);
 				if (r1 == ISVD_ERR_NONFINITE) {
 					ack_refuse(a, ISVD_PROTO_NON_FINITE,
@@ -290,6 +295,8 @@ static void apply_batch(struct isvdd *srv, struct ing_batch *b)
 		}
 	}
 	b->seq_after = srv->model ? isvd_model_rows_seen(srv->model) : 0;
+	if (b->scored)
+		mon_block_limits(srv->cfg, before, &tail, b);
 
 	/* seq per push; when the engine failed part-way only whole pushes
 	 * inside the applied prefix count as accepted */

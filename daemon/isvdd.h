@@ -182,9 +182,12 @@ void ing_fini(struct isvdd *srv);
 
 /* --------------------------------------------------------- monitor.c */
 
-/* Engine thread, before a block: the control limits for the model as it
- * stands, into b (INFINITY while fewer than the warm-up rows were seen). */
-void mon_block_limits(const struct cfg *cfg, const struct isvd_model *m, struct ing_batch *b);
+/* Engine thread, after a block was scored: the control limits of the
+ * model it was scored against (its tail figures, which the engine found
+ * with its scores, and the rows it had seen), into b (INFINITY while
+ * fewer than the warm-up rows were seen). */
+void mon_block_limits(const struct cfg *cfg, uint64_t rows_before, const struct isvd_tail *t,
+                      struct ing_batch *b);
 /* Loop, after a block's seq are known: counts its rows over a limit and
  * publishes them on `anomaly` (rate-limited). */
 void mon_after_block(struct isvdd *srv, const struct ing_batch *b);

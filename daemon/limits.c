@@ -15,19 +15,28 @@ uint64_t mon_warmup(const struct cfg *cfg)
 	return cfg->monitor.warmup_rows ? cfg->monitor.warmup_rows : 10 * cfg->model.rank;
 }
 
+void mon_tail_limits(const struct cfg *cfg, uint64_t rows_seen, const struct isvd_tail *t,
+                     struct mon_limits *out)
+{
+	struct mon_limits lim = { INFINITY, INFINITY };
+
+	out->spe = out->t2 = INFINITY;
+	if (rows_seen < mon_warmup(cfg))
+		return;
+	mon_limits(cfg->monitor.confidence, t->k, t->theta, t->energy, t->weight, &lim);
+	out->spe = cfg->monitor.spe_limit > 0 ? cfg->monitor.spe_limit : lim.spe;
+	out->t2 = cfg->monitor.t2_limit > 0 ? cfg->monitor.t2_limit : lim.t2;
+}
+
 void mon_model_limits(const struct cfg *cfg, const struct isvd_model *m, struct mon_limits *out)
 {
-	double theta[3], weight = 0, energy = 0;
-	struct mon_limits lim = { INFINITY, INFINITY };
-	size_t k = 0;
+	struct isvd_tail t = { 0, { 0, 0, 0 }, 0, 0 };
 
 	out->spe = out->t2 = INFINITY;
 	if (!m || isvd_model_rows_seen(m) < mon_warmup(cfg) ||
-	    isvd_model_tail(m, &k, theta, &weight, &energy) != ISVD_OK)
+	    isvd_model_tail(m, &t.k, t.theta, &t.weight, &t.energy) != ISVD_OK)
 		return;
-	mon_limits(cfg->monitor.confidence, k, theta, energy, weight, &lim);
-	out->spe = cfg->monitor.spe_limit > 0 ? cfg->monitor.spe_limit : lim.spe;
-	out->t2 = cfg->monitor.t2_limit > 0 ? cfg->monitor.t2_limit : lim.t2;
+	mon_tail_limits(cfg, isvd_model_rows_seen(m), &t, out);
 }
 
 /* Smallest SPE limit, relative to the total variance per row. */

@@ -52,5 +52,9 @@ void mon_limits(double confidence, size_t k, const double theta[3], double energ
  * spectrum where not.  The engine thread (a block's) and the query thread
  * (info's, on a snapshot) both ask this. */
 void mon_model_limits(const struct cfg *cfg, const struct isvd_model *m, struct mon_limits *out);
+/* The same from a model's tail figures (isvd_model_update_monitored's, of
+ * the model before a block) and the rows it had seen. */
+void mon_tail_limits(const struct cfg *cfg, uint64_t rows_seen, const struct isvd_tail *t,
+                     struct mon_limits *out);
 
 #endif

@@ -5,10 +5,10 @@
  *
  * DESIGN
  *   The engine thread scores each block's rows against the model before
- *   it (isvd_model_update_scored in ingest.c's apply_batch) and, just
- *   before, puts the control limits of that same model into the batch
- *   (mon_block_limits; limits.c has the formulas): a row is judged by the
- *   model it arrived to.  Nothing is flagged before monitor.warmup_rows.
+ *   it (isvd_model_update_monitored in ingest.c's apply_batch), which
+ *   also gives the tail figures of that same model; from them the control
+ *   limits go into the batch (mon_block_limits; limits.c has the
+ *   formulas): a row is judged by the model it arrived to.  Nothing is flagged before monitor.warmup_rows.
  *   The loop, finishing the block, counts the rows over a limit and sends
  *   one `anomaly` message with all of them (mon_after_block), at most
  *   monitor.anomaly_max_per_s messages a second (a token bucket refilled
@@ -47,11 +47,12 @@ static void tell_query(struct isvdd *srv)
 	            s->drift_base_deg);
 }
 
-void mon_block_limits(const struct cfg *cfg, const struct isvd_model *m, struct ing_batch *b)
+void mon_block_limits(const struct cfg *cfg, uint64_t rows_before, const struct isvd_tail *t,
+                      struct ing_batch *b)
 {
 	struct mon_limits lim;
 
-	mon_model_limits(cfg, m, &lim);
+	mon_tail_limits(cfg, rows_before, t, &lim);
 	b->spe_limit = lim.spe;
 	b->t2_limit = lim.t2;
 }

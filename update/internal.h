@@ -188,6 +188,19 @@ struct isvd_model {
 	double *sq, *sy, *sb, *sw, *stau, *swork;
 	size_t sm, slwork;
 	int sq_ok;
+	/* blocks left (srefine_wait) before refine() is tried again after it
+	 * failed to converge — a spectrum without a gap past k, where the
+	 * eigenpairs are taken directly meanwhile; the wait doubles with each
+	 * failure in a row (srefine_backoff, up to REFINE_BACKOFF_MAX) */
+	unsigned srefine_wait, srefine_backoff;
+	/* exact mode, a model of one thread: the scoring thread — a pool of
+	 * two parts, the fold on the caller and the scores on the worker
+	 * (monitor.c, score_fold) — and the copies of R (n × n) and of the
+	 * mean (n) that the scores read while the fold moves the model's.
+	 * spool NULL: blocks are scored serially (more threads, or no thread
+	 * could be had). */
+	struct upd_pool *spool;
+	double *sRt, *smean;
 	/* the basis the next block is scored against (V n × sr, sigma), once
 	 * computed for the model as it stands (sbasis_ok, cleared by every
 	 * fold): isvd_model_tail() and upd_score_block() share it; exact mode
@@ -283,9 +296,12 @@ int upd_imp_fill(const struct isvd_model *m, struct upd_imp *w, const double *x,
                  size_t *filled);
 
 /* monitor.c: scores of a block about to be folded (orig: the rows as given,
- * for their gaps), and the release of the scoring workspace. */
-int upd_score_block(struct isvd_model *m, const double *x, size_t xld, const double *orig,
-                    size_t old, size_t b, double *spe, double *t2);
+ * for their gaps) and, when tail is not NULL, the tail moments of the
+ * model they are scored against; then the fold.  Serial, or the scores on
+ * the scoring thread while the caller folds (m->spool).  A fold's error is
+ * returned; scores that fail after the fold began are NaN. */
+int upd_score_fold(struct isvd_model *m, const double *x, size_t xld, const double *orig,
+                   size_t old, size_t b, double *spe, double *t2, struct isvd_tail *tail);
 void upd_score_fini(struct isvd_model *m);
 
 /* Number of singular values to keep: at most m, and only σ > rcond·σ_1. */

@@ -361,7 +361,7 @@ int isvd_model_set_threads(struct isvd_model *m, size_t threads)
 		if (len == 0)
 			return ISVD_ERR_INVALID;
 		buf = calloc((want - 1) * len, sizeof *buf);
-		if (!buf || upd_pool_create(want, &pool) != 0) {
+		if (!buf || upd_pool_create(want, -1, &pool) != 0) {
 			free(buf);
 			return ISVD_ERR_NOMEM;
 		}
@@ -428,6 +428,8 @@ int isvd_model_snapshot(const struct isvd_model *m, struct isvd_model **out)
 	s->sbasis_ok = 0;
 	s->sbV = s->sbsigma = NULL;
 	s->stail = NULL;
+	s->spool = NULL;
+	s->sRt = s->smean = NULL;
 	s->iwork = NULL;
 	s->stale = lazy;
 	s->frozen = 1;
@@ -546,9 +548,10 @@ static int block_has_gaps(const struct isvd_model *m, const double *rows, size_t
 
 /* The body of update and update_scored: blocks of at most B rows, each
  * completed (gaps), scored against the model before it (spe and t2 not
- * NULL, scoring workspace allocated) and folded. */
+ * NULL, scoring workspace allocated; tail, if not NULL, for the first) and
+ * folded. */
 static int update_blocks(struct isvd_model *m, const double *rows, size_t nrows, size_t ld,
-                         double *spe, double *t2)
+                         double *spe, double *t2, struct isvd_tail *tail)
 {
 	int err, gaps;
 
@@ -569,10 +572,12 @@ static int update_blocks(struct isvd_model *m, const double *rows, size_t nrows,
 			x = m->Xb;
 			xld = m->n;
 		}
-		if (spe && (err = upd_score_block(m, x, xld, rows + i * ld, ld, b, spe + i, t2 + i)))
-			return err;
-		err = m->mode == ISVD_MODE_EXACT ? upd_exact_fold(m, x, b, xld)
-		                                 : upd_truncated_fold(m, x, b, xld);
+		if (spe)
+			err = upd_score_fold(m, x, xld, rows + i * ld, ld, b, spe + i, t2 + i,
+			                     i == 0 ? tail : NULL);
+		else
+			err = m->mode == ISVD_MODE_EXACT ? upd_exact_fold(m, x, b, xld)
+			                                 : upd_truncated_fold(m, x, b, xld);
 		m->sbasis_ok = 0;   /* the scoring basis was the model's before this block */
 		if (err)
 			return err;
@@ -584,11 +589,17 @@ static int update_blocks(struct isvd_model *m, const double *rows, size_t nrows,
 
 int isvd_model_update(struct isvd_model *m, const double *rows, size_t nrows, size_t ld)
 {
-	return update_blocks(m, rows, nrows, ld, NULL, NULL);
+	return update_blocks(m, rows, nrows, ld, NULL, NULL, NULL);
 }
 
 int isvd_model_update_scored(struct isvd_model *m, const double *rows, size_t nrows, size_t ld,
                              double *spe, double *t2)
+{
+	return isvd_model_update_monitored(m, rows, nrows, ld, spe, t2, NULL);
+}
+
+int isvd_model_update_monitored(struct isvd_model *m, const double *rows, size_t nrows,
+                                size_t ld, double *spe, double *t2, struct isvd_tail *tail)
 {
 	int err;
 
@@ -596,7 +607,9 @@ int isvd_model_update_scored(struct isvd_model *m, const double *rows, size_t nr
 		return ISVD_ERR_INVALID;
 	if (!m->score_x && (err = isvd_model_set_scoring(m, 1)))
 		return err;
-	return update_blocks(m, rows, nrows, ld, spe, t2);
+	if (tail && nrows == 0)   /* no block: the model as it stands */
+		return isvd_model_tail(m, &tail->k, tail->theta, &tail->weight, &tail->energy);
+	return update_blocks(m, rows, nrows, ld, spe, t2, tail);
 }
 
 int isvd_model_reorthogonalize(struct isvd_model *m)

@@ -37,21 +37,31 @@
  *   block's basis (refine(): subspace iteration and Rayleigh–Ritz, checked
  *   by residuals), else takes the eigenpairs of RᵀR (as gap imputation
  *   does, missing.c) — not an SVD of R, which costs three times as much.
+ *   A spectrum without a gap past the basis (σ_{k+extra+1} close to σ_k)
+ *   does not converge; after a failure the eigenpairs are taken directly
+ *   for 1, 2, 4 … up to REFINE_BACKOFF_MAX blocks before refining again.
  *   The carried basis is transient state: scores are outputs, so replay
  *   (which does not score) does not depend on it.  The basis a block is
  *   scored against is found once (score_basis(), cached until the fold)
- *   and shared with isvd_model_tail(), which the daemon asks for the
- *   block's control limits just before: in exact mode the moments of the
- *   whole spectrum past k come from R deflated by that basis (tail_exact(),
- *   ~3n³ flops), where taking them from an SVD of R per block cost more
- *   than the scores themselves.
+ *   and shared with the tail moments of its model (tail_of(); the daemon
+ *   takes the block's control limits from them, isvd_model_update_monitored):
+ *   in exact mode the moments of the whole spectrum past k come from R
+ *   deflated by that basis (tail_exact(), ~3n³ flops), where taking them
+ *   from an SVD of R per block cost more than the scores themselves.
+ *   Exact mode on one thread scores on a thread of its own while the
+ *   caller folds (upd_score_fold(), whose comment has the argument): the
+ *   basis, the scores and the tail cost the fold's thread the copy of R.
  *
  * INVARIANTS
  *   sq_ok ⇒ sq holds sm orthonormal columns (n × sm); score_x, score_c
  *   exist (n·B, kmax·B) whenever isvd_model_set_scoring() succeeded, and
  *   in exact mode sq…swork and stail too; sbasis_ok ⇒ sbV/sbsigma/sbr are
- *   the top of the model as it stands (cleared by every fold, model.c).
+ *   the top of the model as it stands (cleared by every fold, model.c);
+ *   spool ⇒ exact mode, a pool of one part (m->pool), sRt (n²) and, when
+ *   centring, smean (n) allocated; srefine_wait ≤ srefine_backoff ≤
+ *   REFINE_BACKOFF_MAX.
  */
+#include <assert.h>
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -138,6 +148,12 @@ void upd_score_fini(struct isvd_model *m)
 	m->sq = m->sy = m->sb = m->sw = m->stau = m->swork = m->stail = NULL;
 	m->sq_ok = 0;
 	m->sbasis_ok = 0;
+	m->srefine_wait = m->srefine_backoff = 0;
+	upd_pool_destroy(m->spool);
+	m->spool = NULL;
+	free(m->sRt);
+	free(m->smean);
+	m->sRt = m->smean = NULL;
 }
 
 /* Columns of R_⊥·G formed at a time by tail_exact(). */
@@ -178,6 +194,14 @@ static int refine_init(struct isvd_model *m)
  * ‖RᵀR v − λ v‖ ≤ REFINE_TOL · λ₁. */
 #define REFINE_TOL 1e-11
 #define REFINE_STEPS 3
+/* Most blocks scored from the eigenpairs before refine() is tried again,
+ * after failures in a row (the wait doubles from 1). */
+#define REFINE_BACKOFF_MAX 64
+
+/* How long the scoring thread spins for its next block before it sleeps
+ * (par.c): a block comes at most every few hundred microseconds, and a
+ * spinning worker would take the core the daemon's loop and I/O run on. */
+#define SCORE_SPIN_NS 20000
 
 /*
  * Exact mode's top k for scoring, without an eigensolver on n × n: the
@@ -281,6 +305,19 @@ int isvd_model_set_scoring(struct isvd_model *m, int on)
 		upd_score_fini(m);
 		return ISVD_ERR_NOMEM;
 	}
+	/* the scoring thread: exact mode on one thread only (with more, the
+	 * fold's parts have the cores); without it, blocks are scored serially */
+	if (m->mode == ISVD_MODE_EXACT && upd_pool_size(m->pool) == 1) {
+		m->sRt = malloc(m->n * m->n * sizeof *m->sRt);
+		m->smean = m->center ? malloc(m->n * sizeof *m->smean) : NULL;
+		if (!m->sRt || (m->center && !m->smean) ||
+		    upd_pool_create(2, SCORE_SPIN_NS, &m->spool) != 0) {
+			free(m->sRt);
+			free(m->smean);
+			m->sRt = m->smean = NULL;
+			m->spool = NULL;
+		}
+	}
 	return ISVD_OK;
 }
 
@@ -366,9 +403,10 @@ static void score_rows(void *arg, size_t part)
  * when R has moved since its SVD (a third of the SVD's cost), else the
  * model's own (upd_refresh).  Only on a model with scoring on.
  */
-static int score_basis(struct isvd_model *m, const double **V, const double **sigma, size_t *r)
+static int score_basis(struct isvd_model *m, int may_refresh, const double **V,
+                       const double **sigma, size_t *r)
 {
-	int err;
+	int err, refined = 0;
 	size_t k;
 
 	if (m->sbasis_ok) {
@@ -377,8 +415,24 @@ static int score_basis(struct isvd_model *m, const double **V, const double **si
 		*r = m->sbr;
 		return ISVD_OK;
 	}
-	if (m->mode == ISVD_MODE_EXACT && m->stale && m->sq &&
-	    refine(m, m->kmax < m->sm ? m->kmax : m->sm, V, sigma, &k) == 0) {
+	if (m->mode == ISVD_MODE_EXACT && m->stale && m->sq) {
+		/* after a failure, the eigenpairs for a while: a spectrum
+		 * without a gap past the basis does not converge, and three
+		 * wasted steps a block cost more than the eigensolver */
+		if (m->srefine_wait > 0) {
+			m->srefine_wait--;
+		} else if (refine(m, m->kmax < m->sm ? m->kmax : m->sm, V, sigma, &k) == 0) {
+			refined = 1;
+			m->srefine_backoff = 0;
+		} else {
+			m->srefine_backoff = m->srefine_backoff == 0 ? 1
+			                     : m->srefine_backoff * 2 > REFINE_BACKOFF_MAX
+			                         ? REFINE_BACKOFF_MAX
+			                         : m->srefine_backoff * 2;
+			m->srefine_wait = m->srefine_backoff;
+		}
+	}
+	if (refined) {
 		*r = k;
 	} else if (m->mode == ISVD_MODE_EXACT && m->stale && m->score_eig.ea &&
 	           upd_eig_basis(m, &m->score_eig) == ISVD_OK) {
@@ -390,6 +444,11 @@ static int score_basis(struct isvd_model *m, const double **V, const double **si
 			m->sq_ok = 1;
 		}
 	} else {
+		/* the model's own SVD: current (not stale), or computed now —
+		 * not on the scoring thread, where the fold uses the workspace
+		 * an SVD of R would (may_refresh 0) */
+		if (m->stale && !may_refresh)
+			return ISVD_ERR_LAPACK;
 		if ((err = upd_refresh(m)))
 			return err;
 		*V = m->V;
@@ -408,28 +467,199 @@ static int score_basis(struct isvd_model *m, const double **V, const double **si
 }
 
 /*
- * Scores of b rows (the block about to be folded: x, ld apart, completed
- * rows with NaN-free values) against the model as it stands; gaps (NaN in
- * orig, may be x itself) are left out of SPE.  Uses m->score_x/score_c.
+ * θ_p = Σ_{j ≥ k} s_j^p, p = 1..3, over the squared singular values past
+ * the top k of the whole of R (exact mode): R_⊥ = R − (R V_k)V_kᵀ, G =
+ * R_⊥ᵀR_⊥ (whose eigenvalues are those s_j and zeros), θ₁ = tr G,
+ * θ₂ = ‖G‖_F², θ₃ = tr G³ = ‖R_⊥G‖_F² (R_⊥G formed TAIL_PANEL columns at
+ * a time).  About 3n³ flops and no eigensolver; an error of δ in V_k moves
+ * θ by O(δ²σ₁²).  w: tail_len(n) doubles.
  */
-int upd_score_block(struct isvd_model *m, const double *x, size_t xld, const double *orig,
-                    size_t old, size_t b, double *spe, double *t2)
+static void tail_exact(const struct isvd_model *m, const double *V, size_t k, double *w,
+                       double theta[3])
+{
+	const size_t n = m->n;
+	double *Rp = w, *G = w + n * n, *H = w + 2 * n * n;
+
+	memcpy(Rp, m->Rt, n * n * sizeof *Rp);   /* zeros below its diagonal (internal.h) */
+	for (size_t j0 = 0; k > 0 && j0 < k; j0 += TAIL_PANEL) {   /* P = R V_k in H */
+		const size_t c = k - j0 < TAIL_PANEL ? k - j0 : TAIL_PANEL;
+		memcpy(H, V + j0 * n, n * c * sizeof *H);
+		cblas_dtrmm(CblasColMajor, CblasLeft, CblasUpper, CblasNoTrans, CblasNonUnit, (int)n,
+		            (int)c, 1.0, m->Rt, (int)n, H, (int)n);
+		/* R_⊥ −= P V_kᵀ for these columns of V_k */
+		cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)c, -1.0, H,
+		            (int)n, V + j0 * n, (int)n, 1.0, Rp, (int)n);
+	}
+	cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, (int)n, (int)n, 1.0, Rp, (int)n, 0.0, G,
+	            (int)n);
+	double t1 = 0, t2 = 0, t3 = 0;
+	for (size_t j = 0; j < n; j++) {
+		t1 += AT(G, n, j, j);
+		t2 += AT(G, n, j, j) * AT(G, n, j, j);
+		for (size_t i = 0; i < j; i++) {
+			t2 += 2 * AT(G, n, i, j) * AT(G, n, i, j);
+			AT(G, n, j, i) = AT(G, n, i, j);   /* G whole, for the product */
+		}
+	}
+	for (size_t j0 = 0; j0 < n; j0 += TAIL_PANEL) {
+		const size_t c = n - j0 < TAIL_PANEL ? n - j0 : TAIL_PANEL;
+		cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)c, (int)n, 1.0, Rp,
+		            (int)n, G + j0 * n, (int)n, 0.0, H, (int)n);
+		for (size_t q = 0; q < n * c; q++)
+			t3 += H[q] * H[q];
+	}
+	theta[0] = t1;
+	theta[1] = t2;
+	theta[2] = t3;
+}
+
+/* Fills *t with the tail moments of m against the basis V, sigma (r
+ * columns) that its scores use (isvd_model_tail() has the definitions). */
+static int tail_of(const struct isvd_model *m, const double *V, const double *sigma, size_t r,
+                   struct isvd_tail *t)
+{
+	t->k = r < m->kmax ? r : m->kmax;
+	const double W = m->weight;
+	double *theta = t->theta;
+	theta[0] = theta[1] = theta[2] = 0;
+	if (m->mode == ISVD_MODE_EXACT && m->Rt) {
+		double *w = m->stail ? m->stail : malloc(tail_len(m->n) * sizeof *w);
+		if (!w)
+			return ISVD_ERR_NOMEM;
+		tail_exact(m, V, t->k, w, theta);
+		if (w != m->stail)
+			free(w);
+	} else {   /* the tracked ones past k, the energy not tracked spread evenly */
+		double kept = 0;
+		for (size_t j = 0; j < r; j++)
+			kept += sigma[j] * sigma[j];
+		for (size_t j = t->k; j < r; j++) {
+			const double l = sigma[j] * sigma[j];
+			theta[0] += l;
+			theta[1] += l * l;
+			theta[2] += l * l * l;
+		}
+		if (m->n > r) {
+			const double d = (double)(m->n - r), l = fmax(m->energy - kept, 0.0) / d;
+			theta[0] += d * l;
+			theta[1] += d * l * l;
+			theta[2] += d * l * l * l;
+		}
+	}
+	if (W > 0) {   /* of the variances s_j/W */
+		theta[0] /= W;
+		theta[1] /= W * W;
+		theta[2] /= W * W * W;
+	}
+	t->weight = W;
+	t->energy = m->energy;
+	return ISVD_OK;
+}
+
+/*
+ * Scores of b rows (the block about to be folded: x, ld apart, completed
+ * rows with NaN-free values) against m as it stands, and its tail when
+ * tail is not NULL; gaps (NaN in orig, may be x itself) are left out of
+ * SPE.  Uses m->score_x/score_c.  m is the model, or on the scoring
+ * thread the view of it before the fold (score_fold()).
+ */
+static int score_on(struct isvd_model *m, int may_refresh, const double *x, size_t xld,
+                    const double *orig, size_t old, size_t b, double *spe, double *t2,
+                    struct isvd_tail *tail)
 {
 	int err;
 
 	if (m->rows_seen == 0 || !(m->weight > 0)) {
 		for (size_t i = 0; i < b; i++)
 			spe[i] = t2[i] = NAN;   /* nothing to score against yet */
+		if (tail)
+			*tail = (struct isvd_tail){ 0, { 0, 0, 0 }, m->weight, m->energy };
 		return ISVD_OK;
 	}
 	const double *V, *sigma;
 	size_t r;
-	if ((err = score_basis(m, &V, &sigma, &r)))
+	if ((err = score_basis(m, may_refresh, &V, &sigma, &r)))
 		return err;
 	const size_t k = r < m->kmax ? r : m->kmax;
 	struct score_job j = { m, x, xld, orig, old, b, V, sigma, k, spe, t2 };
 	upd_pool_run(m->pool, score_rows, &j);   /* the block's rows split over the pool */
-	return ISVD_OK;
+	return tail ? tail_of(m, V, sigma, r, tail) : ISVD_OK;
+}
+
+/* One block on the scoring pool: part 0 (the caller) folds it into the
+ * model, part 1 scores it against the view of the model before (see
+ * score_fold()). */
+struct fold_job {
+	struct isvd_model *m, *view;
+	const double *x, *orig;
+	size_t xld, old, b;
+	double *spe, *t2;
+	struct isvd_tail *tail;
+	int fold_err, score_err;
+};
+
+static void fold_part(void *arg, size_t part)
+{
+	struct fold_job *j = arg;
+
+	if (part == 0)
+		j->fold_err = upd_exact_fold(j->m, j->x, j->b, j->xld);
+	else
+		j->score_err = score_on(j->view, 0, j->x, j->xld, j->orig, j->old, j->b, j->spe,
+		                        j->t2, j->tail);
+}
+
+/*
+ * DESIGN of the scoring thread.  The scores of a block depend on the model
+ * before it, and so does its fold: the two can run at once if the scorer
+ * reads a model that the fold does not move.  Exact mode's fold moves R,
+ * the mean and the scalars (weight, energy, rows_seen, stale) and nothing
+ * else a scorer reads — V and sigma are only rewritten by a refresh, which
+ * the scoring thread never runs (may_refresh 0) — so the view is a copy
+ * of the model's struct with R and the mean pointing at copies (n² + n
+ * doubles, taken here), and the scorer's own carried state (the refined
+ * basis, the backoff, the eigen workspace's fields) is copied back after
+ * the join.  Each thread writes only its own buffers: the fold Y, Bt, Tq,
+ * work, R and the mean; the scorer score_x/c, sq…stail, score_eig's.
+ * Both run the BLAS single-threaded (isvd_model_create), the fold's pool
+ * has one part (it runs inline on either thread).
+ */
+int upd_score_fold(struct isvd_model *m, const double *x, size_t xld, const double *orig,
+                   size_t old, size_t b, double *spe, double *t2, struct isvd_tail *tail)
+{
+	int err;
+
+	if (!m->spool || m->rows_seen == 0 || !(m->weight > 0)) {   /* serial */
+		if ((err = score_on(m, 1, x, xld, orig, old, b, spe, t2, tail)))
+			return err;
+		return m->mode == ISVD_MODE_EXACT ? upd_exact_fold(m, x, b, xld)
+		                                  : upd_truncated_fold(m, x, b, xld);
+	}
+	assert(m->mode == ISVD_MODE_EXACT && upd_pool_size(m->pool) == 1 && m->sRt &&
+	       (!m->center || m->smean));
+	assert(m->srefine_wait <= m->srefine_backoff && m->srefine_backoff <= REFINE_BACKOFF_MAX);
+	struct isvd_model view = *m;
+	memcpy(m->sRt, m->Rt, m->n * m->n * sizeof *m->sRt);
+	view.Rt = m->sRt;
+	if (m->center) {
+		memcpy(m->smean, m->mean, m->n * sizeof *m->smean);
+		view.mean = m->smean;
+	}
+	struct fold_job j = { m, &view, x, orig, xld, old, b, spe, t2, tail, 0, 0 };
+	upd_pool_run(m->spool, fold_part, &j);
+	/* the scorer's carried state back; sbasis_ok described the model
+	 * before the fold and is cleared by the caller */
+	m->sq_ok = view.sq_ok;
+	m->srefine_wait = view.srefine_wait;
+	m->srefine_backoff = view.srefine_backoff;
+	m->score_eig = view.score_eig;
+	if (j.score_err) {   /* the fold happened: the block goes unscored */
+		for (size_t i = 0; i < b; i++)
+			spe[i] = t2[i] = NAN;
+		if (tail)
+			*tail = (struct isvd_tail){ 0, { NAN, NAN, NAN }, view.weight, view.energy };
+	}
+	return j.fold_err;
 }
 
 int isvd_subspace_sin(const double *a, const double *b, size_t k, size_t n, double *sin_max)
@@ -532,57 +762,11 @@ int isvd_model_stability(const struct isvd_model *m, double *gap, int *stable, s
 	return ISVD_OK;
 }
 
-/*
- * θ_p = Σ_{j ≥ k} s_j^p, p = 1..3, over the squared singular values past
- * the top k of the whole of R (exact mode): R_⊥ = R − (R V_k)V_kᵀ, G =
- * R_⊥ᵀR_⊥ (whose eigenvalues are those s_j and zeros), θ₁ = tr G,
- * θ₂ = ‖G‖_F², θ₃ = tr G³ = ‖R_⊥G‖_F² (R_⊥G formed TAIL_PANEL columns at
- * a time).  About 3n³ flops and no eigensolver; an error of δ in V_k moves
- * θ by O(δ²σ₁²).  w: tail_len(n) doubles.
- */
-static void tail_exact(const struct isvd_model *m, const double *V, size_t k, double *w,
-                       double theta[3])
-{
-	const size_t n = m->n;
-	double *Rp = w, *G = w + n * n, *H = w + 2 * n * n;
-
-	memcpy(Rp, m->Rt, n * n * sizeof *Rp);   /* zeros below its diagonal (internal.h) */
-	for (size_t j0 = 0; k > 0 && j0 < k; j0 += TAIL_PANEL) {   /* P = R V_k in H */
-		const size_t c = k - j0 < TAIL_PANEL ? k - j0 : TAIL_PANEL;
-		memcpy(H, V + j0 * n, n * c * sizeof *H);
-		cblas_dtrmm(CblasColMajor, CblasLeft, CblasUpper, CblasNoTrans, CblasNonUnit, (int)n,
-		            (int)c, 1.0, m->Rt, (int)n, H, (int)n);
-		/* R_⊥ −= P V_kᵀ for these columns of V_k */
-		cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)c, -1.0, H,
-		            (int)n, V + j0 * n, (int)n, 1.0, Rp, (int)n);
-	}
-	cblas_dsyrk(CblasColMajor, CblasUpper, CblasTrans, (int)n, (int)n, 1.0, Rp, (int)n, 0.0, G,
-	            (int)n);
-	double t1 = 0, t2 = 0, t3 = 0;
-	for (size_t j = 0; j < n; j++) {
-		t1 += AT(G, n, j, j);
-		t2 += AT(G, n, j, j) * AT(G, n, j, j);
-		for (size_t i = 0; i < j; i++) {
-			t2 += 2 * AT(G, n, i, j) * AT(G, n, i, j);
-			AT(G, n, j, i) = AT(G, n, i, j);   /* G whole, for the product */
-		}
-	}
-	for (size_t j0 = 0; j0 < n; j0 += TAIL_PANEL) {
-		const size_t c = n - j0 < TAIL_PANEL ? n - j0 : TAIL_PANEL;
-		cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)c, (int)n, 1.0, Rp,
-		            (int)n, G + j0 * n, (int)n, 0.0, H, (int)n);
-		for (size_t q = 0; q < n * c; q++)
-			t3 += H[q] * H[q];
-	}
-	theta[0] = t1;
-	theta[1] = t2;
-	theta[2] = t3;
-}
-
 int isvd_model_tail(const struct isvd_model *m, size_t *k, double theta[3], double *weight,
                     double *energy)
 {
 	const double *V, *sigma;
+	struct isvd_tail t;
 	size_t r;
 	int err;
 
@@ -591,7 +775,7 @@ int isvd_model_tail(const struct isvd_model *m, size_t *k, double theta[3], doub
 	if (m->mode == ISVD_MODE_EXACT && m->stail) {
 		/* the engine's own model with scoring on: the basis the block
 		 * about to be folded is scored against, computed once for both */
-		if ((err = score_basis((struct isvd_model *)m, &V, &sigma, &r)))
+		if ((err = score_basis((struct isvd_model *)m, 1, &V, &sigma, &r)))
 			return err;
 	} else {
 		if ((err = upd_refresh(m)))
@@ -600,42 +784,14 @@ int isvd_model_tail(const struct isvd_model *m, size_t *k, double theta[3], doub
 		sigma = m->sigma;
 		r = m->r;
 	}
-	*k = r < m->kmax ? r : m->kmax;
-	const double W = m->weight;
-	theta[0] = theta[1] = theta[2] = 0;
-	if (m->mode == ISVD_MODE_EXACT && m->Rt) {
-		double *w = m->stail ? m->stail : malloc(tail_len(m->n) * sizeof *w);
-		if (!w)
-			return ISVD_ERR_NOMEM;
-		tail_exact(m, V, *k, w, theta);
-		if (w != m->stail)
-			free(w);
-	} else {   /* the tracked ones past k, the energy not tracked spread evenly */
-		double kept = 0;
-		for (size_t j = 0; j < r; j++)
-			kept += sigma[j] * sigma[j];
-		for (size_t j = *k; j < r; j++) {
-			const double l = sigma[j] * sigma[j];
-			theta[0] += l;
-			theta[1] += l * l;
-			theta[2] += l * l * l;
-		}
-		if (m->n > r) {
-			const double d = (double)(m->n - r), l = fmax(m->energy - kept, 0.0) / d;
-			theta[0] += d * l;
-			theta[1] += d * l * l;
-			theta[2] += d * l * l * l;
-		}
-	}
-	if (W > 0) {   /* of the variances s_j/W */
-		theta[0] /= W;
-		theta[1] /= W * W;
-		theta[2] /= W * W * W;
-	}
+	if ((err = tail_of(m, V, sigma, r, &t)))
+		return err;
+	*k = t.k;
+	memcpy(theta, t.theta, sizeof t.theta);
 	if (weight)
-		*weight = W;
+		*weight = t.weight;
 	if (energy)
-		*energy = m->energy;
+		*energy = t.energy;
 	return ISVD_OK;
 }
 

@@ -17,9 +17,12 @@
  *   returns when all have finished.  One job at a time; the caller is the
  *   model's one updating thread (a model is not thread-safe anyway).
  * - A job is published by bumping `generation`, and finished parts count
- *   down `pending`.  Waiting threads spin on those for up to SPIN_NS, then
- *   sleep on condition variables: a fold's jobs come close together, and
- *   a sleeping thread took ~20 µs to wake (a VM's idle CPU).
+ *   down `pending`.  Waiting threads spin on those for up to SPIN_NS (or
+ *   the pool's own spin time), then sleep on condition variables: a
+ *   fold's jobs come close together, and a sleeping thread took ~20 µs to
+ *   wake (a VM's idle CPU).  The scoring pool (monitor.c), whose job comes
+ *   once a block, spins briefly: its worker's spin would take the core
+ *   the daemon's other threads run on.
  * - No allocation after creation; a pool of size 1 has no workers and runs
  *   fn inline.
  */
@@ -39,6 +42,7 @@
 
 struct upd_pool {
 	size_t size;              /* parts per job, workers = size − 1 */
+	long long spin_ns;        /* how long a waiting thread spins first */
 	pthread_t *workers;
 	size_t started;           /* workers actually running (for teardown) */
 	pthread_mutex_t mu;
@@ -68,10 +72,10 @@ static long long now_ns(void)
 	return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-/* Spins until *flag differs from `from` (1), or gives up after SPIN_NS (0). */
-static int spin_ulong(atomic_ulong *flag, unsigned long from, atomic_int *stop)
+/* Spins until *flag differs from `from` (1), or gives up after spin_ns (0). */
+static int spin_ulong(atomic_ulong *flag, unsigned long from, atomic_int *stop, long long spin_ns)
 {
-	const long long until = now_ns() + SPIN_NS;
+	const long long until = now_ns() + spin_ns;
 	for (unsigned i = 1;; i++) {
 		if (atomic_load_explicit(flag, memory_order_acquire) != from ||
 		    atomic_load_explicit(stop, memory_order_relaxed))
@@ -81,9 +85,9 @@ static int spin_ulong(atomic_ulong *flag, unsigned long from, atomic_int *stop)
 	}
 }
 
-static int spin_zero(atomic_size_t *count)
+static int spin_zero(atomic_size_t *count, long long spin_ns)
 {
-	const long long until = now_ns() + SPIN_NS;
+	const long long until = now_ns() + spin_ns;
 	for (unsigned i = 1;; i++) {
 		if (atomic_load_explicit(count, memory_order_acquire) == 0)
 			return 1;
@@ -101,7 +105,7 @@ static void *worker_main(void *p_)
 
 	free(wa);
 	for (;;) {
-		if (!spin_ulong(&p->generation, seen, &p->stop)) {
+		if (!spin_ulong(&p->generation, seen, &p->stop, p->spin_ns)) {
 			pthread_mutex_lock(&p->mu);
 			while (!atomic_load(&p->stop) && atomic_load(&p->generation) == seen)
 				pthread_cond_wait(&p->go, &p->mu);
@@ -120,7 +124,7 @@ static void *worker_main(void *p_)
 	return NULL;
 }
 
-int upd_pool_create(size_t size, struct upd_pool **out)
+int upd_pool_create(size_t size, long long spin_ns, struct upd_pool **out)
 {
 	struct upd_pool *p;
 
@@ -130,6 +134,7 @@ int upd_pool_create(size_t size, struct upd_pool **out)
 	if (!p)
 		return -1;
 	p->size = size;
+	p->spin_ns = spin_ns < 0 ? SPIN_NS : spin_ns;
 	if (size == 1) {
 		*out = p;
 		return 0;
@@ -200,7 +205,7 @@ void upd_pool_run(struct upd_pool *p, void (*fn)(void *arg, size_t part), void *
 	pthread_cond_broadcast(&p->go);
 	pthread_mutex_unlock(&p->mu);
 	fn(arg, 0);
-	if (!spin_zero(&p->pending)) {
+	if (!spin_zero(&p->pending, p->spin_ns)) {
 		pthread_mutex_lock(&p->mu);
 		while (atomic_load(&p->pending) > 0)
 			pthread_cond_wait(&p->done, &p->mu);

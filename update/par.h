@@ -10,9 +10,10 @@
 struct upd_pool;
 
 /* Creates a pool that runs `size` parts per job (size − 1 worker threads;
- * size 0 is taken as 1).  Returns 0, or −1 when memory or a thread could
+ * size 0 is taken as 1); a waiting thread spins spin_ns before it sleeps
+ * (negative: the fold's default, par.c's SPIN_NS).  Returns 0, or −1 when memory or a thread could
  * not be had (nothing is left running then).  The caller owns *out. */
-int upd_pool_create(size_t size, struct upd_pool **out);
+int upd_pool_create(size_t size, long long spin_ns, struct upd_pool **out);
 /* Stops and joins the workers and frees the pool; destroy(NULL) is a no-op. */
 void upd_pool_destroy(struct upd_pool *p);
 /* Parts per job (1 for NULL). */

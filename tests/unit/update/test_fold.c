@@ -443,7 +443,7 @@ static void test_pool(void **state)
 {
 	(void)state;
 	struct upd_pool *p = NULL;
-	assert_int_equal(upd_pool_create(4, &p), 0);
+	assert_int_equal(upd_pool_create(4, -1, &p), 0);
 	struct count_arg c = { { 0 } };
 	for (int i = 0; i < 1000; i++)
 		upd_pool_run(p, count_part, &c);

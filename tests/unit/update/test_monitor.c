@@ -11,7 +11,12 @@
  *   - the tail moments the SPE limit is computed from (isvd_model_tail):
  *     exact mode's against LAPACK's SVD of all rows, on a snapshot and on
  *     the scoring model between blocks (whose basis the next block's
- *     scores then use); truncated mode's from its kept values.
+ *     scores then use); truncated mode's from its kept values;
+ *   - the scoring thread (exact mode, one thread): scores and tails bit for
+ *     bit those of the serial order, the model untouched;
+ *   - a spectrum with no gap past k (refinement cannot converge): the
+ *     eigenpairs are taken instead, refinement is retried after a growing
+ *     wait, and the scores are still the model's.
  */
 #include "ref.h"
 
@@ -20,6 +25,9 @@
 #include <string.h>
 
 #include <lapacke.h>
+
+#include "../../../update/internal.h"
+#include "../../../update/par.h"
 
 enum { N = 32, K = 4 };
 
@@ -52,6 +60,17 @@ static struct isvd_model *model(int mode, size_t k, size_t extra)
 	struct isvd_options o = ref_options(N, k, extra);
 	o.mode = mode;
 	o.center = 1;
+	return ref_create(&o);
+}
+
+/* An exact model of one thread (isvdd's model.threads default): the one
+ * whose blocks are scored on the scoring thread. */
+static struct isvd_model *model1(size_t k, size_t extra)
+{
+	struct isvd_options o = ref_options(N, k, extra);
+	o.mode = ISVD_MODE_EXACT;
+	o.center = 1;
+	o.threads = 1;
 	return ref_create(&o);
 }
 
@@ -241,6 +260,114 @@ static void test_tail_exact(void **state)
 	isvd_model_destroy(twin);
 }
 
+/* Rows with variances 1 + 1/j along a random orthonormal basis (j = 1 …
+ * N), plus an offset: no gap anywhere, so the top K are determined (the
+ * variances are distinct) but subspace iteration on K + 3 columns gains
+ * only (λ_{K+4}/λ_K)² ≈ 0.87 a step. */
+static double *flat_rows(uint64_t seed, size_t m)
+{
+	struct ref_rng r;
+	double *q = ref_alloc(N * N), *x = ref_alloc(m * N), tau[N];
+	ref_rng_seed(&r, seed);
+	for (size_t i = 0; i < N * N; i++)
+		q[i] = ref_rng_normal(&r);
+	REF_ASSERT_OK(LAPACKE_dgeqrf(LAPACK_COL_MAJOR, N, N, q, N, tau));
+	REF_ASSERT_OK(LAPACKE_dorgqr(LAPACK_COL_MAJOR, N, N, N, q, N, tau));
+	for (size_t i = 0; i < m; i++)
+		for (size_t j = 0; j < N; j++) {
+			const double z = sqrt(1.0 + 1.0 / (double)(j + 1)) * ref_rng_normal(&r);
+			for (size_t c = 0; c < N; c++)
+				x[i * N + c] += z * q[j * N + c];
+		}
+	for (size_t i = 0; i < m * N; i++)
+		x[i] += 3.0;
+	free(q);
+	return x;
+}
+
+/* The scoring thread computes what the serial order computes: a model
+ * whose scoring thread is taken away (spool NULL: serial) and one with it
+ * give the same scores and tails bit for bit, over structured data then
+ * data without a gap (both refinement and the eigenpairs), and the same
+ * model. */
+static void test_scoring_thread(void **state)
+{
+	(void)state;
+	const size_t m1 = 1500, m2 = 1500, m = m1 + m2;
+	double *x = ref_alloc(m * N), *a = ref_make_rows(56, m1, N, K + 2, 0.7, 0.05, 1.5),
+	       *f = flat_rows(57, m2);
+	memcpy(x, a, m1 * N * sizeof *x);
+	memcpy(x + m1 * N, f, m2 * N * sizeof *x);
+	struct isvd_model *th = model1(K, 3), *se = model1(K, 3);
+	REF_ASSERT_OK(isvd_model_set_scoring(th, 1));
+	REF_ASSERT_OK(isvd_model_set_scoring(se, 1));
+	assert_non_null(th->spool);   /* one thread, exact: it scores aside */
+	upd_pool_destroy(se->spool);
+	se->spool = NULL;
+	double *s1 = ref_alloc(m), *t1 = ref_alloc(m), *s2 = ref_alloc(m), *t2 = ref_alloc(m);
+	struct ref_rng r;
+	ref_rng_seed(&r, 4);
+	size_t i = 0, eig_blocks = 0;
+	while (i < m) {
+		size_t b = ref_rng_range(&r, 1, 200);
+		if (b > m - i)
+			b = m - i;
+		struct isvd_tail ta, tb;
+		REF_ASSERT_OK(isvd_model_update_monitored(th, x + i * N, b, N, s1 + i, t1 + i, &ta));
+		REF_ASSERT_OK(isvd_model_update_monitored(se, x + i * N, b, N, s2 + i, t2 + i, &tb));
+		assert_memory_equal(s1 + i, s2 + i, b * sizeof *s1);
+		assert_memory_equal(t1 + i, t2 + i, b * sizeof *t1);
+		assert_int_equal(ta.k, tb.k);
+		assert_memory_equal(ta.theta, tb.theta, sizeof ta.theta);
+		assert_true(ta.weight == tb.weight && ta.energy == tb.energy);
+		assert_int_equal(th->srefine_backoff, se->srefine_backoff);
+		eig_blocks += th->srefine_backoff > 0;
+		i += b;
+	}
+	assert_true(eig_blocks > 0);   /* the data without a gap took the eigenpairs */
+	ref_assert_same_image(th, se);
+	free(s1); free(t1); free(s2); free(t2); free(x); free(a); free(f);
+	isvd_model_destroy(th);
+	isvd_model_destroy(se);
+}
+
+/* Without a gap past k, refinement gives up and waits (1, 2, 4 … blocks),
+ * the scores come from the eigenpairs of RᵀR, and they are the model's:
+ * a twin's query scores (the SVD of R) agree. */
+static void test_refine_backoff(void **state)
+{
+	(void)state;
+	const size_t m = 6000, b = 100;
+	double *x = flat_rows(58, m);
+	struct isvd_model *md = model1(K, 3), *twin = model1(K, 3);
+	double spe[100], t2[100], ws[100], wt[100];
+	unsigned most = 0;
+	for (size_t i = 0; i < m; i += b) {
+		struct isvd_tail t;
+		REF_ASSERT_OK(isvd_model_update_monitored(md, x + i * N, b, N, spe, t2, &t));
+		if (md->srefine_backoff > most)
+			most = md->srefine_backoff;
+		if (i > 0) {
+			double theta[3];
+			size_t k;
+			REF_ASSERT_OK(isvd_model_scores(twin, x + i * N, b, N, ws, wt));
+			for (size_t j = 0; j < b; j++) {
+				REF_ASSERT_CLOSE(spe[j], ws[j], 1e-8 * (1 + ws[j]));
+				REF_ASSERT_CLOSE(t2[j], wt[j], 1e-8 * (1 + wt[j]));
+			}
+			REF_ASSERT_OK(isvd_model_tail(twin, &k, theta, NULL, NULL));
+			assert_int_equal(t.k, k);
+			for (int p = 0; p < 3; p++)
+				REF_ASSERT_CLOSE(t.theta[p], theta[p], 1e-9 * theta[p]);
+		}
+		REF_ASSERT_OK(isvd_model_update(twin, x + i * N, b, N));
+	}
+	assert_true(most >= 4);   /* it failed several times in a row and waited longer */
+	free(x);
+	isvd_model_destroy(md);
+	isvd_model_destroy(twin);
+}
+
 /* Truncated mode: the kept values past k, and the energy not kept spread
  * evenly over the n − r directions left. */
 static void test_tail_truncated(void **state)
@@ -365,6 +492,8 @@ int main(void)
 		cmocka_unit_test(test_modes_agree),
 		cmocka_unit_test(test_tail_exact),
 		cmocka_unit_test(test_tail_truncated),
+		cmocka_unit_test(test_scoring_thread),
+		cmocka_unit_test(test_refine_backoff),
 		cmocka_unit_test(test_subspace_angle),
 		cmocka_unit_test(test_stability_exact),
 		cmocka_unit_test(test_stability_truncated),
