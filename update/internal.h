@@ -193,14 +193,15 @@ struct isvd_model {
 	 * eigenpairs are taken directly meanwhile; the wait doubles with each
 	 * failure in a row (srefine_backoff, up to REFINE_BACKOFF_MAX) */
 	unsigned srefine_wait, srefine_backoff;
-	/* exact mode, a model of one thread: the scoring thread — a pool of
-	 * two parts, the fold on the caller and the scores on the worker
-	 * (monitor.c, score_fold) — and the copies of R (n × n) and of the
-	 * mean (n) that the scores read while the fold moves the model's.
-	 * spool NULL: blocks are scored serially (more threads, or no thread
-	 * could be had). */
+	/* a model of one thread: the scoring thread — a pool of two parts,
+	 * the fold on the caller and the scores on the worker (monitor.c,
+	 * upd_score_fold) — and the copies the scores read while the fold
+	 * moves the model's: exact mode's R (sRt, n × n), truncated mode's V
+	 * (sV, n × m) and sigma (ssigma, m), the mean (smean, n, when
+	 * centring).  spool NULL: blocks are scored serially (more threads,
+	 * or no thread could be had). */
 	struct upd_pool *spool;
-	double *sRt, *smean;
+	double *sRt, *sV, *ssigma, *smean;
 	/* the basis the next block is scored against (V n × sr, sigma), once
 	 * computed for the model as it stands (sbasis_ok, cleared by every
 	 * fold): isvd_model_tail() and upd_score_block() share it; exact mode

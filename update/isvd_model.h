@@ -260,8 +260,8 @@ int isvd_model_scores(const struct isvd_model *m, const double *rows, size_t nro
  * a monitor flags a row by before the row changes the model.  Rows before
  * the model's first get NaN.  The scoring workspace (n·max_block +
  * k·max_block doubles) is allocated on the first call, or beforehand by
- * isvd_model_set_scoring(m, 1) (which also starts exact mode's scoring
- * thread, below); then this allocates nothing.  Exact mode finds the top
+ * isvd_model_set_scoring(m, 1) (which also starts the scoring thread,
+ * below); then this allocates nothing.  Exact mode finds the top
  * k of R once per block (refining the block before's basis, no SVD of R;
  * see monitor.c). */
 int isvd_model_update_scored(struct isvd_model *m, const double *rows, size_t nrows, size_t ld,
@@ -281,11 +281,12 @@ struct isvd_tail {
  * figures its control limits come from — found with that block's scores
  * (the same basis; in exact mode on the scoring thread, see below).
  *
- * In exact mode on a model of one thread, each block's scores (its basis
- * and, for the first, the tail) are computed on a second thread while the
- * caller's folds the block: the scorer reads a copy of R and the mean
- * taken before the fold, so the scores are those of the serial order bit
- * for bit, and the fold does not wait for them unless they take longer.
+ * On a model of one thread, each block's scores (its basis and, for the
+ * first, the tail) are computed on a second thread while the caller's
+ * folds the block: the scorer reads copies of R (exact mode) or V and σ
+ * (truncated) and of the mean, taken before the fold, so the scores are
+ * those of the serial order bit for bit, and the fold does not wait for
+ * them unless they take longer.
  * A block whose basis could not be found (an eigensolver failure) gets NaN
  * scores instead of failing an update whose fold has happened. */
 int isvd_model_update_monitored(struct isvd_model *m, const double *rows, size_t nrows,

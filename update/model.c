@@ -429,7 +429,7 @@ int isvd_model_snapshot(const struct isvd_model *m, struct isvd_model **out)
 	s->sbV = s->sbsigma = NULL;
 	s->stail = NULL;
 	s->spool = NULL;
-	s->sRt = s->smean = NULL;
+	s->sRt = s->sV = s->ssigma = s->smean = NULL;
 	s->iwork = NULL;
 	s->stale = lazy;
 	s->frozen = 1;

@@ -48,18 +48,19 @@
  *   in exact mode the moments of the whole spectrum past k come from R
  *   deflated by that basis (tail_exact(), ~3n³ flops), where taking them
  *   from an SVD of R per block cost more than the scores themselves.
- *   Exact mode on one thread scores on a thread of its own while the
- *   caller folds (upd_score_fold(), whose comment has the argument): the
- *   basis, the scores and the tail cost the fold's thread the copy of R.
+ *   A model of one thread scores on a thread of its own while the caller
+ *   folds (upd_score_fold(), whose comment has the argument): the basis,
+ *   the scores and the tail cost the fold's thread a copy of R (exact) or
+ *   of V (truncated).
  *
  * INVARIANTS
  *   sq_ok ⇒ sq holds sm orthonormal columns (n × sm); score_x, score_c
  *   exist (n·B, kmax·B) whenever isvd_model_set_scoring() succeeded, and
  *   in exact mode sq…swork and stail too; sbasis_ok ⇒ sbV/sbsigma/sbr are
  *   the top of the model as it stands (cleared by every fold, model.c);
- *   spool ⇒ exact mode, a pool of one part (m->pool), sRt (n²) and, when
- *   centring, smean (n) allocated; srefine_wait ≤ srefine_backoff ≤
- *   REFINE_BACKOFF_MAX.
+ *   spool ⇒ a pool of one part (m->pool), sRt (n², exact) or sV and ssigma
+ *   (n·m and m, truncated) and, when centring, smean (n) allocated;
+ *   srefine_wait ≤ srefine_backoff ≤ REFINE_BACKOFF_MAX.
  */
 #include <assert.h>
 #include <float.h>
@@ -152,8 +153,10 @@ void upd_score_fini(struct isvd_model *m)
 	upd_pool_destroy(m->spool);
 	m->spool = NULL;
 	free(m->sRt);
+	free(m->sV);
+	free(m->ssigma);
 	free(m->smean);
-	m->sRt = m->smean = NULL;
+	m->sRt = m->sV = m->ssigma = m->smean = NULL;
 }
 
 /* Columns of R_⊥·G formed at a time by tail_exact(). */
@@ -305,16 +308,25 @@ int isvd_model_set_scoring(struct isvd_model *m, int on)
 		upd_score_fini(m);
 		return ISVD_ERR_NOMEM;
 	}
-	/* the scoring thread: exact mode on one thread only (with more, the
+	/* the scoring thread: a model of one thread only (with more, the
 	 * fold's parts have the cores); without it, blocks are scored serially */
-	if (m->mode == ISVD_MODE_EXACT && upd_pool_size(m->pool) == 1) {
-		m->sRt = malloc(m->n * m->n * sizeof *m->sRt);
-		m->smean = m->center ? malloc(m->n * sizeof *m->smean) : NULL;
-		if (!m->sRt || (m->center && !m->smean) ||
+	if (upd_pool_size(m->pool) == 1) {
+		const int exact = m->mode == ISVD_MODE_EXACT;
+		if (exact)
+			m->sRt = malloc(m->n * m->n * sizeof *m->sRt);
+		else {
+			m->sV = malloc(m->n * (m->m ? m->m : 1) * sizeof *m->sV);
+			m->ssigma = malloc((m->m ? m->m : 1) * sizeof *m->ssigma);
+		}
+		if (m->center)
+			m->smean = malloc(m->n * sizeof *m->smean);
+		if ((exact ? !m->sRt : !m->sV || !m->ssigma) || (m->center && !m->smean) ||
 		    upd_pool_create(2, SCORE_SPIN_NS, &m->spool) != 0) {
 			free(m->sRt);
+			free(m->sV);
+			free(m->ssigma);
 			free(m->smean);
-			m->sRt = m->smean = NULL;
+			m->sRt = m->sV = m->ssigma = m->smean = NULL;
 			m->spool = NULL;
 		}
 	}
@@ -603,7 +615,8 @@ static void fold_part(void *arg, size_t part)
 	struct fold_job *j = arg;
 
 	if (part == 0)
-		j->fold_err = upd_exact_fold(j->m, j->x, j->b, j->xld);
+		j->fold_err = j->m->mode == ISVD_MODE_EXACT ? upd_exact_fold(j->m, j->x, j->b, j->xld)
+		                                            : upd_truncated_fold(j->m, j->x, j->b, j->xld);
 	else
 		j->score_err = score_on(j->view, 0, j->x, j->xld, j->orig, j->old, j->b, j->spe,
 		                        j->t2, j->tail);
@@ -613,16 +626,21 @@ static void fold_part(void *arg, size_t part)
  * DESIGN of the scoring thread.  The scores of a block depend on the model
  * before it, and so does its fold: the two can run at once if the scorer
  * reads a model that the fold does not move.  Exact mode's fold moves R,
- * the mean and the scalars (weight, energy, rows_seen, stale) and nothing
- * else a scorer reads — V and sigma are only rewritten by a refresh, which
- * the scoring thread never runs (may_refresh 0) — so the view is a copy
- * of the model's struct with R and the mean pointing at copies (n² + n
- * doubles, taken here), and the scorer's own carried state (the refined
- * basis, the backoff, the eigen workspace's fields) is copied back after
- * the join.  Each thread writes only its own buffers: the fold Y, Bt, Tq,
- * work, R and the mean; the scorer score_x/c, sq…stail, score_eig's.
- * Both run the BLAS single-threaded (isvd_model_create), the fold's pool
- * has one part (it runs inline on either thread).
+ * the mean and the scalars (weight, energy, rows_seen, r, stale) and
+ * nothing else a scorer reads — V and sigma are only rewritten by a
+ * refresh, which the scoring thread never runs (may_refresh 0);
+ * truncated mode's moves V (rotated, swapped with Vnew, re-orthogonalised)
+ * and sigma instead of R.  So the view is a copy of the model's struct
+ * with R (exact: n² doubles) or V's r columns and sigma (truncated: n·r +
+ * r), and the mean, pointing at copies taken here; a basis cached on the
+ * model (sbasis_ok) is kept only in exact mode, where it lives in the
+ * scorer's buffers.  The scorer's own carried state (the refined basis,
+ * the backoff, the eigen workspace's fields) is copied back after the
+ * join.  Each thread writes only its own buffers: the fold the model's
+ * state and its workspaces (Y, Bt, Tq, P, K, work …), the scorer
+ * score_x/c, sq…stail, score_eig's.  Both run the BLAS single-threaded
+ * (isvd_model_create), and the fold's pool has one part (it runs inline
+ * on either thread).
  */
 int upd_score_fold(struct isvd_model *m, const double *x, size_t xld, const double *orig,
                    size_t old, size_t b, double *spe, double *t2, struct isvd_tail *tail)
@@ -635,12 +653,21 @@ int upd_score_fold(struct isvd_model *m, const double *x, size_t xld, const doub
 		return m->mode == ISVD_MODE_EXACT ? upd_exact_fold(m, x, b, xld)
 		                                  : upd_truncated_fold(m, x, b, xld);
 	}
-	assert(m->mode == ISVD_MODE_EXACT && upd_pool_size(m->pool) == 1 && m->sRt &&
+	const int exact = m->mode == ISVD_MODE_EXACT;
+	assert(upd_pool_size(m->pool) == 1 && (exact ? m->sRt != NULL : m->sV && m->ssigma) &&
 	       (!m->center || m->smean));
 	assert(m->srefine_wait <= m->srefine_backoff && m->srefine_backoff <= REFINE_BACKOFF_MAX);
 	struct isvd_model view = *m;
-	memcpy(m->sRt, m->Rt, m->n * m->n * sizeof *m->sRt);
-	view.Rt = m->sRt;
+	if (exact) {
+		memcpy(m->sRt, m->Rt, m->n * m->n * sizeof *m->sRt);
+		view.Rt = m->sRt;
+	} else {   /* the kept r columns and values (the fold rotates V, swaps it) */
+		memcpy(m->sV, m->V, m->n * m->r * sizeof *m->sV);
+		memcpy(m->ssigma, m->sigma, m->r * sizeof *m->ssigma);
+		view.V = m->sV;
+		view.sigma = m->ssigma;
+		view.sbasis_ok = 0;   /* it would point into the V the fold rotates */
+	}
 	if (m->center) {
 		memcpy(m->smean, m->mean, m->n * sizeof *m->smean);
 		view.mean = m->smean;
