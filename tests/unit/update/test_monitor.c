@@ -128,12 +128,18 @@ static void test_query_scores_exact(void **state)
 }
 
 /* Ingest scores are the query scores of the model before each block: a
- * twin model fed the same blocks without scoring answers the same. */
-static void ingest_scores(int mode)
+ * twin model fed the same blocks without scoring answers the same.  With
+ * noise 0 the rows are of rank K − 1 (K with the offset, uncentred): they
+ * lie in the top k's span, so SPE = ‖x − μ‖² − ‖c‖² cancels and the
+ * residual is taken instead. */
+static void ingest_scores(int mode, int center, double noise)
 {
 	const size_t m = 1500;
-	double *x = ref_make_rows(52, m, N, K + 2, 0.7, 0.05, 1.5);
-	struct isvd_model *md = model(mode, K, 3), *twin = model(mode, K, 3);
+	double *x = ref_make_rows(52, m, N, noise > 0 ? K + 2 : K - 1, 0.7, noise, 1.5);
+	struct isvd_options o = ref_options(N, K, 3);
+	o.mode = mode;
+	o.center = center;
+	struct isvd_model *md = ref_create(&o), *twin = ref_create(&o);
 	double *spe = ref_alloc(m), *t2 = ref_alloc(m), ws[200], wt[200];
 	struct ref_rng r;
 	ref_rng_seed(&r, 3);
@@ -167,13 +173,23 @@ static void ingest_scores(int mode)
 static void test_ingest_scores_truncated(void **state)
 {
 	(void)state;
-	ingest_scores(ISVD_MODE_TRUNCATED);
+	ingest_scores(ISVD_MODE_TRUNCATED, 1, 0.05);
 }
 
 static void test_ingest_scores_exact(void **state)
 {
 	(void)state;
-	ingest_scores(ISVD_MODE_EXACT);
+	ingest_scores(ISVD_MODE_EXACT, 1, 0.05);
+}
+
+/* Without centring the scores read the rows in place (no copy). */
+static void test_ingest_scores_uncentred(void **state)
+{
+	(void)state;
+	ingest_scores(ISVD_MODE_EXACT, 0, 0.05);
+	ingest_scores(ISVD_MODE_TRUNCATED, 0, 0.05);
+	ingest_scores(ISVD_MODE_EXACT, 0, 0.0);
+	ingest_scores(ISVD_MODE_TRUNCATED, 1, 0.0);
 }
 
 /* Data of rank 3 with k = 3 and extra = 2: truncation loses nothing, so
@@ -501,6 +517,7 @@ int main(void)
 		cmocka_unit_test(test_query_scores_exact),
 		cmocka_unit_test(test_ingest_scores_truncated),
 		cmocka_unit_test(test_ingest_scores_exact),
+		cmocka_unit_test(test_ingest_scores_uncentred),
 		cmocka_unit_test(test_modes_agree),
 		cmocka_unit_test(test_tail_exact),
 		cmocka_unit_test(test_tail_truncated),
