@@ -21,7 +21,7 @@
  *             against the model before its block): rows/s with it off and
  *             on, in rounds that alternate off and on (the best of each
  *             kept, since the host drifts), for the engine in process
- *             (isvd_model_update vs isvd_model_update_scored) and through
+ *             (isvd_model_update vs isvd_model_update_monitored) and through
  *             the daemon (one pusher, pushes of 256 rows, fsync interval)
  *   producer  one row per call through libisvd's producer (isvd/producer.h,
  *             its defaults: linger 5 ms, 1024 rows a batch) against pushes of
@@ -109,7 +109,7 @@
 
 enum { SEC_INGEST = 1, SEC_QUERY = 2, SEC_MEMORY = 4, SEC_RECOVERY = 8, SEC_MONITOR = 16,
        SEC_PRODUCER = 32, SEC_ALL = 63, SEC_LAST = SEC_PRODUCER };
-#define E2E_MONITOR_ROUNDS 3     /* off/on pairs in the monitor section */
+#define E2E_MONITOR_ROUNDS 5     /* off/on pairs in the monitor section */
 
 /* ------------------------------------------------------------------------ */
 /* Options                                                                  */
@@ -818,7 +818,8 @@ static int pool_make(struct pool *p, size_t n, size_t k, uint64_t seed)
 
 /* The engine's rows/s on the pool in blocks of E2E_MAX_ROWS for about
  * `seconds`, with the daemon's model options; with `scored`, through
- * isvd_model_update_scored() as monitor.enabled makes the daemon do.
+ * isvd_model_update_monitored() (the scores and the tail figures of the
+ * control limits) as monitor.enabled makes the daemon do.
  * *mode receives the mode auto resolved to.  -1 on failure. */
 static double engine_rate_scored(const struct pool *p, double seconds, int scored,
                                  const char **mode, size_t *threads)
@@ -829,6 +830,7 @@ static double engine_rate_scored(const struct pool *p, double seconds, int score
 	size_t off = 0;
 	double t0, dt;
 	double spe[E2E_MAX_ROWS], t2[E2E_MAX_ROWS];
+	struct isvd_tail tail;
 	int err;
 
 	isvd_options_default(&o);
@@ -849,8 +851,8 @@ static double engine_rate_scored(const struct pool *p, double seconds, int score
 	*threads = r.threads;
 	t0 = now_s();
 	do {
-		err = scored ? isvd_model_update_scored(m, p->x + off * p->n, E2E_MAX_ROWS, p->n, spe,
-		                                        t2)
+		err = scored ? isvd_model_update_monitored(m, p->x + off * p->n, E2E_MAX_ROWS, p->n,
+		                                           spe, t2, &tail)
 		             : isvd_model_update(m, p->x + off * p->n, E2E_MAX_ROWS, p->n);
 		if (err != ISVD_OK) {
 			fprintf(stderr, PROG ": engine update: %s\n", isvd_strerror(err));
@@ -1785,8 +1787,9 @@ int main(int argc, char **argv)
 			case SEC_MONITOR:
 				printf("== monitor: rows/s with monitor.enabled off and on, best of %d\n"
 				       "   alternating rounds each; the engine in process (blocks of %d, one\n"
-				       "   thread) and the daemon (one pusher, pushes of 256, fsync interval);\n"
-				       "   daemon CPU in %% of one core\n", E2E_MONITOR_ROUNDS, E2E_MAX_ROWS);
+				       "   thread, as isvdd's model.threads: the scores on the scoring thread)\n"
+				       "   and the daemon (one pusher, pushes of 256, fsync interval); daemon\n"
+				       "   CPU in %% of one core\n", E2E_MONITOR_ROUNDS, E2E_MAX_ROWS);
 				printf("%6s %4s %-9s %11s %11s %7s %11s %11s %7s %6s %6s\n", "n", "k", "mode",
 				       "engine off", "engine on", "on/off", "daemon off", "daemon on", "on/off",
 				       "CPU", "CPU on");
