@@ -1250,49 +1250,80 @@ static double monitor_daemon_rate(const struct e2e_opts *o, const struct pool *p
 	return r.failed ? -1 : r.rows_per_s;
 }
 
+/* The median of the first `len` values of v (sorted in place). */
+static double median_of(double *v, int len)
+{
+	if (len <= 0)
+		return 0;
+	for (int i = 1; i < len; i++)   /* insertion sort: a handful of values */
+		for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+			const double t = v[j];
+			v[j] = v[j - 1];
+			v[j - 1] = t;
+		}
+	return len % 2 ? v[len / 2] : (v[len / 2 - 1] + v[len / 2]) / 2;
+}
+
 static int section_monitor(const struct e2e_opts *o, const struct pool *pool)
 {
 	const size_t n = pool->n, k = pool->k;
 	double e[2] = { 0, 0 }, d[2] = { 0, 0 }, cpu[2] = { 0, 0 };
+	double er[E2E_MONITOR_ROUNDS], dr[E2E_MONITOR_ROUNDS];
+	int ne = 0, nd = 0;
 	const char *emode = "?";
 	size_t ethreads = 0;
 	char mode[16] = "?";
 	int failed = 0;
 
-	/* off, on, off, on, ...: the best of each, so a drift of the host's
+	/* off, on, off, on, ...: the best of each, and the median of each
+	 * round's on/off (neighbours in time), so that a drift of the host's
 	 * speed during the run touches both alike */
-	for (int round = 0; round < E2E_MONITOR_ROUNDS && !g_stop; round++)
+	for (int round = 0; round < E2E_MONITOR_ROUNDS && !g_stop; round++) {
+		double pair[2] = { -1, -1 };
 		for (int on = 0; on < 2 && !g_stop; on++) {
 			double v = engine_rate_scored(pool, o->seconds, on, &emode, &ethreads);
 			failed |= v < 0;
+			pair[on] = v;
 			if (v > e[on])
 				e[on] = v;
 		}
-	for (int round = 0; round < E2E_MONITOR_ROUNDS && !g_stop; round++)
+		if (pair[0] > 0 && pair[1] > 0)
+			er[ne++] = pair[1] / pair[0];
+	}
+	for (int round = 0; round < E2E_MONITOR_ROUNDS && !g_stop; round++) {
+		double pair[2] = { -1, -1 };
 		for (int on = 0; on < 2 && !g_stop; on++) {
 			double c = -1, v = monitor_daemon_rate(o, pool, on, mode, sizeof mode, &c);
 			failed |= v < 0;
+			pair[on] = v;
 			if (v > d[on]) {
 				d[on] = v;
 				cpu[on] = c;
 			}
 		}
+		if (pair[0] > 0 && pair[1] > 0)
+			dr[nd++] = pair[1] / pair[0];
+	}
+	const double emed = 100 * median_of(er, ne), dmed = 100 * median_of(dr, nd);
 	if (o->json) {
 		printf("{\"section\":\"monitor\",\"n\":%zu,\"k\":%zu,\"mode\":\"%s\",\"rounds\":%d",
 		       n, k, emode, E2E_MONITOR_ROUNDS);
 		json_num("engine_off_rows_per_s", e[0]);
 		json_num("engine_on_rows_per_s", e[1]);
 		json_num("engine_on_pct_of_off", pct(e[1], e[0]));
+		json_num("engine_median_round_pct", emed);
 		json_num("daemon_off_rows_per_s", d[0]);
 		json_num("daemon_on_rows_per_s", d[1]);
 		json_num("daemon_on_pct_of_off", pct(d[1], d[0]));
+		json_num("daemon_median_round_pct", dmed);
 		json_num("daemon_off_cpu_pct", cpu[0]);
 		json_num("daemon_on_cpu_pct", cpu[1]);
 		printf(",\"failed\":%s}\n", failed ? "true" : "false");
 	} else {
-		printf("%6zu %4zu %-9s %11.0f %11.0f %6.1f%% %11.0f %11.0f %6.1f%% %5.0f%% %5.0f%%%s\n",
-		       n, k, mode[0] != '?' ? mode : emode, e[0], e[1], pct(e[1], e[0]), d[0], d[1],
-		       pct(d[1], d[0]), cpu[0], cpu[1], failed ? "  (errors)" : "");
+		printf("%6zu %4zu %-9s %11.0f %11.0f %6.1f%% %6.1f%% %11.0f %11.0f %6.1f%% %6.1f%% %5.0f%% "
+		       "%5.0f%%%s\n",
+		       n, k, mode[0] != '?' ? mode : emode, e[0], e[1], pct(e[1], e[0]), emed, d[0], d[1],
+		       pct(d[1], d[0]), dmed, cpu[0], cpu[1], failed ? "  (errors)" : "");
 	}
 	fflush(stdout);
 	return failed;
@@ -1788,11 +1819,12 @@ int main(int argc, char **argv)
 				printf("== monitor: rows/s with monitor.enabled off and on, best of %d\n"
 				       "   alternating rounds each; the engine in process (blocks of %d, one\n"
 				       "   thread, as isvdd's model.threads: the scores on the scoring thread)\n"
-				       "   and the daemon (one pusher, pushes of 256, fsync interval); daemon\n"
+				       "   and the daemon (one pusher, pushes of 256, fsync interval); on/off\n"
+				       "   of the bests, and med: the median of each round's on/off; daemon\n"
 				       "   CPU in %% of one core\n", E2E_MONITOR_ROUNDS, E2E_MAX_ROWS);
-				printf("%6s %4s %-9s %11s %11s %7s %11s %11s %7s %6s %6s\n", "n", "k", "mode",
-				       "engine off", "engine on", "on/off", "daemon off", "daemon on", "on/off",
-				       "CPU", "CPU on");
+				printf("%6s %4s %-9s %11s %11s %7s %7s %11s %11s %7s %7s %6s %6s\n", "n", "k",
+				       "mode", "engine off", "engine on", "on/off", "med", "daemon off",
+				       "daemon on", "on/off", "med", "CPU", "CPU on");
 				break;
 			case SEC_PRODUCER:
 				printf("== producer: one pusher, fsync always; pushes of 256 rows (pipelined)\n"
