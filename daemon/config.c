@@ -126,7 +126,8 @@ static const struct cfg_option cfg_options[] = {
 
 	{ "monitor.enabled", CFG_BOOL, OFF(monitor.enabled), "false", 0, 0, 0, NULL,
 	  "score every pushed row against the model before it (SPE, Hotelling's T²), flag rows over "
-	  "the control limits on the `anomaly` topic, and follow drift and component stability" },
+	  "the control limits on the `anomaly` topic, and follow drift and component stability; "
+	  "with model.threads 1 a block's scores run on a second thread while it is folded" },
 	{ "monitor.confidence", CFG_REAL, OFF(monitor.confidence), "0.99", 0.5, 0.999999, 0, NULL,
 	  "confidence of the control limits: a row the model describes exceeds each with "
 	  "probability 1 - confidence" },
