@@ -304,6 +304,11 @@ int upd_imp_fill(const struct isvd_model *m, struct upd_imp *w, const double *x,
 int upd_score_fold(struct isvd_model *m, const double *x, size_t xld, const double *orig,
                    size_t old, size_t b, double *spe, double *t2, struct isvd_tail *tail);
 void upd_score_fini(struct isvd_model *m);
+/* (Re)starts the scoring thread to match the model's threads: started on
+ * a model with scoring on and a pool of one part, stopped otherwise
+ * (isvd_model_set_scoring and isvd_model_set_threads call it).  Without
+ * memory or a thread it leaves blocks to be scored serially. */
+void upd_score_thread(struct isvd_model *m);
 
 /* Number of singular values to keep: at most m, and only σ > rcond·σ_1. */
 size_t upd_keep_count(const struct isvd_model *m, const double *s, size_t len);

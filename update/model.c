@@ -339,10 +339,10 @@ void isvd_model_destroy(struct isvd_model *m)
 	free(m->eig_d);
 	free(m->eig_e);
 	free(m->part_buf);
+	upd_score_fini(m);   /* its thread first: it may be scoring with the pool's part */
 	upd_pool_destroy(m->pool);
 	free(m->Xb);
 	upd_imp_fini(&m->imp);
-	upd_score_fini(m);
 	free(m);
 }
 
@@ -372,6 +372,7 @@ int isvd_model_set_threads(struct isvd_model *m, size_t threads)
 	m->part_buf = buf;
 	m->part_len = len;
 	m->threads = want;
+	upd_score_thread(m);   /* scores aside on one thread, split over more */
 	return ISVD_OK;
 }
 

@@ -150,13 +150,7 @@ void upd_score_fini(struct isvd_model *m)
 	m->sq_ok = 0;
 	m->sbasis_ok = 0;
 	m->srefine_wait = m->srefine_backoff = 0;
-	upd_pool_destroy(m->spool);
-	m->spool = NULL;
-	free(m->sRt);
-	free(m->sV);
-	free(m->ssigma);
-	free(m->smean);
-	m->sRt = m->sV = m->ssigma = m->smean = NULL;
+	upd_score_thread(m);   /* score_x is NULL now: it stops the thread */
 }
 
 /* Columns of R_⊥·G formed at a time by tail_exact(). */
@@ -308,9 +302,22 @@ int isvd_model_set_scoring(struct isvd_model *m, int on)
 		upd_score_fini(m);
 		return ISVD_ERR_NOMEM;
 	}
+	upd_score_thread(m);
+	return ISVD_OK;
+}
+
+void upd_score_thread(struct isvd_model *m)
+{
+	upd_pool_destroy(m->spool);
+	free(m->sRt);
+	free(m->sV);
+	free(m->ssigma);
+	free(m->smean);
+	m->sRt = m->sV = m->ssigma = m->smean = NULL;
+	m->spool = NULL;
 	/* the scoring thread: a model of one thread only (with more, the
 	 * fold's parts have the cores); without it, blocks are scored serially */
-	if (upd_pool_size(m->pool) == 1) {
+	if (m->score_x && upd_pool_size(m->pool) == 1) {
 		const int exact = m->mode == ISVD_MODE_EXACT;
 		if (exact)
 			m->sRt = malloc(m->n * m->n * sizeof *m->sRt);
@@ -330,7 +337,6 @@ int isvd_model_set_scoring(struct isvd_model *m, int on)
 			m->spool = NULL;
 		}
 	}
-	return ISVD_OK;
 }
 
 /* One block's scoring, split by rows over the engine's pool (each part
@@ -583,7 +589,7 @@ static int tail_of(const struct isvd_model *m, const double *V, const double *si
  * rows with NaN-free values) against m as it stands, and its tail when
  * tail is not NULL; gaps (NaN in orig, may be x itself) are left out of
  * SPE.  Uses m->score_x/score_c.  m is the model, or on the scoring
- * thread the view of it before the fold (score_fold()).
+ * thread the view of it before the fold (upd_score_fold()).
  */
 static int score_on(struct isvd_model *m, int may_refresh, const double *x, size_t xld,
                     const double *orig, size_t old, size_t b, double *spe, double *t2,
@@ -610,7 +616,7 @@ static int score_on(struct isvd_model *m, int may_refresh, const double *x, size
 
 /* One block on the scoring pool: part 0 (the caller) folds it into the
  * model, part 1 scores it against the view of the model before (see
- * score_fold()). */
+ * upd_score_fold()). */
 struct fold_job {
 	struct isvd_model *m, *view;
 	const double *x, *orig;
@@ -664,6 +670,7 @@ int upd_score_fold(struct isvd_model *m, const double *x, size_t xld, const doub
 		                                  : upd_truncated_fold(m, x, b, xld);
 	}
 	const int exact = m->mode == ISVD_MODE_EXACT;
+	/* upd_score_thread() keeps spool only beside a pool of one part */
 	assert(upd_pool_size(m->pool) == 1 && (exact ? m->sRt != NULL : m->sV && m->ssigma) &&
 	       (!m->center || m->smean));
 	assert(m->srefine_wait <= m->srefine_backoff && m->srefine_backoff <= REFINE_BACKOFF_MAX);

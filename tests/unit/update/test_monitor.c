@@ -359,6 +359,41 @@ static void test_scoring_thread_truncated(void **state)
 	scoring_thread(ISVD_MODE_TRUNCATED);
 }
 
+/* The scoring thread follows the model's threads: stopped when the fold
+ * takes two parts (the scores are then split over them), started again on
+ * one; the scores stay those of a twin's queries throughout. */
+static void test_scoring_thread_follows_threads(void **state)
+{
+	(void)state;
+	const size_t m = 3000, b = 500;
+	double *x = ref_make_rows(59, m, N, K + 2, 0.7, 0.05, 1.5);
+	struct isvd_model *md = model1(ISVD_MODE_EXACT, K, 3), *twin = model1(ISVD_MODE_EXACT, K, 3);
+	double spe[500], t2[500], ws[500], wt[500];
+	REF_ASSERT_OK(isvd_model_set_scoring(md, 1));
+	for (size_t i = 0; i < m; i += b) {
+		const size_t threads = (i / b) % 2 ? 2 : 1;
+		REF_ASSERT_OK(isvd_model_set_threads(md, threads));
+		struct isvd_options o;
+		REF_ASSERT_OK(isvd_model_options(md, &o));
+		/* a pool of one part has the scoring thread beside it, two do not */
+		assert_true((o.threads == 1) == (md->spool != NULL));
+		if (threads == 2)
+			assert_int_equal(o.threads, 2);   /* blocks of 500 ≥ 8n rows a part */
+		REF_ASSERT_OK(isvd_model_update_scored(md, x + i * N, b, N, spe, t2));
+		if (i > 0) {
+			REF_ASSERT_OK(isvd_model_scores(twin, x + i * N, b, N, ws, wt));
+			for (size_t j = 0; j < b; j++) {
+				REF_ASSERT_CLOSE(spe[j], ws[j], 1e-9 * (1 + ws[j]));
+				REF_ASSERT_CLOSE(t2[j], wt[j], 1e-9 * (1 + wt[j]));
+			}
+		}
+		REF_ASSERT_OK(isvd_model_update(twin, x + i * N, b, N));
+	}
+	free(x);
+	isvd_model_destroy(md);
+	isvd_model_destroy(twin);
+}
+
 /* Without a gap past k, refinement gives up and waits (1, 2, 4 … blocks),
  * the scores come from the eigenpairs of RᵀR, and they are the model's:
  * a twin's query scores (the SVD of R) agree. */
@@ -523,6 +558,7 @@ int main(void)
 		cmocka_unit_test(test_tail_truncated),
 		cmocka_unit_test(test_scoring_thread_exact),
 		cmocka_unit_test(test_scoring_thread_truncated),
+		cmocka_unit_test(test_scoring_thread_follows_threads),
 		cmocka_unit_test(test_refine_backoff),
 		cmocka_unit_test(test_subspace_angle),
 		cmocka_unit_test(test_stability_exact),
