@@ -306,7 +306,8 @@ int isvd_model_set_scoring(struct isvd_model *m, int on)
 	return ISVD_OK;
 }
 
-void upd_score_thread(struct isvd_model *m)
+/* Stops the scoring thread and frees its copies. */
+static void score_thread_stop(struct isvd_model *m)
 {
 	upd_pool_destroy(m->spool);
 	free(m->sRt);
@@ -315,6 +316,11 @@ void upd_score_thread(struct isvd_model *m)
 	free(m->smean);
 	m->sRt = m->sV = m->ssigma = m->smean = NULL;
 	m->spool = NULL;
+}
+
+void upd_score_thread(struct isvd_model *m)
+{
+	score_thread_stop(m);
 	/* the scoring thread: a model of one thread only (with more, the
 	 * fold's parts have the cores); without it, blocks are scored serially */
 	if (m->score_x && upd_pool_size(m->pool) == 1) {
@@ -328,14 +334,8 @@ void upd_score_thread(struct isvd_model *m)
 		if (m->center)
 			m->smean = malloc(m->n * sizeof *m->smean);
 		if ((exact ? !m->sRt : !m->sV || !m->ssigma) || (m->center && !m->smean) ||
-		    upd_pool_create(2, SCORE_SPIN_NS, &m->spool) != 0) {
-			free(m->sRt);
-			free(m->sV);
-			free(m->ssigma);
-			free(m->smean);
-			m->sRt = m->sV = m->ssigma = m->smean = NULL;
-			m->spool = NULL;
-		}
+		    upd_pool_create(2, SCORE_SPIN_NS, &m->spool) != 0)
+			score_thread_stop(m);   /* spool is NULL on a failed create */
 	}
 }
 

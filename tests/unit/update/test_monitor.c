@@ -74,6 +74,21 @@ static struct isvd_model *model1(int mode, size_t k, size_t extra)
 	return ref_create(&o);
 }
 
+/* The b scores spe, t2 of rows x at ingest are the query scores of twin,
+ * a model without scoring fed the same blocks before them, to rel. */
+static void assert_twin_scores(struct isvd_model *twin, const double *x, size_t b,
+                               const double *spe, const double *t2, double rel)
+{
+	double *ws = ref_alloc(b), *wt = ref_alloc(b);
+	REF_ASSERT_OK(isvd_model_scores(twin, x, b, N, ws, wt));
+	for (size_t j = 0; j < b; j++) {
+		REF_ASSERT_CLOSE(spe[j], ws[j], rel * (1 + ws[j]));
+		REF_ASSERT_CLOSE(t2[j], wt[j], rel * (1 + wt[j]));
+	}
+	free(ws);
+	free(wt);
+}
+
 static void query_scores(int mode)
 {
 	double *x = ref_make_rows(51, 2000 + 16, N, K + 2, 0.7, 0.05, 1.5);
@@ -140,7 +155,7 @@ static void ingest_scores(int mode, int center, double noise)
 	o.mode = mode;
 	o.center = center;
 	struct isvd_model *md = ref_create(&o), *twin = ref_create(&o);
-	double *spe = ref_alloc(m), *t2 = ref_alloc(m), ws[200], wt[200];
+	double *spe = ref_alloc(m), *t2 = ref_alloc(m);
 	struct ref_rng r;
 	ref_rng_seed(&r, 3);
 	size_t i = 0, blocks = 0;
@@ -153,11 +168,7 @@ static void ingest_scores(int mode, int center, double noise)
 			for (size_t j = 0; j < b; j++)
 				assert_true(isnan(spe[j]) && isnan(t2[j]));
 		} else {
-			REF_ASSERT_OK(isvd_model_scores(twin, x + i * N, b, N, ws, wt));
-			for (size_t j = 0; j < b; j++) {
-				REF_ASSERT_CLOSE(spe[i + j], ws[j], 1e-9 * (1 + ws[j]));
-				REF_ASSERT_CLOSE(t2[i + j], wt[j], 1e-9 * (1 + wt[j]));
-			}
+			assert_twin_scores(twin, x + i * N, b, spe + i, t2 + i, 1e-9);
 		}
 		REF_ASSERT_OK(isvd_model_update(twin, x + i * N, b, N));
 		i += b;
@@ -240,7 +251,7 @@ static void test_tail_exact(void **state)
 	const size_t m = 3000, b = 250;
 	double *x = ref_make_rows(54, m, N, K + 2, 0.7, 0.05, 1.5);
 	struct isvd_model *md = model(ISVD_MODE_EXACT, K, 3), *twin = model(ISVD_MODE_EXACT, K, 3);
-	double *spe = ref_alloc(b), *t2 = ref_alloc(b), ws[250], wt[250];
+	double *spe = ref_alloc(b), *t2 = ref_alloc(b);
 	REF_ASSERT_OK(isvd_model_set_scoring(md, 1));
 	for (size_t i = 0; i < m; i += b) {
 		if (i > 0) {
@@ -263,11 +274,7 @@ static void test_tail_exact(void **state)
 		 * those of the model before the block */
 		REF_ASSERT_OK(isvd_model_update_scored(md, x + i * N, b, N, spe, t2));
 		if (i > 0) {
-			REF_ASSERT_OK(isvd_model_scores(twin, x + i * N, b, N, ws, wt));
-			for (size_t j = 0; j < b; j++) {
-				REF_ASSERT_CLOSE(spe[j], ws[j], 1e-9 * (1 + ws[j]));
-				REF_ASSERT_CLOSE(t2[j], wt[j], 1e-9 * (1 + wt[j]));
-			}
+			assert_twin_scores(twin, x + i * N, b, spe, t2, 1e-9);
 		}
 		REF_ASSERT_OK(isvd_model_update(twin, x + i * N, b, N));
 	}
@@ -368,7 +375,7 @@ static void test_scoring_thread_follows_threads(void **state)
 	const size_t m = 3000, b = 500;
 	double *x = ref_make_rows(59, m, N, K + 2, 0.7, 0.05, 1.5);
 	struct isvd_model *md = model1(ISVD_MODE_EXACT, K, 3), *twin = model1(ISVD_MODE_EXACT, K, 3);
-	double spe[500], t2[500], ws[500], wt[500];
+	double spe[500], t2[500];
 	REF_ASSERT_OK(isvd_model_set_scoring(md, 1));
 	for (size_t i = 0; i < m; i += b) {
 		const size_t threads = (i / b) % 2 ? 2 : 1;
@@ -381,11 +388,7 @@ static void test_scoring_thread_follows_threads(void **state)
 			assert_int_equal(o.threads, 2);   /* blocks of 500 ≥ 8n rows a part */
 		REF_ASSERT_OK(isvd_model_update_scored(md, x + i * N, b, N, spe, t2));
 		if (i > 0) {
-			REF_ASSERT_OK(isvd_model_scores(twin, x + i * N, b, N, ws, wt));
-			for (size_t j = 0; j < b; j++) {
-				REF_ASSERT_CLOSE(spe[j], ws[j], 1e-9 * (1 + ws[j]));
-				REF_ASSERT_CLOSE(t2[j], wt[j], 1e-9 * (1 + wt[j]));
-			}
+			assert_twin_scores(twin, x + i * N, b, spe, t2, 1e-9);
 		}
 		REF_ASSERT_OK(isvd_model_update(twin, x + i * N, b, N));
 	}
@@ -403,7 +406,7 @@ static void test_refine_backoff(void **state)
 	const size_t m = 6000, b = 100;
 	double *x = flat_rows(58, m);
 	struct isvd_model *md = model1(ISVD_MODE_EXACT, K, 3), *twin = model1(ISVD_MODE_EXACT, K, 3);
-	double spe[100], t2[100], ws[100], wt[100];
+	double spe[100], t2[100];
 	unsigned most = 0;
 	for (size_t i = 0; i < m; i += b) {
 		struct isvd_tail t;
@@ -413,11 +416,7 @@ static void test_refine_backoff(void **state)
 		if (i > 0) {
 			double theta[3];
 			size_t k;
-			REF_ASSERT_OK(isvd_model_scores(twin, x + i * N, b, N, ws, wt));
-			for (size_t j = 0; j < b; j++) {
-				REF_ASSERT_CLOSE(spe[j], ws[j], 1e-8 * (1 + ws[j]));
-				REF_ASSERT_CLOSE(t2[j], wt[j], 1e-8 * (1 + wt[j]));
-			}
+			assert_twin_scores(twin, x + i * N, b, spe, t2, 1e-8);
 			REF_ASSERT_OK(isvd_model_tail(twin, &k, theta, NULL, NULL));
 			assert_int_equal(t.k, k);
 			for (int p = 0; p < 3; p++)
