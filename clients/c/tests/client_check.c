@@ -19,6 +19,8 @@
  */
 #include "isvd/client.h"
 
+#include "check.h"
+
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -32,23 +34,6 @@ struct opts {
 	unsigned in_flight;
 	bool callback;
 };
-
-static int failures;
-
-#define CHECK(cond, ...)                                                        \
-	do {                                                                        \
-		if (!(cond)) {                                                          \
-			fprintf(stderr, "check failed at %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                                       \
-			fputc('\n', stderr);                                                \
-			failures++;                                                         \
-		}                                                                       \
-	} while (0)
-
-static double value(uint64_t g, size_t j)
-{
-	return sin(0.37 * (double)g * (double)(j + 1) + (double)j);
-}
 
 static void fill(double *rows, uint64_t first, size_t n, size_t dim)
 {
@@ -343,11 +328,6 @@ static int mode_push(struct isvd_client *c, const struct opts *op)
 
 /* --------------------------------------------------------------------- main */
 
-static size_t num(const char *s)
-{
-	return (size_t)strtoull(s, NULL, 10);
-}
-
 int main(int argc, char **argv)
 {
 	struct opts op = { .batches = 10, .rows = 10, .dim = 8 };
@@ -371,12 +351,9 @@ int main(int argc, char **argv)
 		if (!v)
 			return fprintf(stderr, "%s wants a value\n", a), 2;
 		i++;
-		if (!strcmp(a, "--ingest")) op.o.ingest = v;
-		else if (!strcmp(a, "--query")) op.o.query = v;
-		else if (!strcmp(a, "--publish")) op.o.publish = v;
-		else if (!strcmp(a, "--timeout-ms")) op.o.timeout_ms = (int)num(v);
-		else if (!strcmp(a, "--retries")) op.o.retries = (int)num(v);
-		else if (!strcmp(a, "--client")) op.o.client_id = v;
+		if (client_option(&op.o, a, v))
+			continue;
+		if (!strcmp(a, "--client")) op.o.client_id = v;
 		else if (!strcmp(a, "--first-batch")) op.o.first_batch = num(v);
 		else if (!strcmp(a, "--batches")) op.batches = num(v);
 		else if (!strcmp(a, "--rows")) op.rows = num(v);

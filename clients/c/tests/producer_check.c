@@ -24,6 +24,8 @@
  */
 #include "isvd/producer.h"
 
+#include "check.h"
+
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -38,23 +40,6 @@ struct opts {
 	size_t rows, dim, pause_at;
 	int linger_ms;
 };
-
-static int failures;
-
-#define CHECK(cond, ...)                                                        \
-	do {                                                                        \
-		if (!(cond)) {                                                          \
-			fprintf(stderr, "check failed at %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                                       \
-			fputc('\n', stderr);                                                \
-			failures++;                                                         \
-		}                                                                       \
-	} while (0)
-
-static double value(uint64_t g, size_t j)
-{
-	return sin(0.37 * (double)g * (double)(j + 1) + (double)j);
-}
 
 static void fill(double *row, uint64_t g, size_t dim)
 {
@@ -388,11 +373,6 @@ static int mode_threads(struct isvd_client *c, const struct opts *op)
 
 /* -------------------------------------------------------------------- main */
 
-static size_t num(const char *s)
-{
-	return (size_t)strtoull(s, NULL, 10);
-}
-
 int main(int argc, char **argv)
 {
 	struct opts op = { .rows = 100000, .dim = 8, .linger_ms = 5 };
@@ -413,12 +393,9 @@ int main(int argc, char **argv)
 		if (!v)
 			return fprintf(stderr, "%s wants a value\n", a), 2;
 		i++;
-		if (!strcmp(a, "--ingest")) op.o.ingest = v;
-		else if (!strcmp(a, "--query")) op.o.query = v;
-		else if (!strcmp(a, "--publish")) op.o.publish = v;
-		else if (!strcmp(a, "--timeout-ms")) op.o.timeout_ms = (int)num(v);
-		else if (!strcmp(a, "--retries")) op.o.retries = (int)num(v);
-		else if (!strcmp(a, "--rows")) op.rows = num(v);
+		if (client_option(&op.o, a, v))
+			continue;
+		if (!strcmp(a, "--rows")) op.rows = num(v);
 		else if (!strcmp(a, "--dim")) op.dim = num(v);
 		else if (!strcmp(a, "--linger-ms")) op.linger_ms = (int)num(v);
 		else if (!strcmp(a, "--pause-at")) op.pause_at = num(v);
